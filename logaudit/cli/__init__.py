@@ -1,0 +1,68 @@
+"""The `logaudit` command: a thin layer over the library.
+
+Each sub-command lives in its own module in this package, calls one library function, and
+lets `run_cli` turn typed library errors into a one-line message and an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from logaudit.errors import LogauditError
+
+store_option = click.option(
+    "--store",
+    "store_dir",
+    envvar="LOGAUDIT_STORE",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Store directory (default: $LOGAUDIT_STORE, else ./logaudit-store).",
+)
+
+
+def format_option(*choices: str, default: str = "text") -> Callable:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+        help="Output format.",
+    )
+
+
+def echo_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Turn LogauditError into `error: ...` on stderr and its exit code; Ctrl-C into 130."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except LogauditError as err:
+            click.secho(f"error: {err}", fg="red", err=True)
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="logaudit")
+def main() -> None:
+    """Audit Google Cloud Run deployments from their logs."""
+
+
+# Sub-commands register themselves on `main` when imported.
+from logaudit.cli import ingest_cmd  # noqa: E402,F401

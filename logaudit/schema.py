@@ -1,0 +1,96 @@
+"""The canonical entry table: one row per Cloud Logging LogEntry, one Arrow schema.
+
+Every file, pull and query in logaudit speaks this schema. Columns a given entry does not
+carry (a request log has no message, a stdout line has no httpRequest) are null, never invented.
+
+>>> from logaudit.schema import ENTRY_SCHEMA
+>>> ENTRY_SCHEMA.field("timestamp").type
+TimestampType(timestamp[ns, tz=UTC])
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("ns", tz="UTC")
+
+#: Cloud Logging's LogSeverity enum (google/logging/type/log_severity.proto).
+SEVERITY_NUM: dict[str, int] = {
+    "DEFAULT": 0,
+    "DEBUG": 100,
+    "INFO": 200,
+    "NOTICE": 300,
+    "WARNING": 400,
+    "ERROR": 500,
+    "CRITICAL": 600,
+    "ALERT": 700,
+    "EMERGENCY": 800,
+}
+SEVERITY_NAME: dict[int, str] = {v: k for k, v in SEVERITY_NUM.items()}
+
+ENTRY_FIELDS: list[tuple[str, pa.DataType, str]] = [
+    ("timestamp", TS, "When the event happened (LogEntry.timestamp; receiveTimestamp when absent). UTC, ns."),
+    ("receive_timestamp", TS, "When Cloud Logging received the entry. UTC, ns."),
+    ("log_name", pa.string(), "Full logName, URL-encoded as given (projects/P/logs/run.googleapis.com%2Fstdout)."),
+    ("log_id", pa.string(), "Decoded log id (run.googleapis.com/stdout)."),
+    ("insert_id", pa.string(), "LogEntry.insertId."),
+    ("severity", pa.string(), "Severity as given; null when the entry has none."),
+    ("severity_num", pa.int16(), "Numeric LogSeverity of `severity` (DEFAULT 0 ... EMERGENCY 800); null when absent/unknown."),
+    ("effective_severity", pa.string(), "`severity`, or when missing/DEFAULT, the level a person reads in the text."),
+    ("effective_severity_num", pa.int16(), "Numeric value of `effective_severity`."),
+    ("resource_type", pa.string(), "resource.type (cloud_run_revision, ...)."),
+    ("project_id", pa.string(), "resource.labels.project_id, else the project in logName."),
+    ("service", pa.string(), "resource.labels.service_name."),
+    ("revision", pa.string(), "resource.labels.revision_name (null when empty, e.g. audit entries)."),
+    ("configuration", pa.string(), "resource.labels.configuration_name (null when empty)."),
+    ("location", pa.string(), "resource.labels.location."),
+    ("instance_id", pa.string(), "labels.instanceId (the Cloud Run instance)."),
+    ("trace", pa.string(), "LogEntry.trace."),
+    ("span_id", pa.string(), "LogEntry.spanId."),
+    ("trace_sampled", pa.bool_(), "LogEntry.traceSampled."),
+    ("http_method", pa.string(), "httpRequest.requestMethod."),
+    ("http_url", pa.string(), "httpRequest.requestUrl."),
+    ("http_path", pa.string(), "Path part of requestUrl, without query string."),
+    ("http_status", pa.int32(), "httpRequest.status."),
+    ("http_latency_ms", pa.float64(), "httpRequest.latency in milliseconds."),
+    ("http_user_agent", pa.string(), "httpRequest.userAgent."),
+    ("http_remote_ip", pa.string(), "httpRequest.remoteIp."),
+    ("http_server_ip", pa.string(), "httpRequest.serverIp."),
+    ("http_protocol", pa.string(), "httpRequest.protocol."),
+    ("http_request_size", pa.int64(), "httpRequest.requestSize (bytes)."),
+    ("http_response_size", pa.int64(), "httpRequest.responseSize (bytes)."),
+    ("message", pa.string(), "Human-readable text: textPayload, else jsonPayload.message/msg/..., else an audit rendering. ANSI codes stripped."),
+    ("payload_type", pa.string(), "text | json | proto; null when the entry has no payload."),
+    ("payload_json", pa.string(), "jsonPayload or protoPayload as JSON text."),
+    ("payload_text", pa.string(), "textPayload exactly as given (ANSI codes kept)."),
+    ("labels_json", pa.string(), "LogEntry.labels as JSON text."),
+    ("audit_method", pa.string(), "protoPayload.methodName of audit entries."),
+    ("audit_principal", pa.string(), "protoPayload.authenticationInfo.principalEmail."),
+    ("audit_status_code", pa.int32(), "protoPayload.status.code (0 when the status is present and empty: OK)."),
+    ("audit_resource_name", pa.string(), "protoPayload.resourceName."),
+    ("audit_revision", pa.string(), "Revision an audit entry created (response.status.latestCreatedRevisionName)."),
+    ("operation_id", pa.string(), "LogEntry.operation.id."),
+    ("operation_first", pa.bool_(), "LogEntry.operation.first."),
+    ("operation_last", pa.bool_(), "LogEntry.operation.last."),
+    ("source_location_file", pa.string(), "sourceLocation.file."),
+    ("source_location_line", pa.int64(), "sourceLocation.line."),
+    ("source_location_function", pa.string(), "sourceLocation.function."),
+    ("source", pa.string(), "Where the row came from: a file path, gs:// URI or pull:PROJECT."),
+    ("source_position", pa.int64(), "Line number (JSON Lines, YAML) or element number (JSON array) in `source`."),
+]
+
+ENTRY_SCHEMA: pa.Schema = pa.schema([pa.field(name, typ) for name, typ, _ in ENTRY_FIELDS])
+ENTRY_COLUMNS: list[str] = [name for name, _, _ in ENTRY_FIELDS]
+#: Columns holding text that patterns may match against.
+TEXT_COLUMNS: frozenset[str] = frozenset(
+    name for name, typ, _ in ENTRY_FIELDS if pa.types.is_string(typ)
+)
+#: Entries are the same entry when these agree (Cloud Logging's own identity).
+DEDUP_KEY: tuple[str, str, str] = ("log_name", "insert_id", "timestamp")
+
+
+def schema_markdown() -> str:
+    """The entry table as a Markdown table (used to keep docs/entry-table.md honest)."""
+    rows = ["| column | type | meaning |", "|---|---|---|"]
+    rows += [f"| `{n}` | `{t}` | {d} |" for n, t, d in ENTRY_FIELDS]
+    return "\n".join(rows) + "\n"

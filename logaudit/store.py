@@ -1,0 +1,394 @@
+"""The local Parquet store: deduplicated entries, an ingest manifest, and rejects.
+
+Layout (everything below the store root)::
+
+    entries/date=YYYY-MM-DD/part-<time>-<id>.parquet   canonical entry rows, sorted by timestamp
+    manifest/<time>-<id>.json                           one record per ingest or pull
+    rejects/<ingest id>.jsonl                           what was not a LogEntry, with file:line and reason
+    .lock                                               held while writing
+
+Partitioned by UTC date because every question logaudit asks is bounded in time: a 6 h
+summary opens one or two partitions, and deduplicating a new batch only reads the key columns
+of the partitions the batch touches. Entry files are immutable once written (written to a
+temporary name and renamed into place), so an interrupted ingest leaves the store as it was
+plus whole batches, and caches keyed by file name (classification) stay valid.
+
+>>> from logaudit.store import Store
+>>> store = Store("logaudit-store")              # doctest: +SKIP
+>>> store.ingest_paths(["data/sample"]).new_rows  # doctest: +SKIP
+5000
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from logaudit.errors import LockedError, StoreError
+from logaudit.normalize import normalize_batch
+from logaudit.schema import DEDUP_KEY, ENTRY_SCHEMA
+from logaudit.sources.files import Batch, discover, iter_batches
+
+DEFAULT_STORE = "logaudit-store"
+#: Reject records kept per ingest (beyond this only the count grows).
+MAX_REJECT_RECORDS = 10_000
+
+Progress = Callable[[str, int, int], None]  # (source, bytes_done, rows_done)
+
+
+def default_store_path() -> Path:
+    """$LOGAUDIT_STORE, else ./logaudit-store."""
+    return Path(os.environ.get("LOGAUDIT_STORE") or DEFAULT_STORE)
+
+
+@dataclass
+class SourceCounts:
+    """What one source (file or pull) contributed to an ingest."""
+
+    source: str
+    read: int = 0
+    new_rows: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    blank: int = 0
+
+
+@dataclass
+class IngestReport:
+    """Counts for one ingest; `rejects` holds the first MAX_REJECT_RECORDS reject records."""
+
+    ingest_id: str
+    started: str
+    finished: str = ""
+    status: str = "running"
+    sources: list[SourceCounts] = field(default_factory=list)
+    rejects: list[dict[str, Any]] = field(default_factory=list)
+    files_written: int = 0
+    seconds: float = 0.0
+
+    @property
+    def read(self) -> int:
+        return sum(s.read for s in self.sources)
+
+    @property
+    def new_rows(self) -> int:
+        return sum(s.new_rows for s in self.sources)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(s.duplicates for s in self.sources)
+
+    @property
+    def rejected(self) -> int:
+        return sum(s.rejected for s in self.sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("rejects")
+        out.update(read=self.read, new_rows=self.new_rows, duplicates=self.duplicates, rejected=self.rejected)
+        return out
+
+
+class Store:
+    """A logaudit store directory. Creating the object creates the directory when `create`."""
+
+    def __init__(self, root: str | os.PathLike | None = None, *, create: bool = True) -> None:
+        self.root = Path(root) if root is not None else default_store_path()
+        if not self.root.exists():
+            if not create:
+                raise StoreError(
+                    f"{self.root}: no store here",
+                    hint="ingest something first (`logaudit ingest FILE`) or pass --store / set LOGAUDIT_STORE",
+                )
+            self.root.mkdir(parents=True)
+        elif not self.root.is_dir():
+            raise StoreError(f"{self.root}: exists and is not a directory")
+        for sub in ("entries", "manifest", "rejects"):
+            (self.root / sub).mkdir(exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ reading
+    def entry_files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
+        """Entry Parquet files, sorted, limited to the date partitions overlapping [since, until)."""
+        lo = since.astimezone(UTC).date() if since else date.min
+        hi = until.astimezone(UTC).date() if until else date.max
+        out = []
+        for part in sorted((self.root / "entries").glob("date=*")):
+            try:
+                day = date.fromisoformat(part.name[5:])
+            except ValueError:
+                continue
+            if lo <= day <= hi:
+                out.extend(sorted(part.glob("*.parquet")))
+        return out
+
+    def read_entries(self, since: datetime | None = None, until: datetime | None = None) -> pa.Table:
+        """All entries with since <= timestamp < until, as one Arrow table (small windows only)."""
+        files = self.entry_files(since, until)
+        if not files:
+            return ENTRY_SCHEMA.empty_table()
+        table = pq.ParquetDataset([str(f) for f in files], schema=ENTRY_SCHEMA).read()
+        if since is not None:
+            table = table.filter(pc.greater_equal(table["timestamp"], pa.scalar(since, ENTRY_SCHEMA.field("timestamp").type)))
+        if until is not None:
+            table = table.filter(pc.less(table["timestamp"], pa.scalar(until, ENTRY_SCHEMA.field("timestamp").type)))
+        return table
+
+    def manifest(self) -> list[dict[str, Any]]:
+        """Every ingest/pull record, oldest first."""
+        records = []
+        for path in sorted((self.root / "manifest").glob("*.json")):
+            with contextlib.suppress(OSError, orjson.JSONDecodeError):
+                records.append(orjson.loads(path.read_bytes()))
+        return records
+
+    def info(self) -> dict[str, Any]:
+        """Size, time range and row counts of the store, plus its manifest."""
+        files = self.entry_files()
+        stats: dict[str, Any] = {"store": str(self.root), "files": len(files), "entries": 0,
+                                 "first": None, "last": None, "bytes": sum(f.stat().st_size for f in files),
+                                 "partitions": len({f.parent.name for f in files})}
+        if files:
+            con = duckdb.connect()
+            row = con.execute(
+                "SELECT count(*), min(timestamp), max(timestamp) FROM read_parquet($files)",
+                {"files": [str(f) for f in files]},
+            ).fetchone()
+            stats["entries"] = row[0]
+            stats["first"] = _rfc3339(row[1])
+            stats["last"] = _rfc3339(row[2])
+        manifest = self.manifest()
+        stats["ingests"] = manifest
+        stats["rejected_total"] = sum(m.get("rejected", 0) for m in manifest)
+        return stats
+
+    # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Exclusive writer lock; raises LockedError if another process holds it and not `wait`."""
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError as err:
+                raise LockedError(
+                    f"{self.root}: another logaudit process is writing to this store",
+                    hint="wait for it to finish, or use another --store",
+                ) from err
+            yield
+        finally:
+            os.close(fd)
+
+    def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
+                     batch_size: int = 200_000) -> IngestReport:
+        """Ingest files and directories (see logaudit.sources.files for formats)."""
+        files = discover(paths)
+        return self.ingest_batches(((str(f), iter_batches(f, batch_size=batch_size)) for f in files), progress=progress)
+
+    def ingest_entries(self, entries: Iterable[dict[str, Any]], source: str, *, batch_size: int = 50_000,
+                       kind: str = "ingest", extra: dict[str, Any] | None = None) -> IngestReport:
+        """Ingest LogEntry dicts (e.g. pages from the Cloud Logging API) as one source."""
+
+        def batches() -> Iterator[Batch]:
+            texts: list[str] = []
+            first = 1
+            for entry in entries:
+                texts.append(orjson.dumps(entry).decode())
+                if len(texts) >= batch_size:
+                    yield _text_batch(source, texts, first)
+                    first += len(texts)
+                    texts = []
+            if texts:
+                yield _text_batch(source, texts, first)
+
+        return self.ingest_batches([(source, batches())], kind=kind, extra=extra)
+
+    def ingest_batches(self, sources: Iterable[tuple[str, Iterable[Batch]]], *,
+                       progress: Progress | None = None, kind: str = "ingest",
+                       extra: dict[str, Any] | None = None) -> IngestReport:
+        """Normalize, deduplicate and write batches; record the ingest in the manifest."""
+        t0 = time.perf_counter()
+        started = datetime.now(UTC)
+        report = IngestReport(ingest_id=f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", started=_rfc3339(started))
+        with self.lock():
+            self._write_manifest(report, kind, extra)
+            rejects_path = self.root / "rejects" / f"{report.ingest_id}.jsonl"
+            writer = _Writer(self, report)
+            try:
+                for source, batches in sources:
+                    counts = SourceCounts(source)
+                    report.sources.append(counts)
+                    bytes_done = 0
+                    for batch in batches:
+                        self._ingest_batch(batch, counts, report, writer)
+                        bytes_done += batch.bytes_read
+                        if progress:
+                            progress(source, bytes_done, counts.read)
+                writer.close()
+                report.status = "complete"
+            except BaseException:
+                writer.close(cancel=True)
+                report.status = "interrupted"
+                raise
+            finally:
+                report.finished = _rfc3339(datetime.now(UTC))
+                report.seconds = round(time.perf_counter() - t0, 3)
+                if report.rejects:
+                    _atomic_write(rejects_path, b"".join(orjson.dumps(r) + b"\n" for r in report.rejects))
+                self._write_manifest(report, kind, extra)
+        return report
+
+    def _ingest_batch(self, batch: Batch, counts: SourceCounts, report: IngestReport,
+                      writer: _Writer) -> None:
+        counts.blank += batch.blank
+        if len(batch.lines):
+            rows, rejects = normalize_batch(batch.lines, batch.positions, batch.source)
+        else:
+            rows, rejects = ENTRY_SCHEMA.empty_table(), []
+        counts.read += len(batch.lines) + len(batch.bad)
+        counts.rejected += len(rejects) + len(batch.bad)
+        if batch.bad or rejects:
+            texts = _texts_by_position(batch, [p for p, _ in rejects])
+            for pos, reason, text in sorted(batch.bad + [(p, r, texts[p]) for p, r in rejects]):
+                if len(report.rejects) < MAX_REJECT_RECORDS:
+                    report.rejects.append({"source": batch.source, "position": pos, "reason": reason, "text": text})
+        if rows.num_rows:
+            writer.submit(rows, counts)
+
+    def _deduplicate(self, rows: pa.Table) -> pa.Table:
+        """Rows whose (log_name, insert_id, timestamp) is new to the batch and to the store, by timestamp.
+
+        Only the key columns go through DuckDB; the wide rows are picked with one Arrow `take`.
+        """
+        keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+        con = duckdb.connect(config={"threads": 2})
+        con.register("k", keys)
+        days = pc.unique(pc.strftime(rows["timestamp"], format="%Y-%m-%d", locale="C")).to_pylist()
+        files = [str(f) for d in days for f in sorted((self.root / "entries" / f"date={d}").glob("*.parquet"))]
+        firsts = "SELECT min(i) AS i, any_value(timestamp) AS ts FROM k GROUP BY log_name, insert_id, timestamp"
+        if files:
+            query = f"""
+                WITH f AS (SELECT k.* FROM k SEMI JOIN ({firsts}) x ON k.i = x.i)
+                SELECT f.i FROM f ANTI JOIN read_parquet($files) e
+                  ON f.log_name IS NOT DISTINCT FROM e.log_name
+                 AND f.insert_id IS NOT DISTINCT FROM e.insert_id
+                 AND f.timestamp = e.timestamp
+                ORDER BY f.timestamp, f.i
+            """
+            idx = con.sql(query, params={"files": files}).fetchnumpy()["i"]
+        else:
+            idx = con.sql(f"SELECT i FROM ({firsts}) ORDER BY ts, i").fetchnumpy()["i"]
+        con.close()
+        return rows.take(pa.array(idx, pa.int64()))
+
+    def _write_partitions(self, rows: pa.Table) -> int:
+        days = pc.strftime(rows["timestamp"], format="%Y-%m-%d", locale="C")
+        written = 0
+        for day in pc.unique(days).to_pylist():
+            part = rows.filter(pc.equal(days, day))
+            folder = self.root / "entries" / f"date={day}"
+            folder.mkdir(exist_ok=True)
+            name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+            tmp = folder / f".{name}.tmp"
+            pq.write_table(part, tmp, compression="zstd", row_group_size=128 * 1024)
+            _fsync_replace(tmp, folder / name)
+            written += 1
+        return written
+
+    def _write_manifest(self, report: IngestReport, kind: str, extra: dict[str, Any] | None) -> None:
+        record = {"kind": kind, **report.to_dict(), **(extra or {})}
+        _atomic_write(self.root / "manifest" / f"{report.ingest_id}.json", orjson.dumps(record, option=orjson.OPT_INDENT_2))
+
+
+class _Writer:
+    """Deduplicates and writes normalized batches on one background thread, in submission order,
+    so Parquet encoding overlaps with parsing the next batch. At most two batches are in flight."""
+
+    def __init__(self, store: Store, report: IngestReport) -> None:
+        self.store, self.report = store, report
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logaudit-writer")
+        self.pending: deque[Future] = deque()
+
+    def submit(self, rows: pa.Table, counts: SourceCounts) -> None:
+        while len(self.pending) >= 2:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._write, rows, counts))
+
+    def _write(self, rows: pa.Table, counts: SourceCounts) -> None:
+        fresh = self.store._deduplicate(rows)
+        counts.duplicates += rows.num_rows - fresh.num_rows
+        counts.new_rows += fresh.num_rows
+        if fresh.num_rows:
+            self.report.files_written += self.store._write_partitions(fresh)
+
+    def close(self, cancel: bool = False) -> None:
+        try:
+            while self.pending:
+                future = self.pending.popleft()
+                if cancel:
+                    future.cancel()
+                future.result() if not future.cancelled() else None
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _text_batch(source: str, texts: list[str], first: int) -> Batch:
+    return Batch(source, pa.array(range(first, first + len(texts)), pa.int64()), pa.array(texts, pa.string()))
+
+
+def _texts_by_position(batch: Batch, positions: list[int]) -> dict[int, str]:
+    if not positions:
+        return {}
+    index = pc.index_in(pa.array(positions, pa.int64()), value_set=batch.positions).to_pylist()
+    lines = batch.lines
+    return {p: lines[i].as_py().strip()[:200] for p, i in zip(positions, index, strict=True)}
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
+def _rfc3339(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+__all__ = ["DEFAULT_STORE", "IngestReport", "SourceCounts", "Store", "default_store_path"]

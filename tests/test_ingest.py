@@ -1,0 +1,323 @@
+"""File ingest into the store: formats, dedup, rejects, atomicity, the CLI contract."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from logaudit.errors import InputError, LockedError, StoreError
+from logaudit.sources.files import detect_format
+from logaudit.store import Store
+
+
+def write_jsonl(path: Path, entries: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in entries))
+    return path
+
+
+def write_gcloud_json(path: Path, entries: list[dict]) -> Path:
+    """gcloud logging read --format=json: one pretty-printed array, newest first."""
+    path.write_text(json.dumps(entries[::-1], indent=2))
+    return path
+
+
+def write_gcloud_yaml(path: Path, entries: list[dict]) -> Path:
+    """gcloud's default output: YAML documents separated by ---, timestamps quoted."""
+    path.write_text("".join("---\n" + yaml.safe_dump(e, sort_keys=True) for e in entries))
+    return path
+
+
+def write_sink_dir(root: Path, entries: list[dict]) -> Path:
+    """Cloud Storage sink layout: LOG_ID/YYYY/MM/DD/HH:00:00_HH:59:59_S0.json (JSON lines)."""
+    for e in entries:
+        log_id = e["logName"].split("/logs/")[1].replace("%2F", "/")
+        ts = e["timestamp"]
+        folder = root / log_id / ts[0:4] / ts[5:7] / ts[8:10]
+        folder.mkdir(parents=True, exist_ok=True)
+        hour = ts[11:13]
+        with open(folder / f"{hour}:00:00_{hour}:59:59_S0.json", "ab") as fh:
+            fh.write(orjson.dumps(e) + b"\n")
+    return root
+
+
+def stored_keys(store: Store) -> list[tuple]:
+    table = store.read_entries()
+    return sorted(zip(table["log_name"].to_pylist(), table["insert_id"].to_pylist(),
+                      [t.value for t in table["timestamp"].to_pylist()], strict=True))
+
+
+def test_same_entries_in_every_format_ingest_to_one_copy_each(tmp_path, reference_entries):
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [
+        write_jsonl(src / "a.jsonl", reference_entries),
+        write_gcloud_json(src / "b.json", reference_entries),
+        write_gcloud_yaml(src / "c.yaml", reference_entries),
+    ]
+    gz = src / "d.jsonl.gz"
+    gz.write_bytes(gzip.compress(files[0].read_bytes()))
+    sink = write_sink_dir(tmp_path / "sink", reference_entries)
+    store = Store(tmp_path / "store")
+
+    first = store.ingest_paths([files[0]])
+    assert (first.read, first.new_rows, first.duplicates, first.rejected) == (6, 6, 0, 0)
+    rest = store.ingest_paths([files[1], files[2], gz, sink])
+    # the sink holds one file per (log, hour): activity 2, requests 1, stderr 1, stdout 2
+    assert [(s.read, s.new_rows, s.duplicates, s.rejected) for s in rest.sources] == [(6, 0, 6, 0)] * 3 + [
+        (2, 0, 2, 0), (1, 0, 1, 0), (1, 0, 1, 0), (2, 0, 2, 0)]
+    assert [Path(s.source).relative_to(sink).as_posix() for s in rest.sources[3:]] == [
+        "cloudaudit.googleapis.com/activity/2026/11/28/09:00:00_09:59:59_S0.json",
+        "run.googleapis.com/requests/2026/11/28/10:00:00_10:59:59_S0.json",
+        "run.googleapis.com/stderr/2026/11/28/10:00:00_10:59:59_S0.json",
+        "run.googleapis.com/stdout/2026/11/28/10:00:00_10:59:59_S0.json",
+    ]
+    assert (rest.read, rest.new_rows, rest.duplicates) == (24, 0, 24)
+    again = store.ingest_paths([files[0]])
+    assert (again.new_rows, again.duplicates) == (0, 6)
+    assert len(stored_keys(store)) == 6
+    assert len(set(stored_keys(store))) == 6
+
+
+def test_each_format_alone_yields_identical_rows(tmp_path, reference_entries):
+    writers = {"a.jsonl": write_jsonl, "b.json": write_gcloud_json, "c.yaml": write_gcloud_yaml}
+    tables = []
+    for name, writer in writers.items():
+        store = Store(tmp_path / f"store-{name}")
+        path = writer(tmp_path / name, reference_entries)
+        assert store.ingest_paths([path]).new_rows == 6
+        t = store.read_entries().drop_columns(["source", "source_position"]).sort_by([("timestamp", "ascending")])
+        rows = t.to_pylist()
+        for row in rows:  # YAML output sorts keys: compare JSON columns as values, not text
+            for col in ("payload_json", "labels_json"):
+                row[col] = json.loads(row[col]) if row[col] else None
+        tables.append(rows)
+    assert tables[0] == tables[1]
+    assert tables[0] == tables[2]
+
+
+def test_nanoseconds_and_receive_timestamp_survive_the_store(tmp_path, reference_entries):
+    store = Store(tmp_path / "store")
+    store.ingest_paths([write_jsonl(tmp_path / "a.jsonl", reference_entries)])
+    table = store.read_entries()
+    by_id = {r["insert_id"]: r for r in table.to_pylist()}
+    assert by_id["6745f0a1000e2b3c4d5e6f70"]["timestamp"].value == 1795860001123456789
+    assert by_id["6745f0a1000e2b3c4d5e6f70"]["receive_timestamp"].value == 1795860001456789012
+    assert str(table.schema.field("timestamp").type) == "timestamp[ns, tz=UTC]"
+
+
+def test_five_kinds_of_bad_lines_are_rejected_with_line_numbers(tmp_path, reference_entries, store_dir):
+    good = [orjson.dumps(e) for e in reference_entries]
+    lines = [
+        good[0],
+        b'{"logName": "projects/p/logs/x", "timestamp": "2025-09-10T02:18:34Z", "textPayload": "trunc',  # 2 broken JSON
+        good[1],
+        b'[{"timestamp": "2025-09-10T02:18:34Z"}]',  # 4 an array
+        good[2],
+        b"\x00\xff\xfe\x9c binary junk",  # 6 not UTF-8
+        good[3],
+        b'{"logName": "projects/p/logs/x", "insertId": "abc", "textPayload": "no time"}',  # 8 no timestamps
+        good[4],
+        b'{"entry": {"logName": "projects/p/logs/x"}, "fetched": 3}',  # 10 a wrapper object
+        b"",
+        good[5],
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = Store(store_dir)
+    report = store.ingest_paths([path])
+    assert (report.read, report.new_rows, report.rejected, report.sources[0].blank) == (11, 6, 5, 1)
+    assert [(r["position"], r["reason"]) for r in report.rejects] == [
+        (2, "not valid JSON"),
+        (4, "not a LogEntry: a JSON array, expected an object"),
+        (6, "not UTF-8 text (byte 1)"),
+        (8, "no timestamp and no receiveTimestamp"),
+        (10, "not a LogEntry: no timestamp, logName, insertId or resource (keys: entry, fetched)"),
+    ]
+    saved = [json.loads(line) for line in (store_dir / "rejects" / f"{report.ingest_id}.jsonl").read_text().splitlines()]
+    assert [(r["source"], r["position"]) for r in saved] == [(str(path), n) for n in (2, 4, 6, 8, 10)]
+    assert saved[3]["text"] == lines[7].decode()
+    assert sorted(store.read_entries()["source_position"].to_pylist()) == [1, 3, 5, 7, 9, 12]
+
+
+def test_bad_timestamp_is_a_reject_not_a_guess(tmp_path, store_dir):
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"logName": "projects/p/logs/x", "insertId": "1", "timestamp": "10/09/2025 02:18"}) + "\n")
+    report = Store(store_dir).ingest_paths([path])
+    assert [r["reason"] for r in report.rejects] == ['timestamp "10/09/2025 02:18" is not an RFC 3339 time']
+
+
+def test_broken_json_array_keeps_elements_before_the_break(tmp_path, reference_entries, store_dir):
+    text = json.dumps(reference_entries, indent=2)
+    path = tmp_path / "broken.json"
+    # cut the array in the middle of the 4th element
+    starts = [i for i in range(len(text)) if text.startswith("\n  {", i)]
+    path.write_text(text[: starts[3] + 40])
+    report = Store(store_dir).ingest_paths([path])
+    assert report.new_rows == 3
+    assert report.rejected == 1
+    assert report.rejects[0]["position"] == 4
+    assert report.rejects[0]["reason"].startswith("JSON array breaks off after element 3")
+
+
+def test_yaml_document_error_is_one_reject(tmp_path, reference_entries, store_dir):
+    path = write_gcloud_yaml(tmp_path / "c.yaml", reference_entries[:2])
+    path.write_text(path.read_text() + "---\nlogName: [unclosed\n---\n" + yaml.safe_dump(reference_entries[2]))
+    report = Store(store_dir).ingest_paths([path])
+    assert (report.new_rows, report.rejected) == (3, 1)
+    assert report.rejects[0]["reason"].startswith("not valid YAML")
+
+
+def test_unquoted_yaml_timestamps_keep_nanoseconds(tmp_path, store_dir):
+    path = tmp_path / "u.yaml"
+    path.write_text("---\nlogName: projects/p/logs/x\ninsertId: a\ntimestamp: 2025-09-10T02:18:34.123456789Z\n")
+    Store(store_dir).ingest_paths([path])
+    assert Store(store_dir).read_entries()["timestamp"][0].value == 1757470714123456789
+
+
+def test_crlf_bom_and_concatenated_objects(tmp_path, reference_entries, store_dir):
+    crlf = tmp_path / "w.jsonl"
+    crlf.write_bytes(b"\xef\xbb\xbf" + b"".join(orjson.dumps(e) + b"\r\n" for e in reference_entries[:3]))
+    objs = tmp_path / "o.json"
+    objs.write_text("\n".join(json.dumps(e, indent=2) for e in reference_entries[3:]))
+    report = Store(store_dir).ingest_paths([crlf, objs])
+    assert [(s.new_rows, s.rejected) for s in report.sources] == [(3, 0), (3, 0)]
+
+
+@pytest.mark.parametrize(
+    ("head", "fmt"),
+    [(b"[\n  {", "array"), (b'{"a": 1}\n{"a": 2}', "jsonl"), (b"{\n  \"a\": 1\n}", "objects"),
+     (b"---\nlogName: x", "yaml"), (b"logName: x\n", "yaml"), (b"\xef\xbb\xbf{\"a\":1}", "jsonl"), (b"\x00junk", "jsonl")],
+)
+def test_detect_format(head, fmt):
+    assert detect_format(head) == fmt
+
+
+def test_missing_path_is_a_clear_error(tmp_path, store_dir):
+    with pytest.raises(InputError, match=r"nope\.json: no such file or directory"):
+        Store(store_dir).ingest_paths([tmp_path / "nope.json"])
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path, store_dir):
+    path = tmp_path / "secret.jsonl"
+    path.write_text("{}\n")
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):  # root reads anything; use a directory-as-file instead
+            path.chmod(0o644)
+            path = tmp_path / "dir.json"
+            path.mkdir()
+            (path / "x.txt").write_text("")
+            with pytest.raises(InputError, match="directory holds no log files"):
+                Store(store_dir).ingest_paths([path])
+        else:
+            with pytest.raises(InputError, match="cannot read"):
+                Store(store_dir).ingest_paths([path])
+    finally:
+        path.chmod(0o755)
+
+
+def test_truncated_gzip_is_a_clear_error_and_keeps_whole_batches(tmp_path, reference_entries, store_dir):
+    path = tmp_path / "t.jsonl.gz"
+    path.write_bytes(gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in reference_entries))[:-30])
+    with pytest.raises(InputError, match="cannot read"):
+        Store(store_dir).ingest_paths([path])
+    assert not list(store_dir.rglob("*.tmp"))
+    manifest = Store(store_dir).manifest()
+    assert [m["status"] for m in manifest] == ["interrupted"]
+
+
+def test_interrupted_ingest_leaves_only_whole_files(tmp_path, reference_entries, store_dir):
+    store = Store(store_dir)
+
+    def batches_then_crash():
+        from logaudit.store import _text_batch
+
+        yield _text_batch("gen", [json.dumps(e) for e in reference_entries[:3]], 1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.ingest_batches([("gen", batches_then_crash())])
+    files = store.entry_files()
+    assert all(pq.read_table(f).num_rows > 0 for f in files)
+    assert store.read_entries().num_rows == 3
+    assert not list(store_dir.rglob(".*.tmp"))
+    assert store.manifest()[-1]["status"] == "interrupted"
+
+
+def test_manifest_records_each_ingest(tmp_path, reference_entries, store_dir):
+    store = Store(store_dir)
+    path = write_jsonl(tmp_path / "a.jsonl", reference_entries)
+    store.ingest_paths([path])
+    store.ingest_paths([path])
+    records = store.manifest()
+    assert [(m["kind"], m["status"], m["read"], m["new_rows"], m["duplicates"], m["rejected"]) for m in records] == [
+        ("ingest", "complete", 6, 6, 0, 0), ("ingest", "complete", 6, 0, 6, 0)]
+    assert records[0]["sources"][0]["source"] == str(path)
+    info = store.info()
+    assert (info["entries"], info["first"], info["last"]) == (6, "2026-11-28T09:58:30.482917Z", "2026-11-28T10:00:02.000001Z")
+
+
+def test_entries_partitioned_by_utc_date(tmp_path, store_dir):
+    entries = [
+        {"logName": "projects/p/logs/x", "insertId": "a", "timestamp": "2025-09-09T23:59:59.999999999Z"},
+        {"logName": "projects/p/logs/x", "insertId": "b", "timestamp": "2025-09-10T01:30:00+02:00"},  # 23:30Z on the 9th
+        {"logName": "projects/p/logs/x", "insertId": "c", "timestamp": "2025-09-10T00:00:00Z"},
+    ]
+    store = Store(store_dir)
+    store.ingest_paths([write_jsonl(tmp_path / "a.jsonl", entries)])
+    parts = sorted({f.parent.name for f in store.entry_files()})
+    assert parts == ["date=2025-09-09", "date=2025-09-10"]
+    day9 = pq.read_table(next(f for f in store.entry_files() if "09-09" in str(f)))
+    assert day9["insert_id"].to_pylist() == ["b", "a"]  # sorted by timestamp inside the file
+
+
+def test_duplicates_inside_one_file_count_once(tmp_path, reference_entries, store_dir):
+    path = write_jsonl(tmp_path / "a.jsonl", reference_entries + reference_entries[:2])
+    report = Store(store_dir).ingest_paths([path])
+    assert (report.read, report.new_rows, report.duplicates) == (8, 6, 2)
+
+
+def test_store_lock_refuses_a_second_writer(store_dir):
+    store = Store(store_dir)
+    with store.lock(), pytest.raises(LockedError, match="another logaudit process is writing"):
+        store.ingest_entries([], "x")
+
+
+def test_opening_a_missing_store_without_create(tmp_path):
+    with pytest.raises(StoreError, match="no store here"):
+        Store(tmp_path / "none", create=False)
+
+
+def test_cli_ingest_exit_codes_and_counts(tmp_path, reference_entries, cli, store_dir):
+    good = write_jsonl(tmp_path / "good.jsonl", reference_entries)
+    result = cli("ingest", "--quiet", "--store", store_dir, good)
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1].startswith("total: 6 read, 6 new, 0 duplicate, 0 rejected")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n" + json.dumps(reference_entries[0]) + "\n")
+    result = cli("ingest", "--quiet", "--store", store_dir, bad)
+    assert result.exit_code == 1
+    assert f"rejected {bad}:1: not valid JSON" in result.stderr
+    result = cli("ingest", "--store", store_dir, tmp_path / "missing.json")
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"error: {tmp_path / 'missing.json'}: no such file or directory")
+    result = cli("ingest", "--store", store_dir, "--format", "json", good)
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["duplicates"] == 6
+    info = json.loads(cli("store", "info", "--store", store_dir, "--format", "json").stdout)
+    assert info["entries"] == 6 and len(info["ingests"]) == 3 and info["rejected_total"] == 1
+
+
+def test_store_from_environment(tmp_path, reference_entries, cli):
+    good = write_jsonl(tmp_path / "good.jsonl", reference_entries)
+    env_store = tmp_path / "env-store"
+    result = cli("ingest", "-q", good, env={"LOGAUDIT_STORE": str(env_store)})
+    assert result.exit_code == 0
+    assert Store(env_store, create=False).info()["entries"] == 6
