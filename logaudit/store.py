@@ -199,7 +199,7 @@ class Store:
             os.close(fd)
 
     def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
-                     batch_size: int = 200_000) -> IngestReport:
+                     batch_size: int = 100_000) -> IngestReport:
         """Ingest files and directories (see logaudit.sources.files for formats)."""
         files = discover(paths)
         return self.ingest_batches(((str(f), iter_batches(f, batch_size=batch_size)) for f in files), progress=progress)

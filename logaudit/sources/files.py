@@ -103,17 +103,28 @@ def detect_format(head: bytes) -> str:
     return "jsonl"
 
 
-def iter_batches(path: Path, source: str | None = None, batch_size: int = 200_000) -> Iterator[Batch]:
+def iter_batches(path: Path, source: str | None = None, batch_size: int = 100_000) -> Iterator[Batch]:
     """Yield batches of entry texts from one file (any supported format, gz or not)."""
     source = source or str(path)
     try:
         with open_binary(path) as fh:
-            buffered = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(fh, 1 << 20)  # type: ignore[arg-type]
-            fmt = detect_format(buffered.peek(4096)[:4096])
-            reader = {"array": _array_batches, "objects": _object_batches, "yaml": _yaml_batches}.get(fmt, _jsonl_batches)
-            yield from reader(buffered, source, batch_size)
+            yield from iter_stream_batches(fh, source, batch_size)
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise InputError(f"{source}: cannot read: {err}", hint="is the file complete? a truncated .gz cannot be read to the end") from err
+
+
+def iter_stream_batches(fh: IO[bytes], source: str, batch_size: int = 100_000) -> Iterator[Batch]:
+    """Yield batches from an open binary stream (a local file, a gunzipped stream, a Cloud Storage blob).
+
+    The caller handles gzip (see `open_binary`) and turns OSError into its own error.
+    """
+    buffered = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(fh, 1 << 20)  # type: ignore[arg-type]
+    head = buffered.peek(4096)[:4096]
+    if head[:2] == b"\x1f\x8b":
+        buffered = io.BufferedReader(gzip.GzipFile(fileobj=buffered, mode="rb"), 1 << 20)  # type: ignore[arg-type]
+        head = buffered.peek(4096)[:4096]
+    reader = {"array": _array_batches, "objects": _object_batches, "yaml": _yaml_batches}.get(detect_format(head), _jsonl_batches)
+    yield from reader(buffered, source, batch_size)
 
 
 def _jsonl_batches(fh: IO[bytes], source: str, batch_size: int) -> Iterator[Batch]:
