@@ -94,7 +94,9 @@ _SEVERITY_CASE = "CASE upper(trim({col})) " + " ".join(
     f"WHEN '{name}' THEN {num}" for name, num in SEVERITY_NUM.items()
 ) + " END"
 
-_SEVERITY_NAME_CASE = "CASE {col} " + " ".join(f"WHEN {num} THEN '{name}'" for name, num in SEVERITY_NUM.items()) + " END"
+_SEVERITY_NAME_CASE = (
+    f"{list(SEVERITY_NUM)}[list_position({list(SEVERITY_NUM.values())}, {{col}})]"
+)
 _BOOL = "CASE lower({col}) WHEN 'true' THEN true WHEN 'false' THEN false END"
 
 
@@ -183,11 +185,21 @@ SELECT
     sourceLocation.file AS source_location_file,
     TRY_CAST(sourceLocation.line AS BIGINT) AS source_location_line,
     sourceLocation.function AS source_location_function
-FROM (SELECT pos, unnest(try(from_json(line, '{_STRUCTURE}'))) FROM batch)
+FROM (SELECT pos, unnest(from_json(line, '{_STRUCTURE}')) FROM batch)
 """
+# try() makes the parse much slower, so it is only used for batches holding a line that is not JSON.
+_PARSE_SQL_TOLERANT = _PARSE_SQL.replace("unnest(from_json(", "unnest(try(from_json(").replace(
+    "')) FROM batch)", "'))) FROM batch)"
+)
 
-# Stage 2, over stage 1's Arrow output: the values that depend on other derived values.
-_LEVEL = "coalesce(nullif(lv.a, ''), nullif(lv.b, ''), nullif(lv.c, ''), nullif(lv.d, ''))"
+# Stage 2, over stage 1's Arrow output: the values that depend on other derived values. Each
+# expensive expression appears exactly once (a CTE column referenced twice is computed twice).
+_LEVEL_WORDS = ["DEBUG", "INFO", "NOTICE", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"]
+_LEVEL_NUMS = [100, 200, 300, 400, 400, 500, 600, 600]
+_TEXT_LEVEL_SQL = (
+    f"{_LEVEL_NUMS}[list_position({_LEVEL_WORDS}, regexp_extract("
+    f"regexp_extract(left(message, 4096), '{_TEXT_LEVEL_RE}', 0), '({_LEVEL_WORD})', 1))]"
+)
 _FINISH_SQL = f"""
 WITH m AS (
     SELECT *,
@@ -196,24 +208,17 @@ WITH m AS (
     FROM parsed
     WHERE coalesce(ts_ns, rts_ns) IS NOT NULL AND (ts_ns IS NOT NULL OR NOT has_ts) AND (rts_ns IS NOT NULL OR NOT has_rts)
 ),
-l AS (
-    SELECT *,
-        CASE WHEN coalesce(severity_num, 0) = 0 AND http_status IS NULL AND message IS NOT NULL
-             THEN regexp_extract(left(message, 4096), '{_TEXT_LEVEL_RE}', ['a', 'b', 'c', 'd']) END AS lv,
-        starts_with(ltrim(left(message, 64)), 'Traceback (most recent call last)') AS is_traceback
-    FROM m
-),
 e AS (
     SELECT *,
         CASE
             WHEN severity_num > 0 THEN severity_num
             WHEN http_status >= 500 THEN 500
             WHEN http_status >= 400 THEN 400
-            WHEN is_traceback THEN 500
-            ELSE coalesce(CASE {_LEVEL} WHEN 'WARN' THEN 400 WHEN 'FATAL' THEN 600
-                               ELSE {_SEVERITY_CASE.format(col=_LEVEL)} END, 0)
+            WHEN message IS NULL THEN 0
+            WHEN starts_with(ltrim(left(message, 64)), 'Traceback (most recent call last)') THEN 500
+            ELSE coalesce({_TEXT_LEVEL_SQL}, 0)
         END AS eff_num
-    FROM l
+    FROM m
 )
 SELECT
     make_timestamp_ns(coalesce(ts_ns, rts_ns)) AS timestamp,
@@ -298,7 +303,10 @@ def normalize_batch(
     batch = pa.table({"pos": positions, "line": lines})  # noqa: F841 - read by DuckDB
     con.register("batch", batch)
     try:
-        parsed = con.sql(_PARSE_SQL).to_arrow_table()
+        try:
+            parsed = con.sql(_PARSE_SQL).to_arrow_table()
+        except duckdb.InvalidInputException:
+            parsed = con.sql(_PARSE_SQL_TOLERANT).to_arrow_table()
         con.register("parsed", parsed)
         table = con.sql(_FINISH_SQL, params={"source": source}).to_arrow_table()
         con.unregister("parsed")

@@ -50,6 +50,14 @@ DEFAULT_STORE = "logaudit-store"
 #: Reject records kept per ingest (beyond this only the count grows).
 MAX_REJECT_RECORDS = 10_000
 
+#: Low-cardinality columns worth dictionary-encoding; the rest (ids, payloads) only cost time.
+_DICTIONARY_COLUMNS = ["log_name", "log_id", "severity", "effective_severity", "resource_type", "project_id",
+                       "service", "revision", "configuration", "location", "http_method", "http_protocol",
+                       "payload_type", "source", "audit_method", "http_status", "severity_num",
+                       "effective_severity_num"]
+#: Columns whose min/max let DuckDB skip row groups in windowed queries.
+_STATISTICS_COLUMNS = ["timestamp", "receive_timestamp", "service", "revision", "effective_severity_num", "http_status"]
+
 Progress = Callable[[str, int, int], None]  # (source, bytes_done, rows_done)
 
 
@@ -199,7 +207,7 @@ class Store:
             os.close(fd)
 
     def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
-                     batch_size: int = 100_000) -> IngestReport:
+                     batch_size: int = 50_000) -> IngestReport:
         """Ingest files and directories (see logaudit.sources.files for formats)."""
         files = discover(paths)
         return self.ingest_batches(((str(f), iter_batches(f, batch_size=batch_size)) for f in files), progress=progress)
@@ -274,30 +282,45 @@ class Store:
         if rows.num_rows:
             writer.submit(rows, counts)
 
-    def _deduplicate(self, rows: pa.Table) -> pa.Table:
+    def _deduplicate(self, rows: pa.Table, index: _KeyIndex | None = None) -> pa.Table:
         """Rows whose (log_name, insert_id, timestamp) is new to the batch and to the store, by timestamp.
 
-        Only the key columns go through DuckDB; the wide rows are picked with one Arrow `take`.
+        Only key columns go through DuckDB. `index` (one per ingest) holds 64-bit hashes of the
+        keys already stored in the partitions touched so far, so each partition's keys are read
+        once per ingest, not once per batch; a hash hit is confirmed against the exact keys.
         """
-        keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
+        index = index or _KeyIndex(self)
         con = duckdb.connect(config={"threads": 2})
+        keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         con.register("k", keys)
-        days = pc.unique(pc.strftime(rows["timestamp"], format="%Y-%m-%d", locale="C")).to_pylist()
-        files = [str(f) for d in days for f in sorted((self.root / "entries" / f"date={d}").glob("*.parquet"))]
-        firsts = "SELECT min(i) AS i, any_value(timestamp) AS ts FROM k GROUP BY log_name, insert_id, timestamp"
-        if files:
-            query = f"""
-                WITH f AS (SELECT k.* FROM k SEMI JOIN ({firsts}) x ON k.i = x.i)
-                SELECT f.i FROM f ANTI JOIN read_parquet($files) e
-                  ON f.log_name IS NOT DISTINCT FROM e.log_name
-                 AND f.insert_id IS NOT DISTINCT FROM e.insert_id
-                 AND f.timestamp = e.timestamp
-                ORDER BY f.timestamp, f.i
-            """
-            idx = con.sql(query, params={"files": files}).fetchnumpy()["i"]
-        else:
-            idx = con.sql(f"SELECT i FROM ({firsts}) ORDER BY ts, i").fetchnumpy()["i"]
+        firsts = con.sql(f"""
+            SELECT min(i) AS i, any_value({_KEY_HASH}) AS h, any_value(epoch_ns(timestamp)) AS ns,
+                   any_value(strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%d')) AS day
+            FROM k GROUP BY log_name, insert_id, timestamp
+        """).fetchnumpy()
+        idx, hashes, stamps, days = firsts["i"], firsts["h"], firsts["ns"], firsts["day"].astype(str)
+        hit = np.zeros(len(idx), dtype=bool)
+        for day in np.unique(days):
+            on_day = days == day
+            hit[on_day] = np.isin(hashes[on_day], index.hashes(day))
+        if hit.any():
+            con.register("cand", keys.take(pa.array(idx[hit])))
+            files = [str(f) for d in np.unique(days[hit]) for f in index.files(d)]
+            stored = con.sql("""
+                SELECT c.i FROM cand c SEMI JOIN read_parquet($files) e
+                  ON c.log_name IS NOT DISTINCT FROM e.log_name
+                 AND c.insert_id IS NOT DISTINCT FROM e.insert_id
+                 AND c.timestamp = e.timestamp
+            """, params={"files": files}).fetchnumpy()["i"]
+            keep = ~np.isin(idx, stored)
+            idx, hashes, stamps, days = idx[keep], hashes[keep], stamps[keep], days[keep]
         con.close()
+        order = np.lexsort((idx, stamps))
+        idx = idx[order]
+        for day in np.unique(days):
+            index.add(day, hashes[days == day])
+        if len(idx) == rows.num_rows and np.array_equal(idx, np.arange(len(idx))):
+            return rows  # already unique and in order: skip copying every column
         return rows.take(pa.array(idx, pa.int64()))
 
     def _write_partitions(self, rows: pa.Table) -> int:
@@ -309,7 +332,8 @@ class Store:
             folder.mkdir(exist_ok=True)
             name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
-            pq.write_table(part, tmp, compression="zstd", row_group_size=128 * 1024)
+            pq.write_table(part, tmp, compression="zstd", compression_level=1, row_group_size=128 * 1024,
+                           use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS)
             _fsync_replace(tmp, folder / name)
             written += 1
         return written
@@ -317,6 +341,39 @@ class Store:
     def _write_manifest(self, report: IngestReport, kind: str, extra: dict[str, Any] | None) -> None:
         record = {"kind": kind, **report.to_dict(), **(extra or {})}
         _atomic_write(self.root / "manifest" / f"{report.ingest_id}.json", orjson.dumps(record, option=orjson.OPT_INDENT_2))
+
+
+_KEY_HASH = "hash(log_name, insert_id, epoch_ns(timestamp))"
+
+
+class _KeyIndex:
+    """Hashes of the dedup keys stored per date partition, loaded lazily once per ingest."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._hashes: dict[str, np.ndarray] = {}
+        self._added: dict[str, list[np.ndarray]] = {}
+
+    def files(self, day: str) -> list[Path]:
+        return sorted((self.store.root / "entries" / f"date={day}").glob("*.parquet"))
+
+    def hashes(self, day: str) -> np.ndarray:
+        if day not in self._hashes:
+            files = [str(f) for f in self.files(day)]
+            if files:
+                con = duckdb.connect(config={"threads": 2})
+                found = con.sql(f"SELECT {_KEY_HASH} AS h FROM read_parquet($files)", params={"files": files}).fetchnumpy()["h"]
+                con.close()
+            else:
+                found = np.zeros(0, dtype=np.uint64)
+            self._hashes[day] = found
+        if self._added.get(day):
+            self._hashes[day] = np.concatenate([self._hashes[day], *self._added.pop(day)])
+        return self._hashes[day]
+
+    def add(self, day: str, hashes: np.ndarray) -> None:
+        self.hashes(day)  # load what is stored before this batch's own files appear
+        self._added.setdefault(day, []).append(hashes)
 
 
 class _Writer:
@@ -327,6 +384,7 @@ class _Writer:
         self.store, self.report = store, report
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logaudit-writer")
         self.pending: deque[Future] = deque()
+        self.index = _KeyIndex(store)
 
     def submit(self, rows: pa.Table, counts: SourceCounts) -> None:
         while len(self.pending) >= 2:
@@ -334,7 +392,7 @@ class _Writer:
         self.pending.append(self.pool.submit(self._write, rows, counts))
 
     def _write(self, rows: pa.Table, counts: SourceCounts) -> None:
-        fresh = self.store._deduplicate(rows)
+        fresh = self.store._deduplicate(rows, self.index)
         counts.duplicates += rows.num_rows - fresh.num_rows
         counts.new_rows += fresh.num_rows
         if fresh.num_rows:

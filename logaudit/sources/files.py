@@ -34,6 +34,8 @@ from logaudit.errors import InputError
 #: File names taken from a directory walk (sink exports are `.json`; gz variants too).
 LOG_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".log")
 BLOCK_BYTES = 8 << 20
+#: A JSON Lines batch closes at this many bytes even before `batch_size` lines (bounds memory).
+BATCH_BYTES = 32 << 20
 
 
 @dataclass
@@ -103,7 +105,7 @@ def detect_format(head: bytes) -> str:
     return "jsonl"
 
 
-def iter_batches(path: Path, source: str | None = None, batch_size: int = 100_000) -> Iterator[Batch]:
+def iter_batches(path: Path, source: str | None = None, batch_size: int = 50_000) -> Iterator[Batch]:
     """Yield batches of entry texts from one file (any supported format, gz or not)."""
     source = source or str(path)
     try:
@@ -113,7 +115,7 @@ def iter_batches(path: Path, source: str | None = None, batch_size: int = 100_00
         raise InputError(f"{source}: cannot read: {err}", hint="is the file complete? a truncated .gz cannot be read to the end") from err
 
 
-def iter_stream_batches(fh: IO[bytes], source: str, batch_size: int = 100_000) -> Iterator[Batch]:
+def iter_stream_batches(fh: IO[bytes], source: str, batch_size: int = 50_000) -> Iterator[Batch]:
     """Yield batches from an open binary stream (a local file, a gunzipped stream, a Cloud Storage blob).
 
     The caller handles gzip (see `open_binary`) and turns OSError into its own error.
@@ -131,7 +133,7 @@ def _jsonl_batches(fh: IO[bytes], source: str, batch_size: int) -> Iterator[Batc
     line_no = 0
     carry = b""
     pending: list[tuple[np.ndarray, pa.Array, list, int, int]] = []
-    pending_rows = 0
+    pending_rows = pending_bytes = 0
     while True:
         block = fh.read(BLOCK_BYTES)
         if not block:
@@ -151,9 +153,10 @@ def _jsonl_batches(fh: IO[bytes], source: str, batch_size: int) -> Iterator[Batc
         line_no += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
         pending.append((positions, lines, bad, blank, len(block) if block else len(data)))
         pending_rows += len(positions)
-        if pending_rows >= batch_size:
+        pending_bytes += len(data)
+        if pending_rows >= batch_size or pending_bytes >= BATCH_BYTES:
             yield _merge(source, pending)
-            pending, pending_rows = [], 0
+            pending, pending_rows, pending_bytes = [], 0, 0
         if not block:
             break
     if pending:

@@ -1,0 +1,5 @@
+"""`python -m logaudit` runs the CLI."""
+
+from logaudit.cli import main
+
+main()
