@@ -64,5 +64,5 @@ def main() -> None:
     """Audit Google Cloud Run deployments from their logs."""
 
 
-# Sub-commands register themselves on `main` when imported.
-from logaudit.cli import ingest_cmd  # noqa: E402,F401
+# Sub-commands register themselves on `main` when imported (hence imports at the bottom).
+from logaudit.cli import ingest_cmd, sample_cmd

@@ -1,0 +1,52 @@
+"""`logaudit sample` (generate realistic logs) and `logaudit demo` (the main job on the bundled sample)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from logaudit.cli import handle_errors, main, store_option
+from logaudit.demo import sample_path
+from logaudit.sample import SampleConfig, write_sample
+from logaudit.store import Store
+
+
+@main.command()
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--entries", "-n", type=int, default=5000, show_default=True, help="Exact number of entries.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--start", default="2025-09-09T20:00:00Z", show_default=True, help="Window start (RFC 3339).")
+@click.option("--hours", type=float, default=8.0, show_default=True, help="Window length.")
+@click.option("--no-regression", is_flag=True, help="The canary behaves like the baseline.")
+@click.option("--no-secrets", is_flag=True, help="Do not plant fake secrets in messages.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "yaml"]), default="jsonl", show_default=True,
+              help="jsonl, gcloud-style json array (newest first) or yaml documents; OUT ending in .gz compresses.")
+@click.option("--truth", type=click.Path(dir_okay=False), help="Also write the generator's exact counts as JSON here.")
+@handle_errors
+def sample(out: str, entries: int, seed: int, start: str, hours: float, no_regression: bool, no_secrets: bool,
+           fmt: str, truth: str | None) -> None:
+    """Write deterministic, realistic Cloud Run logs (a deploy of netra-backend-staging) to OUT."""
+    config = SampleConfig(entries=entries, seed=seed, start=start, hours=hours,
+                          regression=not no_regression, plant_secrets=not no_secrets)
+    result = write_sample(out, config, fmt=fmt)
+    if truth:
+        Path(truth).write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    click.echo(f"wrote {result.entries} entries to {out}")
+
+
+@main.command()
+@store_option
+@handle_errors
+def demo(store_dir: str | None) -> None:
+    """Ingest the bundled sample (a staging deploy of netra-backend) and audit it.
+
+    Needs no cloud account: the sample is in data/sample/ (or regenerated identically).
+    """
+    store = Store(store_dir)
+    path = sample_path()
+    report = store.ingest_paths([path])
+    click.echo(f"ingested {path.name}: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate -> {store.root}")
+    info = store.info()
+    click.echo(f"store holds {info['entries']} entries from {info['first']} to {info['last']}")

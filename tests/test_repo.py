@@ -1,0 +1,36 @@
+"""The repository keeps its promises: docs match the code, the bundled sample is what the generator makes, ruff is clean."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from logaudit.demo import BUNDLED
+from logaudit.sample import SampleConfig, write_sample
+from logaudit.schema import schema_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_entry_table_doc_matches_schema():
+    doc = (ROOT / "docs" / "entry-table.md").read_text()
+    assert schema_markdown() in doc
+
+
+def test_bundled_sample_is_the_generators_output(tmp_path):
+    fresh = tmp_path / BUNDLED.name
+    write_sample(fresh, SampleConfig())
+    assert gzip.decompress(fresh.read_bytes()) == gzip.decompress(BUNDLED.read_bytes())
+
+
+def test_bundled_sample_is_small():
+    assert BUNDLED.stat().st_size < 1_000_000
+
+
+def test_ruff_clean():
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    result = subprocess.run([ruff, "check", "logaudit", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
