@@ -321,3 +321,28 @@ def test_store_from_environment(tmp_path, reference_entries, cli):
     result = cli("ingest", "-q", good, env={"LOGAUDIT_STORE": str(env_store)})
     assert result.exit_code == 0
     assert Store(env_store, create=False).info()["entries"] == 6
+
+
+def test_generated_sample_ingests_to_exactly_the_generators_truth(tmp_path, store_dir):
+    """Every entry, and every effective severity the generator intended, survives ingest."""
+    import duckdb
+
+    from logaudit.sample import SampleConfig, write_sample
+
+    truth = write_sample(tmp_path / "s.json.gz", SampleConfig(entries=3000, seed=11), fmt="json")
+    store = Store(store_dir)
+    report = store.ingest_paths([tmp_path / "s.json.gz"])
+    assert (report.read, report.new_rows, report.rejected) == (3000, 3000, 0)
+    con = duckdb.connect()
+    con.register("t", store.read_entries())
+    by_revision = {
+        (s, r): (n, e, q, c4, c5)
+        for s, r, n, e, q, c4, c5 in con.sql("""
+            SELECT service, revision, count(*), count(*) FILTER (effective_severity_num >= 500),
+                   count(http_status), count(*) FILTER (http_status BETWEEN 400 AND 499),
+                   count(*) FILTER (http_status >= 500)
+            FROM t GROUP BY ALL""").fetchall()
+    }
+    assert by_revision == {k: (v.entries, v.errors, v.requests, v.status_4xx, v.status_5xx) for k, v in truth.by_revision.items()}
+    assert dict(con.sql("SELECT effective_severity, count(*) FROM t GROUP BY 1").fetchall()) == dict(truth.effective_severity)
+    assert con.sql("SELECT count(*) FROM t WHERE message LIKE '%\x1b%'").fetchone() == (0,)
