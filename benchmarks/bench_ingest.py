@@ -25,7 +25,7 @@ from pathlib import Path
 
 BASELINE = r"""
 import sys, duckdb
-from logaudit.normalize import _PARSE_SQL, _FINISH_SQL, _STRUCTURE
+from logaudit.normalize import _PARSE_SELECT, _FINISH_SQL, _STRUCTURE
 src, out = sys.argv[1], sys.argv[2]
 import json as _j
 struct = _j.loads(_STRUCTURE)
@@ -34,13 +34,11 @@ def duck_type(v):
         return "STRUCT(" + ", ".join(f'"{k}" {duck_type(x)}' for k, x in v.items()) + ")"
     return v
 cols = "{" + ", ".join(f"'{k}': '{duck_type(v)}'" for k, v in struct.items()) + "}"
-parse = _PARSE_SQL.replace(
-    "FROM (SELECT pos, unnest(try(from_json(line, '" + _STRUCTURE + "'))) FROM batch)",
-    f"FROM (SELECT NULL::BIGINT AS pos, * FROM read_json('{src}', format='newline_delimited', columns={cols}))",
-)
-assert parse != _PARSE_SQL
+parse = (f"SELECT {_PARSE_SELECT} FROM (SELECT NULL::BIGINT AS pos, * "
+         f"FROM read_json('{src}', format='newline_delimited', columns={cols}))")
 finish = _FINISH_SQL.replace("$source", "'bench'").replace("WITH m AS (", ", m AS (", 1)
 con = duckdb.connect(config={"threads": 2})
+con.execute("SET enable_progress_bar = false")
 con.execute(f"COPY (WITH parsed AS ({parse}) {finish}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
 """
 

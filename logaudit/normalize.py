@@ -123,8 +123,7 @@ def _url_path_sql(col: str) -> str:
 
 # Stage 1: parse each line once (UNNEST is a barrier: later expressions read columns, they do not
 # re-run the parse) and extract every field with expressions that each read the parse only once.
-_PARSE_SQL = f"""
-SELECT
+_PARSE_SELECT = f"""
     pos,
     {_ts_fast_sql("timestamp")} AS ts_ns,
     {_ts_fast_sql("receiveTimestamp")} AS rts_ns,
@@ -185,12 +184,10 @@ SELECT
     sourceLocation.file AS source_location_file,
     TRY_CAST(sourceLocation.line AS BIGINT) AS source_location_line,
     sourceLocation.function AS source_location_function
-FROM (SELECT pos, unnest(from_json(line, '{_STRUCTURE}')) FROM batch)
 """
+_PARSE_SQL = f"SELECT {_PARSE_SELECT} FROM (SELECT pos, unnest(from_json(line, '{_STRUCTURE}')) FROM batch)"
 # try() makes the parse much slower, so it is only used for batches holding a line that is not JSON.
-_PARSE_SQL_TOLERANT = _PARSE_SQL.replace("unnest(from_json(", "unnest(try(from_json(").replace(
-    "')) FROM batch)", "'))) FROM batch)"
-)
+_PARSE_SQL_TOLERANT = f"SELECT {_PARSE_SELECT} FROM (SELECT pos, unnest(try(from_json(line, '{_STRUCTURE}'))) FROM batch)"
 
 # Stage 2, over stage 1's Arrow output: the values that depend on other derived values. Each
 # expensive expression appears exactly once (a CTE column referenced twice is computed twice).

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -294,31 +294,32 @@ class Store:
         keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         con.register("k", keys)
         firsts = con.sql(f"""
-            SELECT min(i) AS i, any_value({_KEY_HASH}) AS h, any_value(epoch_ns(timestamp)) AS ns,
-                   any_value(strftime(timestamp AT TIME ZONE 'UTC', '%Y-%m-%d')) AS day
+            SELECT min(i) AS i, any_value({_KEY_HASH}) AS h, any_value(epoch_ns(timestamp)) AS ns
             FROM k GROUP BY log_name, insert_id, timestamp
         """).fetchnumpy()
-        idx, hashes, stamps, days = firsts["i"], firsts["h"], firsts["ns"], firsts["day"].astype(str)
+        idx, hashes, stamps = firsts["i"], firsts["h"], firsts["ns"]
+        days = stamps // _NS_PER_DAY
+        unique_days = np.unique(days)
         hit = np.zeros(len(idx), dtype=bool)
-        for day in np.unique(days):
+        for day in unique_days:
             on_day = days == day
-            hit[on_day] = np.isin(hashes[on_day], index.hashes(day))
+            hit[on_day] = index.contains(int(day), hashes[on_day])
         if hit.any():
             con.register("cand", keys.take(pa.array(idx[hit])))
-            files = [str(f) for d in np.unique(days[hit]) for f in index.files(d)]
+            files = [str(f) for d in np.unique(days[hit]) for f in index.files(int(d))]
             stored = con.sql("""
                 SELECT c.i FROM cand c SEMI JOIN read_parquet($files) e
                   ON c.log_name IS NOT DISTINCT FROM e.log_name
                  AND c.insert_id IS NOT DISTINCT FROM e.insert_id
                  AND c.timestamp = e.timestamp
-            """, params={"files": files}).fetchnumpy()["i"]
+            """, params={"files": files}).fetchnumpy()["i"] if files else np.zeros(0, np.int64)
             keep = ~np.isin(idx, stored)
             idx, hashes, stamps, days = idx[keep], hashes[keep], stamps[keep], days[keep]
         con.close()
         order = np.lexsort((idx, stamps))
         idx = idx[order]
-        for day in np.unique(days):
-            index.add(day, hashes[days == day])
+        for day in unique_days:
+            index.add(int(day), hashes[days == day])
         if len(idx) == rows.num_rows and np.array_equal(idx, np.arange(len(idx))):
             return rows  # already unique and in order: skip copying every column
         return rows.take(pa.array(idx, pa.int64()))
@@ -344,36 +345,54 @@ class Store:
 
 
 _KEY_HASH = "hash(log_name, insert_id, epoch_ns(timestamp))"
+_NS_PER_DAY = 86_400 * 1_000_000_000
 
 
 class _KeyIndex:
-    """Hashes of the dedup keys stored per date partition, loaded lazily once per ingest."""
+    """Hashes of the dedup keys stored per date partition, loaded lazily once per ingest.
+
+    Each day holds a few sorted arrays (merged when there are many), so a membership test is a
+    vectorised binary search and adding a batch never re-sorts everything.
+    """
+
+    MAX_CHUNKS = 8
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._hashes: dict[str, np.ndarray] = {}
-        self._added: dict[str, list[np.ndarray]] = {}
+        self._chunks: dict[int, list[np.ndarray]] = {}
 
-    def files(self, day: str) -> list[Path]:
-        return sorted((self.store.root / "entries" / f"date={day}").glob("*.parquet"))
+    @staticmethod
+    def day_name(day: int) -> str:
+        return (date(1970, 1, 1) + timedelta(days=int(day))).isoformat()
 
-    def hashes(self, day: str) -> np.ndarray:
-        if day not in self._hashes:
+    def files(self, day: int) -> list[Path]:
+        return sorted((self.store.root / "entries" / f"date={self.day_name(day)}").glob("*.parquet"))
+
+    def _load(self, day: int) -> list[np.ndarray]:
+        if day not in self._chunks:
             files = [str(f) for f in self.files(day)]
+            chunks = []
             if files:
                 con = duckdb.connect(config={"threads": 2})
                 found = con.sql(f"SELECT {_KEY_HASH} AS h FROM read_parquet($files)", params={"files": files}).fetchnumpy()["h"]
                 con.close()
-            else:
-                found = np.zeros(0, dtype=np.uint64)
-            self._hashes[day] = found
-        if self._added.get(day):
-            self._hashes[day] = np.concatenate([self._hashes[day], *self._added.pop(day)])
-        return self._hashes[day]
+                chunks.append(np.sort(found))
+            self._chunks[day] = chunks
+        return self._chunks[day]
 
-    def add(self, day: str, hashes: np.ndarray) -> None:
-        self.hashes(day)  # load what is stored before this batch's own files appear
-        self._added.setdefault(day, []).append(hashes)
+    def contains(self, day: int, hashes: np.ndarray) -> np.ndarray:
+        hit = np.zeros(len(hashes), dtype=bool)
+        for chunk in self._load(day):
+            if len(chunk):
+                pos = np.minimum(np.searchsorted(chunk, hashes), len(chunk) - 1)
+                hit |= chunk[pos] == hashes
+        return hit
+
+    def add(self, day: int, hashes: np.ndarray) -> None:
+        chunks = self._load(day)
+        chunks.append(np.sort(hashes))
+        if len(chunks) > self.MAX_CHUNKS:
+            chunks[:] = [np.sort(np.concatenate(chunks))]
 
 
 class _Writer:

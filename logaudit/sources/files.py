@@ -135,32 +135,45 @@ def _jsonl_batches(fh: IO[bytes], source: str, batch_size: int) -> Iterator[Batc
     pending: list[tuple[np.ndarray, pa.Array, list, int, int]] = []
     pending_rows = pending_bytes = 0
     while True:
-        block = fh.read(BLOCK_BYTES)
-        if not block:
-            data, carry = carry, b""
-            if not data:
-                break
-        else:
-            data = carry + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            data, carry = data[: cut + 1], data[cut + 1 :]
-        if line_no == 0 and data.startswith(b"\xef\xbb\xbf"):
-            data = b"   " + data[3:]
-        positions, lines, bad, blank = _split_lines(data, line_no)
-        line_no += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        pending.append((positions, lines, bad, blank, len(block) if block else len(data)))
+        # Each block gets its own buffer (the line arrays keep referencing it): the carried-over
+        # partial line is copied in, the rest is read straight into place.
+        buf = bytearray(len(carry) + BLOCK_BYTES)
+        buf[: len(carry)] = carry
+        got = _read_into(fh, memoryview(buf)[len(carry):])
+        size = len(carry) + got
+        if got == 0 and size == 0:
+            break
+        end = size if got == 0 else buf.rfind(b"\n", 0, size) + 1
+        if end == 0:  # no newline in a whole block: one very long line, keep reading
+            carry = bytes(buf[:size])
+            continue
+        carry = bytes(buf[end:size])
+        data = memoryview(buf)[:end]
+        if line_no == 0 and bytes(data[:3]) == b"\xef\xbb\xbf":
+            data[:3] = b"   "
+        positions, lines, bad, blank, count = _split_lines(data, line_no)
+        line_no += count
+        pending.append((positions, lines, bad, blank, got))
         pending_rows += len(positions)
-        pending_bytes += len(data)
+        pending_bytes += end
         if pending_rows >= batch_size or pending_bytes >= BATCH_BYTES:
             yield _merge(source, pending)
             pending, pending_rows, pending_bytes = [], 0, 0
-        if not block:
+        if got == 0:
             break
     if pending:
         yield _merge(source, pending)
+
+
+def _read_into(fh: IO[bytes], view: memoryview) -> int:
+    """Fill `view` from `fh` as far as the stream goes; returns the bytes read (0 at the end)."""
+    total = 0
+    while total < len(view):
+        n = fh.readinto(view[total:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        total += n
+    return total
 
 
 def _merge(source: str, parts: list) -> Batch:
@@ -170,7 +183,7 @@ def _merge(source: str, parts: list) -> Batch:
     return Batch(source, positions, lines, bad, bytes_read=sum(p[4] for p in parts), blank=sum(p[3] for p in parts))
 
 
-def _split_lines(data: bytes, first_line: int) -> tuple[np.ndarray, pa.Array, list, int]:
+def _split_lines(data: bytes | memoryview, first_line: int) -> tuple[np.ndarray, pa.Array, list, int, int]:
     """Split a block of lines into a string array without making a Python object per line.
 
     Each value keeps its trailing newline (JSON ignores it), which makes the values contiguous
@@ -191,23 +204,23 @@ def _split_lines(data: bytes, first_line: int) -> tuple[np.ndarray, pa.Array, li
     keep = ends > bounds[:-1]
     blank = int((~keep).sum())
     bad: list[tuple[int, str, str]] = []
+    if bounds[-1] >= 2**31:
+        raise InputError("a block of lines exceeds 2 GiB")
+    lines = pa.StringArray.from_buffers(count, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data))
     try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+        lines.validate(full=True)  # UTF-8 check in C++; the per-line search below runs only on failure
+    except pa.ArrowInvalid:
         for i in np.flatnonzero(keep):
-            chunk = data[bounds[i] : ends[i]]
+            chunk = bytes(data[bounds[i] : ends[i]])
             try:
                 chunk.decode("utf-8")
             except UnicodeDecodeError as err:
                 keep[i] = False
                 bad.append((int(numbers[i]), f"not UTF-8 text (byte {err.start})", chunk[:200].decode("utf-8", "replace")))
-    if bounds[-1] >= 2**31:
-        raise InputError("a block of lines exceeds 2 GiB")
-    lines = pa.StringArray.from_buffers(count, pa.py_buffer(bounds.astype(np.int32)), pa.py_buffer(data))
     if not keep.all():
         lines = lines.filter(pa.array(keep))
         numbers = numbers[keep]
-    return numbers, lines, bad, blank
+    return numbers, lines, bad, blank, count
 
 
 def _flush_texts(source: str, positions: list[int], texts: list[str], bad: list) -> Batch:
