@@ -1,0 +1,440 @@
+"""DuckDB analytics over the store: the numbers behind `logaudit summarize`, as DataFrames.
+
+`Audit` opens a store with a pattern catalog; every method takes the same window filters
+(`since`, `until`, `service`, `revision`) and returns a pandas DataFrame. The CLI, the reports
+and the notebooks all call these methods, so they always agree.
+
+>>> from logaudit.query import Audit
+>>> audit = Audit("logaudit-store")                          # doctest: +SKIP
+>>> audit.revisions(since="6h")[["revision", "errors"]]      # doctest: +SKIP
+
+Window semantics: `since <= timestamp < until`. Times are RFC 3339 / ISO dates (any offset) or
+durations before now (`30m`, `6h`, `2d`); datetimes must be timezone-aware.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import duckdb
+import orjson
+import pandas as pd
+
+from logaudit.catalog import Catalog, load_catalogs
+from logaudit.classify import register_views
+from logaudit.errors import UsageError
+from logaudit.redact import Redactor
+from logaudit.schema import SEVERITY_NUM
+from logaudit.store import Store
+from logaudit.templates import template_sql
+from logaudit.timeparse import format_rfc3339, parse_duration, parse_time
+
+CATEGORIES = ("critical", "warning", "positive", "info")
+
+# A path segment that is an id: a UUID, 8+ hex characters, or a number (same rule as the sample generator).
+_ID_SEGMENT = r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{8,}|[0-9]+)$"
+NORMALIZED_PATH_SQL = (
+    "array_to_string(list_transform(string_split(http_path, '/'), "
+    f"lambda s: CASE WHEN regexp_full_match(s, '{_ID_SEGMENT}') THEN '{{id}}' ELSE s END), '/')"
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A resolved query window: aware UTC datetimes (or None = unbounded) and exact filters."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    service: str | None = None
+    revision: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "since": format_rfc3339(self.since) if self.since else None,
+            "until": format_rfc3339(self.until) if self.until else None,
+            "service": self.service,
+            "revision": self.revision,
+        }
+
+
+def resolve_window(since: str | datetime | None = None, until: str | datetime | None = None,
+                   service: str | None = None, revision: str | None = None,
+                   *, now: datetime | None = None) -> Window:
+    """Turn user input (durations, RFC 3339 text, aware datetimes) into a `Window`."""
+    now = now or datetime.now(UTC)
+
+    def one(value: str | datetime | None, name: str) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            if value.tzinfo is None:
+                raise UsageError(f"{name}: a datetime must be timezone-aware", hint="use datetime(..., tzinfo=UTC)")
+            return value.astimezone(UTC)
+        if isinstance(value, pd.Timestamp):
+            return one(value.to_pydatetime(), name)
+        return parse_time(str(value), now=now, name=name)
+
+    lo, hi = one(since, "--since"), one(until, "--until")
+    if lo is not None and hi is not None and lo >= hi:
+        raise UsageError(f"--since {format_rfc3339(lo)} is not before --until {format_rfc3339(hi)}")
+    return Window(lo, hi, service, revision)
+
+
+def default_catalog() -> Catalog:
+    """The catalogs in $LOGAUDIT_PATTERNS (a file or directory), else the shipped `patterns/`."""
+    env = os.environ.get("LOGAUDIT_PATTERNS")
+    return load_catalogs([env] if env else None)
+
+
+class Audit:
+    """Analytics over one store, with one catalog and one redactor.
+
+    `catalog` may be a `Catalog`, catalog file/directory paths, or None for the default catalog.
+    """
+
+    def __init__(self, store: Store | str | os.PathLike | None = None, catalog: Catalog | list | None = None,
+                 *, redactor: Redactor | None = None) -> None:
+        self.store = store if isinstance(store, Store) else Store(store, create=False)
+        if catalog is None:
+            catalog = default_catalog()
+        elif not isinstance(catalog, Catalog):
+            catalog = load_catalogs(catalog)
+        self.catalog = catalog
+        self.redactor = redactor or Redactor()
+        self._cons: dict[Window, duckdb.DuckDBPyConnection] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    def connection(self, window: Window) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection with the views `entries`, `matches`, `patterns`, `unclassified` for the window.
+
+        The store is classified against the catalog first (only new files / changed patterns are evaluated).
+        """
+        con = self._cons.get(window)
+        if con is None:
+            con = duckdb.connect(config={"threads": 2})
+            con.execute("SET enable_progress_bar = false")
+            register_views(con, self.store, self.catalog, since=window.since, until=window.until)
+            self._cons[window] = con
+        return con
+
+    def _window(self, since: Any = None, until: Any = None, service: str | None = None,
+                revision: str | None = None) -> Window:
+        if isinstance(since, Window):
+            return since
+        return resolve_window(since, until, service, revision)
+
+    @staticmethod
+    def _filters(w: Window, alias: str = "") -> tuple[str, dict[str, Any]]:
+        prefix = f"{alias}." if alias else ""
+        conds, params = [], {}
+        if w.service is not None:
+            conds.append(f"{prefix}service = $service")
+            params["service"] = w.service
+        if w.revision is not None:
+            conds.append(f"{prefix}revision = $revision")
+            params["revision"] = w.revision
+        return (" AND ".join(conds) or "TRUE"), params
+
+    def _df(self, w: Window, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self.connection(w).execute(query, params or {}).df()
+
+    # ------------------------------------------------------------------ public API
+    def sql(self, query: str, params: dict[str, Any] | list | None = None, **window: Any) -> pd.DataFrame:
+        """Run SQL over the views `entries`, `matches`, `patterns`, `unclassified`; parameters are bound.
+
+        >>> audit.sql("SELECT count(*) AS n FROM entries WHERE service = $s", {"s": "api"})  # doctest: +SKIP
+        """
+        w = self._window(**window)
+        return self.connection(w).execute(query, params or {}).df()
+
+    def entries_count(self, **window: Any) -> int:
+        w = self._window(**window)
+        where, params = self._filters(w)
+        return int(self.connection(w).execute(f"SELECT count(*) FROM entries WHERE {where}", params).fetchall()[0][0])
+
+    def revisions(self, **window: Any) -> pd.DataFrame:
+        """Per (service, revision): first/last seen, deploy time, entries, errors, error rate,
+        requests, 4xx, 5xx, request error rate, latency p50/p95/p99 (ms), traffic share.
+
+        Latency percentiles leave out WebSocket upgrades (status 101): their "latency" is how
+        long the connection stayed open, not how fast the service answered.
+        """
+        w = self._window(**window)
+        where, params = self._filters(w, "e")
+        return self._df(w, f"""
+            WITH per AS (
+                SELECT e.service, e.revision,
+                       min(e.timestamp) AS first_seen, max(e.timestamp) AS last_seen,
+                       count(*) AS entries,
+                       count(*) FILTER (e.effective_severity_num >= 500) AS errors,
+                       count(e.http_status) AS requests,
+                       count(*) FILTER (e.http_status BETWEEN 400 AND 499) AS status_4xx,
+                       count(*) FILTER (e.http_status >= 500) AS status_5xx,
+                       quantile_cont(e.http_latency_ms, 0.5) FILTER (e.http_status <> 101) AS latency_p50_ms,
+                       quantile_cont(e.http_latency_ms, 0.95) FILTER (e.http_status <> 101) AS latency_p95_ms,
+                       quantile_cont(e.http_latency_ms, 0.99) FILTER (e.http_status <> 101) AS latency_p99_ms
+                FROM entries e
+                WHERE e.revision IS NOT NULL AND {where}
+                GROUP BY ALL
+            ),
+            deploys AS (
+                SELECT service, audit_revision AS revision, min(timestamp) AS deploy_time
+                FROM entries WHERE audit_revision IS NOT NULL GROUP BY ALL
+            )
+            SELECT per.service, per.revision, per.first_seen, per.last_seen, d.deploy_time,
+                   per.entries, per.errors, per.errors / per.entries AS error_rate,
+                   per.requests, per.status_4xx, per.status_5xx,
+                   CASE WHEN per.requests > 0 THEN per.status_5xx / per.requests END AS request_error_rate,
+                   per.latency_p50_ms, per.latency_p95_ms, per.latency_p99_ms,
+                   CASE WHEN sum(per.requests) OVER (PARTITION BY per.service) > 0
+                        THEN per.requests / sum(per.requests) OVER (PARTITION BY per.service) END AS traffic_share
+            FROM per LEFT JOIN deploys d USING (service, revision)
+            ORDER BY per.service, per.first_seen, per.revision
+        """, params)
+
+    def timeline(self, bucket: str = "5m", **window: Any) -> pd.DataFrame:
+        """Per time bucket and revision: entries, errors, error_rate, requests, 5xx, request error
+        rate and matches per pattern category. Buckets with no entries appear as zeros."""
+        w = self._window(**window)
+        step = parse_duration(bucket, name="bucket")
+        step_ns = int(step / timedelta(microseconds=1)) * 1000
+        where, params = self._filters(w)
+        params |= {"step": step_ns}
+        since_ns = _ns(w.since) if w.since else None
+        until_ns = _ns(w.until) if w.until else None
+        bounds = self.connection(w).execute(
+            f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
+            self._filters(w)[1]).fetchall()[0]
+        if bounds[0] is None:
+            return pd.DataFrame(columns=["bucket", "service", "revision", "entries", "errors", "error_rate", "requests",
+                                         "status_5xx", "request_error_rate", *CATEGORIES])
+        lo = since_ns if since_ns is not None else bounds[0]
+        hi = until_ns if until_ns is not None else bounds[1] + 1
+        params |= {"lo": (lo // step_ns) * step_ns, "hi": hi}
+        mwhere, _ = self._filters(w, "m")
+        cats = ", ".join(f"coalesce(c.{c}, 0) AS {c}" for c in CATEGORIES)
+        cat_cols = ", ".join(f"count(*) FILTER (m.category = '{c}') AS {c}" for c in CATEGORIES)
+        return self._df(w, f"""
+            WITH revs AS (SELECT DISTINCT service, revision FROM entries WHERE revision IS NOT NULL AND {where}),
+            grid AS (
+                SELECT b AS b_ns, revs.service, revs.revision
+                FROM range($lo, $hi, $step) t(b), revs
+            ),
+            agg AS (
+                SELECT (epoch_ns(timestamp) // $step) * $step AS b_ns, service, revision,
+                       count(*) AS entries,
+                       count(*) FILTER (effective_severity_num >= 500) AS errors,
+                       count(http_status) AS requests,
+                       count(*) FILTER (http_status >= 500) AS status_5xx
+                FROM entries WHERE revision IS NOT NULL AND {where}
+                GROUP BY ALL
+            ),
+            c AS (
+                SELECT (epoch_ns(m.timestamp) // $step) * $step AS b_ns, m.service, m.revision, {cat_cols}
+                FROM matches m WHERE m.revision IS NOT NULL AND {mwhere}
+                GROUP BY ALL
+            )
+            SELECT make_timestamp_ns(g.b_ns)::TIMESTAMPTZ AS bucket, g.service, g.revision,
+                   coalesce(a.entries, 0) AS entries, coalesce(a.errors, 0) AS errors,
+                   CASE WHEN a.entries > 0 THEN a.errors / a.entries ELSE 0 END AS error_rate,
+                   coalesce(a.requests, 0) AS requests, coalesce(a.status_5xx, 0) AS status_5xx,
+                   CASE WHEN a.requests > 0 THEN a.status_5xx / a.requests ELSE 0 END AS request_error_rate,
+                   {cats}
+            FROM grid g
+            LEFT JOIN agg a USING (b_ns, service, revision)
+            LEFT JOIN c USING (b_ns, service, revision)
+            ORDER BY bucket, g.service, g.revision
+        """, params)
+
+    def patterns(self, **window: Any) -> pd.DataFrame:
+        """Per matched pattern: category, title, count, first/last seen, count per revision, one
+        example message (redacted) and the value counts of its extracted fields."""
+        w = self._window(**window)
+        where, params = self._filters(w, "m")
+        con = self.connection(w)
+        df = con.execute(f"""
+            WITH m AS (SELECT * FROM matches m WHERE {where}),
+            per_rev AS (
+                SELECT pattern_id, map(list(coalesce(revision, '(none)') ORDER BY revision), list(n ORDER BY revision)) AS by_revision
+                FROM (SELECT pattern_id, revision, count(*) AS n FROM m GROUP BY ALL) GROUP BY ALL
+            ),
+            latest AS (
+                SELECT pattern_id, arg_max(log_name, timestamp) AS log_name, arg_max(insert_id, timestamp) AS insert_id,
+                       max(timestamp) AS ts
+                FROM m GROUP BY ALL
+            ),
+            example AS (
+                SELECT l.pattern_id, any_value(coalesce(e.message,
+                    e.http_method || ' ' || e.http_path || ' -> ' || e.http_status)) AS example
+                FROM latest l JOIN entries e
+                  ON e.timestamp = l.ts AND e.log_name IS NOT DISTINCT FROM l.log_name
+                 AND e.insert_id IS NOT DISTINCT FROM l.insert_id
+                GROUP BY ALL
+            )
+            SELECT m.pattern_id AS id, any_value(m.category) AS category, any_value(m.title) AS title,
+                   count(*) AS count, min(m.timestamp) AS first_seen, max(m.timestamp) AS last_seen,
+                   any_value(per_rev.by_revision) AS by_revision, any_value(example.example) AS example,
+                   list(m.fields_json) FILTER (m.fields_json IS NOT NULL AND m.fields_json <> '{{}}') AS fields
+            FROM m JOIN per_rev USING (pattern_id) LEFT JOIN example USING (pattern_id)
+            GROUP BY m.pattern_id
+            ORDER BY array_position(['critical', 'warning', 'positive', 'info'], any_value(m.category)), count DESC, id
+        """, params).df()
+        df["example"] = [self.redactor.redact(x) for x in df["example"]]
+        df["by_revision"] = [dict(d) if isinstance(d, dict) else {} for d in df["by_revision"]]
+        df["fields"] = [_field_counts(v, self.redactor) for v in df["fields"]]
+        return df
+
+    def endpoints(self, **window: Any) -> pd.DataFrame:
+        """Per (service, method, normalized path, status): count, share of the service's requests, p95 latency."""
+        w = self._window(**window)
+        where, params = self._filters(w)
+        return self._df(w, f"""
+            SELECT service, http_method AS method, {NORMALIZED_PATH_SQL} AS path, http_status AS status,
+                   count(*) AS count,
+                   count(*) / sum(count(*)) OVER (PARTITION BY service) AS share,
+                   quantile_cont(http_latency_ms, 0.95) FILTER (http_status <> 101) AS latency_p95_ms
+            FROM entries
+            WHERE http_status IS NOT NULL AND {where}
+            GROUP BY 1, 2, 3, 4
+            ORDER BY service, count DESC, path, method, status
+        """, params)
+
+    def unclassified(self, min_severity: str = "WARNING", limit: int | None = 50, **window: Any) -> pd.DataFrame:
+        """The most frequent messages at `min_severity` or above that match no pattern, grouped by
+        template (numbers, ids, hex, IPs, quoted values masked); with count, example, revisions."""
+        w = self._window(**window)
+        level = SEVERITY_NUM.get(min_severity.upper())
+        if level is None:
+            raise UsageError(f"unknown severity {min_severity!r}", hint=f"one of {', '.join(SEVERITY_NUM)}")
+        where, params = self._filters(w)
+        params |= {"level": level}
+        df = self._df(w, f"""
+            SELECT {template_sql('message')} AS template, count(*) AS count,
+                   min(timestamp) AS first_seen, max(timestamp) AS last_seen,
+                   list(DISTINCT revision ORDER BY revision) FILTER (revision IS NOT NULL) AS revisions,
+                   max(effective_severity_num) AS max_severity_num,
+                   arg_max(message, timestamp) AS example
+            FROM unclassified
+            WHERE effective_severity_num >= $level AND message IS NOT NULL AND {where}
+            GROUP BY 1
+            ORDER BY count DESC, template
+            {"LIMIT " + str(int(limit)) if limit else ""}
+        """, params)
+        df["example"] = [self.redactor.redact(x) for x in df["example"]]
+        df["template"] = [self.redactor.redact(x) for x in df["template"]]
+        df["revisions"] = [list(v) if hasattr(v, "__iter__") else [] for v in df["revisions"]]
+        return df
+
+    def summary(self, **window: Any) -> dict[str, Any]:
+        """Everything `summarize --format json` prints (see docs/summary-json.md)."""
+        w = self._window(**window)
+        entries = self.entries_count(since=w)
+        if entries == 0:
+            info = self.store.info()
+            return {"window": {"since": _iso(w.since), "until": _iso(w.until)},
+                    "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
+                    "revisions": [], "patterns": [], "endpoints": [], "unclassified": [],
+                    "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]}}
+        revisions = self.revisions(since=w)
+        patterns = self.patterns(since=w)
+        endpoints = self.endpoints(since=w)
+        unclassified = self.unclassified(since=w)
+        where, params = self._filters(w)
+        services = [r[0] for r in self.connection(w).execute(
+            f"SELECT DISTINCT service FROM entries WHERE service IS NOT NULL AND {where} ORDER BY 1", params).fetchall()]
+        return {
+            "window": {"since": _iso(w.since), "until": _iso(w.until)},
+            "filters": {"service": w.service, "revision": w.revision},
+            "entries": entries,
+            "services": services,
+            "revisions": [
+                {
+                    "service": r.service, "revision": r.revision,
+                    "first_seen": _iso(r.first_seen), "last_seen": _iso(r.last_seen),
+                    "deploy_time": _iso(r.deploy_time),
+                    "entries": int(r.entries), "errors": int(r.errors), "error_rate": _num(r.error_rate),
+                    "requests": int(r.requests), "status_4xx": int(r.status_4xx), "status_5xx": int(r.status_5xx),
+                    "request_error_rate": _num(r.request_error_rate),
+                    "latency_ms": {"p50": _num(r.latency_p50_ms), "p95": _num(r.latency_p95_ms), "p99": _num(r.latency_p99_ms)},
+                    "traffic_share": _num(r.traffic_share),
+                }
+                for r in revisions.itertuples()
+            ],
+            "patterns": [
+                {
+                    "id": p.id, "category": p.category, "title": p.title, "count": int(p.count),
+                    "first_seen": _iso(p.first_seen), "last_seen": _iso(p.last_seen),
+                    "by_revision": {k: int(v) for k, v in p.by_revision.items()},
+                    "example": p.example, "fields": p.fields,
+                }
+                for p in patterns.itertuples()
+            ],
+            "endpoints": [
+                {"service": e.service, "method": e.method, "path": e.path, "status": int(e.status), "count": int(e.count),
+                 "share": _num(e.share), "latency_p95_ms": _num(e.latency_p95_ms)}
+                for e in endpoints.itertuples()
+            ],
+            "unclassified": [
+                {"template": u.template, "count": int(u.count), "example": u.example,
+                 "first_seen": _iso(u.first_seen), "last_seen": _iso(u.last_seen), "revisions": u.revisions}
+                for u in unclassified.itertuples()
+            ],
+        }
+
+    def close(self) -> None:
+        for con in self._cons.values():
+            con.close()
+        self._cons.clear()
+
+
+def _field_counts(values: Any, redactor: Redactor) -> dict[str, dict[str, int]]:
+    """{"field": {"value": count}} from a list of fields_json texts, top 10 values per field."""
+    out: dict[str, dict[str, int]] = {}
+    if not hasattr(values, "__iter__") or isinstance(values, str):
+        return out
+    for text in values:
+        try:
+            fields = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            continue
+        for k, v in fields.items():
+            if v is None:
+                continue
+            slot = out.setdefault(k, {})
+            key = redactor.redact(str(v)) or ""
+            slot[key] = slot.get(key, 0) + 1
+    return {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))[:10]) for k, v in sorted(out.items())}
+
+
+def _ns(value: datetime) -> int:
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _iso(value: Any) -> str | None:
+    """RFC 3339 UTC text for timestamps (nanoseconds kept when present)."""
+    if value is None or (isinstance(value, float) and value != value) or value is pd.NaT:
+        return None
+    ts = pd.Timestamp(value)
+    if pd.isna(ts):
+        return None
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    text = ts.isoformat()
+    return re.sub(r"\+00:00$", "Z", text)
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else round(f, 6)
+
+
+__all__ = ["CATEGORIES", "Audit", "Window", "default_catalog", "resolve_window"]
