@@ -5,6 +5,8 @@ The public API, shared by the CLI and the notebooks:
 >>> import logaudit
 >>> store = logaudit.Store("logaudit-store")          # doctest: +SKIP
 >>> report = store.ingest_paths(["data/sample"])      # doctest: +SKIP
+>>> audit = logaudit.Audit(store)                     # doctest: +SKIP
+>>> audit.revisions(since="6h")                       # doctest: +SKIP
 """
 
 from logaudit.errors import (
@@ -20,9 +22,40 @@ from logaudit.normalize import normalize_entry, parse_timestamps
 from logaudit.schema import ENTRY_COLUMNS, ENTRY_SCHEMA, SEVERITY_NUM
 from logaudit.store import IngestReport, Store, default_store_path
 
+
+def __getattr__(name: str):
+    """Heavier parts load on first use, so `import logaudit` and the CLI stay fast."""
+    lazy = {
+        "Audit": ("logaudit.query", "Audit"),
+        "Window": ("logaudit.query", "Window"),
+        "Redactor": ("logaudit.redact", "Redactor"),
+        "load_catalogs": ("logaudit.catalog", "load_catalogs"),
+        "classify_store": ("logaudit.classify", "classify_store"),
+        "SampleConfig": ("logaudit.sample", "SampleConfig"),
+        "SampleGenerator": ("logaudit.sample", "SampleGenerator"),
+        "sample_path": ("logaudit.demo", "sample_path"),
+        "template": ("logaudit.templates", "template"),
+    }
+    if name in lazy:
+        import importlib
+
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'logaudit' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Audit",
+    "Redactor",
+    "SampleConfig",
+    "SampleGenerator",
+    "Window",
+    "classify_store",
+    "load_catalogs",
+    "sample_path",
+    "template",
     "ENTRY_COLUMNS",
     "ENTRY_SCHEMA",
     "SEVERITY_NUM",

@@ -1,15 +1,17 @@
 """Typed errors. The library raises these; only the CLI turns them into messages and exit codes.
 
-Exit codes (documented in docs/cli.md):
+Exit codes (documented in docs/cli.md; `compare` in docs/compare.md):
 
 ====  ==========================================================
-0     success
-1     some input was rejected (ingest), or MARGINAL (compare)
-2     usage error (bad option) / NOT READY (compare)
+0     success; READY (compare)
+1     some input was rejected (ingest); MARGINAL (compare)
+2     usage error (bad option); NOT READY (compare)
 3     input or store problem (missing path, unreadable file, corrupt store)
 4     catalog problem (invalid pattern file, failing examples)
 5     Cloud Logging / Cloud Storage problem (quota, permission, credentials)
 6     another run holds the lock
+64    usage error of `compare` only (bad option, bad gate file, nothing to
+      compare): 2 is NOT READY there, so a CI step can tell the two apart
 ====  ==========================================================
 """
 

@@ -18,11 +18,12 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
-import orjson
 import pandas as pd
+import pyarrow as pa
 
 from logaudit.catalog import Catalog, load_catalogs
 from logaudit.classify import register_views
@@ -37,10 +38,6 @@ CATEGORIES = ("critical", "warning", "positive", "info")
 
 # A path segment that is an id: a UUID, 8+ hex characters, or a number (same rule as the sample generator).
 _ID_SEGMENT = r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{8,}|[0-9]+)$"
-NORMALIZED_PATH_SQL = (
-    "array_to_string(list_transform(string_split(http_path, '/'), "
-    f"lambda s: CASE WHEN regexp_full_match(s, '{_ID_SEGMENT}') THEN '{{id}}' ELSE s END), '/')"
-)
 
 
 @dataclass(frozen=True)
@@ -118,6 +115,15 @@ class Audit:
             con = duckdb.connect(config={"threads": 2})
             con.execute("SET enable_progress_bar = false")
             register_views(con, self.store, self.catalog, since=window.since, until=window.until)
+            files = [str(f) for f in self.store.entry_files(window.since, window.until)]
+            if files:
+                # the entries with their file and row: matches point at (entry_file, entry_row)
+                con.execute(f"""CREATE OR REPLACE TEMP VIEW entries_rows AS
+                    SELECT * FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
+                    WHERE {_time_sql(window)}""")
+            else:
+                con.execute("CREATE OR REPLACE TEMP VIEW entries_rows AS SELECT *, ''::VARCHAR AS filename, "
+                            "0::BIGINT AS file_row_number FROM entries WHERE false")
             self._cons[window] = con
         return con
 
@@ -250,58 +256,97 @@ class Audit:
             ORDER BY bucket, g.service, g.revision
         """, params)
 
-    def patterns(self, **window: Any) -> pd.DataFrame:
+    def patterns(self, fields: bool = True, **window: Any) -> pd.DataFrame:
         """Per matched pattern: category, title, count, first/last seen, count per revision, one
-        example message (redacted) and the value counts of its extracted fields."""
+        example message (the latest, redacted) and, with `fields`, the top-10 value counts of
+        each extracted field."""
         w = self._window(**window)
         where, params = self._filters(w, "m")
         con = self.connection(w)
         df = con.execute(f"""
-            WITH m AS (SELECT * FROM matches m WHERE {where}),
-            per_rev AS (
-                SELECT pattern_id, map(list(coalesce(revision, '(none)') ORDER BY revision), list(n ORDER BY revision)) AS by_revision
-                FROM (SELECT pattern_id, revision, count(*) AS n FROM m GROUP BY ALL) GROUP BY ALL
-            ),
-            latest AS (
-                SELECT pattern_id, arg_max(log_name, timestamp) AS log_name, arg_max(insert_id, timestamp) AS insert_id,
-                       max(timestamp) AS ts
-                FROM m GROUP BY ALL
-            ),
-            example AS (
-                SELECT l.pattern_id, any_value(coalesce(e.message,
-                    e.http_method || ' ' || e.http_path || ' -> ' || e.http_status)) AS example
-                FROM latest l JOIN entries e
-                  ON e.timestamp = l.ts AND e.log_name IS NOT DISTINCT FROM l.log_name
-                 AND e.insert_id IS NOT DISTINCT FROM l.insert_id
-                GROUP BY ALL
-            )
             SELECT m.pattern_id AS id, any_value(m.category) AS category, any_value(m.title) AS title,
                    count(*) AS count, min(m.timestamp) AS first_seen, max(m.timestamp) AS last_seen,
-                   any_value(per_rev.by_revision) AS by_revision, any_value(example.example) AS example,
-                   list(m.fields_json) FILTER (m.fields_json IS NOT NULL AND m.fields_json <> '{{}}') AS fields
-            FROM m JOIN per_rev USING (pattern_id) LEFT JOIN example USING (pattern_id)
+                   arg_max(m.entry_file, m.timestamp) AS example_file, arg_max(m.entry_row, m.timestamp) AS example_row
+            FROM matches m WHERE {where}
             GROUP BY m.pattern_id
             ORDER BY array_position(['critical', 'warning', 'positive', 'info'], any_value(m.category)), count DESC, id
         """, params).df()
-        df["example"] = [self.redactor.redact(x) for x in df["example"]]
-        df["by_revision"] = [dict(d) if isinstance(d, dict) else {} for d in df["by_revision"]]
-        df["fields"] = [_field_counts(v, self.redactor) for v in df["fields"]]
+        per_rev: dict[str, dict[str, int]] = {}
+        for pid, rev, n in con.execute(
+                f"SELECT pattern_id, revision, count(*) FROM matches m WHERE {where} GROUP BY ALL ORDER BY 1, 2",
+                params).fetchall():
+            per_rev.setdefault(pid, {})[rev if rev is not None else "(none)"] = n
+        df["by_revision"] = [per_rev.get(pid, {}) for pid in df["id"]]
+        df["example"] = self._examples(w, list(zip(df["example_file"], df["example_row"], strict=True)))
+        df = df.drop(columns=["example_file", "example_row"])
+        if fields:
+            df["fields"] = [self._field_counts(w, pid) for pid in df["id"]]
         return df
 
+    def _examples(self, w: Window, refs: list[tuple[str, int]]) -> list[str | None]:
+        """The message (or `METHOD path -> status` for request logs) of each (entry_file, entry_row), redacted."""
+        if not refs:
+            return []
+        root = str(Path(self.store.root) / "entries")
+        wanted = pd.DataFrame({"filename": [f"{root}/{f}" for f, _ in refs], "row": [int(r) for _, r in refs]})
+        con = self.connection(w)
+        con.register("logaudit_example_refs", wanted)
+        files = sorted(set(wanted["filename"]))
+        rows = con.execute(f"""
+            SELECT filename, file_row_number,
+                   coalesce(message, http_method || ' ' || http_path || ' -> ' || http_status) AS text
+            FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
+            WHERE file_row_number IN (SELECT row FROM logaudit_example_refs)
+        """).fetchall()
+        con.unregister("logaudit_example_refs")
+        found = {(f, r): t for f, r, t in rows}
+        return [self.redactor.redact(found.get((f, r))) for f, r in zip(wanted["filename"], wanted["row"], strict=True)]
+
+    def _field_counts(self, w: Window, pattern_id: str) -> dict[str, dict[str, int]]:
+        names = self.catalog.get(pattern_id).group_names if pattern_id in self.catalog.by_id else ()
+        if not names:
+            return {}
+        where, params = self._filters(w, "m")
+        out: dict[str, dict[str, int]] = {}
+        for name in names:
+            rows = self.connection(w).execute(f"""
+                SELECT v, count(*) AS n FROM (
+                    SELECT json_extract_string(m.fields_json, $path) AS v FROM matches m
+                    WHERE m.pattern_id = $pid AND {where})
+                WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT 10
+            """, params | {"pid": pattern_id, "path": "$." + json_path_key(name)}).fetchall()
+            if rows:
+                out[name] = {self.redactor.redact(v) or "": int(n) for v, n in rows}
+        return out
+
     def endpoints(self, **window: Any) -> pd.DataFrame:
-        """Per (service, method, normalized path, status): count, share of the service's requests, p95 latency."""
+        """Per (service, method, normalized path, status): count, share of the service's requests, p95 latency.
+
+        Ids in paths (UUIDs, 8+ hex characters, numbers) become `{id}`. Raw paths are grouped first
+        and only the distinct paths are normalized, so the cost does not grow with traffic.
+        """
         w = self._window(**window)
         where, params = self._filters(w)
-        return self._df(w, f"""
-            SELECT service, http_method AS method, {NORMALIZED_PATH_SQL} AS path, http_status AS status,
-                   count(*) AS count,
-                   count(*) / sum(count(*)) OVER (PARTITION BY service) AS share,
-                   quantile_cont(http_latency_ms, 0.95) FILTER (http_status <> 101) AS latency_p95_ms
-            FROM entries
-            WHERE http_status IS NOT NULL AND {where}
+        con = self.connection(w)
+        raw = con.sql(f"""
+            SELECT service, http_method AS method, http_path, http_status AS status, count(*) AS count,
+                   list(http_latency_ms) FILTER (http_status <> 101 AND http_latency_ms IS NOT NULL) AS latencies
+            FROM entries WHERE http_status IS NOT NULL AND {where}
+            GROUP BY ALL
+        """, params=params or None).to_arrow_table()
+        paths = raw.column("http_path").to_pylist()
+        raw = raw.append_column("path", pa.array([normalize_path(p) for p in paths], pa.string()))
+        con.register("logaudit_raw_endpoints", raw)
+        df = con.execute("""
+            SELECT service, method, path, status, sum(count)::BIGINT AS count,
+                   sum(count) / sum(sum(count)) OVER (PARTITION BY service) AS share,
+                   list_aggregate(flatten(list(latencies)), 'quantile_cont', 0.95) AS latency_p95_ms
+            FROM logaudit_raw_endpoints
             GROUP BY 1, 2, 3, 4
             ORDER BY service, count DESC, path, method, status
-        """, params)
+        """).df()
+        con.unregister("logaudit_raw_endpoints")
+        return df
 
     def unclassified(self, min_severity: str = "WARNING", limit: int | None = 50, **window: Any) -> pd.DataFrame:
         """The most frequent messages at `min_severity` or above that match no pattern, grouped by
@@ -312,14 +357,28 @@ class Audit:
             raise UsageError(f"unknown severity {min_severity!r}", hint=f"one of {', '.join(SEVERITY_NUM)}")
         where, params = self._filters(w)
         params |= {"level": level}
+        params |= {"root": str(Path(self.store.root) / "entries") + "/"}
         df = self._df(w, f"""
-            SELECT {template_sql('message')} AS template, count(*) AS count,
-                   min(timestamp) AS first_seen, max(timestamp) AS last_seen,
-                   list(DISTINCT revision ORDER BY revision) FILTER (revision IS NOT NULL) AS revisions,
-                   max(effective_severity_num) AS max_severity_num,
-                   arg_max(message, timestamp) AS example
-            FROM unclassified
-            WHERE effective_severity_num >= $level AND message IS NOT NULL AND {where}
+            WITH w AS (
+                SELECT filename, file_row_number, timestamp, revision, message, effective_severity_num
+                FROM entries_rows
+                WHERE effective_severity_num >= $level AND message IS NOT NULL AND {where}
+            ),
+            hit AS (SELECT $root || entry_file AS filename, entry_row::BIGINT AS file_row_number FROM matches),
+            u AS (SELECT w.* FROM w ANTI JOIN hit USING (filename, file_row_number)),
+            -- identical messages are templated once
+            g AS (
+                SELECT message, count(*) AS n, min(timestamp) AS first_seen, max(timestamp) AS last_seen,
+                       list(DISTINCT revision) FILTER (revision IS NOT NULL) AS revisions,
+                       max(effective_severity_num) AS sev
+                FROM u GROUP BY message
+            )
+            SELECT {template_sql('message')} AS template, sum(n)::BIGINT AS count,
+                   min(first_seen) AS first_seen, max(last_seen) AS last_seen,
+                   list_sort(list_distinct(flatten(list(revisions)))) AS revisions,
+                   max(sev) AS max_severity_num,
+                   arg_max(message, last_seen) AS example
+            FROM g
             GROUP BY 1
             ORDER BY count DESC, template
             {"LIMIT " + str(int(limit)) if limit else ""}
@@ -331,16 +390,18 @@ class Audit:
 
     def summary(self, **window: Any) -> dict[str, Any]:
         """Everything `summarize --format json` prints (see docs/summary-json.md)."""
+        from logaudit.compare import summary_verdict
+
         w = self._window(**window)
         entries = self.entries_count(since=w)
         if entries == 0:
             info = self.store.info()
             return {"window": {"since": _iso(w.since), "until": _iso(w.until)},
                     "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
-                    "revisions": [], "patterns": [], "endpoints": [], "unclassified": [],
+                    "revisions": [], "patterns": [], "endpoints": [], "unclassified": [], "verdict": None,
                     "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]}}
         revisions = self.revisions(since=w)
-        patterns = self.patterns(since=w)
+        patterns = self.patterns(fields=False, since=w)
         endpoints = self.endpoints(since=w)
         unclassified = self.unclassified(since=w)
         where, params = self._filters(w)
@@ -369,7 +430,7 @@ class Audit:
                     "id": p.id, "category": p.category, "title": p.title, "count": int(p.count),
                     "first_seen": _iso(p.first_seen), "last_seen": _iso(p.last_seen),
                     "by_revision": {k: int(v) for k, v in p.by_revision.items()},
-                    "example": p.example, "fields": p.fields,
+                    "example": p.example,
                 }
                 for p in patterns.itertuples()
             ],
@@ -383,6 +444,8 @@ class Audit:
                  "first_seen": _iso(u.first_seen), "last_seen": _iso(u.last_seen), "revisions": u.revisions}
                 for u in unclassified.itertuples()
             ],
+            # compare's verdict for the newest deploy in the window (None: no service has two revisions)
+            "verdict": summary_verdict(self, w),
         }
 
     def close(self) -> None:
@@ -391,23 +454,32 @@ class Audit:
         self._cons.clear()
 
 
-def _field_counts(values: Any, redactor: Redactor) -> dict[str, dict[str, int]]:
-    """{"field": {"value": count}} from a list of fields_json texts, top 10 values per field."""
-    out: dict[str, dict[str, int]] = {}
-    if not hasattr(values, "__iter__") or isinstance(values, str):
-        return out
-    for text in values:
-        try:
-            fields = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            continue
-        for k, v in fields.items():
-            if v is None:
-                continue
-            slot = out.setdefault(k, {})
-            key = redactor.redact(str(v)) or ""
-            slot[key] = slot.get(key, 0) + 1
-    return {k: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))[:10]) for k, v in sorted(out.items())}
+_ID_SEGMENT_RE = re.compile(_ID_SEGMENT)
+
+
+def normalize_path(path: str | None) -> str | None:
+    """`/api/threads/8f3a2b1c-1234-4abc-9def-0123456789ab/messages` -> `/api/threads/{id}/messages`."""
+    if path is None:
+        return None
+    return "/".join("{id}" if _ID_SEGMENT_RE.match(seg) else seg for seg in path.split("/"))
+
+
+def json_path_key(name: str) -> str:
+    """A JSON path member for a field name (quoted when it is not a plain identifier)."""
+    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name.replace('"', '\\"') + '"'
+
+
+def _sql_list(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _time_sql(w: Window) -> str:
+    conds = []
+    if w.since is not None:
+        conds.append(f"timestamp >= TIMESTAMPTZ '{w.since.isoformat()}'")
+    if w.until is not None:
+        conds.append(f"timestamp < TIMESTAMPTZ '{w.until.isoformat()}'")
+    return " AND ".join(conds) or "TRUE"
 
 
 def _ns(value: datetime) -> int:

@@ -164,10 +164,10 @@ class Store:
     def manifest(self) -> list[dict[str, Any]]:
         """Every ingest/pull record, oldest first."""
         records = []
-        for path in sorted((self.root / "manifest").glob("*.json")):
+        for path in (self.root / "manifest").glob("*.json"):
             with contextlib.suppress(OSError, orjson.JSONDecodeError):
                 records.append(orjson.loads(path.read_bytes()))
-        return records
+        return sorted(records, key=lambda r: (r.get("started") or "", r.get("ingest_id") or ""))
 
     def info(self) -> dict[str, Any]:
         """Size, time range and row counts of the store, plus its manifest."""
@@ -236,7 +236,7 @@ class Store:
         """Normalize, deduplicate and write batches; record the ingest in the manifest."""
         t0 = time.perf_counter()
         started = datetime.now(UTC)
-        report = IngestReport(ingest_id=f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", started=_rfc3339(started))
+        report = IngestReport(ingest_id=f"{started:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}", started=_rfc3339(started))
         with self.lock():
             self._write_manifest(report, kind, extra)
             rejects_path = self.root / "rejects" / f"{report.ingest_id}.jsonl"

@@ -7,7 +7,6 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import numpy as np
-import orjson
 import pytest
 from test_classify import EXPECTED_KINDS
 
@@ -261,7 +260,22 @@ def test_redaction_is_configurable():
     assert custom.redact("by EMP-123456") == "by <redacted:employee>"
 
 
-def test_fields_are_counted_and_redacted(summary):
-    auth = next(p for p in summary["patterns"] if p["id"] == "ws-auth-failure")
-    assert auth["fields"]["error_code"] == {"NO_TOKEN": auth["count"]}
-    orjson.dumps(summary["patterns"])
+def test_extracted_fields_are_counted(sample):
+    store, truth, _ = sample
+    patterns = Audit(store).patterns().set_index("id")
+    auth = patterns.loc["ws-auth-failure"]
+    assert auth["fields"]["error_code"] == {"NO_TOKEN": truth.kinds[("netra-backend-staging", CANARY_REVISION, "ws_auth_failure")]}
+    assert patterns.loc["health-check-ok"]["fields"] == {}
+    sessions = patterns.loc["request-session-completed"]["fields"]
+    assert sum(sessions["user_id"].values()) <= patterns.loc["request-session-completed"]["count"]
+    assert all(len(values) <= 10 for values in sessions.values())
+
+
+def test_demo_runs_the_main_job_on_the_bundled_sample(tmp_path, cli):
+    result = cli("demo", "--store", tmp_path / "demo")
+    assert result.exit_code == 0
+    assert "ingested netra-staging.jsonl.gz: 5000 read, 5000 new, 0 duplicate" in result.stderr
+    assert "5,000 entries from 2 service(s)" in result.stdout
+    assert "new critical: Service dependency validation FAILED (3)" in result.stdout
+    again = cli("demo", "--store", tmp_path / "demo", "--format", "json")
+    assert json.loads(again.stdout)["entries"] == 5000  # re-running adds nothing

@@ -65,4 +65,4 @@ def main() -> None:
 
 
 # Sub-commands register themselves on `main` when imported (hence imports at the bottom).
-from logaudit.cli import ingest_cmd, sample_cmd
+from logaudit.cli import catalog_cmd, compare_cmd, ingest_cmd, pull_cmd, report_cmd, sample_cmd, summarize_cmd

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from logaudit.cli import handle_errors, main, store_option
+from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
 from logaudit.demo import sample_path
 from logaudit.sample import SampleConfig, write_sample
 from logaudit.store import Store
@@ -38,15 +38,27 @@ def sample(out: str, entries: int, seed: int, start: str, hours: float, no_regre
 
 @main.command()
 @store_option
+@format_option("text", "json", "markdown")
 @handle_errors
-def demo(store_dir: str | None) -> None:
-    """Ingest the bundled sample (a staging deploy of netra-backend) and audit it.
+def demo(store_dir: str | None, fmt: str) -> None:
+    """Ingest the bundled sample (a staging deploy of netra-backend) and summarize it.
 
     Needs no cloud account: the sample is in data/sample/ (or regenerated identically).
+    Afterwards try `logaudit summarize --since 2025-09-10T00:00:00Z` or `logaudit compare`.
     """
+    from logaudit.query import Audit
+    from logaudit.render import render_markdown, render_text
+
     store = Store(store_dir)
     path = sample_path()
     report = store.ingest_paths([path])
-    click.echo(f"ingested {path.name}: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate -> {store.root}")
-    info = store.info()
-    click.echo(f"store holds {info['entries']} entries from {info['first']} to {info['last']}")
+    summary = Audit(store).summary()
+    if fmt == "json":
+        echo_json(summary)
+        return
+    click.echo(f"ingested {path.name}: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate "
+               f"-> {store.root}", err=True)
+    if fmt == "markdown":
+        click.echo(render_markdown(summary), nl=False)
+    else:
+        render_text(summary)

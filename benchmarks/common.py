@@ -1,0 +1,38 @@
+"""Shared benchmark fixtures: a large generated store, built once and reused.
+
+The store lives in $LOGAUDIT_BENCH_STORE (default: a folder in the system temp directory named
+after its size) and is rebuilt only when missing or incomplete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from logaudit.sample import SampleConfig, SampleGenerator
+from logaudit.store import Store
+
+
+def bench_store(entries: int = 10_000_000, days: int = 10, path: str | None = None) -> tuple[Store, dict]:
+    """A store holding `entries` generated entries over `days` days, plus its generation info."""
+    root = Path(path or os.environ.get("LOGAUDIT_BENCH_STORE")
+                or Path(tempfile.gettempdir()) / f"logaudit-bench-{entries}-{days}d")
+    marker = root / "bench.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        if info.get("entries") == entries and info.get("days") == days:
+            return Store(root, create=False), info
+    config = SampleConfig(entries=entries, hours=24.0 * days)
+    print(f"building benchmark store: {entries:,} entries over {days} days in {root} (once)", flush=True)
+    t0 = time.perf_counter()
+    store = Store(root)
+    report = store.ingest_entries(SampleGenerator(config), "bench", batch_size=100_000)
+    assert report.new_rows == entries, report.to_dict()
+    info = {"entries": entries, "days": days, "start": config.start, "hours": config.hours,
+            "build_seconds": round(time.perf_counter() - t0, 1)}
+    marker.write_text(json.dumps(info))
+    print(f"built in {info['build_seconds']} s", flush=True)
+    return store, info

@@ -1,0 +1,964 @@
+"""Pattern catalogs: the known log lines analysts recognise a deploy's health by.
+
+A catalog is a YAML file (see docs/catalog.md for the full format)::
+
+    catalog: netra-backend
+    version: 1
+    patterns:
+      - id: ws-auth-no-token
+        title: WebSocket connection rejected without token
+        category: critical
+        regex: '\\bNO_TOKEN\\b'
+        examples: ["NO_TOKEN DEBUG: {}"]
+
+`load_catalogs` reads one or more files (or directories of ``*.yaml``), validates every pattern
+and returns one `Catalog`. Every problem is a `CatalogProblem` carrying ``file:line``, the pattern
+id and a hint; they are raised together as `CatalogLoadError` (a `CatalogError`, exit code 4).
+`run_self_test` checks every example and counter-example through the classification engine.
+
+>>> cat = load_catalogs(["patterns"])                      # doctest: +SKIP
+>>> cat.get("ws-auth-no-token").category                   # doctest: +SKIP
+'critical'
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import hashlib
+import json
+import os
+import re
+import re._constants as sre_c
+import re._parser as sre_parse
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import regex
+import yaml
+
+from logaudit.errors import CatalogError
+from logaudit.schema import ENTRY_FIELDS, SEVERITY_NUM, TEXT_COLUMNS
+
+CATEGORIES: tuple[str, ...] = ("critical", "warning", "positive", "info")
+CATALOG_VERSION = 1
+ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
+
+TOP_KEYS: tuple[str, ...] = ("catalog", "version", "description", "patterns")
+PATTERN_KEYS: tuple[str, ...] = (
+    "id", "title", "category", "regex", "field", "when", "description", "tags",
+    "examples", "counter_examples", "ignore_case", "allow_backtracking", "override",
+)
+REQUIRED_KEYS: tuple[str, ...] = ("id", "title", "category", "regex")
+EXAMPLE_KEYS: tuple[str, ...] = ("text", "fields")
+#: `when` keys that are operators rather than column names.
+WHEN_OPERATORS: tuple[str, ...] = ("severity_at_least", "severity_at_most")
+NUMERIC_OPS: tuple[str, ...] = ("gt", "gte", "lt", "lte")
+
+_COLUMN_TYPES: dict[str, str] = {}
+for _name, _typ, _ in ENTRY_FIELDS:
+    if str(_typ) == "string":
+        _COLUMN_TYPES[_name] = "text"
+    elif str(_typ) in ("int16", "int32", "int64", "double"):
+        _COLUMN_TYPES[_name] = "number"
+    elif str(_typ) == "bool":
+        _COLUMN_TYPES[_name] = "bool"
+    else:
+        _COLUMN_TYPES[_name] = "other"
+
+DEFAULT_PATTERNS_ENV = "LOGAUDIT_PATTERNS"
+
+
+# ---------------------------------------------------------------------------------------- problems
+@dataclass(frozen=True)
+class CatalogProblem:
+    """One thing wrong with a catalog file, located at `file:line`."""
+
+    file: str
+    line: int
+    pattern_id: str | None
+    message: str
+    hint: str | None = None
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def __str__(self) -> str:
+        who = f"{self.pattern_id}: " if self.pattern_id else ""
+        return f"{self.location}: {who}{self.message}"
+
+    def format(self) -> str:
+        """The problem and, on the next line, its hint."""
+        return str(self) if not self.hint else f"{self}\n  hint: {self.hint}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "pattern_id": self.pattern_id,
+                "message": self.message, "hint": self.hint}
+
+
+class CatalogLoadError(CatalogError):
+    """Catalog files that do not load; `problems` lists every problem found."""
+
+    def __init__(self, problems: list[CatalogProblem]) -> None:
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(str(self.problems[0]), hint=self.problems[0].hint)
+        else:
+            body = "\n".join(p.format() for p in self.problems)
+            super().__init__(f"{len(self.problems)} problems in pattern catalogs:\n{body}")
+
+
+@dataclass(frozen=True)
+class ExampleFailure:
+    """An example that does not match (or extract what it says), or a counter-example that matches."""
+
+    pattern_id: str
+    file: str
+    line: int
+    kind: str  # "example" | "counter_example"
+    text: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.pattern_id}: {self.kind} {self.text!r}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pattern_id": self.pattern_id, "file": self.file, "line": self.line, "kind": self.kind,
+                "text": self.text, "reason": self.reason}
+
+
+class CatalogTestError(CatalogError):
+    """Examples that fail their pattern (raised by `check_self_test`)."""
+
+    def __init__(self, failures: list[ExampleFailure]) -> None:
+        self.failures = list(failures)
+        body = "\n".join(str(f) for f in self.failures)
+        super().__init__(f"{len(self.failures)} example(s) failed:\n{body}")
+
+
+class _Stop(Exception):
+    """Internal: first problem found while not collecting."""
+
+
+# ---------------------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class Example:
+    """An example text; `fields` (when given) are the named groups it must extract."""
+
+    text: str
+    fields: dict[str, str | None] | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One `when` condition, normalized: column, operator and operand."""
+
+    column: str
+    op: str  # ">=", "<=", "glob", "ranges", "eq"
+    value: tuple[Any, ...]
+
+    def key(self) -> list[Any]:
+        return [self.column, self.op, list(self.value)]
+
+    def matches_value(self, v: Any) -> bool:
+        """Scalar evaluation (the engine evaluates conditions vectorised; this is the reference)."""
+        if v is None:
+            return False
+        if self.op == ">=":
+            return v >= self.value[0]
+        if self.op == "<=":
+            return v <= self.value[0]
+        if self.op == "glob":
+            return any(fnmatch.fnmatchcase(v, g) for g in self.value)
+        if self.op == "ranges":
+            return any(_in_range(v, r) for r in self.value)
+        if self.op == "eq":
+            return v == self.value[0]
+        raise ValueError(self.op)
+
+
+def _in_range(v: Any, r: tuple[Any, Any, bool, bool]) -> bool:
+    lo, hi, lo_incl, hi_incl = r
+    if lo is not None and (v < lo or (v == lo and not lo_incl)):
+        return False
+    return not (hi is not None and (v > hi or (v == hi and not hi_incl)))
+
+
+@dataclass(frozen=True, eq=False)
+class Pattern:
+    """One catalog pattern. `fingerprint` hashes everything that decides what it matches."""
+
+    id: str
+    title: str
+    category: str
+    regex: str
+    field: str = "message"
+    when: tuple[Condition, ...] = ()
+    description: str | None = None
+    tags: tuple[str, ...] = ()
+    examples: tuple[Example, ...] = ()
+    counter_examples: tuple[Example, ...] = ()
+    ignore_case: bool = False
+    allow_backtracking: bool = False
+    override: bool = False
+    catalog: str = ""
+    file: str = ""
+    line: int = 0
+
+    @cached_property
+    def flags(self) -> int:
+        return regex.IGNORECASE if self.ignore_case else 0
+
+    @cached_property
+    def compiled(self) -> regex.Pattern:
+        return regex.compile(self.regex, self.flags)
+
+    @cached_property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(self.compiled.groupindex)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the normalized matching definition (not of id, title, category or docs)."""
+        spec = {"regex": self.regex, "ignore_case": self.ignore_case, "field": self.field,
+                "when": sorted(c.key() for c in self.when), "allow_backtracking": self.allow_backtracking}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    @property
+    def location(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "title": self.title, "category": self.category, "regex": self.regex,
+            "field": self.field, "when": [c.key() for c in self.when], "description": self.description,
+            "tags": list(self.tags), "catalog": self.catalog, "file": self.file, "line": self.line,
+            "fingerprint": self.fingerprint, "examples": len(self.examples),
+            "counter_examples": len(self.counter_examples),
+        }
+
+
+@dataclass(frozen=True)
+class CatalogSource:
+    """One loaded file."""
+
+    name: str
+    version: int
+    file: str
+    description: str | None
+    patterns: int
+
+
+@dataclass
+class Catalog:
+    """Patterns from one or more catalog files, in load order (overrides keep the original slot)."""
+
+    patterns: list[Pattern] = field(default_factory=list)
+    sources: list[CatalogSource] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Pattern]:
+        return iter(self.patterns)
+
+    def __len__(self) -> int:
+        return len(self.patterns)
+
+    @property
+    def by_id(self) -> dict[str, Pattern]:
+        return {p.id: p for p in self.patterns}
+
+    def get(self, pattern_id: str) -> Pattern:
+        try:
+            return self.by_id[pattern_id]
+        except KeyError:
+            raise CatalogError(f"no pattern {pattern_id!r} in the loaded catalogs") from None
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when any pattern's matching definition, id or category changes."""
+        h = hashlib.sha256()
+        for p in self.patterns:
+            h.update(f"{p.id}\0{p.category}\0{p.fingerprint}\n".encode())
+        return h.hexdigest()[:16]
+
+    def subset(self, ids: Iterable[str]) -> Catalog:
+        wanted = set(ids)
+        return Catalog([p for p in self.patterns if p.id in wanted], list(self.sources))
+
+
+# ---------------------------------------------------------------------------------------- YAML
+class _LineDict(dict):
+    """A mapping that remembers where it and each of its keys start (1-based lines)."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+    duplicates: list[tuple[Any, int]]
+
+
+class _LineList(list):
+    line: int = 0
+    item_lines: list[int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that records line numbers for mappings, their keys and sequence items."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LineDict:
+    loader.flatten_mapping(node)
+    out = _LineDict()
+    out.line = node.start_mark.line + 1
+    out.key_lines = {}
+    out.duplicates = []
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, "found an unhashable key", key_node.start_mark
+            ) from None
+        line = key_node.start_mark.line + 1
+        if key in out:
+            out.duplicates.append((key, line))
+        out[key] = loader.construct_object(value_node, deep=True)
+        out.key_lines[key] = line
+    return out
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _LineList:
+    out = _LineList(loader.construct_object(child, deep=True) for child in node.value)
+    out.line = node.start_mark.line + 1
+    out.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _line_of(mapping: Any, key: str, default: int) -> int:
+    lines = getattr(mapping, "key_lines", None)
+    return lines.get(key, default) if lines else default
+
+
+# ---------------------------------------------------------------------------------------- loading
+def default_catalog_paths() -> list[Path]:
+    """$LOGAUDIT_PATTERNS (os.pathsep-separated), else ./patterns, else the repository's patterns/."""
+    env = os.environ.get(DEFAULT_PATTERNS_ENV)
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    if Path("patterns").is_dir():
+        return [Path("patterns")]
+    return [Path(__file__).resolve().parent.parent / "patterns"]
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given; directories become their *.yaml / *.yml files, sorted by name."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()))
+        else:
+            out.append(path)
+    return out
+
+
+class _Collector:
+    def __init__(self, collect: bool) -> None:
+        self.collect = collect
+        self.problems: list[CatalogProblem] = []
+
+    def add(self, file: str, line: int, pattern_id: str | None, message: str, hint: str | None = None) -> None:
+        self.problems.append(CatalogProblem(file, line, pattern_id, message, hint))
+        if not self.collect:
+            raise _Stop
+
+
+def load_catalogs(paths: Iterable[str | os.PathLike] | None = None, collect: bool = False) -> Catalog:
+    """Load and validate catalog files; raise `CatalogLoadError` with file:line problems.
+
+    Without `collect` loading stops at the first problem; with it every problem in every file
+    is reported. A pattern id may appear once across all files, except that a later file may
+    replace an earlier pattern by repeating its id with ``override: true``.
+    """
+    files = expand_paths(default_catalog_paths() if paths is None else paths)
+    col = _Collector(collect)
+    catalog = Catalog()
+    index: dict[str, int] = {}  # id -> position in catalog.patterns
+    seen: dict[str, Pattern] = {}
+    try:
+        if not files:
+            col.add(str(paths), 0, None, "no catalog files found", "pass .yaml files or a directory holding them")
+        for path in files:
+            _load_file(path, col, catalog, index, seen)
+    except _Stop:
+        pass
+    if col.problems:
+        raise CatalogLoadError(col.problems)
+    return catalog
+
+
+def _load_file(path: Path, col: _Collector, catalog: Catalog, index: dict[str, int],
+               seen: dict[str, Pattern]) -> None:
+    fname = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        col.add(fname, 0, None, "no such file", "check the path")
+        return
+    except (OSError, UnicodeDecodeError) as err:
+        col.add(fname, 0, None, f"cannot read: {err}")
+        return
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - _LineLoader is a SafeLoader
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else 0
+        col.add(fname, line, None, f"YAML syntax error: {err.problem or err}",
+                "check indentation and quoting; single-quote regexes ('\\bNO_TOKEN\\b')")
+        return
+    except yaml.YAMLError as err:
+        col.add(fname, 0, None, f"YAML error: {err}")
+        return
+    if not isinstance(doc, dict):
+        col.add(fname, getattr(doc, "line", 1) or 1, None, "top level must be a mapping",
+                f"a catalog has the keys {', '.join(TOP_KEYS)}")
+        return
+    for key, line in doc.duplicates:
+        col.add(fname, line, None, f"duplicate key {key!r}", "each key may appear once in a mapping")
+    for key in doc:
+        if key not in TOP_KEYS:
+            col.add(fname, doc.key_lines[key], None, f"unknown top-level key {key!r}",
+                    _valid_keys_hint(key, TOP_KEYS))
+    name = doc.get("catalog")
+    if name is None:
+        col.add(fname, doc.line, None, "missing key 'catalog'", "name the catalog: `catalog: my-service`")
+        name = path.stem
+    elif not isinstance(name, str) or not ID_RE.match(name):
+        col.add(fname, doc.key_lines["catalog"], None, f"invalid catalog name {name!r}",
+                "names match [a-z0-9][a-z0-9._-]*")
+        name = str(name)
+    version = doc.get("version")
+    if version is None:
+        col.add(fname, doc.line, None, "missing key 'version'", f"add `version: {CATALOG_VERSION}`")
+    elif version != CATALOG_VERSION or isinstance(version, bool):
+        col.add(fname, doc.key_lines["version"], None, f"unsupported version {version!r}",
+                f"this logaudit reads catalog version {CATALOG_VERSION}")
+    desc = doc.get("description")
+    if desc is not None and not isinstance(desc, str):
+        col.add(fname, doc.key_lines["description"], None, "description must be a string")
+    patterns = doc.get("patterns")
+    if patterns is None:
+        col.add(fname, doc.line, None, "missing key 'patterns'", "list the patterns under `patterns:`")
+        patterns = []
+    elif not isinstance(patterns, list):
+        col.add(fname, doc.key_lines["patterns"], None, "'patterns' must be a list of mappings")
+        patterns = []
+    local: dict[str, int] = {}
+    count = 0
+    for i, item in enumerate(patterns):
+        line = patterns.item_lines[i] if isinstance(patterns, _LineList) else doc.line
+        pat = _load_pattern(item, line, fname, name, col)
+        if pat is None:
+            continue
+        if pat.id in local:
+            col.add(fname, pat.line, pat.id, f"duplicate id {pat.id!r} (first defined at {fname}:{local[pat.id]})",
+                    "ids are unique across all loaded catalogs; rename one")
+            continue
+        local[pat.id] = pat.line
+        if pat.id in index:
+            earlier = seen[pat.id]
+            if not pat.override:
+                col.add(fname, pat.line, pat.id,
+                        f"duplicate id {pat.id!r} (already defined at {earlier.location})",
+                        "rename it, or add `override: true` to replace the earlier definition")
+                continue
+            catalog.patterns[index[pat.id]] = pat
+        else:
+            if pat.override:
+                col.add(fname, _line_of(item, "override", pat.line), pat.id,
+                        f"override: true but no earlier catalog defines {pat.id!r}",
+                        "remove `override`, or load the catalog it overrides first")
+                continue
+            index[pat.id] = len(catalog.patterns)
+            catalog.patterns.append(pat)
+        seen[pat.id] = pat
+        count += 1
+    catalog.sources.append(CatalogSource(name, version if isinstance(version, int) else 0, fname,
+                                         desc if isinstance(desc, str) else None, count))
+
+
+def _valid_keys_hint(key: Any, valid: Iterable[str]) -> str:
+    valid = sorted(valid)
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    prefix = f"did you mean {close[0]!r}? " if close else ""
+    return f"{prefix}valid keys: {', '.join(valid)}"
+
+
+def _load_pattern(item: Any, line: int, fname: str, catalog_name: str, col: _Collector) -> Pattern | None:
+    if not isinstance(item, dict):
+        col.add(fname, line, None, "a pattern must be a mapping", f"give at least {', '.join(REQUIRED_KEYS)}")
+        return None
+    line = getattr(item, "line", line)
+    pid = item.get("id")
+    ok = True
+    if pid is None:
+        col.add(fname, line, None, "pattern has no id", "add `id: my-pattern` ([a-z0-9][a-z0-9._-]*)")
+        return None
+    if not isinstance(pid, str) or not ID_RE.match(pid):
+        col.add(fname, _line_of(item, "id", line), str(pid), f"invalid id {pid!r}",
+                "ids match [a-z0-9][a-z0-9._-]* (lower case, digits, '.', '_', '-')")
+        return None
+
+    def problem(where: str | int | None, message: str, hint: str | None = None) -> None:
+        """Report at a line number, at the line of key `where`, or at the pattern's line."""
+        nonlocal ok
+        ok = False
+        at = where if isinstance(where, int) else (_line_of(item, where, line) if where else line)
+        col.add(fname, at, pid, message, hint)
+
+    for key, kline in getattr(item, "duplicates", []):
+        ok = False
+        col.add(fname, kline, pid, f"duplicate key {key!r}", "each key may appear once in a pattern")
+    for key in item:
+        if key not in PATTERN_KEYS:
+            problem(key, f"unknown key {key!r}", _valid_keys_hint(key, PATTERN_KEYS))
+    for key in REQUIRED_KEYS:
+        if key not in item:
+            problem(None, f"missing key {key!r}", f"every pattern needs {', '.join(REQUIRED_KEYS)}")
+    title = item.get("title")
+    if "title" in item and (not isinstance(title, str) or not title.strip()):
+        problem("title", "title must be a non-empty string")
+    category = item.get("category")
+    if "category" in item and category not in CATEGORIES:
+        problem("category", f"bad category {category!r}", f"one of: {', '.join(CATEGORIES)}")
+    bools: dict[str, bool] = {}
+    for key in ("ignore_case", "allow_backtracking", "override"):
+        value = item.get(key, False)
+        if not isinstance(value, bool):
+            problem(key, f"{key} must be true or false, not {value!r}")
+            value = False
+        bools[key] = value
+    fld = item.get("field", "message")
+    if not isinstance(fld, str) or fld not in TEXT_COLUMNS:
+        close = difflib.get_close_matches(str(fld), sorted(TEXT_COLUMNS), n=1)
+        problem("field", f"field {fld!r} is not a text column of the entry table",
+                (f"did you mean {close[0]!r}? " if close else "") + "text columns: " + ", ".join(sorted(TEXT_COLUMNS)))
+        fld = "message"
+    rx_src = item.get("regex")
+    compiled: regex.Pattern | None = None
+    if "regex" in item:
+        if not isinstance(rx_src, str) or not rx_src:
+            problem("regex", "regex must be a non-empty string", "quote it: regex: '\\bNO_TOKEN\\b'")
+        else:
+            compiled = _check_regex(rx_src, bools["ignore_case"], bools["allow_backtracking"], problem)
+    when = _load_when(item.get("when"), problem) if "when" in item else ()
+    desc = item.get("description")
+    if desc is not None and not isinstance(desc, str):
+        problem("description", "description must be a string")
+    tags = item.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        problem("tags", "tags must be a list of strings", "tags: [auth, websocket]")
+        tags = []
+    examples = _load_examples(item, "examples", compiled, problem, line)
+    counters = _load_examples(item, "counter_examples", compiled, problem, line)
+    if not ok:
+        return None
+    return Pattern(
+        id=pid, title=title.strip(), category=category, regex=rx_src, field=fld, when=when,
+        description=desc.strip() if isinstance(desc, str) else None, tags=tuple(tags),
+        examples=examples, counter_examples=counters, ignore_case=bools["ignore_case"],
+        allow_backtracking=bools["allow_backtracking"], override=bools["override"],
+        catalog=catalog_name, file=fname, line=line,
+    )
+
+
+def _check_regex(src: str, ignore_case: bool, allow_backtracking: bool, problem: Any) -> regex.Pattern | None:
+    try:
+        compiled = regex.compile(src, regex.IGNORECASE if ignore_case else 0)
+    except regex.error as err:
+        pos = err.pos if err.pos is not None else 0
+        problem("regex", f"regex does not compile: {err.msg} at position {pos}",
+                f"{src!r} fails near {src[max(0, pos - 10):pos + 10]!r}; the syntax is the `regex` module's")
+        return None
+    except (TypeError, ValueError, OverflowError) as err:
+        problem("regex", f"regex does not compile: {err}")
+        return None
+    if compiled.search("") is not None:
+        problem("regex", "regex matches the empty string, so it would match every entry",
+                "anchor it on some text that must be present")
+        return None
+    if not allow_backtracking:
+        risk = backtracking_risk(src, ignore_case)
+        if risk:
+            problem("regex", f"regex may backtrack catastrophically: {risk}",
+                    "rewrite it without nested or stacked unbounded repeats (use [^X]*, bounded {0,200}, "
+                    "possessive ++ or atomic (?>...)), or set `allow_backtracking: true` to run it under a time limit")
+            return None
+    return compiled
+
+
+_NAMED_GROUP = re.compile(r"\(\?<(?=[A-Za-z_])")
+_QUANTIFIER = re.compile(r"\{(?:\d+(?:,\d*)?|,\d+)\}")
+
+
+def normalize_for_re(src: str) -> str:
+    """Rewrite `regex`-only spellings that `re` parses identically: (?<name>...) -> (?P<name>...).
+
+    Raises ValueError for a ``{`` that is not a repeat count: `re` reads it as a literal while
+    `regex` may read it as fuzzy matching (``(?:ab){e<=1}``), so the translation would be wrong.
+    """
+    out = []
+    i = 0
+    in_class = False
+    while i < len(src):
+        c = src[i]
+        if c == "\\":
+            out.append(src[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]":
+                in_class = False
+        elif c == "[":
+            in_class = True
+            out.append(c)
+            i += 1
+            if src[i:i + 1] == "^":
+                out.append("^")
+                i += 1
+            if src[i:i + 1] == "]":
+                out.append("]")
+                i += 1
+            continue
+        elif c == "(" and _NAMED_GROUP.match(src, i):
+            out.append("(?P<")
+            i += 3
+            continue
+        elif c == "{" and not _QUANTIFIER.match(src, i):
+            raise ValueError(f"brace at {i} is not a repeat count")
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def backtracking_risk(src: str, ignore_case: bool = False) -> str | None:
+    """Why `src` may take super-linear time per start position, or None.
+
+    Flags nested unbounded repeats (``(a+)+``, ``(\\s*\\S+)*``: exponential) and two or more
+    unbounded repeats of broad classes in one sequence (``a.*b.*c``: polynomial of degree 3).
+    Patterns `re` cannot parse (regex-only syntax) are not analysed here; the engine runs
+    them with a timeout.
+    """
+    try:
+        tree = sre_parse.parse(normalize_for_re(src), re.IGNORECASE if ignore_case else 0)
+    except (re.error, RecursionError, OverflowError, ValueError, IndexError, TypeError):
+        return None
+    return _risk_in(list(tree))
+
+
+_UNBOUNDED = sre_c.MAXREPEAT
+_REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT)
+
+
+def _has_unbounded(items: list[Any]) -> bool:
+    for op, av in items:
+        if op in (sre_c.ATOMIC_GROUP, sre_c.POSSESSIVE_REPEAT):
+            continue  # matched once, never re-split by backtracking
+        if op in _REPEATS and (av[1] == _UNBOUNDED or av[1] > 255):
+            return True
+        for sub in _children(op, av):
+            if _has_unbounded(sub):
+                return True
+    return False
+
+
+def _children(op: Any, av: Any) -> list[list[Any]]:
+    if op in _REPEATS or op == sre_c.POSSESSIVE_REPEAT:
+        return [list(av[2])]
+    if op == sre_c.SUBPATTERN:
+        return [list(av[3])]
+    if op == sre_c.BRANCH:
+        return [list(b) for b in av[1]]
+    if op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
+        return [list(av[1])]
+    if op == sre_c.ATOMIC_GROUP:
+        return [list(av)]
+    if op == sre_c.GROUPREF_EXISTS:
+        return [list(av[1])] + ([list(av[2])] if av[2] else [])
+    return []
+
+
+def _broad(items: list[Any]) -> bool:
+    """A repeat body that can match many different characters (., [^x], \\S, \\w...)."""
+    if len(items) != 1:
+        return False
+    op, av = items[0]
+    if op == sre_c.ANY or op == sre_c.NOT_LITERAL:
+        return True
+    if op == sre_c.IN:
+        return any(o in (sre_c.NEGATE, sre_c.CATEGORY) for o, _ in av)
+    return False
+
+
+def _class_matches(items: list[Any], ch: str) -> bool:
+    """Whether a one-character repeat body (., [^x], [...], \\S) can match `ch` (conservative)."""
+    op, av = items[0]
+    if op == sre_c.ANY:
+        return True  # DOTALL is not tracked here: assume `.` may match anything
+    if op == sre_c.NOT_LITERAL:
+        return ord(ch) != av
+    if op != sre_c.IN:
+        return True
+    negate = False
+    hit = False
+    for o, a in av:
+        if o == sre_c.NEGATE:
+            negate = True
+        elif o == sre_c.LITERAL:
+            hit = hit or ord(ch) == a or ch.lower() == chr(a).lower()
+        elif o == sre_c.RANGE:
+            hit = hit or a[0] <= ord(ch) <= a[1] or a[0] <= ord(ch.swapcase()[:1] or ch) <= a[1]
+        elif o == sre_c.CATEGORY:
+            probe = {sre_c.CATEGORY_DIGIT: r"\d", sre_c.CATEGORY_NOT_DIGIT: r"\D", sre_c.CATEGORY_SPACE: r"\s",
+                     sre_c.CATEGORY_NOT_SPACE: r"\S", sre_c.CATEGORY_WORD: r"\w", sre_c.CATEGORY_NOT_WORD: r"\W"}.get(a)
+            hit = hit or probe is None or bool(regex.match(probe, ch))
+        else:
+            return True
+    return hit != negate
+
+
+def _risk_in(items: list[Any]) -> str | None:
+    broad_unbounded = 0
+    for i, (op, av) in enumerate(items):
+        if op in _REPEATS and (av[1] == _UNBOUNDED or av[1] > 255):
+            body = list(av[2])
+            if _has_unbounded(body):
+                return "a repeated group contains an unbounded repeat (nested quantifiers)"
+            if _broad(body):
+                nxt = items[i + 1] if i + 1 < len(items) else None
+                # `[^:]+:` cannot backtrack into its delimiter; a trailing `.*` only runs to the end
+                overlaps = nxt is not None and not (nxt[0] == sre_c.LITERAL and not _class_matches(body, chr(nxt[1])))
+                if overlaps:
+                    broad_unbounded += 1
+                if broad_unbounded >= 2:
+                    return "two unbounded repeats of broad classes in sequence (like a.*b.*c)"
+        elif op == sre_c.POSSESSIVE_REPEAT or op == sre_c.ATOMIC_GROUP:
+            continue  # no backtracking into these
+        for sub in _children(op, av):
+            found = _risk_in(sub)
+            if found:
+                return found
+    return None
+
+
+def _load_when(spec: Any, problem: Any) -> tuple[Condition, ...]:
+    if not isinstance(spec, dict):
+        problem("when", "when must be a mapping of conditions",
+                "when: {severity_at_least: WARNING, service: 'netra-backend*', http_status: 4xx}")
+        return ()
+    out: list[Condition] = []
+    lines = getattr(spec, "key_lines", {})
+    failed = False
+    for key, value in spec.items():
+        kline = lines.get(key) or "when"
+        if key in WHEN_OPERATORS:
+            num = _severity_number(value)
+            if num is None:
+                problem(kline, f"when.{key}: unknown severity {value!r}",
+                            "one of: " + ", ".join(SEVERITY_NUM))
+                failed = True
+                continue
+            out.append(Condition("effective_severity_num", ">=" if key == "severity_at_least" else "<=", (num,)))
+            continue
+        kind = _COLUMN_TYPES.get(key) if isinstance(key, str) else None
+        if kind is None:
+            close = difflib.get_close_matches(str(key), list(_COLUMN_TYPES) + list(WHEN_OPERATORS), n=1)
+            problem(kline, f"when: no column {key!r} in the entry table",
+                        (f"did you mean {close[0]!r}? " if close else "")
+                        + "when keys are severity_at_least, severity_at_most or an entry column (see logaudit.schema)")
+            failed = True
+            continue
+        cond, err = _condition(key, kind, value)
+        if err:
+            problem(kline, f"when.{key}: {err[0]}", err[1])
+            failed = True
+            continue
+        out.append(cond)
+    return tuple(out) if not failed else ()
+
+
+def _severity_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= 800 else None
+    if isinstance(value, str):
+        return SEVERITY_NUM.get(value.strip().upper())
+    return None
+
+
+_STATUS_CLASS = re.compile(r"([1-5])xx\Z", re.IGNORECASE)
+
+
+def _condition(column: str, kind: str, value: Any) -> tuple[Condition | None, tuple[str, str | None] | None]:
+    if kind == "text":
+        globs = value if isinstance(value, list) else [value]
+        if not globs or not all(isinstance(g, str) and g for g in globs):
+            return None, ("expects a glob or a list of globs", f"{column}: 'netra-backend*'")
+        return Condition(column, "glob", tuple(globs)), None
+    if kind == "bool":
+        if not isinstance(value, bool):
+            return None, ("expects true or false", None)
+        return Condition(column, "eq", (value,)), None
+    if kind == "number":
+        if isinstance(value, dict):
+            bad = [k for k in value if k not in NUMERIC_OPS]
+            if bad or not value or not all(_is_number(v) for v in value.values()):
+                return None, ("expects a number, a list, 'Nxx', or a mapping of gt/gte/lt/lte to numbers",
+                              f"{column}: {{gte: 500}}")
+            lo = value.get("gte", value.get("gt"))
+            hi = value.get("lte", value.get("lt"))
+            return Condition(column, "ranges", ((lo, hi, "gt" not in value, "lt" not in value),)), None
+        items = value if isinstance(value, list) else [value]
+        ranges = []
+        for item in items:
+            if _is_number(item):
+                ranges.append((item, item, True, True))
+            elif isinstance(item, str) and _STATUS_CLASS.match(item.strip()):
+                base = int(item.strip()[0]) * 100
+                ranges.append((base, base + 99, True, True))
+            else:
+                return None, (f"bad value {item!r}: expects a number, a list of numbers, or '4xx'/'5xx'",
+                              f"{column}: [403, 404] or {column}: 5xx")
+        if not ranges:
+            return None, ("expects at least one value", None)
+        return Condition(column, "ranges", tuple(ranges)), None
+    return None, (f"column {column!r} cannot be used in `when` (type {kind})", "use a text, number or bool column")
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _load_examples(item: dict, key: str, compiled: regex.Pattern | None, problem: Any,
+                   pattern_line: int) -> tuple[Example, ...]:
+    if key not in item:
+        return ()
+    raw = item[key]
+    if not isinstance(raw, list):
+        problem(key, f"{key} must be a list", f'{key}: ["a log line"]')
+        return ()
+    out = []
+    item_lines = getattr(raw, "item_lines", [])
+    for i, ex in enumerate(raw):
+        line = item_lines[i] if i < len(item_lines) else _line_of(item, key, pattern_line)
+        if isinstance(ex, str):
+            out.append(Example(ex, None, line))
+            continue
+        if isinstance(ex, dict) and key == "examples":
+            unknown = [k for k in ex if k not in EXAMPLE_KEYS]
+            text = ex.get("text")
+            fields = ex.get("fields", {})
+            if unknown:
+                problem(line, f"{key}[{i}]: unknown key {unknown[0]!r}", _valid_keys_hint(unknown[0], EXAMPLE_KEYS))
+                continue
+            if not isinstance(text, str):
+                problem(line, f"{key}[{i}]: 'text' must be a string", "{text: '...', fields: {name: value}}")
+                continue
+            if not isinstance(fields, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str | int | float))
+                                                       for k, v in fields.items()):
+                problem(line, f"{key}[{i}]: 'fields' must map group names to strings", None)
+                continue
+            if compiled is not None:
+                missing = [k for k in fields if k not in compiled.groupindex]
+                if missing:
+                    problem(line, f"{key}[{i}]: field {missing[0]!r} is not a named group of the regex",
+                                "named groups: " + (", ".join(compiled.groupindex) or "(none)"))
+                    continue
+            out.append(Example(text, {k: (None if v is None else str(v)) for k, v in fields.items()}, line))
+            continue
+        problem(line, f"{key}[{i}] must be a string" + (" or {text:, fields:}" if key == "examples" else ""), None)
+    return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------- self-test
+@dataclass
+class SelfTestReport:
+    """Result of running every example and counter-example."""
+
+    patterns: int = 0
+    examples: int = 0
+    counter_examples: int = 0
+    failures: list[ExampleFailure] = field(default_factory=list)
+    without_examples: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "patterns": self.patterns, "examples": self.examples,
+                "counter_examples": self.counter_examples, "failures": [f.to_dict() for f in self.failures],
+                "without_examples": self.without_examples}
+
+
+def run_self_test(catalog: Catalog) -> SelfTestReport:
+    """Run every example and counter-example through the classification engine.
+
+    Examples are matched against the pattern's regex on its field (``when`` conditions are
+    not part of a text example). The engine's answer is also compared with a plain
+    ``regex.search`` so a prefilter bug shows up as a failure, not as a silent miss.
+    """
+    from logaudit.classify import match_texts  # the engine imports this module
+
+    report = SelfTestReport(patterns=len(catalog))
+    for pat in catalog:
+        if not pat.examples:
+            report.without_examples.append(pat.id)
+        cases = [(ex, "example") for ex in pat.examples] + [(ex, "counter_example") for ex in pat.counter_examples]
+        if not cases:
+            continue
+        results = match_texts(pat, [ex.text for ex, _ in cases])
+        for (ex, kind), got in zip(cases, results, strict=True):
+            ref = pat.compiled.search(ex.text)
+            if kind == "example":
+                report.examples += 1
+            else:
+                report.counter_examples += 1
+            fail = None
+            if (got is not None) != (ref is not None):
+                fail = f"engine and regex disagree (engine {'matched' if got is not None else 'missed'})"
+            elif kind == "example" and got is None:
+                fail = "does not match"
+            elif kind == "counter_example" and got is not None:
+                fail = "matches but must not"
+            elif kind == "example" and ex.fields is not None:
+                wrong = {k: got.get(k) for k, v in ex.fields.items() if got.get(k) != v}
+                if wrong:
+                    fail = "extracted " + ", ".join(f"{k}={wrong[k]!r} (expected {ex.fields[k]!r})" for k in wrong)
+            if fail:
+                report.failures.append(ExampleFailure(pat.id, pat.file, ex.line, kind, ex.text, fail))
+    return report
+
+
+def check_self_test(catalog: Catalog) -> SelfTestReport:
+    """`run_self_test`, raising `CatalogTestError` when anything fails."""
+    report = run_self_test(catalog)
+    if report.failures:
+        raise CatalogTestError(report.failures)
+    return report
+
+
+__all__ = [
+    "CATEGORIES", "Catalog", "CatalogLoadError", "CatalogProblem", "CatalogSource", "CatalogTestError",
+    "Condition", "Example", "ExampleFailure", "Pattern", "SelfTestReport", "backtracking_risk",
+    "check_self_test", "default_catalog_paths", "expand_paths", "load_catalogs", "normalize_for_re",
+    "run_self_test",
+]

@@ -1,0 +1,136 @@
+"""`logaudit catalog check`, `logaudit catalog test` and `logaudit classify`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from logaudit.catalog import (
+    CatalogLoadError,
+    default_catalog_paths,
+    load_catalogs,
+    run_self_test,
+)
+from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.errors import CatalogError
+
+EXIT_CATALOG = CatalogError.exit_code
+
+paths_argument = click.argument("paths", nargs=-1, type=click.Path())
+
+
+def _paths(paths: tuple[str, ...]) -> list[str]:
+    return list(paths) if paths else [str(p) for p in default_catalog_paths()]
+
+
+def _load_or_report(paths: list[str], collect: bool, fmt: str):
+    """Load catalogs; with --format json, problems are printed as JSON (exit 4) instead of raised."""
+    try:
+        return load_catalogs(paths, collect=collect)
+    except CatalogLoadError as err:
+        if fmt != "json":
+            raise
+        echo_json({"ok": False, "problems": [p.to_dict() for p in err.problems]})
+        sys.exit(EXIT_CATALOG)
+
+
+@main.group()
+def catalog() -> None:
+    """Pattern catalogs: the known log lines findings are made of (see docs/catalog.md)."""
+
+
+@catalog.command("check")
+@paths_argument
+@click.option("--collect", is_flag=True, help="Report every problem instead of stopping at the first.")
+@format_option("text", "json")
+@handle_errors
+def check(paths: tuple[str, ...], collect: bool, fmt: str) -> None:
+    """Load and validate catalog files (default: $LOGAUDIT_PATTERNS, else ./patterns).
+
+    Problems are reported as FILE:LINE: PATTERN-ID: message, with a hint; exit code 4.
+    """
+    from logaudit.classify import plan_pattern
+
+    cat = _load_or_report(_paths(paths), collect, fmt)
+    plans = {p.id: plan_pattern(p) for p in cat}
+    if fmt == "json":
+        echo_json({
+            "ok": True,
+            "catalogs": [{"name": s.name, "file": s.file, "patterns": s.patterns} for s in cat.sources],
+            "patterns": [p.to_dict() | {"engine_mode": plans[p.id].mode, "engine_note": plans[p.id].note}
+                         for p in cat],
+        })
+        return
+    for src in cat.sources:
+        click.echo(f"{src.file}: catalog {src.name}, {src.patterns} patterns")
+    for p in cat:
+        note = plans[p.id].note
+        if note:
+            click.secho(f"{p.location}: {p.id}: note: {note}", fg="yellow")
+    click.echo(f"ok: {len(cat)} patterns in {len(cat.sources)} catalog(s)")
+
+
+@catalog.command("test")
+@paths_argument
+@format_option("text", "json")
+@handle_errors
+def test(paths: tuple[str, ...], fmt: str) -> None:
+    """Run every example and counter-example; exit code 4 when any fails."""
+    cat = _load_or_report(_paths(paths), True, fmt)
+    report = run_self_test(cat)
+    if fmt == "json":
+        echo_json(report.to_dict())
+    else:
+        for f in report.failures:
+            click.secho(f"FAIL {f}", fg="red")
+        for pid in report.without_examples:
+            click.secho(f"warning: {cat.get(pid).location}: {pid}: no examples", fg="yellow")
+        status = "ok" if report.ok else "FAILED"
+        click.echo(f"{status}: {report.patterns} patterns, {report.examples} examples, "
+                   f"{report.counter_examples} counter-examples, {len(report.failures)} failure(s)")
+    if not report.ok:
+        sys.exit(EXIT_CATALOG)
+
+
+@main.command()
+@store_option
+@click.option("--patterns", "pattern_paths", multiple=True, type=click.Path(),
+              help="Catalog file or directory (repeatable; default: $LOGAUDIT_PATTERNS, else ./patterns).")
+@click.option("--since", default=None, metavar="WHEN", help="Only entries from this time (6h, 2d, 2025-09-09T18:00:00Z).")
+@click.option("--until", default=None, metavar="WHEN", help="Only entries before this time.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes (default: up to 2).")
+@click.option("--all", "show_all", is_flag=True, help="List patterns without matches too.")
+@format_option("text", "json")
+@handle_errors
+def classify(store_dir: str | None, pattern_paths: tuple[str, ...], since: str | None, until: str | None,
+             workers: int | None, show_all: bool, fmt: str) -> None:
+    """Classify the store's entries against the pattern catalogs (cached; only new work is done).
+
+    The results are what the `matches` view holds for queries; see docs/catalog.md.
+    """
+    from logaudit.classify import classify_store, require_store
+    from logaudit.timeparse import parse_window
+
+    lo, hi = parse_window(since, until)
+    cat = load_catalogs(_paths(pattern_paths))
+    store = require_store(store_dir)
+    report = classify_store(store, cat, lo, hi, workers=workers)
+    if fmt == "json":
+        echo_json(report.to_dict())
+        return
+    by_id = cat.by_id
+    rows = [(by_id[pid].category, pid, n) for pid, n in report.matches.items() if n or show_all]
+    order = {"critical": 0, "warning": 1, "positive": 2, "info": 3}
+    for category, pid, n in sorted(rows, key=lambda r: (order[r[0]], -r[2], r[1])):
+        extra = ""
+        if report.timeouts.get(pid) or report.skipped.get(pid):
+            extra = f"  ({report.timeouts.get(pid, 0)} timeouts, {report.skipped.get(pid, 0)} skipped)"
+        click.echo(f"{category:9s} {n:9d}  {pid}{extra}")
+    click.echo(
+        f"{report.entries} entries in {report.files} files: {report.matched_entries} classified, "
+        f"{report.unclassified} unclassified; {report.files_evaluated} files and {report.patterns_evaluated} "
+        f"patterns evaluated, {report.cache_hits} cached results reused, in {report.seconds:.2f} s"
+    )
+    if report.cut:
+        click.secho(f"{report.cut} texts longer than the match limit were cut before matching", fg="yellow")

@@ -1,0 +1,87 @@
+"""`logaudit compare`: judge a canary revision against its baseline; the exit code is the verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.errors import UsageError
+
+#: Exit code of `compare` for usage errors (bad option, bad gate file, nothing to compare): EX_USAGE
+#: from sysexits.h, so that a CI step can tell them from the verdicts 0 / 1 / 2.
+USAGE_EXIT = 64
+
+
+class CompareUsageError(UsageError):
+    """A usage error of `compare` (exit 64 instead of 2, which means NOT READY here)."""
+
+    exit_code = USAGE_EXIT
+
+
+class _CompareCommand(click.Command):
+    """click reports bad options with exit 2; for `compare` 2 means NOT READY, so they exit 64."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as err:
+            err.exit_code = USAGE_EXIT
+            raise
+
+
+@main.command("compare", cls=_CompareCommand)
+@click.option("--service", help="Cloud Run service (default: the one whose newest revision was deployed last).")
+@click.option("--baseline", help="Baseline revision (default: the revision before the canary).")
+@click.option("--canary", help="Canary revision (default: the service's newest revision).")
+@click.option("--since", help="Window start: a duration before now (30m, 6h, 2d) or RFC 3339 / ISO time. "
+              "Default: each revision from its first entry.")
+@click.option("--until", help="Window end (exclusive), same forms. Default: each revision to its last entry.")
+@click.option("--config", "gate_path", envvar="LOGAUDIT_GATE", type=click.Path(dir_okay=False),
+              help="Gate file with the thresholds (see docs/gate.example.yaml). Default: $LOGAUDIT_GATE, "
+              "else built-in defaults.")
+@click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
+              help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
+@click.option("--all-metrics", is_flag=True, help="Text format: list every pattern rate, not only those that "
+              "did not Pass.")
+@click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
+@store_option
+@format_option("text", "json", "markdown")
+@click.pass_context
+@handle_errors
+def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, canary: str | None,
+                since: str | None, until: str | None, gate_path: str | None, catalogs: tuple[str, ...],
+                all_metrics: bool, no_redact: bool, store_dir: str | None, fmt: str) -> None:
+    """Compare a canary revision with its baseline from their logs; exit with the verdict.
+
+    Judges the request and entry error rates, latency and every catalog pattern's rate
+    (Pass / High / Low / Inconclusive), lists patterns and unclassified templates new in the
+    canary, and decides READY / MARGINAL / NOT READY under the gate's thresholds.
+
+    Exit codes: 0 READY, 1 MARGINAL, 2 NOT READY; 3 no store or unreadable input,
+    4 bad catalog, 6 store locked, 64 usage error (bad option or gate file, nothing to compare).
+    """
+    from logaudit.compare import compare, load_gate, render_markdown, render_text
+    from logaudit.query import Audit
+    from logaudit.redact import Redactor
+
+    try:
+        gate = load_gate(gate_path) if gate_path else None
+        audit = Audit(store_dir, list(catalogs) or None, redactor=Redactor(enabled=not no_redact))
+        result = compare(audit, service=service, baseline=baseline, canary=canary, since=since, until=until,
+                         gate=gate)
+    except UsageError as err:
+        raise CompareUsageError(err.message, hint=err.hint) from err
+    data = result.to_dict()
+    if fmt == "json":
+        echo_json(data)
+    elif fmt == "markdown":
+        click.echo(render_markdown(data), nl=False)
+    else:
+        from rich.console import Console
+
+        console = Console() if Console().is_terminal else Console(width=120)
+        render_text(data, console, all_metrics=all_metrics)
+    ctx.exit(result.exit_code)

@@ -1,0 +1,151 @@
+"""`logaudit report` (Markdown + self-contained HTML with charts) and `logaudit export` (scheduled,
+atomic, locked exports to a directory or gs://). See docs/report.md and docs/export.md."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Any
+
+import click
+
+from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+
+catalog_option = click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
+                              help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
+
+
+@main.command()
+@click.option("--since", help="Window start: a duration before now (30m, 6h, 2d) or RFC 3339 / ISO time. Default: start of store.")
+@click.option("--until", help="Window end (exclusive), same forms. Default: now.")
+@click.option("--service", help="Only this Cloud Run service.")
+@click.option("--out", "out_dir", default="logaudit-report", show_default=True, type=click.Path(file_okay=False),
+              help="Directory for report.md, report.html, summary.json and charts/.")
+@click.option("--format", "formats", default="md,html", show_default=True, metavar="md,html",
+              help="Which documents to write: md, html or both (comma-separated).")
+@click.option("--bucket", default=None, metavar="DURATION",
+              help="Timeline bucket for the charts (default: 24-96 points over the window).")
+@catalog_option
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@handle_errors
+def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str, bucket: str | None,
+           catalogs: tuple[str, ...], store_dir: str | None, as_json: bool) -> None:
+    """Write a deployment report for a window: executive summary (with the compare verdict when
+    available), error patterns, per-revision health, endpoints, new vs pre-existing issues, a
+    readiness checklist and the data's provenance, with charts. Messages are redacted.
+
+    Exit codes: 0 written (also for an empty window, which the report says), 2 bad option,
+    3 no store, 4 bad catalog.
+    """
+    from logaudit.query import Audit
+    from logaudit.report import build_report, parse_formats
+
+    fmts = parse_formats(formats)
+    audit = Audit(store_dir, list(catalogs) or None)
+    try:
+        result = build_report(audit, since=since, until=until, service=service, out_dir=out_dir, formats=fmts,
+                              bucket=bucket)
+    finally:
+        audit.close()
+    if as_json:
+        echo_json(result.to_dict())
+        return
+    verdict = (result.summary.get("verdict") or {}).get("verdict")
+    click.echo(f"report of {result.summary['entries']:,} entries" + (f", verdict {verdict}" if verdict else "")
+               + f", {len(result.charts)} charts -> {result.out_dir}")
+    for path in (result.markdown, result.html, result.summary_path):
+        if path is not None:
+            click.echo(f"  {path}")
+
+
+def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised by the kill tests
+    raise KeyboardInterrupt
+
+
+@main.command("export")
+@click.option("--since", default="24h", show_default=True, metavar="WHEN",
+              help="Period start: a duration before now (rounded down to --align) or an RFC 3339 time.")
+@click.option("--until", default=None, metavar="WHEN", help="Period end, exclusive. Default: now rounded down to --align.")
+@click.option("--out", "dest", required=True, envvar="LOGAUDIT_EXPORT_DEST", metavar="DEST",
+              help="A directory or gs://BUCKET/PREFIX (env LOGAUDIT_EXPORT_DEST).")
+@click.option("--project", "-p", default=None, help="Pull the period from this project's Cloud Logging first (incremental).")
+@click.option("--service", "-s", default=None, help="Only this Cloud Run service (default: every service in the period).")
+@click.option("--align", default="1h", show_default=True, metavar="DURATION",
+              help="Round 'now' down to a multiple of this, so re-runs export the same period ('none' to disable).")
+@click.option("--report-format", "formats", default="md,html", show_default=True, metavar="md,html",
+              help="Report documents in each period.")
+@catalog_option
+@store_option
+@click.option("--credentials", "credentials_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Service-account key JSON for Cloud Logging and Cloud Storage (default: Application Default Credentials).")
+@click.option("--storage-endpoint", default=None, metavar="URL",
+              help="Cloud Storage endpoint (an emulator); also LOGAUDIT_STORAGE_ENDPOINT / STORAGE_EMULATOR_HOST.")
+@click.option("--logging-endpoint", default=None, metavar="URL", help="Cloud Logging endpoint (an emulator).")
+@click.option("--max-requests-per-minute", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Pull pacing (the default Cloud Logging read quota is 60 requests per minute).")
+@click.option("--lock-ttl", default="1h", show_default=True, metavar="DURATION",
+              help="A gs:// lock object older than this is a killed run's and is taken over.")
+@format_option("text", "json")
+@click.option("--quiet", "-q", is_flag=True, help="Only errors.")
+def export_command(since: str, until: str | None, dest: str, project: str | None, service: str | None, align: str,
+                   formats: str, catalogs: tuple[str, ...], store_dir: str | None, credentials_file: str | None,
+                   storage_endpoint: str | None, logging_endpoint: str | None, max_requests_per_minute: float,
+                   lock_ttl: str, fmt: str, quiet: bool) -> None:
+    """Export a period per service to DEST/<service>/<period>/: entries (Parquet, redacted),
+    matches, summary JSON, compare JSON, the report. For cron and Cloud Run jobs: a re-run of the
+    same period replaces it atomically, a lock stops overlapping runs, a failed or killed run
+    leaves the previous export intact.
+
+    Exit codes: 0 exported, 2 bad option, 3 store / destination problem, 4 bad catalog,
+    5 Cloud Logging / Cloud Storage failed, 6 another export to DEST is running, 130 interrupted.
+    On failure one line on stderr says why.
+    """
+    from logaudit.errors import LogauditError
+    from logaudit.export import export
+    from logaudit.timeparse import parse_duration
+
+    previous = signal.signal(signal.SIGTERM, _terminate)  # Cloud Run / cron kill: clean up like Ctrl-C
+    try:
+        ttl = parse_duration(lock_ttl, name="--lock-ttl").total_seconds()
+        pull_options: dict[str, Any] = {"max_requests_per_minute": max_requests_per_minute}
+        if logging_endpoint:
+            pull_options["endpoint"] = logging_endpoint
+        result = export(store_dir, dest, since=since, until=until, project=project, service=service,
+                        catalog=list(catalogs) or None, formats=formats, align=align, pull_options=pull_options,
+                        storage_endpoint=storage_endpoint, credentials_file=credentials_file, lock_ttl=ttl,
+                        progress=None if quiet or fmt == "json" else lambda msg: click.echo(msg, err=True))
+    except LogauditError as err:
+        reason = " ".join(err.message.split())
+        hint = f" (hint: {' '.join(err.hint.split())})" if err.hint else ""
+        click.secho(f"error: export failed: {reason}{hint}", fg="red", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: export interrupted; the previous export of the period is unchanged", err=True)
+        sys.exit(130)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        click.secho(f"error: export failed: {where}{err.strerror or err}", fg="red", err=True)
+        sys.exit(3)
+    except Exception as err:  # a bug: still one line for cron / Cloud Logging, and a failing exit code
+        click.secho(f"error: export failed: unexpected {type(err).__name__}: {' '.join(str(err).split())[:300]}",
+                    fg="red", err=True)
+        sys.exit(3)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if fmt == "json":
+        echo_json(result.to_dict())
+        return
+    if quiet:
+        return
+    if not result.periods:
+        click.echo(f"nothing to export: no entries in {result.since} .. {result.until}"
+                   + (f" (pulled {result.pull.get('new_rows', 0)} new entries)" if result.pull else ""))
+        return
+    for p in result.periods:
+        compare = p.compare.get("verdict") or p.compare.get("status")
+        click.echo(f"exported {p.service} {p.period}: {p.entries:,} entries, {len(p.files) + 1} files, compare {compare}"
+                   f"{' (replaced the previous export)' if p.replaced else ''} -> {p.location}")
+
+
+__all__ = ["export_command", "report"]

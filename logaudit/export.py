@@ -1,0 +1,733 @@
+"""Scheduled exports: a frozen, shareable record of one period of logs, per service.
+
+`export` (and `logaudit export`, made for cron, Cloud Run jobs and Cloud Scheduler) does, under
+a lock:
+
+1. an incremental pull of the period from Cloud Logging into the store, when a project is given
+   (the pull's cursor makes a re-run ask only for what is new);
+2. classification against the pattern catalog (cached in the store);
+3. per service, into ``DEST/<service>/<period>/``:
+
+   ===================  ==================================================================
+   ``entries.parquet``  the period's entries (the canonical entry table), free-text columns
+                        (messages, payloads, URLs, labels, ...) redacted
+   ``matches.parquet``  which pattern each classified entry matched
+   ``summary.json``     `Audit.summary` of the period (what `summarize --format json` prints)
+   ``compare.json``     `logaudit.compare` of the period (baseline vs canary), when available
+   ``report.md``        the report (see logaudit.report), ``report.html`` self-contained,
+   ``report.html``      ``charts/*.png``
+   ``_EXPORT.json``     the export manifest: window, files with sizes and SHA-256, counts;
+                        written last - a period without it is incomplete
+   ===================  ==================================================================
+
+The period is ``<since>_<until>`` in UTC, e.g. ``2025-09-09T2000Z_2025-09-10T0400Z``. Relative
+windows (``--since 24h``) count back from *now rounded down to* `align` (default one hour), so a
+re-run within the same hour, or a retry of a failed run, exports the same period again.
+
+Guarantees
+----------
+Local DEST: the period is built in ``DEST/<service>/.staging-<period>-<id>/`` (same file system),
+every file fsync'ed, then swapped in with one atomic ``renameat2(RENAME_EXCHANGE)`` (Linux; a
+rename pair elsewhere, repaired by the next run) and the previous copy deleted. A reader sees the
+old period or the new one, never a mix; a run killed at any point leaves the previous export as
+it was; staging left by a killed run is removed by the next run.
+
+``gs://BUCKET/PREFIX``: Cloud Storage has no rename, so the files go to a fresh prefix
+``<service>/<period>/<export id>/`` and ``<service>/<period>/_EXPORT.json`` - one object,
+replaced in a single request - is written last and names that prefix. Readers must go through
+``_EXPORT.json`` (`read_manifest`); a period without it is incomplete. After the manifest is
+written the previous export's objects are deleted. A run killed mid-upload leaves the old
+manifest and its files untouched, plus unreferenced objects under its own export id, which the
+next export of the same period deletes. Between writing the new manifest and deleting the old
+objects a listing shows both versions; the manifest always names exactly one.
+
+Lock: local DEST, ``DEST/.logaudit-export.lock`` held with flock (released by the kernel if the
+process dies); gs://, the object ``PREFIX/.logaudit-export.lock`` created with
+``if_generation_match=0`` (only one creator can succeed) and deleted at the end; a lock object
+older than `lock_ttl` (a run that was killed) is taken over. A second run raises `LockedError`
+(exit code 6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import hashlib
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from logaudit.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
+from logaudit.query import Audit, Window, resolve_window
+from logaudit.redact import Redactor
+from logaudit.report import FORMATS, build_report, parse_formats
+from logaudit.schema import ENTRY_SCHEMA
+from logaudit.store import Store
+from logaudit.timeparse import format_rfc3339, parse_duration
+
+FORMAT = "logaudit-export/1"
+MANIFEST = "_EXPORT.json"
+LOCK_NAME = ".logaudit-export.lock"
+DEFAULT_ALIGN = "1h"
+DEFAULT_LOCK_TTL = 3600.0
+WRITE_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+WRITER_ROLE = "roles/storage.objectUser"
+#: String columns kept as they are in entries.parquet: identifiers and enums, never free text.
+UNREDACTED_COLUMNS = frozenset({
+    "log_name", "log_id", "insert_id", "severity", "effective_severity", "resource_type", "project_id", "service",
+    "revision", "configuration", "location", "instance_id", "trace", "span_id", "http_method", "http_protocol",
+    "http_remote_ip", "http_server_ip", "payload_type", "audit_method", "audit_revision", "operation_id",
+})
+_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Progress = Callable[[str], None]
+
+
+# ============================================================================ results
+@dataclass
+class PeriodExport:
+    """One service's period as exported."""
+
+    service: str
+    period: str
+    location: str  # DEST/<service>/<period> (local path or gs:// URI)
+    export_id: str
+    entries: int
+    files: list[dict[str, Any]]
+    replaced: bool  # a previous export of the same period was replaced
+    compare: dict[str, Any]  # {"status": "written" | "skipped" | "unavailable", ...}
+
+
+@dataclass
+class ExportResult:
+    dest: str
+    since: str
+    until: str
+    period: str
+    periods: list[PeriodExport] = field(default_factory=list)
+    pull: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ============================================================================ naming
+def _stamp(t: datetime) -> str:
+    t = t.astimezone(UTC)
+    text = t.strftime("%Y-%m-%dT%H%M")
+    if t.second or t.microsecond:
+        text += t.strftime("%S")
+    if t.microsecond:
+        text += t.strftime(".%f")
+    return text + "Z"
+
+
+def period_name(since: datetime, until: datetime) -> str:
+    """`2025-09-09T2000Z_2025-09-10T0400Z` (seconds and microseconds only when not zero)."""
+    return f"{_stamp(since)}_{_stamp(until)}"
+
+
+def floor_time(t: datetime, step: timedelta) -> datetime:
+    """`t` rounded down to a multiple of `step` since the Unix epoch (UTC)."""
+    return _EPOCH + ((t.astimezone(UTC) - _EPOCH) // step) * step
+
+
+def export_window(since: Any, until: Any = None, *, align: str | None = DEFAULT_ALIGN,
+                  now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The period to export: durations count back from `now` rounded down to `align`
+    (None / "none" / "0": not rounded); `until` defaults to that rounded now."""
+    if since is None:
+        raise UsageError("--since is required for an export", hint="e.g. --since 24h")
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    if align not in (None, "", "none", "0"):
+        step = parse_duration(str(align), name="--align")
+        if step <= timedelta(0):
+            raise UsageError(f"--align {align!r}: must be positive")
+        now = floor_time(now, step)
+    w = resolve_window(since, until, now=now)
+    lo, hi = w.since, w.until or now
+    if lo >= hi:
+        raise UsageError(f"empty period: {format_rfc3339(lo)} is not before {format_rfc3339(hi)}",
+                         hint="with a relative --since, --align rounds the end down; use a longer --since")
+    return lo, hi
+
+
+def _check_service(name: str) -> str:
+    if not _SERVICE_NAME.fullmatch(name) or name in (".", ".."):
+        raise UsageError(f"--service {name!r}: not a Cloud Run service name")
+    return name
+
+
+# ============================================================================ the export
+def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathLike, *, since: Any = "24h",
+           until: Any = None, project: str | None = None, service: str | None = None,
+           catalog: Any = None, formats: str | Iterable[str] = FORMATS, align: str | None = DEFAULT_ALIGN,
+           now: datetime | None = None, redactor: Redactor | None = None, pull_options: dict[str, Any] | None = None,
+           storage_client: Any = None, storage_endpoint: str | None = None,
+           credentials_file: str | os.PathLike | None = None, lock_ttl: float = DEFAULT_LOCK_TTL,
+           progress: Progress | None = None) -> ExportResult:
+    """Export one period of the store (after pulling it, when `project` is given) to `dest`.
+
+    `dest` is a directory or ``gs://BUCKET/PREFIX``. `service` limits the export to one service
+    (and the pull to it); without it every service with entries in the period is exported.
+    `pull_options` go to `logaudit.sources.cloud_logging.pull` (endpoint, max_requests_per_minute,
+    ...; `credentials_file` is shared with Cloud Storage). Raises LockedError when another export
+    to `dest` is running, UsageError, StoreError, SourceError.
+    """
+    t0 = time.monotonic()
+    fmts = parse_formats(formats)
+    if service is not None:
+        _check_service(service)
+    since_t, until_t = export_window(since, until, align=align, now=now)
+    period = period_name(since_t, until_t)
+    say = progress or (lambda _msg: None)
+    target = _target(str(dest), storage_client=storage_client, endpoint=storage_endpoint,
+                     credentials_file=credentials_file, lock_ttl=lock_ttl)
+    result = ExportResult(dest=target.uri, since=format_rfc3339(since_t), until=format_rfc3339(until_t), period=period)
+    with target.locked():
+        target.recover()
+        if project:
+            store = store_or_path if isinstance(store_or_path, Store) else Store(store_or_path)
+            say(f"pulling {project} {result.since} .. {result.until}")
+            result.pull = _pull(store, project, service, since_t, until_t, credentials_file, pull_options or {})
+        else:
+            store = store_or_path if isinstance(store_or_path, Store) else Store(store_or_path, create=False)
+        audit = Audit(store, catalog, redactor=redactor or Redactor())
+        try:
+            window = Window(since_t, until_t, None, None)
+            services = [service] if service else audit.summary(since=window)["services"]
+            for svc in services:
+                say(f"exporting {svc} {period}")
+                result.periods.append(_export_service(audit, target, svc, since_t, until_t, period, fmts, project))
+        finally:
+            audit.close()
+    result.seconds = round(time.monotonic() - t0, 3)
+    return result
+
+
+def _pull(store: Store, project: str, service: str | None, since: datetime, until: datetime,
+          credentials_file: str | os.PathLike | None, options: dict[str, Any]) -> dict[str, Any]:
+    from logaudit.sources import cloud_logging as cl
+
+    report = cl.pull(store, project, services=[service] if service else (), since=since, until=until,
+                     credentials_file=credentials_file, **options)
+    keep = ("project", "status", "filter", "query_filter", "since", "until", "entries", "new_rows", "duplicates",
+            "rejected", "requests", "pages", "resumed_from", "boundary", "ingest_id")
+    return {k: v for k, v in report.to_dict().items() if k in keep}
+
+
+def _export_service(audit: Audit, target: _Target, service: str, since: datetime, until: datetime, period: str,
+                    formats: tuple[str, ...], project: str | None) -> PeriodExport:
+    export_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    with target.staging(service, period, export_id) as folder:
+        window = Window(since, until, service, None)
+        entries = _write_entries(audit, window, folder / "entries.parquet")
+        _write_matches(audit, window, folder / "matches.parquet")
+        compare_doc, compare_status = _compare(audit, service, since, until)
+        if compare_doc is not None:
+            _write_bytes(folder / "compare.json", orjson.dumps(compare_doc, option=orjson.OPT_INDENT_2, default=str))
+        report = build_report(audit, since=since, until=until, service=service, out_dir=folder, formats=formats)
+        files = _inventory(folder)
+        manifest = {
+            "format": FORMAT, "complete": True, "service": service, "period": period,
+            "window": {"since": format_rfc3339(since), "until": format_rfc3339(until)},
+            "export_id": export_id, "generated_at": report.generated_at, "logaudit_version": _version(),
+            "entries": entries, "project": project, "store": str(audit.store.root),
+            "catalog_fingerprint": audit.catalog.fingerprint, "redacted": audit.redactor.enabled,
+            "compare": compare_status, "files": files,
+        }
+        replaced = target.commit(service, period, export_id, folder, manifest)
+    return PeriodExport(service=service, period=period, location=target.location(service, period),
+                        export_id=export_id, entries=entries, files=files, replaced=replaced, compare=compare_status)
+
+
+def _compare(audit: Audit, service: str, since: datetime, until: datetime) -> tuple[dict | None, dict[str, Any]]:
+    """compare.json content and a status for the manifest; only when logaudit.compare exists."""
+    if importlib.util.find_spec("logaudit.compare") is None:
+        return None, {"status": "unavailable", "reason": "logaudit.compare is not installed"}
+    from logaudit.compare import compare
+
+    try:
+        doc = compare(audit, service=service, since=since, until=until).to_dict()
+    except LogauditError as err:
+        return None, {"status": "skipped", "reason": err.message}
+    return doc, {"status": "written", "verdict": doc.get("verdict"), "file": "compare.json"}
+
+
+def _write_entries(audit: Audit, window: Window, path: Path) -> int:
+    """The window's entries of one service, free-text columns redacted, as one Parquet file."""
+    import duckdb
+
+    files = [str(f) for f in audit.store.entry_files(window.since, window.until)]
+    writer = pq.ParquetWriter(path, ENTRY_SCHEMA, compression="zstd")
+    rows = 0
+    try:
+        if files:
+            cols = []
+            for f in ENTRY_SCHEMA:
+                if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS:
+                    cols.append(f"{audit.redactor.sql(f.name)} AS {f.name}")
+                else:
+                    cols.append(f.name)
+            con = duckdb.connect(config={"threads": 2})
+            try:
+                rel = con.sql(f"""
+                    SELECT {", ".join(cols)} FROM read_parquet($files, hive_partitioning = false)
+                    WHERE timestamp >= $since AND timestamp < $until AND service = $service
+                    ORDER BY timestamp, log_name, insert_id
+                """, params={"files": files, "since": window.since, "until": window.until, "service": window.service})
+                for batch in rel.to_arrow_reader(65_536):
+                    writer.write_batch(batch.cast(ENTRY_SCHEMA))
+                    rows += batch.num_rows
+            finally:
+                con.close()
+    finally:
+        writer.close()
+    return rows
+
+
+def _write_matches(audit: Audit, window: Window, path: Path) -> int:
+    table = audit.connection(window).sql(
+        "SELECT log_name, insert_id, timestamp, revision, pattern_id, category FROM matches WHERE service = $service "
+        "ORDER BY timestamp, log_name, insert_id, pattern_id", params={"service": window.service}).to_arrow_table()
+    pq.write_table(table, path, compression="zstd")
+    return table.num_rows
+
+
+def _inventory(folder: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+            os.fsync(fh.fileno())
+        out.append({"path": path.relative_to(folder).as_posix(), "bytes": path.stat().st_size,
+                    "sha256": digest.hexdigest()})
+    return out
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _version() -> str:
+    from logaudit import __version__
+
+    return __version__
+
+
+# ============================================================================ destinations
+class _Target:
+    uri: str
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def recover(self) -> None:
+        """Clean what a killed run left behind (called with the lock held)."""
+
+    def staging(self, service: str, period: str, export_id: str) -> contextlib.AbstractContextManager[Path]:
+        raise NotImplementedError
+
+    def commit(self, service: str, period: str, export_id: str, folder: Path, manifest: dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def location(self, service: str, period: str) -> str:
+        raise NotImplementedError
+
+
+def _target(dest: str, *, storage_client: Any, endpoint: str | None, credentials_file: Any,
+            lock_ttl: float) -> _Target:
+    if dest.startswith("gs://"):
+        return _GcsTarget(dest, client=storage_client, endpoint=endpoint, credentials_file=credentials_file,
+                          lock_ttl=lock_ttl)
+    if "://" in dest:
+        raise UsageError(f"--out {dest}: only local directories and gs://BUCKET/PREFIX are supported")
+    return _LocalTarget(Path(dest))
+
+
+# ---------------------------------------------------------------------------- local
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux renameat2 RENAME_EXCHANGE).
+
+    False when the C library or the file system does not support it (the caller falls back).
+    """
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _LocalTarget(_Target):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uri = str(root)
+
+    def location(self, service: str, period: str) -> str:
+        return str(self.root / service / period)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StoreError(f"--out {self.root}: cannot create the directory ({err.strerror})") from None
+        if not self.root.is_dir():
+            raise StoreError(f"--out {self.root}: not a directory")
+        path = self.root / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _lock_holder(os.pread(fd, 4096, 0))
+                raise LockedError(f"{self.root}: another logaudit export to this destination is running{holder}; "
+                                  "this run did nothing") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, _lock_body(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def recover(self) -> None:
+        for service_dir in (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            for leftover in service_dir.iterdir():
+                if leftover.name.startswith(".staging-"):
+                    shutil.rmtree(leftover, ignore_errors=True)
+                elif leftover.name.startswith(".replaced-"):
+                    period = leftover.name[len(".replaced-"):].rsplit("-", 2)[0]
+                    final = service_dir / period
+                    if final.exists():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:  # killed between the two renames of the fallback: put the old copy back
+                        os.rename(leftover, final)
+
+    @contextlib.contextmanager
+    def staging(self, service: str, period: str, export_id: str) -> Iterator[Path]:
+        service_dir = self.root / service
+        service_dir.mkdir(parents=True, exist_ok=True)
+        folder = service_dir / f".staging-{period}-{export_id}"
+        folder.mkdir()
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # gone after a commit; removes a failed run's files
+
+    def commit(self, service: str, period: str, export_id: str, folder: Path, manifest: dict[str, Any]) -> bool:
+        _write_bytes(folder / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+        _fsync_dir(folder)
+        service_dir = folder.parent
+        final = service_dir / period
+        replaced = final.exists()
+        if not replaced:
+            os.rename(folder, final)
+        elif exchange_paths(folder, final):
+            shutil.rmtree(folder)  # now holds the previous export
+        else:
+            old = service_dir / f".replaced-{period}-{export_id}"
+            os.rename(final, old)
+            os.rename(folder, final)
+            shutil.rmtree(old)
+        _fsync_dir(service_dir)
+        return replaced
+
+
+def _lock_body(extra: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                         "started": format_rfc3339(datetime.now(UTC)), **(extra or {})})
+
+
+def _lock_holder(data: bytes) -> str:
+    try:
+        info = orjson.loads(data)
+        return f" (pid {info['pid']} on {info['host']}, started {info['started']})"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return ""
+
+
+# ---------------------------------------------------------------------------- Cloud Storage
+def storage_client(*, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None) -> Any:
+    """A google-cloud-storage client allowed to write: the key file, else anonymous with an
+    endpoint or STORAGE_EMULATOR_HOST, else Application Default Credentials."""
+    import google.auth
+    import google.auth.exceptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    from logaudit.sources.gcs import CREDENTIALS_HINT, EMULATOR_ENV, ENDPOINT_ENV
+
+    endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
+    if endpoint and not endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"--storage-endpoint {endpoint!r}: expected a URL starting with http:// or https://")
+    if credentials_file:
+        from google.oauth2 import service_account
+
+        try:
+            credentials = service_account.Credentials.from_service_account_file(str(credentials_file),
+                                                                                scopes=WRITE_SCOPES)
+        except FileNotFoundError:
+            raise UsageError(f"--credentials {credentials_file}: no such file") from None
+        except (OSError, ValueError, KeyError) as err:
+            raise SourceError(f"--credentials {credentials_file}: not a usable service-account key "
+                              f"({type(err).__name__})") from None
+    elif endpoint or os.environ.get(EMULATOR_ENV):
+        credentials = AnonymousCredentials()
+    else:
+        try:
+            credentials, _ = google.auth.default(scopes=WRITE_SCOPES)
+        except google.auth.exceptions.DefaultCredentialsError:
+            raise SourceError("no Google Cloud credentials found (Application Default Credentials)",
+                              hint=CREDENTIALS_HINT) from None
+    options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
+    return storage.Client(project="<none>", credentials=credentials, client_options=options)
+
+
+def _gcs_error(err: Exception, what: str) -> LogauditError:
+    from google.api_core import exceptions as gexc
+
+    if isinstance(err, gexc.NotFound):
+        return SourceError(f"{what}: not found (404); does the bucket exist?")
+    if isinstance(err, gexc.Forbidden | gexc.Unauthorized):
+        return SourceError(f"{what}: permission denied ({getattr(err, 'code', 403)}); the account needs "
+                           f"{WRITER_ROLE} on the bucket")
+    code = getattr(err, "code", None)
+    text = " ".join(str(err).split())[:300]
+    return SourceError(f"{what}: Cloud Storage failed: {type(err).__name__}{f' ({code})' if code else ''}: {text}")
+
+
+@contextlib.contextmanager
+def _gcs_calls(what: str, *passthrough: type[BaseException]) -> Iterator[None]:
+    """Turn google-cloud-storage / transport failures into SourceError (exit 5), except the
+    `passthrough` exception types, which the caller handles."""
+    import google.auth.exceptions
+    import requests
+    from google.api_core import exceptions as gexc
+
+    try:
+        yield
+    except passthrough:
+        raise
+    except (gexc.GoogleAPICallError, requests.exceptions.RequestException) as err:
+        raise _gcs_error(err, what) from None
+    except google.auth.exceptions.GoogleAuthError as err:
+        raise SourceError(f"{what}: credentials failed: {' '.join(str(err).split())[:200]}") from None
+
+
+class _GcsTarget(_Target):
+    def __init__(self, uri: str, *, client: Any, endpoint: str | None, credentials_file: Any, lock_ttl: float) -> None:
+        from logaudit.sources.gcs import parse_gs_uri
+
+        self.bucket_name, prefix = parse_gs_uri(uri)
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.uri = f"gs://{self.bucket_name}/{self.prefix}".rstrip("/")
+        self.client = client or storage_client(endpoint=endpoint, credentials_file=credentials_file)
+        self.bucket = self.client.bucket(self.bucket_name)
+        self.lock_ttl = lock_ttl
+        self._lock_generation: int | None = None
+
+    def location(self, service: str, period: str) -> str:
+        return f"gs://{self.bucket_name}/{self.prefix}{service}/{period}"
+
+    def _name(self, *parts: str) -> str:
+        return self.prefix + "/".join(parts)
+
+    # -- lock
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self._acquire()
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _acquire(self) -> None:
+        from google.api_core import exceptions as gexc
+
+        name = self._name(LOCK_NAME)
+        uri = f"gs://{self.bucket_name}/{name}"
+        for _ in range(3):
+            blob = self.bucket.blob(name)
+            body = _lock_body({"expires": format_rfc3339(datetime.now(UTC) + timedelta(seconds=self.lock_ttl))})
+            try:
+                with _gcs_calls(uri, gexc.PreconditionFailed):
+                    blob.upload_from_string(body, content_type="application/json", if_generation_match=0)
+                self._lock_generation = blob.generation
+                return
+            except gexc.PreconditionFailed:
+                pass
+            with _gcs_calls(uri):
+                held = self.bucket.get_blob(name)
+            if held is None:
+                continue  # released meanwhile: try again
+            try:
+                with _gcs_calls(uri, gexc.NotFound, gexc.PreconditionFailed):
+                    data = held.download_as_bytes(if_generation_match=held.generation)
+            except (gexc.NotFound, gexc.PreconditionFailed):
+                continue
+            expired = _lock_expired(data, held)
+            if not expired:
+                raise LockedError(f"{uri}: another logaudit export to this destination is running"
+                                  f"{_lock_holder(data)}; this run did nothing")
+            with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed), \
+                    _gcs_calls(uri, gexc.NotFound, gexc.PreconditionFailed):
+                held.delete(if_generation_match=held.generation)  # a killed run's lock: take it over
+        raise LockedError(f"{uri}: could not take the lock (it keeps changing hands)")
+
+    def _release(self) -> None:
+        from google.api_core import exceptions as gexc
+
+        if self._lock_generation is None:
+            return
+        with contextlib.suppress(gexc.NotFound, gexc.PreconditionFailed, LogauditError), \
+                _gcs_calls(f"gs://{self.bucket_name}/{self._name(LOCK_NAME)}"):
+            self.bucket.blob(self._name(LOCK_NAME)).delete(if_generation_match=self._lock_generation)
+        self._lock_generation = None
+
+    # -- build and publish
+    @contextlib.contextmanager
+    def staging(self, service: str, period: str, export_id: str) -> Iterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="logaudit-export-") as tmp:
+            yield Path(tmp)
+
+    def commit(self, service: str, period: str, export_id: str, folder: Path, manifest: dict[str, Any]) -> bool:
+        from google.api_core import exceptions as gexc
+
+        base = self._name(service, period)
+        manifest_name = f"{base}/{MANIFEST}"
+        uploaded: list[str] = []
+        manifest = dict(manifest, prefix=f"{export_id}/",
+                        files=[dict(f, path=f"{export_id}/{f['path']}") for f in manifest["files"]])
+        try:
+            with _gcs_calls(f"gs://{self.bucket_name}/{base}/{export_id}/"):
+                for f in manifest["files"]:
+                    name = f"{base}/{f['path']}"
+                    blob = self.bucket.blob(name)
+                    blob.upload_from_filename(str(folder / f["path"].split("/", 1)[1]),
+                                              content_type=_content_type(name), if_generation_match=0)
+                    uploaded.append(name)
+            with _gcs_calls(f"gs://{self.bucket_name}/{manifest_name}", gexc.PreconditionFailed):
+                previous = self.bucket.get_blob(manifest_name)
+                blob = self.bucket.blob(manifest_name)
+                blob.cache_control = "no-cache"
+                blob.upload_from_string(orjson.dumps(manifest, option=orjson.OPT_INDENT_2),
+                                        content_type="application/json",
+                                        if_generation_match=previous.generation if previous else 0)
+        except gexc.PreconditionFailed:
+            self._delete(uploaded)
+            raise StoreError(f"gs://{self.bucket_name}/{manifest_name}: changed while this run held the lock; "
+                             "is another tool writing there?") from None
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._delete(uploaded)  # best effort; the next run of this period removes the rest
+            raise
+        # published: drop the previous export and anything a killed run left under this period
+        with _gcs_calls(f"gs://{self.bucket_name}/{base}/"):
+            stale = [b.name for b in self.client.list_blobs(self.bucket_name, prefix=f"{base}/")
+                     if b.name != manifest_name and not b.name.startswith(f"{base}/{export_id}/")]
+        with contextlib.suppress(LogauditError):
+            self._delete(stale)
+        return previous is not None
+
+    def _delete(self, names: list[str]) -> None:
+        from google.api_core import exceptions as gexc
+
+        for name in names:
+            with contextlib.suppress(gexc.NotFound), _gcs_calls(f"gs://{self.bucket_name}/{name}", gexc.NotFound):
+                self.bucket.blob(name).delete()
+
+
+def _lock_expired(data: bytes, blob: Any) -> bool:
+    try:
+        expires = orjson.loads(data)["expires"]
+        return datetime.fromisoformat(expires.replace("Z", "+00:00")) <= datetime.now(UTC)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        created = getattr(blob, "time_created", None)
+        return created is not None and created + timedelta(seconds=DEFAULT_LOCK_TTL) <= datetime.now(UTC)
+
+
+def _content_type(name: str) -> str:
+    return {"json": "application/json", "md": "text/markdown; charset=utf-8", "html": "text/html; charset=utf-8",
+            "png": "image/png", "parquet": "application/vnd.apache.parquet"}.get(name.rsplit(".", 1)[-1],
+                                                                                "application/octet-stream")
+
+
+# ============================================================================ reading exports
+def read_manifest(dest: str | os.PathLike, service: str, period: str, *, client: Any = None) -> dict | None:
+    """The manifest of a complete export, or None when the period is missing or incomplete."""
+    dest = str(dest)
+    if dest.startswith("gs://"):
+        from google.api_core import exceptions as gexc
+
+        target = _GcsTarget(dest, client=client, endpoint=None, credentials_file=None, lock_ttl=0)
+        name = target._name(service, period, MANIFEST)
+        try:
+            with _gcs_calls(f"gs://{target.bucket_name}/{name}", gexc.NotFound):
+                data = target.bucket.blob(name).download_as_bytes()
+        except gexc.NotFound:
+            return None
+    else:
+        path = Path(dest) / service / period / MANIFEST
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+    manifest = orjson.loads(data)
+    return manifest if manifest.get("complete") and manifest.get("format") == FORMAT else None
+
+
+def list_exports(dest: str | os.PathLike, service: str | None = None) -> list[tuple[str, str]]:
+    """(service, period) of every complete local export under `dest`, sorted."""
+    root = Path(dest)
+    out = []
+    for service_dir in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
+        if service is not None and service_dir.name != service:
+            continue
+        for period_dir in sorted(p for p in service_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if read_manifest(root, service_dir.name, period_dir.name) is not None:
+                out.append((service_dir.name, period_dir.name))
+    return out
+
+
+__all__ = ["DEFAULT_ALIGN", "FORMAT", "LOCK_NAME", "MANIFEST", "ExportResult", "PeriodExport", "exchange_paths",
+           "export", "export_window", "floor_time", "list_exports", "period_name", "read_manifest", "storage_client"]

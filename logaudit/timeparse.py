@@ -1,0 +1,174 @@
+"""Parse the times people type: `--since 6h`, `--until 2025-09-09T18:00:00+02:00`.
+
+Two forms are accepted:
+
+* a **duration before now**: an integer and a unit, `s` (seconds), `m` (minutes), `h` (hours),
+  `d` (days) or `w` (weeks), optionally several in a row (`1h30m`, `1d12h`); `now` is now;
+* a **point in time**: an RFC 3339 / ISO 8601 date-time such as `2025-09-09T18:00:00Z`,
+  `2025-09-09T18:00:00.123456789+02:00`, `2025-09-09 18:00`, or a date `2025-09-09` (midnight UTC).
+  A date-time without an offset is taken as UTC. Fractions finer than a microsecond are truncated.
+
+Every result is an aware `datetime` in UTC. Anything else raises `UsageError` with a message
+naming the option and the accepted forms.
+
+>>> from datetime import UTC, datetime
+>>> now = datetime(2025, 9, 9, 18, 0, tzinfo=UTC)
+>>> parse_time("6h", now=now).isoformat()
+'2025-09-09T12:00:00+00:00'
+>>> parse_time("2025-09-09T20:30:00+02:00").isoformat()
+'2025-09-09T18:30:00+00:00'
+>>> format_rfc3339(parse_time("2025-09-09"))
+'2025-09-09T00:00:00Z'
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
+from logaudit.errors import UsageError
+
+UNITS: dict[str, timedelta] = {
+    "s": timedelta(seconds=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
+
+_DURATION = re.compile(r"(?:\d+[smhdw])+", re.ASCII)
+_PART = re.compile(r"(\d+)([smhdw])", re.ASCII)
+_DATETIME = re.compile(
+    r"(?P<y>\d{4})-(?P<mo>\d{2})-(?P<d>\d{2})"
+    r"(?:[Tt ](?P<h>\d{2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?)?"
+    r"(?P<tz>[Zz]|[+-]\d{2}:?\d{2})?)?",
+    re.ASCII,
+)
+_RFC3339_STRICT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})", re.ASCII
+)
+
+FORMS = "a duration before now like 30m, 6h, 2d, 1w (or `now`), or a time like 2025-09-09T18:00:00Z / 2025-09-09"
+
+
+def parse_duration(text: str, *, name: str = "duration") -> timedelta:
+    """`30m`, `6h`, `2d`, `1w`, `1h30m` -> timedelta (positive). Raises UsageError."""
+    raw = text.strip()
+    if not _DURATION.fullmatch(raw):
+        raise UsageError(f"{name} {text!r}: not a duration", hint="expected an integer and a unit s, m, h, d or w, e.g. 30m, 6h, 2d, 1w, 1h30m")
+    try:
+        total = sum((int(n) * UNITS[u] for n, u in _PART.findall(raw)), timedelta())
+    except OverflowError as err:
+        raise UsageError(f"{name} {text!r}: duration too large") from err
+    if total <= timedelta(0):
+        raise UsageError(f"{name} {text!r}: duration must be greater than zero")
+    return total
+
+
+def parse_time(text: str, *, now: datetime | None = None, name: str = "time") -> datetime:
+    """A duration before `now` (default: the current time) or an absolute time -> aware UTC datetime."""
+    if not isinstance(text, str):
+        raise UsageError(f"{name}: expected text, got {type(text).__name__}")
+    raw = text.strip()
+    if raw.lower() == "now" or _DURATION.fullmatch(raw):
+        base = now if now is not None else datetime.now(UTC)
+        if base.tzinfo is None:
+            raise UsageError(f"{name}: `now` must be timezone-aware")
+        if raw.lower() == "now":
+            return base.astimezone(UTC)
+        delta = parse_duration(raw, name=name)
+        try:
+            return (base - delta).astimezone(UTC)
+        except OverflowError as err:
+            raise UsageError(f"{name} {text!r}: reaches before year 1") from err
+    m = _DATETIME.fullmatch(raw)
+    if not m:
+        raise UsageError(f"{name} {text!r}: not a time", hint=f"expected {FORMS}")
+    try:
+        tz = UTC
+        if m["tz"] and m["tz"] not in ("Z", "z"):
+            sign = -1 if m["tz"][0] == "-" else 1
+            digits = m["tz"][1:].replace(":", "")
+            hours, minutes = int(digits[:2]), int(digits[2:])
+            if hours > 23 or minutes > 59:
+                raise ValueError(f"offset {m['tz']} out of range")
+            tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        micro = int((m["f"] or "0").ljust(9, "0")[:6])
+        value = datetime(int(m["y"]), int(m["mo"]), int(m["d"]), int(m["h"] or 0), int(m["mi"] or 0),
+                         int(m["s"] or 0), micro, tzinfo=tz)
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError) as err:
+        raise UsageError(f"{name} {text!r}: not a valid time ({err})", hint=f"expected {FORMS}") from err
+
+
+def parse_window(since: str | None, until: str | None, *, now: datetime | None = None,
+                 default_since: str | None = None) -> tuple[datetime | None, datetime | None]:
+    """Parse `--since/--until` against one `now`; check since < until. Either may be None."""
+    now = now if now is not None else datetime.now(UTC)
+    if since is None:
+        since = default_since
+    lo = parse_time(since, now=now, name="--since") if since is not None else None
+    hi = parse_time(until, now=now, name="--until") if until is not None else None
+    if lo is not None and hi is not None and lo >= hi:
+        raise UsageError(f"--since {format_rfc3339(lo)} is not before --until {format_rfc3339(hi)}",
+                         hint="the window is [since, until): since must be earlier")
+    return lo, hi
+
+
+def format_rfc3339(value: datetime) -> str:
+    """Aware datetime -> `2025-09-09T18:00:00Z` (fraction only when non-zero: 3 or 6 digits)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    base = _seconds_text(value)
+    if value.microsecond:
+        frac = f"{value.microsecond:06d}"
+        base += "." + (frac[:3] if frac.endswith("000") else frac)
+    return base + "Z"
+
+
+def to_ns(value: datetime) -> int:
+    """Aware datetime -> integer nanoseconds since the Unix epoch (exact)."""
+    delta = value.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def format_ns(ns: int) -> str:
+    """Epoch nanoseconds -> RFC 3339 UTC with 0, 3, 6 or 9 fraction digits, as the Logging API writes them."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = _seconds_text(datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds))
+    if frac:
+        digits = f"{frac:09d}"
+        for size in (3, 6):
+            if digits[size:] == "0" * (9 - size):
+                digits = digits[:size]
+                break
+        base += "." + digits
+    return base + "Z"
+
+
+def parse_rfc3339_ns(text: str) -> int:
+    """An RFC 3339 timestamp as the Logging API writes it -> epoch nanoseconds, exactly.
+
+    Raises ValueError for anything else.
+
+    >>> parse_rfc3339_ns("1970-01-01T00:00:01.5Z"), parse_rfc3339_ns("1970-01-01T01:00:00.000000001+01:00")
+    (1500000000, 1)
+    """
+    m = _RFC3339_STRICT.fullmatch(text)
+    if not m:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    y, mo, d, h, mi, s, frac, tz = m.groups()
+    seconds = calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), int(s), 0, 0, 0))
+    datetime(int(y), int(mo), int(d), int(h), int(mi), int(s))  # range check
+    if tz not in ("Z", "z"):
+        seconds -= (-1 if tz[0] == "-" else 1) * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60)
+    return seconds * 1_000_000_000 + int((frac or "").ljust(9, "0"))
+
+
+def _seconds_text(v: datetime) -> str:
+    return f"{v.year:04d}-{v.month:02d}-{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+
+
+__all__ = ["FORMS", "UNITS", "format_ns", "format_rfc3339", "parse_duration", "parse_rfc3339_ns", "parse_time", "parse_window", "to_ns"]

@@ -1,0 +1,577 @@
+"""The classification engine, its store cache and DuckDB views."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import logaudit.classify as C
+from logaudit.catalog import Pattern, load_catalogs
+from logaudit.classify import (
+    ClassifyReport,
+    classify_store,
+    classify_table,
+    compile_patterns,
+    match_table,
+    match_texts,
+    plan_pattern,
+    register_views,
+)
+from logaudit.schema import ENTRY_SCHEMA, SEVERITY_NUM
+
+REPO = Path(__file__).resolve().parent.parent
+PATTERNS = REPO / "patterns"
+_ids = itertools.count()
+#: More examples for a deeper run: LOGAUDIT_PROPERTY_EXAMPLES=5000 pytest tests/test_classify.py -k search_loop
+PROPERTY_EXAMPLES = int(os.environ.get("LOGAUDIT_PROPERTY_EXAMPLES", "150"))
+
+
+# ----------------------------------------------------------------------------- helpers
+def entry(message: str | None = None, ts: str = "2025-09-09T20:00:00Z", **cols) -> dict:
+    """One canonical entry row (ENTRY_SCHEMA columns; unset ones are null)."""
+    n = next(_ids)
+    row = {name: None for name in ENTRY_SCHEMA.names}
+    row.update(timestamp=datetime.fromisoformat(ts.replace("Z", "+00:00")),
+               log_name="projects/p/logs/run.googleapis.com%2Fstdout", log_id="run.googleapis.com/stdout",
+               insert_id=f"id{n:08d}", service="netra-backend-staging", revision="netra-backend-staging-00317-696",
+               message=message)
+    if "severity" in cols and "effective_severity" not in cols:
+        cols["effective_severity"] = cols["severity"]
+    row.update(cols)
+    for key in ("severity", "effective_severity"):
+        if row[key] is not None:
+            row[f"{key}_num"] = SEVERITY_NUM[row[key]]
+    return row
+
+
+def table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=ENTRY_SCHEMA)
+
+
+class TinyStore:
+    """The store contract classification relies on: `root` and `entry_files(since, until)`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "entries").mkdir(parents=True, exist_ok=True)
+
+    def entry_files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
+        out = []
+        for part in sorted((self.root / "entries").glob("date=*")):
+            day = datetime.fromisoformat(part.name[5:]).date()
+            if (since is None or day >= since.date()) and (until is None or day <= until.date()):
+                out.extend(sorted(part.glob("*.parquet")))
+        return out
+
+    def write(self, rows: list[dict], name: str | None = None) -> Path:
+        day = rows[0]["timestamp"].strftime("%Y-%m-%d")
+        folder = self.root / "entries" / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / (name or f"part-{next(_ids):06d}.parquet")
+        pq.write_table(table(rows), path)
+        return path
+
+
+def pattern(regex_src: str, pid: str = "p", **kw) -> Pattern:
+    kw.setdefault("title", pid)
+    kw.setdefault("category", "info")
+    return Pattern(id=pid, regex=regex_src, **kw)
+
+
+def catalog_file(tmp_path: Path, body: str, name: str = "cat.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text("catalog: t\nversion: 1\npatterns:\n" + body, encoding="utf-8")
+    return path
+
+
+def reference(pat: Pattern, text: str):
+    m = pat.compiled.search(text)
+    return None if m is None else m.groupdict()
+
+
+# ----------------------------------------------------------------------------- translation
+@pytest.mark.parametrize(("src", "mode"), [
+    (r"Container called exit\(3\)", "exact"),
+    (r"^/api/agents/?$", "exact"),
+    (r"\bNO_TOKEN\b", "exact-on-ascii"),
+    (r"code (?P<code>\d+)", "exact-on-ascii"),
+    (r"foo(?=bar)", "prefilter+verify"),
+    (r"(?P<w>ab)(?P=w)", "prefilter+verify"),
+    (r"a++b", "prefilter+verify"),
+    (r"(?:ab){e<=1}cd", "regex-only"),
+    (r"\p{Lu}+ FAILED", "regex-only"),
+])
+def test_plan_modes(src, mode):
+    assert plan_pattern(pattern(src)).mode == mode
+
+
+CASES: list[tuple[str, dict, list[str]]] = [
+    (r"\bNO_TOKEN\b", {}, ["x NO_TOKEN y", "NO_TOKENS", "éNO_TOKEN", "NO_TOKEN", "_NO_TOKEN", "🔍 NO_TOKEN DEBUG"]),
+    (r"^/api/agents/?$", {}, ["/api/agents", "/api/agents/", "/api/agents/x", "x/api/agents", "/api/agents\n"]),
+    (r"exit\((?P<code>\d+)\)\.$", {}, ["Container called exit(3).", "exit(3).\n", "exit(3). x", "exit(٣)."]),
+    (r"(?i)container CALLED", {}, ["Container called", "CONTAINER CALLED", "\u212aontainer called", "cont ainer"]),
+    (r"kelvin", {"ignore_case": True}, ["KELVIN", "\u212aelvin", "kelvi"]),
+    (r"(?:✅|\s*PASS:)\s*COMPLETED: (?P<sid>\S+)", {}, ["✅ COMPLETED: s1", " PASS:  COMPLETED: s2", "COMPLETED: s3"]),
+    (r"foo(?=bar)", {}, ["foobar", "foobaz", "xfoofoobar"]),
+    (r"(?<!x)foo", {}, ["xfoo", "yfoo", "foo"]),
+    (r"(?P<w>ab)(?P=w)", {}, ["abab", "abac", "xxababxx"]),
+    (r"a++b", {}, ["aaab", "b", "aaa"]),
+    (r"(?>ab|a)c", {}, ["abc", "ac"]),
+    (r"(?:colour){e<=1} red", {}, ["color red", "colour red", "clr red"]),
+    (r"\p{Lu}{3} FAILED", {}, ["ABC FAILED", "ÀÉÎ FAILED", "abc FAILED"]),
+    (r"(?m)^WARN: (?P<what>.+)$", {}, ["x\nWARN: disk\ny", "WARN: a", "xWARN: b"]),
+    (r"(?s)BEGIN.+END", {}, ["BEGIN\nx\nEND", "BEGINEND", "BEGIN x END"]),
+    (r"BEGIN.+END", {}, ["BEGIN\nx\nEND", "BEGIN x END"]),
+    (r"[^\x00-\x7f]{2}ok", {}, ["éèok", "eeok", "✅✅ok"]),
+    (r"\d{2,3}ms\b", {}, ["12ms", "1234ms", "٣٣ms", "12msx"]),
+    (r"\w+@\w+\.com", {}, ["bob@example.com", "é@ü.com", "@.com"]),
+    (r"\s+end\Z", {}, ["the end", "the end\n", "\u2003end"]),
+    (r"(?<name>x)y", {}, ["xy", "xz"]),
+    (r"caf[eé]", {}, ["cafe", "café", "cafè"]),
+    (r"[à-ÿ]+!", {}, ["été!", "ete!"]),
+    (r"x{,2}yz", {}, ["yz", "xxyz"]),
+    (r"\bé\b", {}, ["é", "aé", "é!"]),
+    (r"!\b", {}, ["!a", "! ", "!"]),
+]
+
+
+@pytest.mark.parametrize("use_hyperscan", [True, False])
+@pytest.mark.parametrize(("src", "kw", "texts"), CASES)
+def test_engine_agrees_with_regex_module(src, kw, texts, use_hyperscan):
+    pat = pattern(src, **kw)
+    got = match_texts(pat, texts, use_hyperscan=use_hyperscan)
+    assert got == [reference(pat, t) for t in texts]
+
+
+# ----------------------------------------------------------------------------- property tests
+ALPHABET = st.sampled_from(list("abcAB .:_-\n") + ["é", "✅", "K", "\u212a", "ſ", "İ", "ÿ", "\x00"])
+LITERAL = st.text(ALPHABET, min_size=1, max_size=4)
+MESSAGE = st.one_of(st.none(), st.text(ALPHABET, max_size=30))
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(literals=st.lists(st.tuples(LITERAL, st.booleans()), min_size=1, max_size=8),
+       messages=st.lists(MESSAGE, max_size=40))
+def test_literal_catalogs_match_like_a_regex_search_loop(literals, messages):
+    pats = [pattern(regex.escape(lit), f"p{i}", ignore_case=icase) for i, (lit, icase) in enumerate(literals)]
+    got = classify_table(table([entry(m) for m in messages]), pats)
+    engine = set(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), strict=True))
+    naive = {(row, p.id) for row, m in enumerate(messages) if m is not None for p in pats
+             if regex.search(p.regex, m, p.flags)}
+    assert engine == naive
+
+
+PIECES = st.sampled_from([
+    "a", "b", "é", "✅", r"\b", r"\d+", r"\w", r"\s*", "[a-c]", "[^a]", ".", "(?:a|bb)", "^", "$", r"\.",
+    "(?=a)", "(?P<g>b+)", "a{1,2}", "(?i:a)", "x?",
+])
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(PIECES, min_size=1, max_size=5), messages=st.lists(st.text(ALPHABET, max_size=20), max_size=20))
+def test_regex_catalogs_match_like_a_regex_search_loop(parts, messages):
+    src = "".join(parts)
+    pat = pattern(src)
+    if pat.compiled.search("") is not None:
+        return  # the catalog rejects patterns that match everything
+    assert match_texts(pat, messages) == [reference(pat, m) for m in messages]
+
+
+# ----------------------------------------------------------------------------- conditions, fields
+def test_when_conditions_and_fields():
+    rows = [
+        entry("NO_TOKEN a", severity="ERROR"),
+        entry("NO_TOKEN b", severity="INFO"),
+        entry("NO_TOKEN c", severity="CRITICAL", service="netra-auth-service"),
+        entry(None, http_path="/api/agents", http_status=404),
+        entry(None, http_path="/api/agents", http_status=200),
+        entry(None, http_path="/api/agents", http_status=404, service="other"),
+        entry(None, http_path="/api/threads/1", http_status=503),
+        entry("user=bob code=7", effective_severity=None),
+    ]
+    from logaudit.catalog import Condition
+
+    pats = [
+        pattern(r"\bNO_TOKEN\b", "tok", when=(Condition("effective_severity_num", ">=", (400,)),
+                                              Condition("service", "glob", ("netra-backend*",)))),
+        pattern(r"^/api/agents$", "agents", field="http_path",
+                when=(Condition("http_status", "ranges", ((404, 404, True, True),)),
+                      Condition("service", "glob", ("netra-*",)))),
+        pattern(r"^/api/(?P<area>\w+)", "api5xx", field="http_path",
+                when=(Condition("http_status", "ranges", ((500, 599, True, True),)),)),
+        pattern(r"user=(?P<user>\w+) code=(?P<code>\d+)", "fields"),
+    ]
+    got = classify_table(table(rows), pats)
+    assert list(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), got["fields_json"].to_pylist(),
+                    strict=True)) == [
+        (0, "tok", None),
+        (3, "agents", None),
+        (6, "api5xx", '{"area":"threads"}'),
+        (7, "fields", '{"user":"bob","code":"7"}'),
+    ]
+    assert got["category"].to_pylist() == ["info"] * 4
+    assert got["insert_id"].to_pylist() == [rows[i]["insert_id"] for i in (0, 3, 6, 7)]
+
+
+def test_low_cardinality_fields_are_matched_per_distinct_value():
+    paths = ["/health", "/api/agents", "/api/threads/7", None]
+    rows = [entry(None, http_path=paths[i % 4], http_status=(404 if i % 3 else 200)) for i in range(6000)]
+    pats = [pattern(r"^/api/(?P<area>agents|threads)\b", "api", field="http_path"),
+            pattern(r"^/health$", "health", field="http_path",
+                    when=(C.Condition("http_status", "ranges", ((200, 200, True, True),)),))]
+    compiled = compile_patterns(pats)
+    arr, _ = C._text_column(table(rows), "http_path", compiled.max_chars)
+    values, codes = C._distinct_values(arr)
+    assert len(values) == 3 and codes is not None
+    got = classify_table(table(rows), pats)
+    expected = [(i, "api", orjson.dumps({"area": paths[i % 4].split("/")[2]}).decode())
+                for i in range(6000) if paths[i % 4] and paths[i % 4].startswith("/api")]
+    expected += [(i, "health", None) for i in range(6000) if paths[i % 4] == "/health" and i % 3 == 0]
+    assert sorted(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), got["fields_json"].to_pylist(),
+                      strict=True)) == sorted(expected)
+
+
+# ----------------------------------------------------------------------------- safety
+def test_huge_messages_are_cut_and_reported():
+    big = "a" * 1_000_000
+    rows = [entry(big + "NEEDLE"), entry("NEEDLE" + big), entry("short NEEDLE")]
+    compiled = compile_patterns([pattern("NEEDLE")], max_chars=65536)
+    t0 = time.perf_counter()
+    res = match_table(table(rows), compiled)
+    assert time.perf_counter() - t0 < 5
+    assert res.rows.tolist() == [1, 2]
+    assert res.cut == {"message": 2}
+
+
+def test_backtracking_patterns_run_under_a_timeout(monkeypatch):
+    monkeypatch.setattr(C, "REGEX_TIMEOUT", 0.02)
+    monkeypatch.setattr(C, "MAX_TIMEOUTS", 3)
+    pat = pattern(r"a.*b.*cd(?<=xcd)", allow_backtracking=True)
+    texts = [("a" * 3000 + "b" * 3000 + f"{i}cd") for i in range(6)] + ["a b xcd"]
+    t0 = time.perf_counter()
+    res = match_table(table([entry(t) for t in texts]), compile_patterns([pat]))
+    assert time.perf_counter() - t0 < 10
+    assert res.rows.tolist() == [6]
+    assert dict(res.timeouts) == {0: 3} and dict(res.skipped) == {0: 3}
+
+
+def test_values_are_scanned_in_slices(monkeypatch):
+    monkeypatch.setattr(C, "SCAN_SLICE_BYTES", 10)
+    pat = pattern(r"\bab\b")
+    texts = ["x ab", "", "ab", "z" * 30 + " ab", "abab", "ab " * 5, "no"]
+    assert match_texts(pat, texts) == [reference(pat, t) for t in texts]
+
+
+def test_expressions_hyperscan_refuses_fall_back_to_literals():
+    pat = pattern(r"x(?:[a-z]{1,900}y){1,900}z")
+    assert not C._hs_compiles(plan_pattern(pat, verify=False).hs)
+    plan = plan_pattern(pat)
+    assert (plan.mode, plan.note) == ("prefilter+verify", "prefiltered on its literals only")
+    texts = ["x" + "ab" * 3 + "y" + "z", "xyz", "x-y-z"]
+    assert match_texts(pat, texts) == [reference(pat, t) for t in texts] == [{}, None, None]
+
+
+def test_long_ascii_texts_use_linear_time_re2():
+    pat = pattern(r"user=(?P<user>\w+) code=(?P<code>\d+)")
+    assert plan_pattern(pat).re2 is not None
+    text = "x" * 5000 + " user=bob code=42 " + "y" * 5000
+    assert match_texts(pat, [text, "é" * 2000 + " user=é code=1"]) == [
+        {"user": "bob", "code": "42"}, {"user": "é", "code": "1"}]
+
+
+# ----------------------------------------------------------------------------- the store cache
+CAT_V1 = """\
+  - id: tok
+    title: No token
+    category: critical
+    regex: '\\bNO_TOKEN\\b'
+  - id: exit
+    title: Exit
+    category: critical
+    regex: 'exit\\((?P<code>\\d+)\\)'
+  - id: agents
+    title: Agents 404
+    category: warning
+    field: http_path
+    regex: '^/api/agents$'
+    when: {http_status: [404]}
+"""
+
+
+def small_store(tmp_path: Path) -> TinyStore:
+    store = TinyStore(tmp_path / "store")
+    store.write([entry("NO_TOKEN one", ts="2025-09-09T20:00:00Z"), entry("exit(3)", ts="2025-09-09T21:00:00Z"),
+                 entry("nothing", ts="2025-09-09T22:00:00Z")], "part-a.parquet")
+    store.write([entry(None, ts="2025-09-10T01:00:00Z", http_path="/api/agents", http_status=404),
+                 entry("NO_TOKEN two exit(4)", ts="2025-09-10T02:00:00Z")], "part-b.parquet")
+    return store
+
+
+def test_classify_store_counts_and_cache(tmp_path):
+    store = small_store(tmp_path)
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    first = classify_store(store, cat)
+    assert isinstance(first, ClassifyReport)
+    assert (first.files, first.files_evaluated, first.entries, first.entries_evaluated) == (2, 2, 5, 5)
+    assert (first.patterns, first.patterns_evaluated, first.cache_hits, first.cache_misses) == (3, 3, 0, 6)
+    assert first.matches == {"tok": 2, "exit": 2, "agents": 1}
+    assert first.categories == {"critical": 4, "warning": 1}
+    assert (first.matched_entries, first.unclassified, first.cut) == (4, 1, 0)
+    again = classify_store(store, cat)
+    assert (again.files_evaluated, again.patterns_evaluated, again.cache_hits, again.cache_misses) == (0, 0, 6, 0)
+    assert again.matches == first.matches
+    index = json.loads((store.root / "matches" / "date=2025-09-09" / "part-a" / "index.json").read_text())
+    assert index["entry_file"] == "date=2025-09-09/part-a.parquet" and index["rows"] == 3
+    assert len(index["fingerprints"]) == 3
+
+
+def test_editing_one_pattern_reevaluates_only_that_pattern(tmp_path):
+    store = small_store(tmp_path)
+    path = catalog_file(tmp_path, CAT_V1)
+    classify_store(store, load_catalogs([path]))
+    # title and category do not change what matches: nothing to evaluate
+    path.write_text(path.read_text().replace("title: Exit", "title: Exited").replace(
+        "category: warning", "category: critical"))
+    renamed = classify_store(store, load_catalogs([path]))
+    assert (renamed.patterns_evaluated, renamed.cache_hits) == (0, 6)
+    assert renamed.categories == {"critical": 5}
+    # a new regex for one pattern: only it runs, on every file
+    path.write_text(path.read_text().replace("exit\\((?P<code>", "exit\\((?P<status>"))
+    edited = classify_store(store, load_catalogs([path]))
+    assert (edited.files_evaluated, edited.patterns_evaluated, edited.cache_hits, edited.cache_misses) == (2, 1, 4, 2)
+    con = duckdb.connect()
+    register_views(con, store, load_catalogs([path]), classify=False)
+    assert con.sql("SELECT fields_json FROM matches WHERE pattern_id = 'exit' ORDER BY timestamp").fetchall() == [
+        ('{"status":"3"}',), ('{"status":"4"}',)]
+
+
+def test_new_files_and_deleted_files(tmp_path):
+    store = small_store(tmp_path)
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    classify_store(store, cat)
+    store.write([entry("NO_TOKEN three", ts="2025-09-10T03:00:00Z")], "part-c.parquet")
+    rep = classify_store(store, cat)
+    assert (rep.files, rep.files_evaluated, rep.entries_evaluated, rep.cache_hits) == (3, 1, 1, 6)
+    assert rep.matches["tok"] == 3
+    (store.root / "entries" / "date=2025-09-09" / "part-a.parquet").unlink()
+    rep = classify_store(store, cat)
+    assert rep.pruned == 1 and rep.matches == {"tok": 2, "exit": 1, "agents": 1}
+    assert not (store.root / "matches" / "date=2025-09-09" / "part-a").exists()
+
+
+def test_time_window(tmp_path):
+    store = small_store(tmp_path)
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    since = datetime(2025, 9, 9, 20, 30, tzinfo=UTC)
+    until = datetime(2025, 9, 10, 1, 30, tzinfo=UTC)
+    rep = classify_store(store, cat, since, until)
+    assert (rep.entries, rep.matches, rep.unclassified) == (3, {"tok": 0, "exit": 1, "agents": 1}, 1)
+    assert (rep.since, rep.until) == ("2025-09-09T20:30:00Z", "2025-09-10T01:30:00Z")
+    con = duckdb.connect()
+    register_views(con, store, cat, since=since, until=until)
+    assert con.sql("SELECT count(*) FROM entries").fetchall() == [(3,)]
+    assert con.sql("SELECT pattern_id FROM matches ORDER BY timestamp").fetchall() == [("exit",), ("agents",)]
+
+
+def test_views_join_entries_and_matches(tmp_path):
+    store = small_store(tmp_path)
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    con = duckdb.connect()
+    report = register_views(con, store, cat)
+    assert report.matches == {"tok": 2, "exit": 2, "agents": 1}
+    cols = [r[0] for r in con.sql("DESCRIBE matches").fetchall()]
+    assert cols == ["log_name", "insert_id", "timestamp", "service", "revision", "pattern_id", "category", "title",
+                    "fields_json", "catalog", "entry_file", "entry_row", "fingerprint"]
+    assert [r[0] for r in con.sql("DESCRIBE entries").fetchall()] == ENTRY_SCHEMA.names
+    rows = con.sql("""
+        SELECT e.message, e.http_path, m.pattern_id, m.category
+        FROM entries e LEFT JOIN matches m USING (log_name, insert_id, timestamp)
+        ORDER BY e.timestamp, m.pattern_id
+    """).fetchall()
+    assert rows == [
+        ("NO_TOKEN one", None, "tok", "critical"),
+        ("exit(3)", None, "exit", "critical"),
+        ("nothing", None, None, None),
+        (None, "/api/agents", "agents", "warning"),
+        ("NO_TOKEN two exit(4)", None, "exit", "critical"),
+        ("NO_TOKEN two exit(4)", None, "tok", "critical"),
+    ]
+    assert con.sql("SELECT message FROM unclassified").fetchall() == [("nothing",)]
+    assert con.sql("SELECT pattern_id, engine_mode FROM patterns ORDER BY pattern_id").fetchall() == [
+        ("agents", "exact"), ("exit", "exact-on-ascii"), ("tok", "exact-on-ascii")]
+
+
+def test_empty_store_views(tmp_path):
+    store = TinyStore(tmp_path / "store")
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    con = duckdb.connect()
+    report = register_views(con, store, cat)
+    assert (report.files, report.entries, report.matches) == (0, 0, {"tok": 0, "exit": 0, "agents": 0})
+    assert con.sql("SELECT count(*) FROM entries").fetchall() == [(0,)]
+    assert con.sql("SELECT count(*) FROM matches").fetchall() == [(0,)]
+
+
+def test_chunks_are_compacted(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "MAX_CHUNKS", 2)
+    store = small_store(tmp_path)
+    path = catalog_file(tmp_path, CAT_V1)
+    for i in range(4):
+        path.write_text("catalog: t\nversion: 1\npatterns:\n" + CAT_V1.replace("NO_TOKEN", f"NO_TOKEN|v{i}"))
+        rep = classify_store(store, load_catalogs([path]))
+        assert rep.matches["tok"] == 2
+    folder = store.root / "matches" / "date=2025-09-09" / "part-a"
+    index = json.loads((folder / "index.json").read_text())
+    assert len({c for c in index["fingerprints"].values() if c}) <= 2
+    assert sorted(p.name for p in folder.glob("c-*.parquet")) == sorted(
+        {c for c in index["fingerprints"].values() if c})
+
+
+def test_parallel_workers_give_the_same_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "PARALLEL_MIN_BYTES", 0)
+    store = small_store(tmp_path)
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    rep = classify_store(store, cat, workers=2)
+    assert rep.workers == 2
+    assert rep.matches == {"tok": 2, "exit": 2, "agents": 1}
+
+
+def test_shipped_catalogs_on_hand_written_entries():
+    cat = load_catalogs([PATTERNS])
+    rows = [
+        entry("❌ CRITICAL: Service dependency validation FAILED", severity="ERROR"),
+        entry(" FAIL:  CRITICAL: Service dependency validation FAILED", severity="ERROR"),
+        entry("Container called exit(3).", log_id="run.googleapis.com/varlog/system"),
+        entry("Container called exit(3).", log_id="run.googleapis.com/stdout"),
+        entry(None, http_path="/api/agents", http_status=404),
+        entry("WebSocket connection rejected in staging: No JWT=REDACTED", severity="WARNING"),
+    ]
+    got = classify_table(table(rows), cat)
+    assert list(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), strict=True)) == [
+        (0, "dependency-validation-failed"), (1, "dependency-validation-failed"), (2, "container-exit"),
+        (4, "api-agents-not-found"), (5, "ws-rejected-no-jwt")]
+
+
+# ----------------------------------------------------------------------------- end to end with the sample
+HAVE_PIPELINE = importlib.util.find_spec("logaudit.store") is not None and \
+    importlib.util.find_spec("logaudit.sample") is not None
+
+#: pattern id -> the generator's kinds it must count exactly (seed findings and platform lines)
+EXPECTED_KINDS: dict[str, tuple[str, ...]] = {
+    "ws-no-token-debug": ("ws_no_token_debug",),
+    "ws-auth-failure": ("ws_auth_failure",),
+    "ws-rejected-no-jwt": ("ws_rejected_no_jwt",),
+    "dependency-validation-failed": ("dependency_validation_failed",),
+    "startup-validation-failures-detected": ("startup_failures_header",),
+    "golden-path-chat-broken": ("golden_path_chat_broken",),
+    "golden-path-jwt-failure": ("golden_path_jwt_failure",),
+    "golden-path-other-failure": (),
+    "golden-path-business-risk": ("golden_path_business_risk",),
+    "startup-validation-bypassed": ("startup_validation_bypassed",),
+    "demo-mode-auth-bypass": ("demo_mode_bypass",),
+    "request-session-completed": ("session_completed",),
+    "db-session-created": ("db_session_created",),
+    "thread-creation-working": ("thread_created",),
+    "request-session-create-failed": ("session_create_failed",),
+    "leaked-session-detected": ("leaked_session",),
+    "startup-sequence-failed": ("startup_sequence_failed",),
+    "agent-request-completed": ("agent_request_json",),
+    "api-agents-not-found": ("req_agents_404",),
+    "api-threads-forbidden": ("req_threads_403",),
+    "chat-api-server-error": ("req_chat_500",),
+    "health-check-ok": ("req_health",),
+    "auth-token-issued": ("auth_token_issued",),
+    "auth-verify-rejected": ("auth_verify_401",),
+    "container-exit": ("container_exit",),
+    "gunicorn-worker-boot-failed": ("gunicorn_worker_boot_failed",),
+    "malformed-response-503": ("req_malformed_503",),
+    "instance-started": ("instance_started",),
+    "http-server-error": ("req_chat_500", "req_malformed_503"),
+    "secret-jwt-logged": ("secret_leak_jwt",),
+    "secret-bearer-token-logged": ("secret_leak_bearer",),
+    "secret-google-api-key-logged": ("secret_leak_api_key",),
+    "secret-database-password-logged": ("secret_leak_db_url",),
+}
+
+
+@pytest.mark.skipif(not HAVE_PIPELINE, reason="needs logaudit.store and logaudit.sample")
+def test_sample_findings_counted_exactly_as_generated(tmp_path):
+    from logaudit.sample import SampleConfig, SampleGenerator
+    from logaudit.store import Store
+
+    gen = SampleGenerator(SampleConfig(entries=20_000, seed=7))
+    store = Store(tmp_path / "store")
+    store.ingest_entries(gen, "sample")
+    truth = Counter()
+    per_revision = Counter()
+    for (_service, revision, kind), n in gen.truth.kinds.items():
+        truth[kind] += n
+        per_revision[(revision, kind)] += n
+    cat = load_catalogs([PATTERNS])
+    report = classify_store(store, cat)
+    assert report.entries == 20_000
+    got = {pid: report.matches[pid] for pid in EXPECTED_KINDS}
+    want = {pid: sum(truth[k] for k in kinds) for pid, kinds in EXPECTED_KINDS.items()}
+    assert got == want
+    assert report.matches["python-traceback"] == truth["traceback_single"] + truth["traceback_split"] // 4
+    assert all(want[pid] > 0 for pid in EXPECTED_KINDS if EXPECTED_KINDS[pid])
+    assert (report.cut, report.timeouts, report.skipped) == (0, {}, {})
+    # per revision, through the views
+    con = duckdb.connect()
+    register_views(con, store, cat, classify=False)
+    rows = con.sql("SELECT revision, pattern_id, count(*) FROM matches GROUP BY ALL").fetchall()
+    by_rev = {(rev, pid): n for rev, pid, n in rows}
+    for pid, kinds in EXPECTED_KINDS.items():
+        for rev in {r for r, _ in per_revision}:
+            assert by_rev.get((rev, pid), 0) == sum(per_revision[(rev, k)] for k in kinds), (rev, pid)
+    # the unclassified WARNING+ templates stay unclassified
+    unclassified = dict(con.sql("SELECT effective_severity, count(*) FROM unclassified GROUP BY ALL").fetchall())
+    assert unclassified.get("WARNING", 0) >= truth["cache_miss_warning"] + truth["redis_retry_warning"]
+
+
+@pytest.mark.skipif(not HAVE_PIPELINE, reason="needs logaudit.store and logaudit.sample")
+def test_cli_classify(tmp_path):
+    from click.testing import CliRunner
+
+    from logaudit.cli import main
+    from logaudit.store import Store
+
+    store = Store(tmp_path / "store")
+    store.ingest_entries([
+        {"logName": "projects/p/logs/run.googleapis.com%2Fstdout", "insertId": "a1",
+         "timestamp": "2025-09-09T20:00:00Z", "severity": "ERROR",
+         "resource": {"type": "cloud_run_revision", "labels": {"service_name": "netra-backend-staging",
+                                                               "revision_name": "r1", "project_id": "p"}},
+         "textPayload": "❌ CRITICAL: Service dependency validation FAILED"},
+        {"logName": "projects/p/logs/run.googleapis.com%2Fstdout", "insertId": "a2",
+         "timestamp": "2025-09-09T20:00:01Z", "severity": "INFO",
+         "resource": {"type": "cloud_run_revision", "labels": {"service_name": "netra-backend-staging",
+                                                               "revision_name": "r1", "project_id": "p"}},
+         "textPayload": "hello"},
+    ], "test")
+    runner = CliRunner()
+    result = runner.invoke(main, ["classify", "--store", str(tmp_path / "store"), "--patterns", str(PATTERNS)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "critical          1  dependency-validation-failed"
+    assert lines[-1].startswith("2 entries in 1 files: 1 classified, 1 unclassified; 1 files and 50 patterns evaluated")
+    result = runner.invoke(main, ["classify", "--store", str(tmp_path / "store"), "--patterns", str(PATTERNS),
+                                  "--format", "json"], catch_exceptions=False)
+    doc = json.loads(result.output)
+    assert doc["matches"]["dependency-validation-failed"] == 1
+    assert (doc["files_evaluated"], doc["cache_hits"]) == (0, 50)
