@@ -1305,7 +1305,7 @@ def _resolve_workers(workers: int | None) -> int:
 
 def classify_store(store: Any, catalog: Catalog, since: datetime | None = None, until: datetime | None = None,
                    progress: Progress | None = None, *, workers: int | None = None,
-                   max_chars: int = DEFAULT_MAX_CHARS, use_hyperscan: bool = True) -> ClassifyReport:
+                   max_chars: int = DEFAULT_MAX_CHARS, use_hyperscan: bool = True, summarize: bool = True) -> ClassifyReport:
     """Classify the store's entry files (those of the window) against `catalog`, using the cache.
 
     Only (entry file, pattern fingerprint) pairs not cached yet are evaluated; counts in the
@@ -1355,7 +1355,8 @@ def classify_store(store: Any, catalog: Catalog, since: datetime | None = None, 
             if progress:
                 progress(task.entry_key, done, len(tasks))
         report.patterns_evaluated = sum(1 for p, k in zip(patterns, keys, strict=True) if k in evaluated)
-        _summarize(report, root, files, indexes, patterns, keys, since, until)
+        if summarize:  # counts for the report; views do not need them
+            _summarize(report, root, files, indexes, patterns, keys, since, until)
     report.seconds = round(time.perf_counter() - t0, 3)
     return report
 
@@ -1482,7 +1483,8 @@ def register_views(con: duckdb.DuckDBPyConnection, store: Any, catalog: Catalog,
     """
     report = None
     if classify:
-        report = classify_store(store, catalog, since, until, progress, workers=workers, max_chars=max_chars)
+        report = classify_store(store, catalog, since, until, progress, workers=workers, max_chars=max_chars,
+                                summarize=False)
     root = Path(store.root)
     files = store.entry_files(since, until)
     ptable = patterns_table(catalog, max_chars)
