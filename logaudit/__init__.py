@@ -35,12 +35,17 @@ def __getattr__(name: str):
         "SampleGenerator": ("logaudit.sample", "SampleGenerator"),
         "sample_path": ("logaudit.demo", "sample_path"),
         "template": ("logaudit.templates", "template"),
+        "compare": ("logaudit.compare", "compare"),
+        "load_gate": ("logaudit.compare", "load_gate"),
+        "charts": ("logaudit.charts", None),
+        "authoring": ("logaudit.authoring", None),
     }
     if name in lazy:
         import importlib
 
         module, attr = lazy[name]
-        return getattr(importlib.import_module(module), attr)
+        loaded = importlib.import_module(module)
+        return loaded if attr is None else getattr(loaded, attr)
     raise AttributeError(f"module 'logaudit' has no attribute {name!r}")
 
 
@@ -48,6 +53,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Audit",
+    "authoring",
+    "charts",
+    "compare",
+    "load_gate",
     "Redactor",
     "SampleConfig",
     "SampleGenerator",

@@ -319,6 +319,25 @@ class Audit:
                 out[name] = {self.redactor.redact(v) or "": int(n) for v, n in rows}
         return out
 
+    def pattern_entries(self, pattern_id: str, limit: int | None = 100, **window: Any) -> pd.DataFrame:
+        """The entries a pattern matched (newest first): timestamp, revision, instance, message
+        (redacted), extracted fields, and where the entry came from (source, line)."""
+        w = self._window(**window)
+        where, params = self._filters(w, "m")
+        params |= {"pid": pattern_id, "root": str(Path(self.store.root) / "entries") + "/"}
+        df = self._df(w, f"""
+            SELECT e.timestamp, e.service, e.revision, e.instance_id, e.effective_severity,
+                   coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status) AS message,
+                   m.fields_json AS fields, e.source, e.source_position
+            FROM matches m JOIN entries_rows e
+              ON e.filename = $root || m.entry_file AND e.file_row_number = m.entry_row
+            WHERE m.pattern_id = $pid AND {where}
+            ORDER BY e.timestamp DESC
+            {"LIMIT " + str(int(limit)) if limit else ""}
+        """, params)
+        df["message"] = [self.redactor.redact(x) for x in df["message"]]
+        return df
+
     def endpoints(self, **window: Any) -> pd.DataFrame:
         """Per (service, method, normalized path, status): count, share of the service's requests, p95 latency.
 
