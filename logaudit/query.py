@@ -412,7 +412,11 @@ class Audit:
         from logaudit.compare import summary_verdict
 
         w = self._window(**window)
-        entries = self.entries_count(since=w)
+        where, params = self._filters(w)
+        entries, services = self.connection(w).execute(
+            f"SELECT count(*), list(DISTINCT service ORDER BY service) FILTER (service IS NOT NULL) FROM entries WHERE {where}",
+            params).fetchall()[0]
+        services = list(services or [])
         if entries == 0:
             info = self.store.info()
             return {"window": {"since": _iso(w.since), "until": _iso(w.until)},
@@ -423,9 +427,6 @@ class Audit:
         patterns = self.patterns(fields=False, since=w)
         endpoints = self.endpoints(since=w)
         unclassified = self.unclassified(since=w)
-        where, params = self._filters(w)
-        services = [r[0] for r in self.connection(w).execute(
-            f"SELECT DISTINCT service FROM entries WHERE service IS NOT NULL AND {where} ORDER BY 1", params).fetchall()]
         return {
             "window": {"since": _iso(w.since), "until": _iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
