@@ -17,8 +17,10 @@ one never did". `compare` judges both, Kayenta-style, from what is in the store:
   metrics that Pass) and the reasons, under thresholds from a YAML gate file (`load_gate`,
   docs/gate.example.yaml; every key has a default).
 
-The SQL aggregates in DuckDB (four queries, whatever the volume); the tests run on the
-aggregates (`logaudit.stats`). `observe` does the SQL, `judge` the statistics, so the judging
+DuckDB aggregates per entry file (counts and a latency histogram per revision, pattern
+counts, unclassified templates) and the aggregates are cached per file, so a comparison of 10M
+entries reads kilobytes; no row reaches Python. The tests run on the aggregates
+(`logaudit.stats`, numpy only). `observe` does the SQL, `judge` the statistics, so the judging
 can be exercised on counts alone.
 
 >>> from logaudit.query import Audit
@@ -636,53 +638,58 @@ class _FileAggregates:
         return self.cache / (key[:-8] if key.endswith(".parquet") else key)
 
     def _load(self) -> tuple[list[Any], list[Any]]:
-        """Cached tables, plus freshly computed ones for the files missing or cut by the window."""
-        import pyarrow.parquet as pq
-
-        base_parts: list[Any] = []
-        cat_parts: list[Any] = []
+        """Cached aggregate files and freshly computed tables (files missing, or cut by the window)
+        for the two views; each part is a list of parquet paths or Arrow tables."""
         sizes = {f: f.stat().st_size for f in self.files}
-        base_missing: list[Path] = []
-        ranges: dict[Path, tuple[Any, Any]] = {}
-        for f in self.files:
-            path = self._folder(self._key(f)) / f"base-{sizes[f]}.parquet"
-            table = _read_cached(pq, path)
-            if table is None:
-                base_missing.append(f)
-            else:
-                base_parts.append((f, table))
+        base_paths = {f: self._folder(self._key(f)) / f"base-{sizes[f]}.parquet" for f in self.files}
+        base_cached = [f for f in self.files if base_paths[f].exists()]
+        base_missing = [f for f in self.files if f not in set(base_cached)]
+        fresh_base: dict[Path, Any] = {}
         if base_missing:
             fresh = self._compute_base(base_missing, whole=True)
             for f in base_missing:
-                part = _rows_of(fresh, str(f))
-                self._write(self._folder(self._key(f)), f"base-{sizes[f]}.parquet", "base-", part)
-                base_parts.append((f, part))
-        for f, table in base_parts:
-            ranges[f] = _time_range(table)
-        whole = [f for f in self.files if self._inside(ranges.get(f))]
-        cut = [f for f in self.files if f not in set(whole) and ranges.get(f, (None, None))[0] is not None]
+                part = _rows_of(fresh, str(f)).drop_columns(["filename"])
+                self._write(base_paths[f].parent, base_paths[f].name, "base-", part)
+                fresh_base[f] = part
+        if self.window.since is None and self.window.until is None:
+            whole = list(self.files)
+            cut: list[Path] = []
+        else:
+            ranges = self._ranges(base_cached, base_paths, fresh_base)
+            whole = [f for f in self.files if self._inside(ranges.get(f))]
+            cut = [f for f in self.files if f not in set(whole) and ranges.get(f, (None, None))[0] is not None]
         # the files a window boundary cuts: everything again, for the rows inside the window
-        kept_base = [t for f, t in base_parts if f in set(whole)]
+        base_parts: list[Any] = [[str(base_paths[f]) for f in whole if f not in fresh_base]]
+        base_parts += [fresh_base[f] for f in whole if f in fresh_base]
         if cut:
-            kept_base.append(self._compute_base(cut, whole=False))
-        cat_missing: list[Path] = []
-        for f in whole:
-            path = self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet"
-            table = _read_cached(pq, path)
-            if table is None:
-                cat_missing.append(f)
-            else:
-                cat_parts.append(table)
+            base_parts.append(self._compute_base(cut, whole=False).drop_columns(["filename"]))
+        cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole}
+        cat_missing = [f for f in whole if not cat_paths[f].exists()]
+        cat_parts: list[Any] = [[str(cat_paths[f]) for f in whole if f not in set(cat_missing)]]
         if cat_missing:
             fresh = self._compute_cat(cat_missing, whole=True)
             for f in cat_missing:
-                part = _rows_of(fresh, str(f))
-                self._write(self._folder(self._key(f)), f"cat-{self.cat_tag}-{sizes[f]}.parquet", "cat-", part)
+                part = _rows_of(fresh, str(f)).drop_columns(["filename"])
+                self._write(cat_paths[f].parent, cat_paths[f].name, "cat-", part)
                 cat_parts.append(part)
             self._prune()
         if cut:
-            cat_parts.append(self._compute_cat(cut, whole=False))
-        return kept_base, cat_parts
+            cat_parts.append(self._compute_cat(cut, whole=False).drop_columns(["filename"]))
+        return base_parts, cat_parts
+
+    def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
+                ) -> dict[Path, tuple[Any, Any]]:
+        """First and last timestamp of each entry file, from its aggregates."""
+        out = {f: _time_range(t) for f, t in fresh.items()}
+        if cached:
+            by_cache = {str(paths[f]): f for f in cached}
+            rows = self.con.execute("""
+                SELECT filename, min(first_ts), max(last_ts) FROM read_parquet($paths, filename=true)
+                WHERE kind = 'rev' GROUP BY filename
+            """, {"paths": list(by_cache)}).fetchall()
+            for name, lo, hi in rows:
+                out[by_cache[name]] = (lo, hi)
+        return out
 
     def _inside(self, rng: tuple[Any, Any] | None) -> bool:
         if rng is None or rng[0] is None:
@@ -721,17 +728,23 @@ class _FileAggregates:
             pass
 
     def _register(self, name: str, parts: list[Any], cols: tuple[str, ...]) -> None:
-        tables = [t for t in parts if t is not None and t.num_rows]
-        if tables:
-            table = self.pa.concat_tables(tables, promote_options="permissive")
-        else:
-            table = _empty(self.pa, cols)
-        self.con.register(name, table)
-        self._names.append(name)
+        """A view over cached aggregate files (lists of paths) and Arrow tables."""
+        paths = [p for part in parts if isinstance(part, list) for p in part]
+        tables = [t for t in parts if not isinstance(t, list) and t.num_rows]
+        selects = []
+        if paths:
+            selects.append(f"SELECT * FROM read_parquet({_sql_paths(paths)}, union_by_name=true)")
+        arrow = self.pa.concat_tables(tables, promote_options="permissive") if tables else _empty(self.pa, cols[1:])
+        self.con.register(f"{name}_arrow", arrow)
+        self._names.append(f"{name}_arrow")
+        selects.append(f"SELECT * FROM {name}_arrow")
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + " UNION ALL BY NAME ".join(selects))
 
     def close(self) -> None:
+        with contextlib.suppress(Exception):  # the connection may be closed already
+            self.con.execute("DROP VIEW IF EXISTS logaudit_cmp_base; DROP VIEW IF EXISTS logaudit_cmp_cat")
         for name in self._names:
-            with contextlib.suppress(Exception):  # the connection may be closed already
+            with contextlib.suppress(Exception):
                 self.con.unregister(name)
         self._names.clear()
 
@@ -862,12 +875,20 @@ class _FileAggregates:
                 params[f"r{i}"] = rev
                 params[f"b{i}"] = sorted(bins_needed)
                 conds.append(f"(revision = $r{i} AND list_contains($b{i}, bin))")
+            # a cheap numeric range test first (a little wider than the bins), so that DuckDB reads
+            # the other columns only for the few rows in range
+            ranges = []
+            for j, b in enumerate(sorted({b for bins_needed in need.values() for b in bins_needed})):
+                lowest = b <= round(math.log(0.001) * LATENCY_BINS_PER_E)  # also holds 0 and below
+                params[f"lo{j}"] = -1e300 if lowest else math.exp((b - 0.5) / LATENCY_BINS_PER_E) * (1 - 1e-6)
+                params[f"hi{j}"] = math.exp((b + 0.5) / LATENCY_BINS_PER_E) * (1 + 1e-6)
+                ranges.append(f"http_latency_ms BETWEEN $lo{j} AND $hi{j}")
             for rev, bin_, vals in self.con.execute(f"""
                 SELECT revision, bin, list(http_latency_ms ORDER BY http_latency_ms)
                 FROM (SELECT revision, http_latency_ms,
                              CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin
                       FROM entries
-                      WHERE service = $service AND http_status <> 101 AND http_latency_ms IS NOT NULL)
+                      WHERE ({' OR '.join(ranges)}) AND http_status <> 101 AND service = $service)
                 WHERE {' OR '.join(conds)}
                 GROUP BY ALL
             """, params).fetchall():
@@ -937,11 +958,8 @@ def _arrow(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
     return rel.arrow()  # pragma: no cover - DuckDB 1.x
 
 
-def _read_cached(pq: Any, path: Path) -> Any:
-    try:
-        return pq.read_table(path)
-    except (OSError, ValueError):
-        return None
+def _sql_paths(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def _rows_of(table: Any, filename: str) -> Any:

@@ -76,7 +76,7 @@ import pyarrow.parquet as pq
 from logaudit.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
 from logaudit.query import Audit, Window, resolve_window
 from logaudit.redact import Redactor
-from logaudit.report import FORMATS, build_report, parse_formats
+from logaudit.report import FORMATS, build_report, parse_formats, redact_tree
 from logaudit.schema import ENTRY_SCHEMA
 from logaudit.store import Store
 from logaudit.timeparse import format_rfc3339, parse_duration
@@ -268,7 +268,8 @@ def _compare(audit: Audit, service: str, since: datetime, until: datetime) -> tu
     try:
         doc = compare(audit, service=service, since=since, until=until).to_dict()
     except LogauditError as err:
-        return None, {"status": "skipped", "reason": err.message}
+        return None, {"status": "skipped", "reason": audit.redactor.redact(err.message)}
+    doc = redact_tree(doc, audit.redactor)  # templates and reasons quote log text
     return doc, {"status": "written", "verdict": doc.get("verdict"), "file": "compare.json"}
 
 

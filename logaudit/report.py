@@ -450,7 +450,9 @@ def build_report(audit: Audit, *, since: Any = None, until: Any = None, service:
     (out / "charts").mkdir(parents=True, exist_ok=True)
     for old in (out / "charts").glob("*.png"):
         old.unlink()
-    summary = audit.summary(since=window)
+    # Messages are redacted where the summary is built; a second pass over every string is a
+    # no-op on redacted text and catches any field that was not (e.g. text quoted in a reason).
+    summary = redact_tree(audit.summary(since=window), audit.redactor)
     span = _span(window, summary)
     bucket = bucket or charts.bucket_for(span)
     chart_files = _draw_charts(audit, window, summary, bucket, out / "charts")
@@ -489,6 +491,17 @@ def _draw_charts(audit: Audit, window: Window, summary: dict[str, Any], bucket: 
         charts.pattern_heatmap(audit.patterns(since=window), revisions), folder / "patterns-by-revision.png")
     out["latency"] = charts.save_png(charts.latency_by_revision(revisions), folder / "latency.png")
     return out
+
+
+def redact_tree(value: Any, redactor: Any) -> Any:
+    """`value` (JSON-like) with every string value passed through `redactor.redact` (keys kept)."""
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, dict):
+        return {k: redact_tree(v, redactor) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_tree(v, redactor) for v in value]
+    return value
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -842,5 +855,5 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
     return blocks
 
 
-__all__ = ["FORMATS", "ReportResult", "build_report", "parse_formats", "readiness_checklist", "status_timeline",
-           "to_html", "to_markdown"]
+__all__ = ["FORMATS", "ReportResult", "build_report", "parse_formats", "readiness_checklist", "redact_tree",
+           "status_timeline", "to_html", "to_markdown"]

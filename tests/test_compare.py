@@ -159,11 +159,12 @@ def test_sample_numbers_equal_the_truth_and_scipy(sample_result, sample_store):
     c = truth.by_revision[(SERVICE, CANARY_REVISION)]
     m = r.metric("request_error_rate")
     assert m.counts == {"baseline": [b.status_5xx, b.requests], "canary": [c.status_5xx, c.requests]}
-    assert m.p_value == ss.fisher_exact([[c.status_5xx, c.requests - c.status_5xx],
-                                         [b.status_5xx, b.requests - b.status_5xx]]).pvalue
+    assert m.p_value == pytest.approx(ss.fisher_exact([[c.status_5xx, c.requests - c.status_5xx],
+                                                       [b.status_5xx, b.requests - b.status_5xx]]).pvalue, rel=1e-9)
     e = r.metric("entry_error_rate")
     assert e.counts == {"baseline": [b.errors, b.entries], "canary": [c.errors, c.entries]}
-    assert e.p_value == ss.fisher_exact([[c.errors, c.entries - c.errors], [b.errors, b.entries - b.errors]]).pvalue
+    assert e.p_value == pytest.approx(
+        ss.fisher_exact([[c.errors, c.entries - c.errors], [b.errors, b.entries - b.errors]]).pvalue, rel=1e-9)
     # every pattern count is the generator's count of the kinds it stands for
     kinds = Counter()
     for (svc, rev, kind), n in truth.kinds.items():
@@ -178,7 +179,7 @@ def test_sample_numbers_equal_the_truth_and_scipy(sample_result, sample_store):
             assert r.metric(f"pattern:{pid}").counts["baseline"][0] == want[0], pid
             assert r.metric(f"pattern:{pid}").counts["canary"][0] == want[1], pid
     chat = r.metric("pattern:chat-api-server-error")
-    assert chat.p_value == ss.binomtest(22, 29, c.requests / (b.requests + c.requests)).pvalue
+    assert chat.p_value == pytest.approx(ss.binomtest(22, 29, c.requests / (b.requests + c.requests)).pvalue, rel=1e-9)
     # Holm over the judged metrics, in the order they were tested
     tested = [x for x in r.metrics if x.judgement != "Inconclusive"]
     assert [x.p_adjusted for x in tested] == holm([x.p_value for x in tested])
@@ -284,7 +285,7 @@ def test_zero_error_baseline(tmp_path):
     r = compare(_synthetic(tmp_path, base, canary), gate=Gate())
     m = r.metric("request_error_rate")
     assert (m.baseline, m.canary, m.change, m.difference) == (0.0, 0.03, None, 0.03)
-    assert m.p_value == ss.fisher_exact([[12, 388], [0, 800]]).pvalue
+    assert m.p_value == pytest.approx(ss.fisher_exact([[12, 388], [0, 800]]).pvalue, rel=1e-9)
     assert m.judgement == "High" and r.verdict == "NOT READY"
     tested = sum(x.judgement != "Inconclusive" for x in r.metrics)
     assert m.p_adjusted == pytest.approx(min(1.0, tested * m.p_value))  # the smallest p: Holm multiplies by m
@@ -319,6 +320,22 @@ def test_zero_requests_on_one_side_and_on_both(tmp_path):
     assert r.reasons[0] == "score 50 is below score.not_ready_below 75"
     assert r.reasons[1].startswith("pattern slow-warning rate High (non-critical): 1000.00 per 1k entries vs 9.90")
     json.dumps(r.to_dict(), allow_nan=False)
+
+
+def test_percentiles_are_exact_for_any_latency(tmp_path):
+    """Percentiles read back from the histogram's bins equal DuckDB's quantile_cont, down to 0 ms."""
+    rng = np.random.default_rng(1)
+    lat_b = [*rng.lognormal(0, 3, 400), 0.0, 0.0005, 0.001]
+    lat_c = list(rng.lognormal(0.3, 3, 300))
+    base = [_entry(i, _ts(10, i), "svc-1", status=200, latency_ms=float(x)) for i, x in enumerate(lat_b)]
+    canary = [_entry(i, _ts(11, 5000 + i), "svc-2", status=200, latency_ms=float(x)) for i, x in enumerate(lat_c)]
+    audit = _synthetic(tmp_path, base, canary)
+    r = compare(audit, gate=Gate())
+    revs = audit.revisions().set_index("revision")
+    for key in ("p50", "p95", "p99"):
+        m = r.metric(f"latency_{key}")
+        assert m.baseline == pytest.approx(revs.loc["svc-1"][f"latency_{key}_ms"], rel=1e-12)
+        assert m.canary == pytest.approx(revs.loc["svc-2"][f"latency_{key}_ms"], rel=1e-12)
 
 
 def test_revision_choice_and_errors(sample_store):
@@ -431,7 +448,7 @@ def test_gate_partial_rules_keep_their_other_defaults(tmp_path):
 
 # -------------------------------------------------------------------------------------- the CLI
 def test_cli_exit_codes_and_formats(sample_store, cli, tmp_path):
-    store, _ = sample_store
+    store, truth = sample_store
     result = cli("compare", "--store", store.root)
     assert result.exit_code == 2
     assert "verdict: NOT READY  (score 78, exit code 2)" in result.stdout
@@ -444,6 +461,8 @@ def test_cli_exit_codes_and_formats(sample_store, cli, tmp_path):
     assert (data["verdict"], data["exit_code"], data["reasons"]) == ("NOT READY", 2, SAMPLE_REASONS)
     md = cli("compare", "--store", store.root, "--format", "markdown")
     assert md.exit_code == 2 and md.stdout.startswith("# Canary comparison: NOT READY\n")
+    everything = cli("compare", "--store", store.root, "--format", "json", "--all-metrics").stdout + md.stdout
+    assert truth.secrets and not any(secret in everything for secret in truth.secrets)
     # READY and MARGINAL exit 0 and 1
     gate = tmp_path / "gate.yaml"
     gate.write_text("new_patterns: {not_ready: [], marginal: []}\nnew_templates: {verdict: ignore}\n"
@@ -590,11 +609,12 @@ def _null_pair(rng: np.random.Generator, n_base: int, n_can: int) -> Observation
                         [t for t in templates if t.baseline or t.canary])
 
 
-@pytest.mark.parametrize(("n_base", "n_can", "most"), [(2000, 450, 4), (400, 120, 6), (20_000, 20_000, 4)])
-def test_false_positive_rate_on_pure_null_draws(n_base, n_can, most):
+@pytest.mark.parametrize(("n_base", "n_can"), [(2000, 450), (400, 120), (20_000, 20_000), (5000, 250)])
+def test_false_positive_rate_on_pure_null_draws(n_base, n_can):
     rng = np.random.default_rng(n_base + n_can)
     verdicts = Counter(judge(_null_pair(rng, n_base, n_can), Gate()).verdict for _ in range(200))
-    assert verdicts["NOT READY"] <= most  # at most 2-3 % of 200 (docs/compare.md has the rates)
+    assert verdicts["NOT READY"] <= 2  # observed 0-1 of 200 (docs/compare.md has the rates)
+    assert verdicts["READY"] >= 190
 
 
 # ------------------------------------------------------------------------------------ templates

@@ -343,23 +343,13 @@ def test_export_with_a_project_pulls_the_period_first(tmp_path, cli):
         server.stop()
 
 
-def test_every_service_when_none_is_given(sample, tmp_path, cli):
+def test_nothing_to_export(sample, tmp_path, cli):
     store, _ = sample
-    result = cli("export", "--store", store.root, "--since", SINCE, "--until", UNTIL, "--out", tmp_path,
-                 "--report-format", "md")
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert [line.split(":")[0] for line in lines] == [f"exported netra-auth-service {PERIOD}", f"exported {BACKEND} {PERIOD}"]
-    assert ex.list_exports(tmp_path) == [("netra-auth-service", PERIOD), (BACKEND, PERIOD)]
-    auth = ex.read_manifest(tmp_path, "netra-auth-service", PERIOD)
-    assert auth["entries"] == 758
-    assert not (tmp_path / "netra-auth-service" / PERIOD / "report.html").exists()
-    if HAS_COMPARE:  # one revision: nothing to compare, and the manifest says why
-        assert auth["compare"]["status"] == "skipped" and auth["compare"]["reason"]
     empty = cli("export", "--store", store.root, "--since", "2030-01-01T00:00:00Z", "--until", "2030-01-02T00:00:00Z",
-                "--out", tmp_path / "empty")
+                "--out", tmp_path)
     assert empty.exit_code == 0
     assert empty.stdout == "nothing to export: no entries in 2030-01-01T00:00:00Z .. 2030-01-02T00:00:00Z\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".logaudit-export.lock"]
 
 
 # ------------------------------------------------------------------------------ gs://
@@ -437,23 +427,29 @@ def names(client, bucket_name: str, prefix: str = "") -> list[str]:
     return sorted(b.name for b in client.list_blobs(bucket_name, prefix=prefix))
 
 
-def test_gs_destination_is_replaced_through_its_manifest(sample, emulator, bucket, cli):
+def test_gs_every_service_then_one_replaced_through_its_manifest(sample, emulator, bucket, cli):
     store, truth = sample
     gbucket, client = bucket
     dest = f"gs://{gbucket.name}/logaudit/exports"
-    args = ("export", "--store", store.root, "--since", SINCE, "--until", UNTIL, "--service", BACKEND, "--out", dest,
-            "--storage-endpoint", emulator, "--format", "json")
-    first = cli(*args)
+    common = ("--store", store.root, "--since", SINCE, "--until", UNTIL, "--out", dest, "--storage-endpoint", emulator,
+              "--format", "json")
+    first = cli("export", *common)  # no --service: every service of the period
     assert first.exit_code == 0, first.output
-    (p1,) = json.loads(first.stdout)["periods"]
+    auth, p1 = json.loads(first.stdout)["periods"]
+    assert (auth["service"], auth["entries"], p1["service"], p1["entries"]) == ("netra-auth-service", 758, BACKEND, 4242)
     assert p1["location"] == f"{dest}/{BACKEND}/{PERIOD}" and p1["replaced"] is False
+    if HAS_COMPARE:  # one revision: nothing to compare, and the manifest says why
+        assert auth["compare"]["status"] == "skipped" and auth["compare"]["reason"]
+        assert p1["compare"]["status"] == "written"
     base = f"logaudit/exports/{BACKEND}/{PERIOD}"
     files = [f for f in FILES if f != "_EXPORT.json"]
-    assert names(client, gbucket.name) == sorted([f"{base}/_EXPORT.json", *(f"{base}/{p1['export_id']}/{f}" for f in files)])
+    assert names(client, gbucket.name, f"{base}/") == sorted(
+        [f"{base}/_EXPORT.json", *(f"{base}/{p1['export_id']}/{f}" for f in files)])
+    assert f"logaudit/exports/netra-auth-service/{PERIOD}/_EXPORT.json" in names(client, gbucket.name)
 
     manifest = ex.read_manifest(dest, BACKEND, PERIOD, client=client)
     assert manifest["prefix"] == f"{p1['export_id']}/" and manifest["export_id"] == p1["export_id"]
-    for f in manifest["files"]:  # every file is there, byte for byte
+    for f in manifest["files"]:  # every file is there, byte for byte, and none carries a secret
         data = gbucket.blob(f"{base}/{f['path']}").download_as_bytes()
         assert (len(data), hashlib.sha256(data).hexdigest()) == (f["bytes"], f["sha256"]), f["path"]
         for secret in truth.secrets:
@@ -461,48 +457,85 @@ def test_gs_destination_is_replaced_through_its_manifest(sample, emulator, bucke
     entries = gbucket.blob(f"{base}/{p1['export_id']}/entries.parquet").download_as_bytes()
     assert pq.read_table(pa.BufferReader(entries)).num_rows == 4242
 
-    second = cli(*args)
+    second = cli("export", *common, "--service", BACKEND)
     assert second.exit_code == 0, second.output
     (p2,) = json.loads(second.stdout)["periods"]
     assert p2["replaced"] is True and p2["export_id"] != p1["export_id"]
-    assert names(client, gbucket.name) == sorted([f"{base}/_EXPORT.json", *(f"{base}/{p2['export_id']}/{f}" for f in files)])
+    assert names(client, gbucket.name, f"{base}/") == sorted(
+        [f"{base}/_EXPORT.json", *(f"{base}/{p2['export_id']}/{f}" for f in files)])
     assert ex.read_manifest(dest, BACKEND, PERIOD, client=client)["export_id"] == p2["export_id"]
     assert ex.read_manifest(dest, BACKEND, "2020-01-01T0000Z_2020-01-02T0000Z", client=client) is None
+    assert not [n for n in names(client, gbucket.name) if n.endswith(".lock")]
 
 
-def test_gs_failed_upload_leaves_the_previous_export(sample, emulator, bucket, monkeypatch):
-    store, _ = sample
-    gbucket, client = bucket
-    dest = f"gs://{gbucket.name}/x"
-    ex.export(store, dest, since=SINCE, until=UNTIL, service=BACKEND, storage_client=client)
-    base = f"x/{BACKEND}/{PERIOD}"
-    before = {n: gbucket.blob(n).download_as_bytes() for n in names(client, gbucket.name)}
+def _staged(tmp_path: Path, tag: str) -> tuple[Path, dict]:
+    """A small staging folder and its manifest, as `_export_service` would hand them to commit."""
+    folder = tmp_path / tag
+    (folder / "charts").mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"tag": tag}))
+    (folder / "entries.parquet").write_bytes(tag.encode() * 100)
+    (folder / "charts" / "latency.png").write_bytes(b"png" + tag.encode())
+    manifest = {"format": ex.FORMAT, "complete": True, "service": "svc", "period": PERIOD, "export_id": tag,
+                "files": ex._inventory(folder)}
+    return folder, manifest
 
+
+def test_gs_commit_failures_leave_the_previous_export(emulator, bucket, tmp_path, monkeypatch):
     from google.api_core import exceptions as gexc
     from google.cloud.storage import Blob
+
+    gbucket, client = bucket
+    dest = f"gs://{gbucket.name}/x"
+    target = ex._GcsTarget(dest, client=client, endpoint=None, credentials_file=None, lock_ttl=60)
+    assert target.commit("svc", PERIOD, "v1", *_staged(tmp_path, "v1")) is False
+    base = f"x/svc/{PERIOD}"
+    before = {n: gbucket.blob(n).download_as_bytes() for n in names(client, gbucket.name)}
+    assert sorted(before) == [f"{base}/_EXPORT.json", f"{base}/v1/charts/latency.png", f"{base}/v1/entries.parquet",
+                              f"{base}/v1/summary.json"]
 
     real = Blob.upload_from_filename
     calls = {"n": 0}
 
     def flaky(self, *a, **kw):
         calls["n"] += 1
-        if calls["n"] == 4:
+        if calls["n"] == 3:
             raise gexc.ServiceUnavailable("backend error")
         return real(self, *a, **kw)
 
     monkeypatch.setattr(Blob, "upload_from_filename", flaky)
-    with pytest.raises(SourceError, match=r"Cloud Storage failed: ServiceUnavailable \(503\)"):
-        ex.export(store, dest, since=SINCE, until=UNTIL, service=BACKEND, storage_client=client)
+    with pytest.raises(SourceError, match=rf"gs://{gbucket.name}/{base}/v2/: Cloud Storage failed: ServiceUnavailable \(503\)"):
+        target.commit("svc", PERIOD, "v2", *_staged(tmp_path, "v2"))
     after = {n: gbucket.blob(n).download_as_bytes() for n in names(client, gbucket.name)}
-    assert after == before  # manifest and files as they were; the partial upload was removed
-    assert ex.read_manifest(dest, BACKEND, PERIOD, client=client)["export_id"] in " ".join(after)
-    assert not [n for n in after if n.endswith(".lock")]
-    # a run killed during the upload leaves unreferenced objects: the next run of the period removes them
+    assert after == before  # manifest and files as they were; the two uploaded files were removed again
+    assert ex.read_manifest(dest, "svc", PERIOD, client=client)["export_id"] == "v1"
     monkeypatch.setattr(Blob, "upload_from_filename", real)
-    gbucket.blob(f"{base}/20990101T000000Z-deadbeef/entries.parquet").upload_from_string(b"partial")
-    result = ex.export(store, dest, since=SINCE, until=UNTIL, service=BACKEND, storage_client=client)
-    left = names(client, gbucket.name, f"{base}/")
-    assert {n.split("/")[3] for n in left} == {"_EXPORT.json", result.periods[0].export_id}
+
+    # a run killed mid-upload leaves objects no manifest names; the next export of the period removes them
+    gbucket.blob(f"{base}/v0-killed/entries.parquet").upload_from_string(b"partial")
+    assert target.commit("svc", PERIOD, "v3", *_staged(tmp_path, "v3")) is True
+    assert names(client, gbucket.name) == [f"{base}/_EXPORT.json", f"{base}/v3/charts/latency.png",
+                                           f"{base}/v3/entries.parquet", f"{base}/v3/summary.json"]
+    manifest = ex.read_manifest(dest, "svc", PERIOD, client=client)
+    assert [f["path"] for f in manifest["files"]] == ["v3/charts/latency.png", "v3/entries.parquet", "v3/summary.json"]
+    assert gbucket.blob(f"{base}/v3/entries.parquet").download_as_bytes() == b"v3" * 100
+
+    # someone rewrote the manifest behind the lock's back: the generation precondition refuses to clobber it
+    gbucket.blob(f"{base}/_EXPORT.json").upload_from_string(b"{}")
+    original = target.bucket.get_blob
+
+    def stale_get(name, *a, **kw):  # the generation this run read before the other writer
+        blob = original(name, *a, **kw)
+        if blob is not None and name.endswith("_EXPORT.json"):
+            blob._properties["generation"] = "1"
+        return blob
+
+    monkeypatch.setattr(target.bucket, "get_blob", stale_get)
+    from logaudit.errors import StoreError
+
+    with pytest.raises(StoreError, match="changed while this run held the lock"):
+        target.commit("svc", PERIOD, "v4", *_staged(tmp_path, "v4"))
+    assert gbucket.blob(f"{base}/_EXPORT.json").download_as_bytes() == b"{}"
+    assert not [n for n in names(client, gbucket.name) if "/v4/" in n]
 
 
 def test_gs_lock(sample, emulator, bucket, cli):
@@ -512,20 +545,26 @@ def test_gs_lock(sample, emulator, bucket, cli):
     first = ex._GcsTarget(dest, client=client, endpoint=None, credentials_file=None, lock_ttl=3600)
     second = ex._GcsTarget(dest, client=client, endpoint=None, credentials_file=None, lock_ttl=3600)
     with first.locked():
-        assert names(client, gbucket.name) == ["p/.logaudit-export.lock"]
+        (lock,) = names(client, gbucket.name)
+        assert lock == "p/.logaudit-export.lock"
+        held = orjson.loads(gbucket.blob(lock).download_as_bytes())
+        assert (held["pid"], held["host"]) == (os.getpid(), socket.gethostname())
         with pytest.raises(LockedError, match=rf"gs://{gbucket.name}/p/.logaudit-export.lock: another logaudit "
                                               rf"export to this destination is running \(pid {os.getpid()} on "):
             second._acquire()
         result = cli("export", "--store", store.root, "--since", SINCE, "--until", UNTIL, "--service", BACKEND,
                      "--out", dest, "--storage-endpoint", emulator)
         assert result.exit_code == 6
-        assert result.stderr.count("\n") == 1 and "another logaudit export to this destination is running" in result.stderr
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith(f"error: export failed: gs://{gbucket.name}/p/.logaudit-export.lock: another "
+                                        "logaudit export to this destination is running (pid ")
+        assert names(client, gbucket.name) == [lock]  # the loser wrote nothing
     assert names(client, gbucket.name) == []  # released
     # a lock left by a killed run expires and is taken over
     stale = {"pid": 1, "host": "gone", "started": "2026-01-01T00:00:00Z", "expires": "2026-01-01T01:00:00Z"}
     gbucket.blob("p/.logaudit-export.lock").upload_from_string(orjson.dumps(stale))
-    result = cli("export", "--store", store.root, "--since", SINCE, "--until", UNTIL, "--service", BACKEND,
-                 "--out", dest, "--storage-endpoint", emulator, "--report-format", "md")
-    assert result.exit_code == 0, result.output
-    assert "p/.logaudit-export.lock" not in names(client, gbucket.name)
-    assert ex.read_manifest(dest, BACKEND, PERIOD, client=client)["complete"] is True
+    with second.locked():
+        taken = orjson.loads(gbucket.blob("p/.logaudit-export.lock").download_as_bytes())
+        assert taken["pid"] == os.getpid()
+    assert names(client, gbucket.name) == []

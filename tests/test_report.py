@@ -190,17 +190,22 @@ def test_the_verdict_section_renders_the_compare_verdict(sample, tmp_path):
         pytest.fail("logaudit.compare is part of logaudit; it must be importable")
     from logaudit.compare import compare
 
-    store, _ = sample
+
+    store, truth = sample
+    leak = f"new unclassified template quoting Authorization: Bearer {truth.secrets[1]}"
 
     class WithVerdict(Audit):
         def summary(self, **window):
             out = super().summary(**window)
             out.setdefault("verdict", compare(self, service=BACKEND, since=SINCE, until=UNTIL).verdict_dict())
+            out["verdict"]["reasons"].append(leak)  # text quoted from a log line, not redacted upstream
             return out
 
     result = build_report(WithVerdict(store), since=SINCE, until=UNTIL, service=BACKEND, out_dir=tmp_path, formats="md")
     verdict = result.summary["verdict"]
     md = md_of(result)
+    assert truth.secrets[1] not in md and truth.secrets[1] not in result.summary_path.read_text()
+    assert verdict["reasons"][-1] == "new unclassified template quoting Authorization: Bearer <redacted>"
     assert verdict["verdict"] == "NOT READY"
     assert (f"**Verdict:** **NOT READY** {verdict['canary']} vs baseline {verdict['baseline']}, "
             f"score {verdict['score']:.0f}") in md
