@@ -238,8 +238,7 @@ class Store:
         started = datetime.now(UTC)
         report = IngestReport(ingest_id=f"{started:%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:8]}", started=_rfc3339(started))
         with self.lock():
-            self._write_manifest(report, kind, extra)
-            rejects_path = self.root / "rejects" / f"{report.ingest_id}.jsonl"
+            self.write_manifest(report, kind, extra)
             writer = _Writer(self, report)
             try:
                 for source, batches in sources:
@@ -260,9 +259,8 @@ class Store:
             finally:
                 report.finished = _rfc3339(datetime.now(UTC))
                 report.seconds = round(time.perf_counter() - t0, 3)
-                if report.rejects:
-                    _atomic_write(rejects_path, b"".join(orjson.dumps(r) + b"\n" for r in report.rejects))
-                self._write_manifest(report, kind, extra)
+                self.write_rejects(report)
+                self.write_manifest(report, kind, extra)
         return report
 
     def _ingest_batch(self, batch: Batch, counts: SourceCounts, report: IngestReport,
@@ -339,7 +337,18 @@ class Store:
             written += 1
         return written
 
-    def _write_manifest(self, report: IngestReport, kind: str, extra: dict[str, Any] | None) -> None:
+    def write_session(self) -> WriteSession:
+        """A session that deduplicates and durably writes normalized rows (hold `lock()` while using it)."""
+        return WriteSession(self)
+
+    def write_rejects(self, report: IngestReport) -> None:
+        """Save the report's reject records to rejects/<ingest id>.jsonl (atomically)."""
+        if report.rejects:
+            _atomic_write(self.root / "rejects" / f"{report.ingest_id}.jsonl",
+                          b"".join(orjson.dumps(r) + b"\n" for r in report.rejects))
+
+    def write_manifest(self, report: IngestReport, kind: str, extra: dict[str, Any] | None = None) -> None:
+        """Record (or update) the report's manifest entry, atomically."""
         record = {"kind": kind, **report.to_dict(), **(extra or {})}
         _atomic_write(self.root / "manifest" / f"{report.ingest_id}.json", orjson.dumps(record, option=orjson.OPT_INDENT_2))
 
@@ -395,15 +404,32 @@ class _KeyIndex:
             chunks[:] = [np.sort(np.concatenate(chunks))]
 
 
+class WriteSession:
+    """Deduplicates normalized rows against the store and against what this session already
+    wrote, then writes the new ones as whole, fsynced Parquet files. Ingest uses one per run (on
+    its writer thread), a pull one per pull, page batch by page batch. The caller holds the lock.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = _KeyIndex(store)
+
+    def write(self, rows: pa.Table) -> tuple[int, int, int]:
+        """Write the new rows; returns (new rows, duplicates, files written). Durable on return."""
+        fresh = self.store._deduplicate(rows, self.index)
+        files = self.store._write_partitions(fresh) if fresh.num_rows else 0
+        return fresh.num_rows, rows.num_rows - fresh.num_rows, files
+
+
 class _Writer:
-    """Deduplicates and writes normalized batches on one background thread, in submission order,
-    so Parquet encoding overlaps with parsing the next batch. At most two batches are in flight."""
+    """Runs a WriteSession on one background thread, in submission order, so Parquet encoding
+    overlaps with parsing the next batch. At most two batches are in flight."""
 
     def __init__(self, store: Store, report: IngestReport) -> None:
         self.store, self.report = store, report
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="logaudit-writer")
         self.pending: deque[Future] = deque()
-        self.index = _KeyIndex(store)
+        self.session = WriteSession(store)
 
     def submit(self, rows: pa.Table, counts: SourceCounts) -> None:
         while len(self.pending) >= 2:
@@ -411,11 +437,10 @@ class _Writer:
         self.pending.append(self.pool.submit(self._write, rows, counts))
 
     def _write(self, rows: pa.Table, counts: SourceCounts) -> None:
-        fresh = self.store._deduplicate(rows, self.index)
-        counts.duplicates += rows.num_rows - fresh.num_rows
-        counts.new_rows += fresh.num_rows
-        if fresh.num_rows:
-            self.report.files_written += self.store._write_partitions(fresh)
+        new, duplicates, files = self.session.write(rows)
+        counts.new_rows += new
+        counts.duplicates += duplicates
+        self.report.files_written += files
 
     def close(self, cancel: bool = False) -> None:
         try:
@@ -468,4 +493,4 @@ def _rfc3339(value: Any) -> str | None:
     return str(value)
 
 
-__all__ = ["DEFAULT_STORE", "IngestReport", "SourceCounts", "Store", "default_store_path"]
+__all__ = ["DEFAULT_STORE", "IngestReport", "SourceCounts", "Store", "WriteSession", "default_store_path"]

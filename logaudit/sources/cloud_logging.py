@@ -41,8 +41,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -661,10 +659,9 @@ class _Pager:
 class _PullWriter:
     """Writes pages to the store in batches, each durable before the cursor moves past it.
 
-    Deduplicates against the store files that existed when the pull first touched a date
-    partition plus the keys this pull wrote at its latest timestamp: pages arrive in timestamp
-    order, so only the boundary can repeat, and the cost stays flat however many batches the
-    pull writes. The caller holds the store lock.
+    Deduplication and durable writes are the store's `WriteSession` (exact, against the store and
+    against what this pull already wrote); this class batches pages, counts, and remembers the
+    keys at the latest timestamp for the cursor. The caller holds the store lock.
     """
 
     def __init__(self, store: Store, source: str, report: IngestReport, extra: dict[str, Any]) -> None:
@@ -676,11 +673,10 @@ class _PullWriter:
         self.prepared_rows = 0
         self.dirty = False
         self.position = 0
-        self.snapshot: dict[str, list[str]] = {}
+        self.session = store.write_session()
         self.edge_ns: int | None = None
         self.edge: pa.Table | None = None
         self.last_flush = time.monotonic()
-        self._duck: duckdb.DuckDBPyConnection | None = None
 
     @property
     def pending(self) -> int:
@@ -720,69 +716,12 @@ class _PullWriter:
             return dirty
         rows = self.prepared[0] if len(self.prepared) == 1 else pa.concat_tables(self.prepared)
         self.prepared, self.prepared_rows = [], 0
-        fresh = self._deduplicate(rows)
-        self.counts.duplicates += rows.num_rows - fresh.num_rows
-        self.counts.new_rows += fresh.num_rows
-        if fresh.num_rows:
-            self.report.files_written += self.store._write_partitions(fresh)
+        new, duplicates, files = self.session.write(rows)
+        self.counts.new_rows += new
+        self.counts.duplicates += duplicates
+        self.report.files_written += files
         self._advance_edge(rows)
         return True
-
-    def _deduplicate(self, rows: pa.Table) -> pa.Table:
-        stamps = rows["timestamp"].cast(pa.int64()).to_numpy()
-        lo, hi = int(stamps.min()), int(stamps.max())
-        days = [(_EPOCH + timedelta(days=int(d))).strftime("%Y-%m-%d")
-                for d in np.unique(stamps // _DAY_NS)]
-        for day in days:
-            if day not in self.snapshot:
-                folder = self.store.root / "entries" / f"date={day}"
-                self.snapshot[day] = [str(f) for f in sorted(folder.glob("*.parquet"))]
-        files = [f for d in days for f in self.snapshot[d]]
-        touches_edge = self.edge is not None and self.edge_ns is not None and lo <= self.edge_ns
-        if not files and not touches_edge and bool(np.all(stamps[1:] >= stamps[:-1])):
-            # the common case: a fresh time range, pages in timestamp order; only repeats inside the batch
-            keys = list(zip(rows["log_name"].to_pylist(), rows["insert_id"].to_pylist(), stamps.tolist(), strict=True))
-            if len(set(keys)) == len(keys):
-                return rows
-        return self._deduplicate_sql(rows, files, lo, hi)
-
-    def _deduplicate_sql(self, rows: pa.Table, files: list[str], lo: int, hi: int) -> pa.Table:
-        keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
-        on = " AND ".join(f"f.{c} IS NOT DISTINCT FROM e.{c}" if c != "timestamp" else "f.timestamp = e.timestamp"
-                          for c in DEDUP_KEY)
-        cols = ", ".join(DEDUP_KEY)
-        con = self._con()
-        con.register("k", keys)
-        sql = (f"WITH f AS (SELECT k.* FROM k SEMI JOIN (SELECT min(i) AS i FROM k GROUP BY {cols}) x ON k.i = x.i) "
-               "SELECT f.i FROM f")
-        params: dict[str, Any] = {}
-        if files:
-            sql += (f" ANTI JOIN (SELECT {cols} FROM read_parquet($files, hive_partitioning = false) "
-                    f"WHERE timestamp BETWEEN $lo AND $hi) e ON {on}")
-            # microsecond bounds, widened outward: a pruning hint only, the join compares nanoseconds
-            params = {"files": files, "lo": _EPOCH + timedelta(microseconds=lo // 1000),
-                      "hi": _EPOCH + timedelta(microseconds=-(-hi // 1000))}
-        if self.edge is not None:
-            con.register("g", self.edge)
-            sql += f" ANTI JOIN g e ON {on}"
-        sql += " ORDER BY f.timestamp, f.i"
-        try:
-            idx = (con.sql(sql, params=params) if params else con.sql(sql)).fetchnumpy()["i"]
-        finally:
-            con.unregister("k")
-            if self.edge is not None:
-                con.unregister("g")
-        return rows.take(pa.array(idx, pa.int64()))
-
-    def _con(self) -> duckdb.DuckDBPyConnection:
-        if self._duck is None:
-            self._duck = duckdb.connect(config={"threads": 2})
-        return self._duck
-
-    def close(self) -> None:
-        if self._duck is not None:
-            self._duck.close()
-            self._duck = None
 
     def _advance_edge(self, rows: pa.Table) -> None:
         ts = rows["timestamp"]
@@ -802,12 +741,10 @@ class _PullWriter:
 
     def write_manifest(self) -> None:
         self.report.finished = _now_text()
-        self.store._write_manifest(self.report, "pull", self.extra)
+        self.store.write_manifest(self.report, "pull", self.extra)
 
     def write_rejects(self) -> None:
-        if self.report.rejects:
-            _atomic_write(self.store.root / "rejects" / f"{self.report.ingest_id}.jsonl",
-                          b"".join(orjson.dumps(r) + b"\n" for r in self.report.rejects))
+        self.store.write_rejects(self.report)
 
 
 # --------------------------------------------------------------------------- the entry point
@@ -970,7 +907,6 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
             update_report(status)
             writer.write_rejects()
             writer.write_manifest()
-            writer.close()
             thread.join(timeout=2.0)
             if progress:
                 with contextlib.suppress(Exception):
