@@ -556,7 +556,7 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
 
     Aggregates are computed per entry file in DuckDB (counts, latency histogram, pattern
     counts, unclassified templates) and cached next to the store's classification cache
-    (``STORE/cache/compare/``); entry files are immutable, so a later comparison only reads
+    (``STORE/cache/compare-vN/``); entry files are immutable, so a later comparison only reads
     the small cached aggregates of the files inside its window and aggregates again the
     files a --since/--until boundary cuts. The result is the same as aggregating the
     window's rows directly (tested).
@@ -600,7 +600,7 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
 
 
 class _FileAggregates:
-    """Per-entry-file aggregates for `observe`: cached under STORE/cache/compare/, merged per window."""
+    """Per-entry-file aggregates for `observe`: cached under STORE/cache/compare-vN/ (N: the format version), merged per window."""
 
     def __init__(self, audit: Any, con: Any, window: Any, level: int) -> None:
         import hashlib
@@ -614,7 +614,7 @@ class _FileAggregates:
         self.level = level
         self.root = Path(audit.store.root)
         self.files = audit.store.entry_files(window.since, window.until)
-        self.cache = self.root / "cache" / "compare"
+        self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
         pats = con.execute("SELECT pattern_id, fingerprint FROM patterns ORDER BY ALL").fetchall()
         self.categories = {pid: (cat, title) for pid, cat, title in
                            con.execute("SELECT pattern_id, category, title FROM patterns").fetchall()}

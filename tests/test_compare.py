@@ -15,6 +15,7 @@ from scipy import stats as ss
 from test_classify import EXPECTED_KINDS
 
 from logaudit.compare import (
+    AGGREGATE_VERSION,
     LATENCY_BINS_PER_E,
     Gate,
     GateError,
@@ -375,7 +376,7 @@ def test_a_window_cut_equals_the_rows_inside_it_and_the_cache_changes_nothing(sa
             assert m["counts"]["canary"][0] == by_pattern[pid].get(CANARY_REVISION, 0)
     # whole-store comparison from the cache equals one computed without it
     cached = compare(Audit(store), gate=Gate()).to_dict()
-    shutil.rmtree(Path(store.root) / "cache" / "compare")
+    shutil.rmtree(Path(store.root) / "cache" / f"compare-v{AGGREGATE_VERSION}")
     assert compare(Audit(store), gate=Gate()).to_dict() == cached
 
 
