@@ -4,10 +4,9 @@
     python benchmarks/bench_compare.py --entries 1000000 --repeat 5
     LOGAUDIT_BENCH_STORE=/data/bench-store python benchmarks/bench_compare.py
 
-The store is generated once (`SampleGenerator(SampleConfig(entries=N, hours=240))`, ingested
-with `Store.ingest_entries`) and cached at --store, else $LOGAUDIT_BENCH_STORE, else
-benchmarks/out/compare-store-<N>-<hours>h; a `.complete` marker says it is whole, so other
-benchmarks can reuse it. The first `compare` classifies the store against the catalog (cached
+The store is generated once by `benchmarks/common.py` (`SampleGenerator(SampleConfig(entries=N,
+hours=240))`) and cached at --store, else $LOGAUDIT_BENCH_STORE, else a folder in the temp
+directory; the summarize benchmark reuses the same store. The first `compare` classifies the store against the catalog (cached
 under STORE/matches/) and is reported as "cold"; then --repeat warm runs in fresh `Audit`
 objects (new DuckDB connections, cached classification, OS file cache warm) and the best and
 median are printed. Target: warm < 2 s on 2 cores for 10M entries.
@@ -17,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -25,30 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def default_store(entries: int, hours: float) -> Path:
-    env = os.environ.get("LOGAUDIT_BENCH_STORE")
-    if env:
-        return Path(env)
-    return ROOT / "benchmarks" / "out" / f"compare-store-{entries}-{hours:g}h"
-
-
-def build_store(root: Path, entries: int, hours: float, seed: int = 7) -> Path:
-    """Generate and ingest the sample once; later calls find `.complete` and return at once."""
-    from logaudit.sample import SampleConfig, SampleGenerator
-    from logaudit.store import Store
-
-    if (root / ".complete").exists():
-        return root
-    shutil.rmtree(root, ignore_errors=True)
-    t0 = time.perf_counter()
-    print(f"generating and ingesting {entries:,} entries over {hours:g} h into {root} ...", flush=True)
-    Store(root).ingest_entries(SampleGenerator(SampleConfig(entries=entries, hours=hours, seed=seed)), "sample",
-                               batch_size=200_000)
-    (root / ".complete").write_text(f"entries={entries} hours={hours:g} seed={seed}\n")
-    print(f"  done in {time.perf_counter() - t0:.1f} s", flush=True)
-    return root
+from common import bench_store  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--build-only", action="store_true", help="only make sure the store exists")
     args = ap.parse_args(argv)
-    root = build_store(args.store or default_store(args.entries, args.hours), args.entries, args.hours)
+    store, _ = bench_store(args.entries, args.hours / 24, args.store)
+    root = store.root
     if args.build_only:
         return 0
     from logaudit.compare import compare

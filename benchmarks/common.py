@@ -16,10 +16,10 @@ from logaudit.sample import SampleConfig, SampleGenerator
 from logaudit.store import Store
 
 
-def bench_store(entries: int = 10_000_000, days: int = 10, path: str | None = None) -> tuple[Store, dict]:
+def bench_store(entries: int = 10_000_000, days: float = 10, path: str | os.PathLike | None = None) -> tuple[Store, dict]:
     """A store holding `entries` generated entries over `days` days, plus its generation info."""
     root = Path(path or os.environ.get("LOGAUDIT_BENCH_STORE")
-                or Path(tempfile.gettempdir()) / f"logaudit-bench-{entries}-{days}d")
+                or Path(tempfile.gettempdir()) / f"logaudit-bench-{entries}-{days:g}d")
     marker = root / "bench.json"
     if marker.exists():
         info = json.loads(marker.read_text())

@@ -344,13 +344,13 @@ class Store:
     def write_rejects(self, report: IngestReport) -> None:
         """Save the report's reject records to rejects/<ingest id>.jsonl (atomically)."""
         if report.rejects:
-            _atomic_write(self.root / "rejects" / f"{report.ingest_id}.jsonl",
+            atomic_write(self.root / "rejects" / f"{report.ingest_id}.jsonl",
                           b"".join(orjson.dumps(r) + b"\n" for r in report.rejects))
 
     def write_manifest(self, report: IngestReport, kind: str, extra: dict[str, Any] | None = None) -> None:
         """Record (or update) the report's manifest entry, atomically."""
         record = {"kind": kind, **report.to_dict(), **(extra or {})}
-        _atomic_write(self.root / "manifest" / f"{report.ingest_id}.json", orjson.dumps(record, option=orjson.OPT_INDENT_2))
+        atomic_write(self.root / "manifest" / f"{report.ingest_id}.json", orjson.dumps(record, option=orjson.OPT_INDENT_2))
 
 
 _KEY_HASH = "hash(log_name, insert_id, epoch_ns(timestamp))"
@@ -465,7 +465,8 @@ def _texts_by_position(batch: Batch, positions: list[int]) -> dict[int, str]:
     return {p: lines[i].as_py().strip()[:200] for p, i in zip(positions, index, strict=True)}
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a fsynced temporary file and a rename: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
     with open(tmp, "wb") as fh:
         fh.write(data)

@@ -48,7 +48,15 @@ import pyarrow.compute as pc
 from logaudit.errors import LogauditError, SourceError, UsageError
 from logaudit.normalize import normalize_batch
 from logaudit.schema import DEDUP_KEY, SEVERITY_NUM
-from logaudit.store import MAX_REJECT_RECORDS, IngestReport, SourceCounts, Store, default_store_path
+from logaudit.sources.credentials import CREDENTIALS_HINT, google_credentials
+from logaudit.store import (
+    MAX_REJECT_RECORDS,
+    IngestReport,
+    SourceCounts,
+    Store,
+    atomic_write,
+    default_store_path,
+)
 from logaudit.timeparse import format_ns, parse_rfc3339_ns, parse_time, to_ns
 
 DEFAULT_ENDPOINT = "https://logging.googleapis.com"
@@ -59,10 +67,6 @@ MAX_FILTER_CHARS = 20_000
 DEFAULT_SINCE = timedelta(days=1)
 READ_SCOPES = ("https://www.googleapis.com/auth/logging.read",)
 VIEWER_ROLE = "roles/logging.viewer"
-CREDENTIALS_HINT = (
-    "run `gcloud auth application-default login` (Application Default Credentials), "
-    "or pass --credentials KEY.json with a service-account key"
-)
 CURSOR_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_NS = 86_400 * 1_000_000_000
@@ -201,7 +205,7 @@ def save_cursor(store_root: str | os.PathLike, cursor: Cursor) -> Path:
     path = cursor_path(store_root, cursor.project, cursor.filter)
     path.parent.mkdir(exist_ok=True)
     cursor.updated = _now_text()
-    _atomic_write(path, orjson.dumps(asdict(cursor), option=orjson.OPT_INDENT_2))
+    atomic_write(path, orjson.dumps(asdict(cursor), option=orjson.OPT_INDENT_2))
     return path
 
 
@@ -296,32 +300,10 @@ def plan_pull(store_root: str | os.PathLike, project: str, *, services: str | It
 def make_client(project: str, *, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None):
     """A google-cloud-logging Client on REST. Credentials: the key file; else anonymous when an
     endpoint is given; else Application Default Credentials."""
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.credentials import AnonymousCredentials
     from google.cloud import logging as gcl
 
     endpoint = resolve_endpoint(endpoint)
-    if credentials_file:
-        from google.oauth2 import service_account
-
-        try:
-            credentials = service_account.Credentials.from_service_account_file(str(credentials_file), scopes=READ_SCOPES)
-        except FileNotFoundError as err:
-            raise UsageError(f"--credentials {credentials_file}: no such file") from err
-        except (OSError, ValueError, KeyError) as err:
-            raise SourceError(f"--credentials {credentials_file}: not a usable service-account key "
-                              f"({type(err).__name__}: {str(err)[:200]})",
-                              hint="download a JSON key for a service account (IAM > Service accounts > Keys), "
-                                   "or omit --credentials to use Application Default Credentials") from err
-    elif endpoint:
-        credentials = AnonymousCredentials()
-    else:
-        try:
-            credentials, _ = google.auth.default(scopes=READ_SCOPES)
-        except google.auth.exceptions.DefaultCredentialsError as err:
-            raise SourceError("no Google Cloud credentials found (Application Default Credentials)",
-                              hint=CREDENTIALS_HINT) from err
+    credentials = google_credentials(credentials_file, READ_SCOPES, anonymous=bool(endpoint))
     options = {"api_endpoint": endpoint} if endpoint else None
     return gcl.Client(project=project, credentials=credentials, _use_grpc=False, client_options=options)
 
@@ -927,15 +909,6 @@ def _merge_keys(old: Sequence[Sequence[str | None]], new: Sequence[Sequence[str 
 def _now_text(value: datetime | None = None) -> str:
     value = value or datetime.now(UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 __all__ = [

@@ -32,15 +32,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from logaudit.errors import InputError, SourceError, UsageError
+from logaudit.sources.credentials import CREDENTIALS_HINT, google_credentials
 from logaudit.sources.files import LOG_SUFFIXES, Batch, iter_stream_batches
 
 ENDPOINT_ENV = "LOGAUDIT_STORAGE_ENDPOINT"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 READ_SCOPES = ("https://www.googleapis.com/auth/devstorage.read_only",)
 VIEWER_ROLE = "roles/storage.objectViewer"
-CREDENTIALS_HINT = (
-    "run `gcloud auth application-default login`, or pass --credentials KEY.json with a service-account key"
-)
 CHUNK_BYTES = 8 << 20
 
 _SINK_FILE = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2}):00:00_(\d{2}):59:59_[SA]\d+\.json$", re.ASCII)
@@ -124,32 +122,13 @@ def wanted(name: str, since: datetime | None, until: datetime | None) -> bool:
 def make_client(*, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None) -> Any:
     """A google-cloud-storage Client: the key file, else anonymous with an endpoint or the
     emulator variable, else Application Default Credentials."""
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
     endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise UsageError(f"--storage-endpoint {endpoint!r}: expected a URL starting with http:// or https://")
-    if credentials_file:
-        from google.oauth2 import service_account
-
-        try:
-            credentials = service_account.Credentials.from_service_account_file(str(credentials_file), scopes=READ_SCOPES)
-        except FileNotFoundError as err:
-            raise UsageError(f"--credentials {credentials_file}: no such file") from err
-        except (OSError, ValueError, KeyError) as err:
-            raise SourceError(f"--credentials {credentials_file}: not a usable service-account key "
-                              f"({type(err).__name__}: {str(err)[:200]})") from err
-    elif endpoint or os.environ.get(EMULATOR_ENV):
-        credentials = AnonymousCredentials()
-    else:
-        try:
-            credentials, _ = google.auth.default(scopes=READ_SCOPES)
-        except google.auth.exceptions.DefaultCredentialsError as err:
-            raise SourceError("no Google Cloud credentials found (Application Default Credentials)",
-                              hint=CREDENTIALS_HINT) from err
+    credentials = google_credentials(credentials_file, READ_SCOPES,
+                                     anonymous=bool(endpoint or os.environ.get(EMULATOR_ENV)))
     options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
     return storage.Client(project="<none>", credentials=credentials, client_options=options)
 
