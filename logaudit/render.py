@@ -45,6 +45,14 @@ def _one_line(text: str | None, width: int = 90) -> str:
     return line if len(line) <= width else line[: width - 1] + "\u2026"
 
 
+def _rev(revision: str, services: list[str]) -> str:
+    """A revision without its service prefix (`netra-backend-staging-00317-696` -> `00317-696`)."""
+    for service in services:
+        if revision.startswith(service + "-"):
+            return revision[len(service) + 1:]
+    return revision
+
+
 def new_in_newest(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Per service with 2+ revisions: patterns and unclassified templates seen in the newest revision only."""
     out = []
@@ -95,15 +103,17 @@ def render_text(summary: dict[str, Any], console: Console | None = None) -> None
             if cat in ("critical", "warning"):
                 con.print(f"[{_STYLE[cat]}]{CATEGORY_TITLES[cat]}:[/{_STYLE[cat]}] none")
             continue
+        wide = con.width >= 160  # examples only where they fit on one line
         table = Table(title=f"{CATEGORY_TITLES[cat]} ({sum(p['count'] for p in pats):,} entries)",
                       title_style=_STYLE[cat], title_justify="left", show_edge=False, pad_edge=False)
-        for col, kw in (("pattern", {}), ("count", {"justify": "right"}), ("first seen", {}), ("last seen", {}),
-                        ("revisions", {}), ("example", {"overflow": "fold"})):
+        for col, kw in (("pattern", {"ratio": 3}), ("count", {"justify": "right", "no_wrap": True}),
+                        ("first seen", {"no_wrap": True}), ("last seen", {"no_wrap": True}),
+                        ("revisions", {"ratio": 2}), *((("example", {"overflow": "fold", "ratio": 3}),) if wide else ())):
             table.add_column(col, **kw)
         for p in pats:
-            revs = ", ".join(f"{r} ({n})" for r, n in p["by_revision"].items())
-            table.add_row(p["title"], f"{p['count']:,}", _short(p["first_seen"]), _short(p["last_seen"]), revs,
-                          _one_line(p["example"], 70))
+            revs = ", ".join(f"{_rev(r, summary['services'])} ({n})" for r, n in p["by_revision"].items())
+            row = [p["title"], f"{p['count']:,}", _short(p["first_seen"])[5:], _short(p["last_seen"])[5:], revs]
+            table.add_row(*row, *((_one_line(p["example"], 70),) if wide else ()))
         con.print(table)
 
     con.print()
