@@ -24,22 +24,23 @@ import time
 from pathlib import Path
 
 BASELINE = r"""
-import sys, duckdb
-from logaudit.normalize import _PARSE_SELECT, _FINISH_SQL, _STRUCTURE
+import sys, duckdb, json
+from logaudit.normalize import _PARSE_SELECT, _FINISH_CTES, _KEEP_SQL, _DERIVED_SELECT, _DERIVED, _STRUCTURE
+from logaudit.schema import ENTRY_COLUMNS
 src, out = sys.argv[1], sys.argv[2]
-import json as _j
-struct = _j.loads(_STRUCTURE)
 def duck_type(v):
     if isinstance(v, dict):
         return "STRUCT(" + ", ".join(f'"{k}" {duck_type(x)}' for k, x in v.items()) + ")"
     return v
-cols = "{" + ", ".join(f"'{k}': '{duck_type(v)}'" for k, v in struct.items()) + "}"
+cols = "{" + ", ".join(f"'{k}': '{duck_type(v)}'" for k, v in json.loads(_STRUCTURE).items()) + "}"
 parse = (f"SELECT {_PARSE_SELECT} FROM (SELECT NULL::BIGINT AS pos, * "
          f"FROM read_json('{src}', format='newline_delimited', columns={cols}))")
-finish = _FINISH_SQL.replace("$source", "'bench'").replace("WITH m AS (", ", m AS (", 1)
+rest = [c if c not in ("source", "source_position") else ("'bench' AS source" if c == "source" else "pos AS source_position")
+        for c in ENTRY_COLUMNS if c not in _DERIVED]
+query = f"WITH parsed AS ({parse}), {_FINISH_CTES} SELECT {_DERIVED_SELECT}, {', '.join(rest)} FROM e WHERE {_KEEP_SQL}"
 con = duckdb.connect(config={"threads": 2})
 con.execute("SET enable_progress_bar = false")
-con.execute(f"COPY (WITH parsed AS ({parse}) {finish}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
 """
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from logaudit.schema import ENTRY_COLUMNS, ENTRY_SCHEMA, SEVERITY_NUM
 
@@ -197,13 +198,12 @@ _TEXT_LEVEL_SQL = (
     f"{_LEVEL_NUMS}[list_position({_LEVEL_WORDS}, regexp_extract("
     f"regexp_extract(left(message, 4096), '{_TEXT_LEVEL_RE}', 0), '({_LEVEL_WORD})', 1))]"
 )
-_FINISH_SQL = f"""
-WITH m AS (
+_FINISH_CTES = f"""
+m AS (
     SELECT *,
         CASE WHEN contains(message_raw, '\x1b') THEN regexp_replace(message_raw, '{_ANSI_RE}', '', 'g')
              ELSE message_raw END AS message
     FROM parsed
-    WHERE coalesce(ts_ns, rts_ns) IS NOT NULL AND (ts_ns IS NOT NULL OR NOT has_ts) AND (rts_ns IS NOT NULL OR NOT has_rts)
 ),
 e AS (
     SELECT *,
@@ -217,25 +217,18 @@ e AS (
         END AS eff_num
     FROM m
 )
-SELECT
+"""
+_KEEP_SQL = ("coalesce(ts_ns, rts_ns) IS NOT NULL AND (ts_ns IS NOT NULL OR NOT has_ts) "
+             "AND (rts_ns IS NOT NULL OR NOT has_rts)")
+_DERIVED_SELECT = f"""
     make_timestamp_ns(coalesce(ts_ns, rts_ns)) AS timestamp,
     make_timestamp_ns(rts_ns) AS receive_timestamp,
-    log_name, log_id, insert_id, severity,
-    severity_num::SMALLINT AS severity_num,
     {_SEVERITY_NAME_CASE.format(col="eff_num")} AS effective_severity,
-    eff_num::SMALLINT AS effective_severity_num,
-    resource_type, project_id, service, revision, configuration, location,
-    instance_id, trace, span_id, trace_sampled,
-    http_method, http_url, http_path, http_status, http_latency_ms, http_user_agent, http_remote_ip,
-    http_server_ip, http_protocol, http_request_size, http_response_size,
-    message, payload_type, payload_json, payload_text, labels_json,
-    audit_method, audit_principal, audit_status_code, audit_resource_name, audit_revision,
-    operation_id, operation_first, operation_last,
-    source_location_file, source_location_line, source_location_function,
-    $source AS source,
-    pos AS source_position
-FROM e
-"""
+    eff_num AS effective_severity_num,
+    message"""
+_FINISH_SQL = f"WITH {_FINISH_CTES} SELECT {_KEEP_SQL} AS keep, {_DERIVED_SELECT} FROM e"
+#: Stage 2 returns only what it derives; every other column comes from stage 1 unchanged.
+_DERIVED = ("timestamp", "receive_timestamp", "effective_severity", "effective_severity_num", "message")
 
 # Lines that did not become rows, with the reason a person can act on.
 _REJECT_SQL = f"""
@@ -291,7 +284,7 @@ def _connection() -> duckdb.DuckDBPyConnection:
         con.register("parsed", con.sql(_PARSE_SQL).to_arrow_table())
         con.execute(f"CREATE TEMP MACRO logaudit_parse() AS TABLE {_PARSE_SQL}")
         con.execute(f"CREATE TEMP MACRO logaudit_parse_tolerant() AS TABLE {_PARSE_SQL_TOLERANT}")
-        con.execute(f"CREATE TEMP MACRO logaudit_finish(source) AS TABLE {_FINISH_SQL.replace('$source', 'source')}")
+        con.execute(f"CREATE TEMP MACRO logaudit_finish() AS TABLE {_FINISH_SQL}")
         con.unregister("parsed")
         con.unregister("batch")
         _local.con = con
@@ -315,25 +308,36 @@ def normalize_batch(
         except duckdb.InvalidInputException:
             parsed = con.sql("SELECT * FROM logaudit_parse_tolerant()").to_arrow_table()
         con.register("parsed", parsed)
-        table = con.sql("SELECT * FROM logaudit_finish($source)", params={"source": source}).to_arrow_table()
+        derived = con.sql("SELECT * FROM logaudit_finish()").to_arrow_table()
         con.unregister("parsed")
+        table = _assemble(parsed, derived, source)
         rejects = con.sql(_REJECT_SQL).fetchall() if table.num_rows < len(lines) else []
     finally:
         con.unregister("batch")
-    return _conform(table), [(int(p), r) for p, r in rejects]
+    return table, [(int(p), r) for p, r in rejects]
 
 
-def _conform(table: pa.Table) -> pa.Table:
-    """Cast DuckDB's output to the canonical schema (UTC timestamps, exact int widths)."""
+def _assemble(parsed: pa.Table, derived: pa.Table, source: str) -> pa.Table:
+    """The canonical table from stage 1's columns and stage 2's derived ones (no copies of the
+    rest), without the rows stage 2 found to have no usable timestamp."""
     arrays = []
     for field in ENTRY_SCHEMA:
-        col = table.column(field.name)
+        if field.name in _DERIVED:
+            col = derived.column(field.name)
+        elif field.name == "source":
+            col = pa.array([source] * parsed.num_rows, pa.string())
+        elif field.name == "source_position":
+            col = parsed.column("pos")
+        else:
+            col = parsed.column(field.name)
         if pa.types.is_timestamp(field.type):
             col = col.cast(pa.timestamp("ns")).cast(field.type)
         elif col.type != field.type:
             col = col.cast(field.type)
         arrays.append(col)
-    return pa.Table.from_arrays(arrays, schema=ENTRY_SCHEMA)
+    table = pa.Table.from_arrays(arrays, schema=ENTRY_SCHEMA)
+    keep = derived.column("keep")
+    return table if keep.null_count == 0 and pc.all(keep).as_py() is not False else table.filter(keep)
 
 
 def normalize_entry(entry: Any, source: str = "<memory>") -> dict[str, Any]:

@@ -207,7 +207,7 @@ class Store:
             os.close(fd)
 
     def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
-                     batch_size: int = 50_000) -> IngestReport:
+                     batch_size: int = 75_000) -> IngestReport:
         """Ingest files and directories (see logaudit.sources.files for formats)."""
         files = discover(paths)
         return self.ingest_batches(((str(f), iter_batches(f, batch_size=batch_size)) for f in files), progress=progress)
@@ -291,11 +291,8 @@ class Store:
         con = duckdb.connect(config={"threads": 2})
         keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         con.register("k", keys)
-        firsts = con.sql(f"""
-            SELECT min(i) AS i, any_value({_KEY_HASH}) AS h, any_value(epoch_ns(timestamp)) AS ns
-            FROM k GROUP BY log_name, insert_id, timestamp
-        """).fetchnumpy()
-        idx, hashes, stamps = firsts["i"], firsts["h"], firsts["ns"]
+        keyed = con.sql(f"SELECT {_KEY_HASH} AS h, epoch_ns(timestamp) AS ns FROM k").fetchnumpy()
+        idx, hashes, stamps = _first_occurrences(keys, keyed["h"], keyed["ns"])
         days = stamps // _NS_PER_DAY
         unique_days = np.unique(days)
         hit = np.zeros(len(idx), dtype=bool)
@@ -323,11 +320,12 @@ class Store:
         return rows.take(pa.array(idx, pa.int64()))
 
     def _write_partitions(self, rows: pa.Table) -> int:
-        days = pc.strftime(rows["timestamp"], format="%Y-%m-%d", locale="C")
+        days = rows["timestamp"].cast(pa.int64()).to_numpy() // _NS_PER_DAY
+        lo, hi = int(days.min()), int(days.max())
         written = 0
-        for day in pc.unique(days).to_pylist():
-            part = rows.filter(pc.equal(days, day))
-            folder = self.root / "entries" / f"date={day}"
+        for day in ([lo] if lo == hi else np.unique(days).tolist()):
+            part = rows if lo == hi else rows.filter(pa.array(days == day))  # one day: no copy
+            folder = self.root / "entries" / f"date={_KeyIndex.day_name(day)}"
             folder.mkdir(exist_ok=True)
             name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
@@ -355,6 +353,31 @@ class Store:
 
 _KEY_HASH = "hash(log_name, insert_id, epoch_ns(timestamp))"
 _NS_PER_DAY = 86_400 * 1_000_000_000
+
+
+def _first_occurrences(keys: pa.Table, hashes: np.ndarray, stamps: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Row numbers (with their hashes and timestamps) of each key's first row in the batch.
+
+    Grouping is by hash; rows sharing a hash are compared on the exact key, so a hash collision
+    between different entries keeps both.
+    """
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    if (counts == 1).all():
+        idx = np.sort(first)
+        return idx, hashes[idx], stamps[idx]
+    shared = set(hashes[first[counts > 1]].tolist())
+    names, ids = keys.column("log_name").to_pylist(), keys.column("insert_id").to_pylist()
+    seen: set[tuple] = set()
+    keep = []
+    for i, h in enumerate(hashes.tolist()):
+        if h in shared:
+            key = (names[i], ids[i], int(stamps[i]))
+            if key in seen:
+                continue
+            seen.add(key)
+        keep.append(i)
+    idx = np.asarray(keep, dtype=np.int64)
+    return idx, hashes[idx], stamps[idx]
 
 
 class _KeyIndex:

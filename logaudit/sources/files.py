@@ -35,7 +35,7 @@ from logaudit.errors import InputError
 LOG_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".log")
 BLOCK_BYTES = 8 << 20
 #: A JSON Lines batch closes at this many bytes even before `batch_size` lines (bounds memory).
-BATCH_BYTES = 32 << 20
+BATCH_BYTES = 48 << 20
 
 
 @dataclass
@@ -105,7 +105,7 @@ def detect_format(head: bytes) -> str:
     return "jsonl"
 
 
-def iter_batches(path: Path, source: str | None = None, batch_size: int = 50_000) -> Iterator[Batch]:
+def iter_batches(path: Path, source: str | None = None, batch_size: int = 75_000) -> Iterator[Batch]:
     """Yield batches of entry texts from one file (any supported format, gz or not)."""
     source = source or str(path)
     try:
@@ -115,7 +115,7 @@ def iter_batches(path: Path, source: str | None = None, batch_size: int = 50_000
         raise InputError(f"{source}: cannot read: {err}", hint="is the file complete? a truncated .gz cannot be read to the end") from err
 
 
-def iter_stream_batches(fh: IO[bytes], source: str, batch_size: int = 50_000) -> Iterator[Batch]:
+def iter_stream_batches(fh: IO[bytes], source: str, batch_size: int = 75_000) -> Iterator[Batch]:
     """Yield batches from an open binary stream (a local file, a gunzipped stream, a Cloud Storage blob).
 
     The caller handles gzip (see `open_binary`) and turns OSError into its own error.
