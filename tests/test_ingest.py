@@ -346,3 +346,20 @@ def test_generated_sample_ingests_to_exactly_the_generators_truth(tmp_path, stor
     assert by_revision == {k: (v.entries, v.errors, v.requests, v.status_4xx, v.status_5xx) for k, v in truth.by_revision.items()}
     assert dict(con.sql("SELECT effective_severity, count(*) FROM t GROUP BY 1").fetchall()) == dict(truth.effective_severity)
     assert con.sql("SELECT count(*) FROM t WHERE contains(message, chr(27))").fetchall() == [(0,)]
+
+
+def test_batch_dedup_keeps_entries_whose_hashes_collide():
+    """Grouping is by a 64-bit hash; equal hashes are confirmed on the exact key."""
+    import numpy as np
+    import pyarrow as pa
+
+    from logaudit.store import _first_occurrences
+
+    keys = pa.table({"log_name": ["a", "a", "b", "a", "c"], "insert_id": ["1", "1", "2", "3", "4"]})
+    hashes = np.array([7, 7, 7, 9, 11], dtype=np.uint64)  # rows 0-2 share a hash; 0 and 1 are one entry
+    stamps = np.array([5, 5, 5, 6, 1], dtype=np.int64)
+    idx, h, ns = _first_occurrences(keys, hashes, stamps)
+    assert idx.tolist() == [0, 2, 3, 4]
+    assert h.tolist() == [7, 7, 9, 11] and ns.tolist() == [5, 5, 6, 1]
+    idx, _, _ = _first_occurrences(keys, np.array([1, 2, 3, 4, 5], dtype=np.uint64), stamps)
+    assert idx.tolist() == [0, 1, 2, 3, 4]  # distinct hashes: nothing dropped, order kept
