@@ -50,6 +50,7 @@ older than `lock_ttl` (a run that was killed) is taken over. A second run raises
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import ctypes
 import errno
@@ -340,23 +341,29 @@ def _version() -> str:
 
 
 # ============================================================================ destinations
-class _Target:
+class _Target(abc.ABC):
+    """Where exports go: a local directory or a gs:// prefix."""
+
     uri: str
 
+    @abc.abstractmethod
     def locked(self) -> contextlib.AbstractContextManager[None]:
-        raise NotImplementedError
+        """Hold the destination's lock (LockedError when another run has it)."""
 
-    def recover(self) -> None:
+    def recover(self) -> None:  # noqa: B027 - optional hook, nothing to do by default
         """Clean what a killed run left behind (called with the lock held)."""
 
+    @abc.abstractmethod
     def staging(self, service: str, period: str, export_id: str) -> contextlib.AbstractContextManager[Path]:
-        raise NotImplementedError
+        """A local folder to build the period's files in."""
 
+    @abc.abstractmethod
     def commit(self, service: str, period: str, export_id: str, folder: Path, manifest: dict[str, Any]) -> bool:
-        raise NotImplementedError
+        """Publish the built folder as the period, atomically; True when it replaced an earlier export."""
 
+    @abc.abstractmethod
     def location(self, service: str, period: str) -> str:
-        raise NotImplementedError
+        """Where the period lives (path or gs:// URI)."""
 
 
 def _target(dest: str, *, storage_client: Any, endpoint: str | None, credentials_file: Any,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import os
@@ -469,9 +468,6 @@ def test_shipped_catalogs_on_hand_written_entries():
 
 
 # ----------------------------------------------------------------------------- end to end with the sample
-HAVE_PIPELINE = importlib.util.find_spec("logaudit.store") is not None and \
-    importlib.util.find_spec("logaudit.sample") is not None
-
 #: pattern id -> the generator's kinds it must count exactly (seed findings and platform lines)
 EXPECTED_KINDS: dict[str, tuple[str, ...]] = {
     "ws-no-token-debug": ("ws_no_token_debug",),
@@ -510,7 +506,6 @@ EXPECTED_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-@pytest.mark.skipif(not HAVE_PIPELINE, reason="needs logaudit.store and logaudit.sample")
 def test_sample_findings_counted_exactly_as_generated(tmp_path):
     from logaudit.sample import SampleConfig, SampleGenerator
     from logaudit.store import Store
@@ -545,7 +540,6 @@ def test_sample_findings_counted_exactly_as_generated(tmp_path):
     assert unclassified.get("WARNING", 0) >= truth["cache_miss_warning"] + truth["redis_retry_warning"]
 
 
-@pytest.mark.skipif(not HAVE_PIPELINE, reason="needs logaudit.store and logaudit.sample")
 def test_cli_classify(tmp_path):
     from click.testing import CliRunner
 
