@@ -34,3 +34,17 @@ def cli():
         return runner.invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
 
     return invoke
+
+
+def ingest_bundled_sample(folder: Path):
+    """A store holding the bundled sample, and the generator's truth for it (counts, planted secrets)."""
+    from logaudit.demo import sample_path
+    from logaudit.sample import SampleConfig, SampleGenerator
+    from logaudit.store import Store
+
+    gen = SampleGenerator(SampleConfig())
+    for _ in gen:
+        pass
+    store = Store(folder / "store")
+    assert store.ingest_paths([sample_path()]).new_rows == gen.truth.entries
+    return store, gen.truth

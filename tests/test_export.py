@@ -22,16 +22,14 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import ingest_bundled_sample
 from fake_logging import FakeLogging, make_entries, ts_ns
 
 from logaudit import export as ex
-from logaudit.demo import sample_path
 from logaudit.errors import LockedError, SourceError, UsageError
 from logaudit.query import Audit
 from logaudit.redact import Redactor
-from logaudit.sample import SampleConfig, SampleGenerator
 from logaudit.schema import ENTRY_SCHEMA
-from logaudit.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SINCE, UNTIL = "2025-09-09T20:00:00Z", "2025-09-10T04:00:00Z"
@@ -47,13 +45,10 @@ if not HAS_COMPARE:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    gen = SampleGenerator(SampleConfig())
-    for _ in gen:
-        pass
-    store = Store(tmp_path_factory.mktemp("export") / "store")
-    store.ingest_paths([sample_path()])
+    """The bundled sample in a store, and the generator's truth (its planted secrets)."""
+    store, truth = ingest_bundled_sample(tmp_path_factory.mktemp("export"))
     Audit(store).summary()  # classify once, so subprocesses start from a warm cache
-    return store, gen.truth
+    return store, truth
 
 
 @pytest.fixture(scope="module")

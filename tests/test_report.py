@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from conftest import ingest_bundled_sample
 from fake_logging import FakeLogging, make_entries, ts_ns
 from test_charts import assert_print_png, png_info
 
@@ -28,7 +29,7 @@ from logaudit.query import Audit
 from logaudit.redact import Redactor
 from logaudit.render import CATEGORY_TITLES, _md, _ms, _one_line, _pct, _short, new_in_newest
 from logaudit.report import build_report, readiness_checklist, to_html
-from logaudit.sample import CANARY_REVISION, SampleConfig, SampleGenerator
+from logaudit.sample import CANARY_REVISION
 from logaudit.sources import cloud_logging as cl
 from logaudit.store import Store
 
@@ -42,12 +43,8 @@ SECTIONS = ["Executive summary", "Key findings", "1. Error pattern analysis", "2
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
     """The bundled sample in a store, and the generator's truth (its planted secrets)."""
-    gen = SampleGenerator(SampleConfig())
-    for _ in gen:
-        pass
-    store = Store(tmp_path_factory.mktemp("report") / "store")
-    store.ingest_paths([sample_path()])
-    return store, gen.truth
+    store, truth = ingest_bundled_sample(tmp_path_factory.mktemp("report"))
+    return store, truth
 
 
 @pytest.fixture(scope="module")
