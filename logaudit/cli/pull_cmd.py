@@ -182,6 +182,7 @@ def _stop_on_sigterm() -> Any:
         return None
 
     def stop(signum: int, frame: Any) -> None:
+        cl.request_stop()
         raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, stop)

@@ -60,6 +60,9 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
 
 
 def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised by the kill tests
+    from logaudit.sources.cloud_logging import request_stop
+
+    request_stop()  # a pull inside the export stops even if the interrupt lands in a DuckDB query
     raise KeyboardInterrupt
 
 

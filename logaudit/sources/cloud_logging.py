@@ -822,6 +822,7 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
             return report
 
         stop = threading.Event()
+        _stop_requested.clear()
         pages: queue.Queue = queue.Queue(maxsize=16)
         pager = _Pager(client, plan, common, stats, pacer=Pacer(max_requests_per_minute), stop=stop, out=pages,
                        max_retry_seconds=max_retry_seconds, request_timeout=request_timeout,
@@ -832,6 +833,10 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
         try:
             thread.start()
             while True:
+                if _stop_requested.is_set():
+                    # a signal that landed inside a DuckDB query is turned into an interrupt of that
+                    # query and can be lost; the flag makes the stop stick
+                    raise KeyboardInterrupt
                 try:
                     kind, item = pages.get(timeout=0.5)
                 except queue.Empty:
@@ -894,6 +899,15 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
                 with contextlib.suppress(Exception):
                     progress(stats)
         return report
+
+
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask a running `pull` to stop like Ctrl-C: write what arrived, save the cursor, raise
+    KeyboardInterrupt (for signal handlers: SIGTERM from cron, Cloud Run or a shell)."""
+    _stop_requested.set()
 
 
 def _how_far(ingest: IngestReport, cursor: Cursor, writer: _PullWriter) -> str:
