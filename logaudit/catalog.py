@@ -388,6 +388,10 @@ def load_catalogs(paths: Iterable[str | os.PathLike] | None = None, collect: boo
     replace an earlier pattern by repeating its id with ``override: true``.
     """
     files = expand_paths(default_catalog_paths() if paths is None else paths)
+    key = _files_key(files)
+    hit = _LOADED.get(key) if key is not None else None
+    if hit is not None:  # the same files, unchanged: a fresh Catalog of the same (immutable) patterns
+        return Catalog(list(hit.patterns), list(hit.sources))
     col = _Collector(collect)
     catalog = Catalog()
     index: dict[str, int] = {}  # id -> position in catalog.patterns
@@ -401,7 +405,23 @@ def load_catalogs(paths: Iterable[str | os.PathLike] | None = None, collect: boo
         pass
     if col.problems:
         raise CatalogLoadError(col.problems)
+    if key is not None:
+        _LOADED[key] = Catalog(list(catalog.patterns), list(catalog.sources))
+        while len(_LOADED) > 8:
+            _LOADED.pop(next(iter(_LOADED)))
     return catalog
+
+
+#: Catalogs loaded in this process, by their files' paths and contents: a notebook or a long
+#: process that opens many `Audit`s parses the YAML once (hashing the files costs microseconds).
+_LOADED: dict[tuple, Catalog] = {}
+
+
+def _files_key(files: list[Path]) -> tuple | None:
+    try:
+        return tuple((str(f.resolve()), hashlib.sha256(f.read_bytes()).hexdigest()) for f in files)
+    except OSError:
+        return None  # an unreadable file: load (and report it) as usual
 
 
 def _load_file(path: Path, col: _Collector, catalog: Catalog, index: dict[str, int],

@@ -544,14 +544,17 @@ class Comparison:
 
 # ========================================================================================== SQL
 #: Bump when what the per-file aggregates hold changes.
-AGGREGATE_VERSION = "1"
+AGGREGATE_VERSION = "2"
 _BASE_SCHEMA_COLS = ("filename", "kind", "service", "revision", "first_ts", "last_ts", "n", "errors", "requests",
-                     "status_5xx", "latency_n", "latency_sum", "bin")
-_CAT_SCHEMA_COLS = ("filename", "kind", "service", "revision", "key", "sev", "n", "example", "example_ts")
+                     "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path", "status",
+                     "latencies")
+_CAT_SCHEMA_COLS = ("filename", "kind", "service", "revision", "key", "sev", "n", "first_ts", "example", "example_ts",
+                    "example_file", "example_row")
 
 
 def observe(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
-            since: Any = None, until: Any = None, gate: Gate | None = None) -> Observations:
+            since: Any = None, until: Any = None, gate: Gate | None = None,
+            aggregates: FileAggregates | None = None) -> Observations:
     """Pick the two revisions and aggregate what `judge` needs.
 
     Aggregates are computed per entry file in DuckDB (counts, latency histogram, pattern
@@ -567,9 +570,10 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
     gate = gate or Gate()
     w0 = since if isinstance(since, Window) else resolve_window(since, until)
     window = Window(w0.since, w0.until)
-    con = audit.connection(window)  # brings the classification up to date; views for the window
     level = _SEVERITY[gate.new_templates.min_severity]
-    agg = _FileAggregates(audit, con, window, level)
+    own = aggregates is None or aggregates.window != window or aggregates.level != level
+    # the connection brings the classification up to date and has the views for the window
+    agg = FileAggregates(audit, audit.connection(window), window, level) if own else aggregates
     try:
         revisions = agg.revisions()
         service, base_side, can_side = _pick(revisions, service, baseline, canary)
@@ -577,7 +581,8 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
         patterns = agg.patterns(service, base_side.revision, can_side.revision)
         trows = agg.templates(service, base_side.revision, can_side.revision, level)
     finally:
-        agg.close()
+        if own:
+            agg.close()
     mapping = merge_templates({t: nb + nc for t, nb, nc, _, _ in trows})
     merged: dict[str, TemplateCounts] = {}
     for t, nb, nc, sev, example in trows:
@@ -599,8 +604,14 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
     return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
 
 
-class _FileAggregates:
-    """Per-entry-file aggregates for `observe`: cached under STORE/cache/compare-vN/ (N: the format version), merged per window."""
+class FileAggregates:
+    """Per-entry-file aggregates for `observe` and `Audit.summary`, merged per window.
+
+    Cached under STORE/cache/compare-vN/ (N: the format version). Per file: counts, a latency
+    histogram and deploy times per revision, endpoint counts with their latencies, pattern
+    counts with first/last match, and unclassified templates. They are loaded into temporary
+    tables of the window's connection (`logaudit_cmp_base`, `logaudit_cmp_cat`).
+    """
 
     def __init__(self, audit: Any, con: Any, window: Any, level: int) -> None:
         import hashlib
@@ -616,6 +627,7 @@ class _FileAggregates:
         self.files = audit.store.entry_files(window.since, window.until)
         self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
         pats = con.execute("SELECT pattern_id, fingerprint FROM patterns ORDER BY ALL").fetchall()
+        self.fingerprints = [fp for _, fp in pats]
         self.categories = {pid: (cat, title) for pid, cat, title in
                            con.execute("SELECT pattern_id, category, title FROM patterns").fetchall()}
         ident = "\n".join([AGGREGATE_VERSION, str(level), str(MAX_TEMPLATE_CHARS), repr(MASKS),
@@ -657,7 +669,7 @@ class _FileAggregates:
         else:
             ranges = self._ranges(base_cached, base_paths, fresh_base)
             whole = [f for f in self.files if self._inside(ranges.get(f))]
-            cut = [f for f in self.files if f not in set(whole) and ranges.get(f, (None, None))[0] is not None]
+            cut = [f for f in self.files if f not in set(whole) and self._overlaps(ranges.get(f))]
         # the files a window boundary cuts: everything again, for the rows inside the window
         base_parts: list[Any] = [[str(base_paths[f]) for f in whole if f not in fresh_base]]
         base_parts += [fresh_base[f] for f in whole if f in fresh_base]
@@ -698,6 +710,14 @@ class _FileAggregates:
         w = self.window
         return (w.since is None or lo >= w.since) and (w.until is None or hi < w.until)
 
+    def _overlaps(self, rng: tuple[Any, Any] | None) -> bool:
+        """Whether a file whose timestamps span `rng` has rows in the window (files are listed by day)."""
+        if rng is None or rng[0] is None:
+            return False
+        lo, hi = rng
+        w = self.window
+        return (w.until is None or lo < w.until) and (w.since is None or hi >= w.since)
+
     def _write(self, folder: Path, name: str, prefix: str, table: Any) -> None:
         """Write atomically; other versions of the same kind in the folder go. Never fails the comparison."""
         import uuid
@@ -728,7 +748,8 @@ class _FileAggregates:
             pass
 
     def _register(self, name: str, parts: list[Any], cols: tuple[str, ...]) -> None:
-        """A view over cached aggregate files (lists of paths) and Arrow tables."""
+        """A temporary table of cached aggregate files (lists of paths) and Arrow tables (read once,
+        queried several times)."""
         paths = [p for part in parts if isinstance(part, list) for p in part]
         tables = [t for t in parts if not isinstance(t, list) and t.num_rows]
         selects = []
@@ -738,11 +759,11 @@ class _FileAggregates:
         self.con.register(f"{name}_arrow", arrow)
         self._names.append(f"{name}_arrow")
         selects.append(f"SELECT * FROM {name}_arrow")
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS " + " UNION ALL BY NAME ".join(selects))
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS " + " UNION ALL BY NAME ".join(selects))
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the connection may be closed already
-            self.con.execute("DROP VIEW IF EXISTS logaudit_cmp_base; DROP VIEW IF EXISTS logaudit_cmp_cat")
+            self.con.execute("DROP TABLE IF EXISTS logaudit_cmp_base; DROP TABLE IF EXISTS logaudit_cmp_cat")
         for name in self._names:
             with contextlib.suppress(Exception):
                 self.con.unregister(name)
@@ -758,12 +779,27 @@ class _FileAggregates:
         return src, where
 
     def _compute_base(self, files: list[Path], *, whole: bool) -> Any:
+        from logaudit.query import normalize_path
+
         src, where = self._source(files, whole)
+        # endpoints are grouped by normalized path: only the distinct raw paths go through Python
+        raw = [r[0] for r in self.con.execute(
+            f"SELECT DISTINCT http_path FROM {src} WHERE {where} AND http_status IS NOT NULL").fetchall()]
+        paths = self.pa.table({"raw": self.pa.array(raw, self.pa.string()),
+                               "path": self.pa.array([normalize_path(p) for p in raw], self.pa.string())})
+        self.con.register("logaudit_cmp_paths", paths)
+        try:
+            return self._compute_base_sql(src, where)
+        finally:
+            self.con.unregister("logaudit_cmp_paths")
+
+    def _compute_base_sql(self, src: str, where: str) -> Any:
         return _arrow(self.con, f"""
             WITH src AS (SELECT * FROM {src} WHERE {where})
             SELECT filename, 'rev' AS kind, service, revision, min(timestamp) AS first_ts, max(timestamp) AS last_ts,
                    count(*) AS n, count(*) FILTER (effective_severity_num >= 500) AS errors,
-                   count(http_status) AS requests, count(*) FILTER (http_status >= 500) AS status_5xx,
+                   count(http_status) AS requests, count(*) FILTER (http_status BETWEEN 400 AND 499) AS status_4xx,
+                   count(*) FILTER (http_status >= 500) AS status_5xx,
                    count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
                    sum(http_latency_ms) FILTER (http_status <> 101) AS latency_sum, NULL::INTEGER AS bin
             FROM src GROUP BY filename, service, revision
@@ -776,19 +812,35 @@ class _FileAggregates:
                    CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin,
                    count(*) AS n
             FROM src WHERE http_status <> 101 AND http_latency_ms IS NOT NULL GROUP BY ALL
+            UNION ALL BY NAME
+            SELECT s.filename, 'endpoint' AS kind, s.service, s.revision, s.http_method AS method, p.path,
+                   s.http_status AS status, count(*) AS n,
+                   list(s.http_latency_ms) FILTER (s.http_status <> 101 AND s.http_latency_ms IS NOT NULL) AS latencies
+            FROM src s LEFT JOIN logaudit_cmp_paths p ON p.raw = s.http_path
+            WHERE s.http_status IS NOT NULL GROUP BY ALL
         """)
 
     def _compute_cat(self, files: list[Path], *, whole: bool) -> Any:
+        from logaudit.classify import _chunk_files, _sql_list, _time_filter
         from logaudit.templates import template_sql
 
         src, where = self._source(files, whole, rows=True)
         keys = self.pa.table({"path": [str(f) for f in files], "entry_key": [self._key(f) for f in files]})
         name = "logaudit_cmp_keys"
+        # these files' matches only (the `matches` view reads every file of the window)
+        chunks = _chunk_files(self.root, files, None, set(self.fingerprints))
+        matches = "(SELECT entry_file, entry_row, timestamp, service, revision, pattern_id FROM matches WHERE false)"
+        if chunks:
+            mwhere = "TRUE" if whole else _time_filter("c.timestamp", self.window.since, self.window.until)
+            matches = f"""(SELECT c.entry_file, c.entry_row, c.timestamp, c.service, c.revision, p.pattern_id
+                           FROM read_parquet({_sql_list(chunks)}, hive_partitioning=false) c
+                           JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint WHERE {mwhere})"""
         self.con.register(name, keys)
         try:
             return _arrow(self.con, f"""
                 WITH k AS (SELECT * FROM {name}),
-                m AS (SELECT DISTINCT entry_file, entry_row FROM matches WHERE entry_file IN (SELECT entry_key FROM k)),
+                mx AS {matches},
+                m AS (SELECT DISTINCT entry_file, entry_row FROM mx WHERE entry_file IN (SELECT entry_key FROM k)),
                 e AS (
                     SELECT s.filename, s.file_row_number AS entry_row, s.service, s.revision, s.timestamp, s.message,
                            s.effective_severity_num AS sev, k.entry_key
@@ -796,14 +848,22 @@ class _FileAggregates:
                     WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL AND {where}
                 )
                 SELECT k.path AS filename, 'pattern' AS kind, mm.service, mm.revision, mm.pattern_id AS key,
-                       NULL::SMALLINT AS sev, count(*) AS n
-                FROM matches mm JOIN k ON mm.entry_file = k.entry_key
+                       NULL::SMALLINT AS sev, count(*) AS n, min(mm.timestamp) AS first_ts,
+                       max(mm.timestamp) AS example_ts, any_value(mm.entry_file) AS example_file,
+                       arg_max(mm.entry_row, mm.timestamp)::BIGINT AS example_row
+                FROM mx mm JOIN k ON mm.entry_file = k.entry_key
                 GROUP BY ALL
                 UNION ALL BY NAME
-                SELECT e.filename, 'template' AS kind, e.service, e.revision, {template_sql('e.message')} AS key,
-                       e.sev, count(*) AS n, arg_max(e.message, e.timestamp) AS example, max(e.timestamp) AS example_ts
-                FROM e ANTI JOIN m ON m.entry_file = e.entry_key AND m.entry_row = e.entry_row
-                GROUP BY ALL
+                SELECT u.filename, 'template' AS kind, u.service, u.revision, {template_sql('u.message')} AS key,
+                       u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
+                       arg_max(u.message, u.example_ts) AS example, max(u.example_ts) AS example_ts
+                FROM (  -- identical messages are templated once
+                    SELECT e.filename, e.service, e.revision, e.sev, e.message, count(*) AS n,
+                           min(e.timestamp) AS first_ts, max(e.timestamp) AS example_ts
+                    FROM e ANTI JOIN m ON m.entry_file = e.entry_key AND m.entry_row = e.entry_row
+                    GROUP BY ALL
+                ) u
+                GROUP BY u.filename, u.service, u.revision, key, u.sev
             """, {"level": self.level})
         finally:
             self.con.unregister(name)
@@ -943,6 +1003,104 @@ class _FileAggregates:
         return [(t, int(nb or 0), int(nc or 0), int(sev or 0), ex) for t, nb, nc, sev, ex in rows]
 
 
+    # -------------------------------------------------------------------------- the summary's answers
+    @staticmethod
+    def _filters(service: str | None, revision: str | None) -> tuple[str, dict[str, Any]]:
+        conds, params = ["TRUE"], {}
+        if service is not None:
+            conds.append("service = $service")
+            params["service"] = service
+        if revision is not None:
+            conds.append("revision = $revision")
+            params["revision"] = revision
+        return " AND ".join(conds), params
+
+    def totals(self, service: str | None = None, revision: str | None = None) -> tuple[int, list[str]]:
+        """(entries, services) of the window."""
+        where, params = self._filters(service, revision)
+        n, services = self.con.execute(f"""
+            SELECT coalesce(sum(n), 0)::BIGINT, list(DISTINCT service ORDER BY service) FILTER (service IS NOT NULL)
+            FROM logaudit_cmp_base WHERE kind = 'rev' AND {where}
+        """, params).fetchall()[0]
+        return int(n), list(services or [])
+
+    def revision_table(self, service: str | None = None, revision: str | None = None) -> Any:
+        """What `Audit.revisions` returns, from the aggregates (same columns, same order)."""
+        where, params = self._filters(service, revision)
+        return self.con.execute(f"""
+            WITH per AS (
+                SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
+                       sum(n)::BIGINT AS entries, sum(errors)::BIGINT AS errors, sum(requests)::BIGINT AS requests,
+                       sum(status_4xx)::BIGINT AS status_4xx, sum(status_5xx)::BIGINT AS status_5xx
+                FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {where}
+                GROUP BY ALL
+            ),
+            lat AS (
+                SELECT service, revision, quantile_cont(v, [0.5, 0.95, 0.99]) AS q
+                FROM (SELECT service, revision, unnest(latencies) AS v FROM logaudit_cmp_base
+                      WHERE kind = 'endpoint' AND revision IS NOT NULL AND {where})
+                GROUP BY ALL
+            ),
+            deploys AS (
+                SELECT service, revision, min(first_ts) AS deploy_time
+                FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
+            )
+            SELECT per.service, per.revision, per.first_seen, per.last_seen, d.deploy_time,
+                   per.entries, per.errors, per.errors / per.entries AS error_rate,
+                   per.requests, per.status_4xx, per.status_5xx,
+                   CASE WHEN per.requests > 0 THEN per.status_5xx / per.requests END AS request_error_rate,
+                   lat.q[1] AS latency_p50_ms, lat.q[2] AS latency_p95_ms, lat.q[3] AS latency_p99_ms,
+                   CASE WHEN sum(per.requests) OVER (PARTITION BY per.service) > 0
+                        THEN per.requests / sum(per.requests) OVER (PARTITION BY per.service) END AS traffic_share
+            FROM per LEFT JOIN deploys d USING (service, revision)
+                     LEFT JOIN lat ON lat.service IS NOT DISTINCT FROM per.service AND lat.revision = per.revision
+            ORDER BY per.service, per.first_seen, per.revision
+        """, params).df()
+
+    def endpoint_table(self, service: str | None = None, revision: str | None = None) -> Any:
+        """What `Audit.endpoints` returns, from the aggregates."""
+        where, params = self._filters(service, revision)
+        return self.con.execute(f"""
+            SELECT service, method, path, status, sum(n)::BIGINT AS count,
+                   sum(n) / sum(sum(n)) OVER (PARTITION BY service) AS share,
+                   list_aggregate(flatten(list(latencies)), 'quantile_cont', 0.95) AS latency_p95_ms
+            FROM logaudit_cmp_base WHERE kind = 'endpoint' AND {where}
+            GROUP BY 1, 2, 3, 4
+            ORDER BY service, count DESC, path, method, status
+        """, params).df()
+
+    def pattern_rows(self, service: str | None = None, revision: str | None = None
+                     ) -> list[tuple[str, int, Any, Any, str, int, dict[str, int]]]:
+        """Per matched pattern: (id, count, first_seen, last_seen, example entry file, row, {revision: count})."""
+        where, params = self._filters(service, revision)
+        by_rev: dict[str, dict[str, int]] = {}
+        for pid, rev, n in self.con.execute(f"""
+            SELECT key, revision, sum(n)::BIGINT FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where}
+            GROUP BY ALL ORDER BY 1, 2
+        """, params).fetchall():
+            by_rev.setdefault(pid, {})[rev if rev is not None else "(none)"] = int(n)
+        df = self.con.execute(f"""
+            SELECT key, sum(n)::BIGINT AS n, min(first_ts) AS lo, max(example_ts) AS hi,
+                   arg_max(example_file, example_ts) AS f, arg_max(example_row, example_ts) AS r
+            FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY key
+        """, params).df()  # pandas keeps the timestamps' nanoseconds
+        return [(t.key, int(t.n), t.lo, t.hi, t.f, int(t.r), by_rev.get(t.key, {})) for t in df.itertuples()]
+
+    def template_table(self, service: str | None = None, revision: str | None = None,
+                       limit: int | None = 50) -> Any:
+        """What `Audit.unclassified` returns (before redaction), from the aggregates."""
+        where, params = self._filters(service, revision)
+        return self.con.execute(f"""
+            SELECT key AS template, sum(n)::BIGINT AS count, min(first_ts) AS first_seen, max(example_ts) AS last_seen,
+                   list_sort(list_distinct(list(revision) FILTER (revision IS NOT NULL))) AS revisions,
+                   max(sev) AS max_severity_num, arg_max(example, example_ts) AS example
+            FROM logaudit_cmp_cat WHERE kind = 'template' AND sev >= $level AND {where}
+            GROUP BY key
+            ORDER BY count DESC, template
+            {"LIMIT " + str(int(limit)) if limit else ""}
+        """, params | {"level": self.level}).df()
+
+
 def _bisect_right(cum: list[int], k: int) -> int:
     """Index of the first cumulative count above k (the bin holding 0-based order statistic k)."""
     from bisect import bisect_right
@@ -984,7 +1142,9 @@ def _empty(pa: Any, cols: tuple[str, ...]) -> Any:
              "first_ts": pa.timestamp("ns", tz="UTC"), "last_ts": pa.timestamp("ns", tz="UTC"), "n": pa.int64(),
              "errors": pa.int64(), "requests": pa.int64(), "status_5xx": pa.int64(), "latency_n": pa.int64(),
              "latency_sum": pa.float64(), "bin": pa.int32(), "key": pa.string(), "sev": pa.int16(),
-             "example": pa.string(), "example_ts": pa.timestamp("ns", tz="UTC")}
+             "example": pa.string(), "example_ts": pa.timestamp("ns", tz="UTC"), "status_4xx": pa.int64(),
+             "method": pa.string(), "path": pa.string(), "status": pa.int32(), "latencies": pa.list_(pa.float64()),
+             "example_file": pa.string(), "example_row": pa.int64()}
     return pa.table({c: pa.array([], types[c]) for c in cols})
 
 
@@ -1129,13 +1289,16 @@ def compare(audit: Any, *, service: str | None = None, baseline: str | None = No
     return judge(obs, gate)
 
 
-def summary_verdict(audit: Any, window: Any, gate: Gate | None = None) -> dict[str, Any] | None:
+def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
+                    aggregates: FileAggregates | None = None) -> dict[str, Any] | None:
     """The `verdict` entry of `Audit.summary`: the comparison for the window's service (or the
     service whose newest revision was deployed last) and revision (as canary), or None when
-    there are not two revisions to compare."""
+    there are not two revisions to compare. `aggregates` already loaded for the window are reused."""
     try:
-        result = compare(audit, service=window.service, canary=window.revision, since=window.since,
-                         until=window.until, gate=gate)
+        gate = gate or default_gate()
+        obs = observe(audit, service=window.service, canary=window.revision, since=window.since,
+                      until=window.until, gate=gate, aggregates=aggregates)
+        result = judge(obs, gate)
     except GateError:
         raise
     except UsageError:

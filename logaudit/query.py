@@ -103,6 +103,7 @@ class Audit:
         self.catalog = catalog
         self.redactor = redactor or Redactor()
         self._cons: dict[Window, duckdb.DuckDBPyConnection] = {}
+        self._rows: set[Window] = set()
 
     # ------------------------------------------------------------------ plumbing
     def connection(self, window: Window) -> duckdb.DuckDBPyConnection:
@@ -115,16 +116,23 @@ class Audit:
             con = duckdb.connect(config={"threads": 2})
             con.execute("SET enable_progress_bar = false")
             register_views(con, self.store, self.catalog, since=window.since, until=window.until)
+            self._cons[window] = con
+        return con
+
+    def _with_rows(self, window: Window) -> duckdb.DuckDBPyConnection:
+        """`connection(window)` plus the view `entries_rows`: the entries with their file and row
+        (matches point at (entry_file, entry_row)); created when first needed."""
+        con = self.connection(window)
+        if window not in self._rows:
             files = [str(f) for f in self.store.entry_files(window.since, window.until)]
             if files:
-                # the entries with their file and row: matches point at (entry_file, entry_row)
                 con.execute(f"""CREATE OR REPLACE TEMP VIEW entries_rows AS
                     SELECT * FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
                     WHERE {_time_sql(window)}""")
             else:
                 con.execute("CREATE OR REPLACE TEMP VIEW entries_rows AS SELECT *, ''::VARCHAR AS filename, "
                             "0::BIGINT AS file_row_number FROM entries WHERE false")
-            self._cons[window] = con
+            self._rows.add(window)
         return con
 
     def _window(self, since: Any = None, until: Any = None, service: str | None = None,
@@ -325,6 +333,7 @@ class Audit:
         w = self._window(**window)
         where, params = self._filters(w, "m")
         params |= {"pid": pattern_id, "root": str(Path(self.store.root) / "entries") + "/"}
+        self._with_rows(w)
         df = self._df(w, f"""
             SELECT e.timestamp, e.service, e.revision, e.instance_id, e.effective_severity,
                    coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status) AS message,
@@ -377,6 +386,7 @@ class Audit:
         where, params = self._filters(w)
         params |= {"level": level}
         params |= {"root": str(Path(self.store.root) / "entries") + "/"}
+        self._with_rows(w)
         df = self._df(w, f"""
             WITH w AS (
                 SELECT filename, file_row_number, timestamp, revision, message, effective_severity_num
@@ -408,25 +418,34 @@ class Audit:
         return df
 
     def summary(self, **window: Any) -> dict[str, Any]:
-        """Everything `summarize --format json` prints (see docs/summary-json.md)."""
-        from logaudit.compare import summary_verdict
+        """Everything `summarize --format json` prints (see docs/summary-json.md).
+
+        The numbers are those of `revisions()`, `patterns(fields=False)`, `endpoints()` and
+        `unclassified()` (tested), merged from per-entry-file aggregates (`compare.FileAggregates`,
+        cached) instead of scanning every row of the window again for each part.
+        """
+        from logaudit.compare import FileAggregates, summary_verdict
 
         w = self._window(**window)
-        where, params = self._filters(w)
-        entries, services = self.connection(w).execute(
-            f"SELECT count(*), list(DISTINCT service ORDER BY service) FILTER (service IS NOT NULL) FROM entries WHERE {where}",
-            params).fetchall()[0]
-        services = list(services or [])
-        if entries == 0:
-            info = self.store.info()
-            return {"window": {"since": _iso(w.since), "until": _iso(w.until)},
-                    "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
-                    "revisions": [], "patterns": [], "endpoints": [], "unclassified": [], "verdict": None,
-                    "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]}}
-        revisions = self.revisions(since=w)
-        patterns = self.patterns(fields=False, since=w)
-        endpoints = self.endpoints(since=w)
-        unclassified = self.unclassified(since=w)
+        span = Window(w.since, w.until)
+        agg = FileAggregates(self, self.connection(span), span, SEVERITY_NUM["WARNING"])
+        try:
+            entries, services = agg.totals(w.service, w.revision)
+            if entries == 0:
+                info = self.store.info()
+                return {"window": {"since": _iso(w.since), "until": _iso(w.until)},
+                        "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
+                        "revisions": [], "patterns": [], "endpoints": [], "unclassified": [], "verdict": None,
+                        "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]}}
+            revisions = agg.revision_table(w.service, w.revision)
+            patterns = self._summary_patterns(span, agg.pattern_rows(w.service, w.revision))
+            endpoints = agg.endpoint_table(w.service, w.revision)
+            unclassified = agg.template_table(w.service, w.revision)
+            # compare's verdict for the newest deploy in the window (None: no service has two revisions)
+            verdict = summary_verdict(self, w, aggregates=agg)
+        finally:
+            agg.close()
+        redact = self.redactor.redact
         return {
             "window": {"since": _iso(w.since), "until": _iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
@@ -445,33 +464,42 @@ class Audit:
                 }
                 for r in revisions.itertuples()
             ],
-            "patterns": [
-                {
-                    "id": p.id, "category": p.category, "title": p.title, "count": int(p.count),
-                    "first_seen": _iso(p.first_seen), "last_seen": _iso(p.last_seen),
-                    "by_revision": {k: int(v) for k, v in p.by_revision.items()},
-                    "example": p.example,
-                }
-                for p in patterns.itertuples()
-            ],
+            "patterns": patterns,
             "endpoints": [
                 {"service": e.service, "method": e.method, "path": e.path, "status": int(e.status), "count": int(e.count),
                  "share": _num(e.share), "latency_p95_ms": _num(e.latency_p95_ms)}
                 for e in endpoints.itertuples()
             ],
             "unclassified": [
-                {"template": u.template, "count": int(u.count), "example": u.example,
-                 "first_seen": _iso(u.first_seen), "last_seen": _iso(u.last_seen), "revisions": u.revisions}
+                {"template": redact(u.template), "count": int(u.count), "example": redact(u.example),
+                 "first_seen": _iso(u.first_seen), "last_seen": _iso(u.last_seen),
+                 "revisions": list(u.revisions) if hasattr(u.revisions, "__iter__") else []}
                 for u in unclassified.itertuples()
             ],
-            # compare's verdict for the newest deploy in the window (None: no service has two revisions)
-            "verdict": summary_verdict(self, w),
+            "verdict": verdict,
         }
+
+    def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
+                          ) -> list[dict[str, Any]]:
+        """The summary's `patterns`: ordered like `patterns()` (category, count, id), examples redacted."""
+        order = {c: i for i, c in enumerate(CATEGORIES)}
+        info = {}
+        for pid, *_ in rows:
+            p = self.catalog.by_id.get(pid)
+            info[pid] = (p.category, p.title) if p is not None else ("info", pid)
+        rows = sorted(rows, key=lambda r: (order.get(info[r[0]][0], len(order)), -r[1], r[0]))
+        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows])
+        return [
+            {"id": pid, "category": info[pid][0], "title": info[pid][1], "count": n,
+             "first_seen": _iso(lo), "last_seen": _iso(hi), "by_revision": by_rev, "example": ex}
+            for (pid, n, lo, hi, _, _, by_rev), ex in zip(rows, examples, strict=True)
+        ]
 
     def close(self) -> None:
         for con in self._cons.values():
             con.close()
         self._cons.clear()
+        self._rows.clear()
 
 
 _ID_SEGMENT_RE = re.compile(_ID_SEGMENT)

@@ -224,6 +224,55 @@ def test_service_and_revision_filters(sample):
     assert {p["id"] for p in auth["patterns"]} == {"auth-token-issued", "auth-verify-rejected"}
 
 
+def _direct_summary(audit, **window):
+    """The summary's parts computed by the public per-part methods (one scan of the window each)."""
+    from logaudit.query import _iso, _num
+
+    revisions = [
+        {"service": r.service, "revision": r.revision, "first_seen": _iso(r.first_seen), "last_seen": _iso(r.last_seen),
+         "deploy_time": _iso(r.deploy_time), "entries": int(r.entries), "errors": int(r.errors),
+         "error_rate": _num(r.error_rate), "requests": int(r.requests), "status_4xx": int(r.status_4xx),
+         "status_5xx": int(r.status_5xx), "request_error_rate": _num(r.request_error_rate),
+         "latency_ms": {"p50": _num(r.latency_p50_ms), "p95": _num(r.latency_p95_ms), "p99": _num(r.latency_p99_ms)},
+         "traffic_share": _num(r.traffic_share)}
+        for r in audit.revisions(**window).itertuples()]
+    patterns = [
+        {"id": p.id, "category": p.category, "title": p.title, "count": int(p.count), "first_seen": _iso(p.first_seen),
+         "last_seen": _iso(p.last_seen), "by_revision": {k: int(v) for k, v in p.by_revision.items()},
+         "example": p.example}
+        for p in audit.patterns(fields=False, **window).itertuples()]
+    endpoints = [
+        {"service": e.service, "method": e.method, "path": e.path, "status": int(e.status), "count": int(e.count),
+         "share": _num(e.share), "latency_p95_ms": _num(e.latency_p95_ms)}
+        for e in audit.endpoints(**window).itertuples()]
+    unclassified = [
+        {"template": u.template, "count": int(u.count), "example": u.example, "first_seen": _iso(u.first_seen),
+         "last_seen": _iso(u.last_seen), "revisions": u.revisions}
+        for u in audit.unclassified(**window).itertuples()]
+    return {"entries": audit.entries_count(**window), "revisions": revisions, "patterns": patterns,
+            "endpoints": endpoints, "unclassified": unclassified}
+
+
+@pytest.mark.parametrize("window", [
+    {},
+    # cuts both entry files of the sample (it crosses midnight): cached aggregates and rows mixed
+    {"since": "2025-09-09T22:13:07.5Z", "until": "2025-09-10T03:41:00Z"},
+    {"since": "2025-09-10T00:00:00Z"},
+    {"service": "netra-backend-staging", "until": "2025-09-10T02:30:00+02:00"},
+    {"revision": CANARY_REVISION},
+], ids=["all", "cut", "second-day", "service", "revision"])
+def test_summary_equals_the_per_part_queries(sample, window):
+    store, _, _ = sample
+    audit = Audit(store)
+    got = audit.summary(**window)
+    want = _direct_summary(audit, **window)
+    assert got["entries"] == want["entries"] > 0
+    for part in ("revisions", "patterns", "endpoints", "unclassified"):
+        assert got[part] == want[part], part
+    # and again from the cache the first call wrote
+    assert Audit(store).summary(**window) == got
+
+
 def test_resolve_window_rejects_naive_datetimes():
     from logaudit.errors import UsageError
 
