@@ -32,17 +32,19 @@ import gc
 import hashlib
 import multiprocessing
 import os
+import queue
 import re
 import re._constants as sre_c
 import re._parser as sre_parse
 import shutil
+import threading
 import time
 import uuid
 import warnings
 from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -714,7 +716,7 @@ def _json_strings(col: pa.Array) -> pa.Array:
     return pc.if_else(pc.is_null(col), pa.scalar("null"), out)
 
 
-def _fields_json(pattern: Pattern, matches: list[Any]) -> list[str]:
+def _fields_json(pattern: Pattern, matches: list[Any]) -> pa.Array:
     """`{"name": value, ...}` of each match's named groups (null when a group did not take part).
 
     Built column by column with Arrow: one `orjson.dumps` per match costs several times more.
@@ -722,7 +724,7 @@ def _fields_json(pattern: Pattern, matches: list[Any]) -> list[str]:
     rx = pattern.compiled
     names = tuple(rx.groupindex)
     if not matches:
-        return []
+        return pa.array([], pa.string())
     if rx.groups == len(names):  # only named groups, in order: `re` matches of the ASCII form agree
         rows = [m.groups() for m in matches]
     elif len(names) == 1:
@@ -735,7 +737,7 @@ def _fields_json(pattern: Pattern, matches: list[Any]) -> list[str]:
         parts.append(_json_strings(pa.array(column, pa.string())))
     parts.append(pa.scalar("}"))
     parts.append(pa.scalar(""))  # separator
-    return pc.binary_join_element_wise(*parts).to_pylist()
+    return pc.binary_join_element_wise(*parts)
 
 
 _RE_ASCII: dict[str, Any] = {}
@@ -768,11 +770,10 @@ def _no_gc() -> Any:
 
 
 def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx: int,
-            want_fields: bool) -> tuple[np.ndarray, list[str | None]]:
-    """Exact decision for distinct candidate texts: (matched mask, fields_json per text)."""
+            want_fields: bool) -> tuple[np.ndarray, pa.Array | None]:
+    """Exact decision for distinct candidate texts: (matched mask, fields_json per text or None)."""
     n = len(texts)
     matched = np.zeros(n, dtype=bool)
-    fields: list[str | None] = [None] * n
     search = pattern.compiled.search
     lengths = np.asarray(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
     slow = lengths > LONG_TEXT
@@ -813,18 +814,20 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
             if m is not None:
                 found_at.append(j)
                 found.append(m)
-        if found_at:
-            matched[found_at] = True
-            if want_fields:
-                for j, fj in zip(found_at, _fields_json(pattern, found), strict=True):
-                    fields[j] = fj
+        matched[found_at] = True
+        values = _fields_json(pattern, found) if want_fields else None
     res.verified += n
     if long_ascii:
-        for j, fj in _verify_re2(plan.re2, texts.take(pa.array(long_ascii)), long_ascii, pattern.group_names):
-            matched[j] = True
-            if want_fields:
-                fields[j] = fj
-    return matched, fields
+        extra = _verify_re2(plan.re2, texts.take(pa.array(long_ascii)), long_ascii, pattern.group_names)
+        found_at += [j for j, _ in extra]
+        matched[[j for j, _ in extra]] = True
+        if want_fields:
+            values = pa.concat_arrays([values, pa.array([fj for _, fj in extra], pa.string())])
+    if not want_fields:
+        return matched, None
+    slot = np.full(n, -1, dtype=np.int64)  # text -> position in `values`, -1: no match
+    slot[found_at] = np.arange(len(found_at))
+    return matched, values.take(pa.array(slot, mask=slot < 0))
 
 
 def _verify_re2(pattern: str, texts: pa.Array, positions: list[int],
@@ -904,8 +907,8 @@ def _decide(pattern: Pattern, plan: Plan, values: pa.Array, ids: np.ndarray, res
         ok, fields = _verify(pattern, plan, texts, res, idx, want_fields)
         hit = ok[codes]
         accept[todo[hit]] = True
-        if want_fields:  # then nothing was accepted before verification: keep == todo[hit]
-            fjson = pa.array(fields, pa.string()).take(pa.array(codes[hit]))
+        if fields is not None:  # then nothing was accepted before verification: keep == todo[hit]
+            fjson = fields.take(pa.array(codes[hit]))
     keep = np.flatnonzero(accept)
     return ids[keep], fjson
 
@@ -1269,7 +1272,11 @@ def _worker_pool(size: int) -> Any:
 
 def _run_tasks(tasks: list[_FileTask], workers: int, max_chars: int,
                use_hyperscan: bool) -> Iterable[tuple[_FileTask, _FileOutcome]]:
-    """Evaluate tasks in this process and `workers - 1` worker processes; yield as they finish."""
+    """Evaluate tasks in this process and `workers - 1` worker processes; yield as they finish.
+
+    A worker is handed its next task from the moment it finishes one (a done-callback), not when
+    this process next looks up from its own task, so no core idles while work is pending.
+    """
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             yield task, _evaluate_file(task)
@@ -1278,23 +1285,48 @@ def _run_tasks(tasks: list[_FileTask], workers: int, max_chars: int,
     pending = sorted(tasks, key=lambda t: -Path(t.entry_path).stat().st_size)
     for subset in {tuple(t.keys): t.patterns for t in pending}.values():
         compile_patterns(subset, max_chars=max_chars, use_hyperscan=use_hyperscan)  # the workers inherit it
+    lock = threading.Lock()
+    finished: queue.SimpleQueue = queue.SimpleQueue()
     with _worker_pool(workers - 1) as pool:
-        inflight: dict[Any, _FileTask] = {}
-        while pending or inflight:
-            while pending and len(inflight) < workers - 1:
-                task = pending.pop(0)
-                gc.freeze()  # a worker may fork now: keep the GC off the pages it inherits
-                try:
-                    inflight[pool.submit(_evaluate_file, task)] = task
-                finally:
-                    gc.unfreeze()
-            if pending:  # this process works too
-                task = pending.pop(0)
+
+        def take() -> _FileTask | None:
+            with lock:
+                return pending.pop(0) if pending else None
+
+        def submit(task: _FileTask) -> None:
+            future = pool.submit(_evaluate_file, task)
+            future.add_done_callback(lambda f, task=task: done(task, f))
+
+        def done(task: _FileTask, future: Any) -> None:
+            finished.put((task, future))
+            if not future.cancelled() and future.exception() is None:
+                nxt = take()
+                if nxt is not None:
+                    with contextlib.suppress(RuntimeError):  # the pool is shutting down after an error
+                        submit(nxt)
+
+        gc.freeze()  # the workers fork now: keep the GC off the pages they inherit
+        try:
+            for _ in range(workers - 1):
+                task = take()
+                if task is not None:
+                    submit(task)
+        finally:
+            gc.unfreeze()
+        left = len(tasks)
+        while left:
+            task = take()
+            if task is not None:  # this process works too, while there is work
                 yield task, _evaluate_file(task)
-            else:
-                wait(list(inflight), return_when=FIRST_COMPLETED)
-            for future in [f for f in inflight if f.done()]:
-                yield inflight.pop(future), future.result()
+                left -= 1
+            else:  # nothing left to take: wait for a worker
+                ptask, future = finished.get()
+                yield ptask, future.result()
+                left -= 1
+            while left and not finished.empty():  # what the workers finished meanwhile
+                ptask, future = finished.get()
+                yield ptask, future.result()
+                left -= 1
 
 
 def _resolve_workers(workers: int | None) -> int:
