@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 import regex
 
 from logaudit.catalog import Catalog, Condition, Pattern, normalize_for_re
+from logaudit.delimited import DelimitedPlan, delimited_plan, search_delimited
 from logaudit.errors import StoreError
 from logaudit.schema import ENTRY_SCHEMA
 
@@ -502,6 +503,7 @@ class CompiledCatalog:
         self.max_chars = max_chars
         self.use_hyperscan = use_hyperscan and _hs is not None
         self.plans = [plan_pattern(p, verify=False) for p in self.patterns]
+        self.delimited = [delimited_plan(p) for p in self.patterns]
         self.scanners: dict[str, _FieldScanner] = {}
         by_field: dict[str, list[int]] = {}
         for i, p in enumerate(self.patterns):
@@ -703,7 +705,7 @@ def _condition_mask(table: pa.Table, cond: Condition, rows: np.ndarray) -> np.nd
 def _json_strings(col: pa.Array) -> pa.Array:
     """JSON text of each string (null -> `null`), vectorised."""
     esc = col
-    if pc.any(pc.match_substring_regex(col, r'["\\\x00-\x1f]')).as_py():
+    if _needs_escape(col):
         esc = pc.replace_substring(col, "\\", "\\\\")
         for raw, quoted in (('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
             esc = pc.replace_substring(esc, raw, quoted)
@@ -714,6 +716,17 @@ def _json_strings(col: pa.Array) -> pa.Array:
                  for v, r, o in zip(col.to_pylist(), rare.to_pylist(), out.to_pylist(), strict=True)]
         out = pa.array(fixed, pa.string())
     return pc.if_else(pc.is_null(col), pa.scalar("null"), out)
+
+
+def _needs_escape(col: pa.Array) -> bool:
+    """Whether any value holds a quote, a backslash or a control character (a look at the raw bytes)."""
+    col = col.cast(pa.string()) if col.type != pa.string() else col
+    bufs = col.buffers()
+    if bufs[2] is None or len(col) == 0:
+        return False
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=len(col) + 1, offset=col.offset * 4)
+    data = np.frombuffer(bufs[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return bool(((data < 0x20) | (data == 0x22) | (data == 0x5C)).any())
 
 
 def _fields_json(pattern: Pattern, matches: list[Any]) -> pa.Array:
@@ -731,10 +744,15 @@ def _fields_json(pattern: Pattern, matches: list[Any]) -> pa.Array:
         rows = [(m.group(names[0]),) for m in matches]
     else:
         rows = [m.group(*names) for m in matches]
+    return _json_objects(names, [pa.array(column, pa.string()) for column in zip(*rows, strict=True)])
+
+
+def _json_objects(names: Sequence[str], columns: Sequence[pa.Array]) -> pa.Array:
+    """Per row, the JSON object {name: value of that column} (null values as JSON null)."""
     parts: list[Any] = []
-    for k, (name, column) in enumerate(zip(names, zip(*rows, strict=True), strict=True)):
+    for k, (name, column) in enumerate(zip(names, columns, strict=True)):
         parts.append(pa.scalar(("{" if k == 0 else ",") + orjson.dumps(name).decode() + ":"))
-        parts.append(_json_strings(pa.array(column, pa.string())))
+        parts.append(_json_strings(column))
     parts.append(pa.scalar("}"))
     parts.append(pa.scalar(""))  # separator
     return pc.binary_join_element_wise(*parts)
@@ -769,10 +787,16 @@ def _no_gc() -> Any:
             gc.enable()
 
 
+#: From this many candidate texts on, a literal-delimited pattern is decided in bulk (`logaudit.delimited`).
+DELIMITED_MIN_TEXTS = 512
+
+
 def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx: int,
-            want_fields: bool) -> tuple[np.ndarray, pa.Array | None]:
+            want_fields: bool, delimited: DelimitedPlan | None = None) -> tuple[np.ndarray, pa.Array | None]:
     """Exact decision for distinct candidate texts: (matched mask, fields_json per text or None)."""
     n = len(texts)
+    if delimited is not None and n >= DELIMITED_MIN_TEXTS:
+        return _verify_delimited(pattern, plan, texts, res, idx, want_fields, delimited)
     matched = np.zeros(n, dtype=bool)
     search = pattern.compiled.search
     lengths = np.asarray(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
@@ -830,6 +854,28 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
     return matched, values.take(pa.array(slot, mask=slot < 0))
 
 
+def _verify_delimited(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx: int,
+                      want_fields: bool, delimited: DelimitedPlan) -> tuple[np.ndarray, pa.Array | None]:
+    """`_verify` in bulk (NumPy on the UTF-8 bytes); the texts it cannot decide go to `regex`."""
+    got = search_delimited(delimited, texts)
+    matched = got.matched.copy()
+    rest = np.flatnonzero(got.undecided)
+    fields = None
+    if want_fields:
+        names = tuple(pattern.compiled.groupindex)
+        fields = _json_objects(names, [got.groups[name] for name in names])
+        fields = pc.if_else(pa.array(got.matched), fields, pa.scalar(None, pa.string()))
+    res.verified += len(texts) - len(rest)
+    if len(rest):
+        more, more_fields = _verify(pattern, plan, texts.take(pa.array(rest)), res, idx, want_fields)
+        matched[rest] = more
+        if want_fields:
+            slot = np.arange(len(texts))  # texts decided here keep their value, the others take regex's
+            slot[rest] = len(texts) + np.arange(len(rest))
+            fields = pa.concat_arrays([fields, more_fields]).take(pa.array(slot))
+    return matched, fields
+
+
 def _verify_re2(pattern: str, texts: pa.Array, positions: list[int],
                 names: tuple[str, ...]) -> list[tuple[int, str | None]]:
     """Linear-time RE2 (pyarrow) for long ASCII texts; empty groups count as not taking part."""
@@ -847,20 +893,52 @@ def _verify_re2(pattern: str, texts: pa.Array, positions: list[int],
 #: Columns whose values repeat this much (distinct/non-null in a sample) are matched per distinct value.
 DEDUP_RATIO = 0.1
 _DEDUP_SAMPLE = 20_000
+#: In other columns, values of at most this many bytes are matched once per distinct value when
+#: they repeat (the same short line logged over and over: "Agent request completed").
+SHORT_TEXT_BYTES = 64
+_SHORT_MIN_ROWS = 10_000
 
 
-def _distinct_values(arr: pa.Array) -> tuple[pa.Array, np.ndarray | None]:
-    """(values to scan, row -> value index or None): low-cardinality columns are scanned once per value."""
+class _Rows:
+    """Which rows hold each value of a segment: `codes[i]` is the value of row `rows[i]` (all rows if None)."""
+
+    def __init__(self, codes: np.ndarray, rows: np.ndarray | None = None) -> None:
+        self.codes, self.rows = codes, rows
+
+    def expand(self, vids: np.ndarray, nvalues: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows holding any of the value ids `vids`, ascending; each one's position in `vids`)."""
+        slot = np.full(nvalues + 1, -1, dtype=np.int64)
+        slot[vids] = np.arange(len(vids))
+        per = slot[self.codes]  # a code of -1 (null) hits the extra -1 slot
+        hit = np.flatnonzero(per >= 0)
+        return (hit if self.rows is None else self.rows[hit]), per[hit]
+
+
+def _segments(arr: pa.Array) -> list[tuple[pa.Array, _Rows | None]]:
+    """The values to scan, in segments: (values, their rows, or None when value i is row i).
+
+    Low-cardinality columns are one segment of distinct values. Elsewhere short values that
+    repeat are one segment of distinct values and the rest (null where short) another.
+    """
     valid = len(arr) - arr.null_count
     if valid < 1000:
-        return arr, None
+        return [(arr, None)]
     sample = arr.slice(0, _DEDUP_SAMPLE)
     sample_valid = len(sample) - sample.null_count
-    if not sample_valid or pc.count_distinct(sample).as_py() > DEDUP_RATIO * sample_valid:
-        return arr, None
-    enc = pc.dictionary_encode(arr)
-    codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    return enc.dictionary, codes
+    if sample_valid and pc.count_distinct(sample).as_py() <= DEDUP_RATIO * sample_valid:
+        enc = pc.dictionary_encode(arr)
+        codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return [(enc.dictionary, _Rows(codes))]
+    short = pc.fill_null(pc.less_equal(pc.binary_length(arr), SHORT_TEXT_BYTES), False)
+    rows = np.flatnonzero(np.asarray(short.to_numpy(zero_copy_only=False), dtype=bool))
+    if len(rows) < _SHORT_MIN_ROWS:
+        return [(arr, None)]
+    enc = pc.dictionary_encode(arr.take(pa.array(rows)))
+    if len(enc.dictionary) * 2 > len(rows):  # short but mostly distinct: not worth it
+        return [(arr, None)]
+    codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+    rest = pc.if_else(short, pa.scalar(None, arr.type), arr)
+    return [(enc.dictionary, _Rows(codes, rows)), (rest, None)]
 
 
 def _apply_when(table: pa.Table, pattern: Pattern, rows: np.ndarray) -> np.ndarray:
@@ -872,13 +950,16 @@ def _apply_when(table: pa.Table, pattern: Pattern, rows: np.ndarray) -> np.ndarr
 
 
 class _AsciiMask:
-    """Which values are pure ASCII, computed once per field when first asked."""
+    """Which values are pure ASCII: for a few ids computed on those, else once for all values."""
 
     def __init__(self, values: pa.Array) -> None:
         self.values = values
         self.mask: np.ndarray | None = None
 
     def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        if self.mask is None and len(ids) * 16 < len(self.values):
+            return np.asarray(pc.fill_null(pc.string_is_ascii(self.values.take(pa.array(ids))), False)
+                              .to_numpy(zero_copy_only=False), dtype=bool)
         if self.mask is None:
             self.mask = np.asarray(pc.fill_null(pc.string_is_ascii(self.values), False)
                                    .to_numpy(zero_copy_only=False), dtype=bool)
@@ -886,7 +967,8 @@ class _AsciiMask:
 
 
 def _decide(pattern: Pattern, plan: Plan, values: pa.Array, ids: np.ndarray, res: MatchResult,
-            idx: int, ascii_mask: _AsciiMask) -> tuple[np.ndarray, pa.Array | None]:
+            idx: int, ascii_mask: _AsciiMask, delimited: DelimitedPlan | None = None
+            ) -> tuple[np.ndarray, pa.Array | None]:
     """Which candidate value ids really match: (matched ids, their fields_json, or None)."""
     want_fields = bool(pattern.group_names)
     if not want_fields and plan.hs is not None and plan.exactness == EXACT:
@@ -904,7 +986,7 @@ def _decide(pattern: Pattern, plan: Plan, values: pa.Array, ids: np.ndarray, res
             codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         else:
             codes = np.arange(len(texts), dtype=np.int64)
-        ok, fields = _verify(pattern, plan, texts, res, idx, want_fields)
+        ok, fields = _verify(pattern, plan, texts, res, idx, want_fields, delimited)
         hit = ok[codes]
         accept[todo[hit]] = True
         if fields is not None:  # then nothing was accepted before verification: keep == todo[hit]
@@ -913,12 +995,53 @@ def _decide(pattern: Pattern, plan: Plan, values: pa.Array, ids: np.ndarray, res
     return ids[keep], fjson
 
 
+def _match_segment(table: pa.Table, compiled: CompiledCatalog, scanner: _FieldScanner, values: pa.Array,
+                   holders: _Rows | None, res: MatchResult, apply_when: bool
+                   ) -> Iterable[tuple[int, np.ndarray, pa.Array | None]]:
+    """(pattern index, matched rows, their fields_json or None) for one segment of a field's values."""
+    ascii_mask = _AsciiMask(values)
+    cand_p, cand_v = _scan(scanner, values)
+    groups: dict[int, np.ndarray] = {}
+    if len(cand_p):
+        order = np.argsort(cand_p, kind="stable")
+        sp, sv = cand_p[order], cand_v[order]
+        bounds = np.flatnonzero(np.diff(sp)) + 1
+        for chunk_p, chunk_v in zip(np.split(sp, bounds), np.split(sv, bounds), strict=True):
+            groups[int(chunk_p[0])] = np.sort(chunk_v)
+    if scanner.unfiltered:
+        valid = np.flatnonzero(np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+        for idx in scanner.unfiltered:
+            groups[idx] = valid.astype(np.int64)
+    for idx in sorted(groups):
+        ids = groups[idx]
+        pattern, plan, delimited = compiled.patterns[idx], compiled.plans[idx], compiled.delimited[idx]
+        res.candidates += len(ids)
+        if holders is None:
+            # one value per row: narrow by `when` first, then decide
+            if apply_when and pattern.when:
+                ids = _apply_when(table, pattern, ids)
+            rows, fjson = _decide(pattern, plan, values, ids, res, idx, ascii_mask, delimited)
+        else:
+            # decide per distinct value, then expand to rows and apply `when`
+            vids, vjson = _decide(pattern, plan, values, ids, res, idx, ascii_mask, delimited)
+            if not len(vids):
+                continue
+            rows, pos = holders.expand(vids, len(values))
+            if apply_when and pattern.when:
+                kept = _apply_when(table, pattern, rows)
+                pos = pos[np.searchsorted(rows, kept)]
+                rows = kept
+            fjson = vjson.take(pa.array(pos)) if vjson is not None else None
+        if len(rows):
+            yield idx, rows, fjson
+
+
 def match_table(table: pa.Table, compiled: CompiledCatalog, *, apply_when: bool = True) -> MatchResult:
     """Match every row of `table` (entry columns) against the compiled patterns.
 
     Per field: cut long texts, scan all values with Hyperscan, then per pattern apply `when`
-    and verify the candidates that need it. Low-cardinality fields (http_path, log_id, ...)
-    are scanned and verified once per distinct value.
+    and verify the candidates that need it. Low-cardinality fields (http_path, log_id, ...),
+    and short values that repeat in other fields, are scanned and verified once per distinct value.
     """
     rows_all: list[np.ndarray] = []
     pats_all: list[np.ndarray] = []
@@ -931,46 +1054,11 @@ def match_table(table: pa.Table, compiled: CompiledCatalog, *, apply_when: bool 
             continue
         arr, cut = _text_column(table, fld, compiled.max_chars)
         res.cut[fld] = cut
-        values, codes = _distinct_values(arr)
-        ascii_mask = _AsciiMask(values)
-        cand_p, cand_v = _scan(scanner, values)
-        groups: dict[int, np.ndarray] = {}
-        if len(cand_p):
-            order = np.argsort(cand_p, kind="stable")
-            sp, sv = cand_p[order], cand_v[order]
-            bounds = np.flatnonzero(np.diff(sp)) + 1
-            for chunk_p, chunk_v in zip(np.split(sp, bounds), np.split(sv, bounds), strict=True):
-                groups[int(chunk_p[0])] = np.sort(chunk_v)
-        if scanner.unfiltered:
-            valid = np.flatnonzero(np.asarray(values.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
-            for idx in scanner.unfiltered:
-                groups[idx] = valid.astype(np.int64)
-        for idx in sorted(groups):
-            ids = groups[idx]
-            pattern, plan = compiled.patterns[idx], compiled.plans[idx]
-            res.candidates += len(ids)
-            if codes is None:
-                # one value per row: narrow by `when` first, then decide
-                if apply_when and pattern.when:
-                    ids = _apply_when(table, pattern, ids)
-                rows, fjson = _decide(pattern, plan, values, ids, res, idx, ascii_mask)
-            else:
-                # decide per distinct value, then expand to rows and apply `when`
-                vids, vjson = _decide(pattern, plan, values, ids, res, idx, ascii_mask)
-                if not len(vids):
-                    continue
-                slot = np.full(len(values) + 1, -1, dtype=np.int64)
-                slot[vids] = np.arange(len(vids))
-                per_row = slot[codes]  # codes == -1 (null) hits the extra -1 slot
-                rows = np.flatnonzero(per_row >= 0)
-                if apply_when and pattern.when:
-                    rows = _apply_when(table, pattern, rows)
-                fjson = vjson.take(pa.array(per_row[rows])) if vjson is not None else None
-            if not len(rows):
-                continue
-            rows_all.append(rows.astype(np.int64))
-            pats_all.append(np.full(len(rows), idx, dtype=np.int32))
-            fields_all.append(fjson)
+        for values, holders in _segments(arr):
+            for idx, rows, fjson in _match_segment(table, compiled, scanner, values, holders, res, apply_when):
+                rows_all.append(rows.astype(np.int64))
+                pats_all.append(np.full(len(rows), idx, dtype=np.int32))
+                fields_all.append(fjson)
     if rows_all:
         rows = np.concatenate(rows_all)
         pats = np.concatenate(pats_all)

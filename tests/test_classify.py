@@ -235,12 +235,39 @@ def test_low_cardinality_fields_are_matched_per_distinct_value():
                     when=(C.Condition("http_status", "ranges", ((200, 200, True, True),)),))]
     compiled = compile_patterns(pats)
     arr, _ = C._text_column(table(rows), "http_path", compiled.max_chars)
-    values, codes = C._distinct_values(arr)
-    assert len(values) == 3 and codes is not None
+    (values, holders), = C._segments(arr)
+    assert len(values) == 3 and holders is not None and holders.rows is None
     got = classify_table(table(rows), pats)
     expected = [(i, "api", orjson.dumps({"area": paths[i % 4].split("/")[2]}).decode())
                 for i in range(6000) if paths[i % 4] and paths[i % 4].startswith("/api")]
     expected += [(i, "health", None) for i in range(6000) if paths[i % 4] == "/health" and i % 3 == 0]
+    assert sorted(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), got["fields_json"].to_pylist(),
+                      strict=True)) == sorted(expected)
+
+
+def test_repeated_short_messages_are_matched_once_each_and_expanded_exactly():
+    shorts = ["Agent request completed", "Worker 7 ready", "Worker 12 ready", "ok"]
+    msgs = [shorts[i % 4] if i % 3 else f"request {i:06d} took {i % 997} ms and then enough further words to be a long message" for i in
+            range(30_000)]
+    msgs[5] = None
+    sev = ["INFO", "WARNING", "ERROR"]
+    rows = [entry(m, severity=sev[i % 5 % 3]) for i, m in enumerate(msgs)]
+    pats = [pattern(r"^Agent request completed\b", "agent"),
+            pattern(r"\bWorker (?P<n>\d+) ready", "worker",
+                    when=(C.Condition("effective_severity_num", ">=", (SEVERITY_NUM["WARNING"],)),)),
+            pattern(r"took (?P<ms>\d+) ms", "took")]
+    arr, _ = C._text_column(table(rows), "message", compile_patterns(pats).max_chars)
+    segments = C._segments(arr)
+    assert [len(v) for v, _ in segments] == [4, 30_000]  # four distinct short values; the rest row by row
+    got = classify_table(table(rows), pats)
+    expected = []
+    for i, m in enumerate(msgs):
+        for p in pats:
+            hit = m is not None and p.compiled.search(m)
+            if hit and all(w.matches_value(SEVERITY_NUM[rows[i]["effective_severity"]]) for w in p.when):
+                fields = orjson.dumps(hit.groupdict()).decode() if p.group_names else None
+                expected.append((i, p.id, fields))
+    assert len(expected) == 21_000
     assert sorted(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), got["fields_json"].to_pylist(),
                       strict=True)) == sorted(expected)
 
