@@ -177,8 +177,11 @@ def _plan_for(source: str, flags: int) -> DelimitedPlan | None:
         tree = sre_parse.parse(source, flags)
     except Exception:  # noqa: BLE001 - any syntax `re` does not know: not eligible
         return None
-    if tree.state.flags & (sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_MULTILINE | sre_c.SRE_FLAG_VERBOSE):
+    if tree.state.flags & (sre_c.SRE_FLAG_IGNORECASE | sre_c.SRE_FLAG_MULTILINE | sre_c.SRE_FLAG_VERBOSE
+                           | sre_c.SRE_FLAG_LOCALE):
         return None
+    ascii_only = bool(tree.state.flags & sre_c.SRE_FLAG_ASCII)
+    rx_flags = (regex.DOTALL if tree.state.flags & sre_c.SRE_FLAG_DOTALL else 0) | (regex.ASCII if ascii_only else 0)
     names = {v: k for k, v in tree.state.groupdict.items()}
     if tree.state.groups - 1 != len(names):  # unnamed capturing groups: leave to `regex`
         return None
@@ -188,18 +191,18 @@ def _plan_for(source: str, flags: int) -> DelimitedPlan | None:
         word_start = True
         items = items[1:]
     if len(items) > 1 and items[-1] == (sre_c.AT, sre_c.AT_BOUNDARY) and items[-2][0] == sre_c.LITERAL:
-        if not regex.match(r"\w", chr(items[-2][1])):
+        if not regex.match(r"\w", chr(items[-2][1])) or (ascii_only and items[-2][1] > 127):
             return None
         word_end = True
         items = items[:-1]
     try:
-        seq = _sequence(items, names, flags & sre_c.SRE_FLAG_DOTALL, top=True)
+        seq = _sequence(items, names, rx_flags, top=True)
     except (_NotDelimited, ValueError):
         return None
     if not seq or not isinstance(seq[0], _Lit):
         return None
     lead = seq[0].text.decode()
-    if word_start and not regex.match(r"\w", lead[0]):
+    if word_start and (not regex.match(r"\w", lead[0]) or (ascii_only and not lead[0].isascii())):
         return None
     if word_end and not isinstance(seq[-1], _Lit):
         return None
@@ -301,9 +304,11 @@ def _walk(b: _Bytes, items: tuple[Any, ...], rows: np.ndarray, cur: np.ndarray,
             cur = np.where(ok, cur + len(item.text), cur)
         elif isinstance(item, _Run):
             stops = b.stops(item.stops)
-            nxt = np.searchsorted(stops, cur)
-            stop = np.where(nxt < len(stops), stops[np.minimum(nxt, len(stops) - 1)], end)
-            stop = np.minimum(stop, end)
+            if len(stops):
+                nxt = np.searchsorted(stops, cur)
+                stop = np.minimum(np.where(nxt < len(stops), stops[np.minimum(nxt, len(stops) - 1)], end), end)
+            else:  # none of its stop characters anywhere: every run goes to the end of its text
+                stop = end.copy()
             if item.minimum:
                 ok &= stop > cur
             if item.name is not None:
