@@ -929,15 +929,23 @@ def _segments(arr: pa.Array) -> list[tuple[pa.Array, _Rows | None]]:
         enc = pc.dictionary_encode(arr)
         codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
         return [(enc.dictionary, _Rows(codes))]
-    short = pc.fill_null(pc.less_equal(pc.binary_length(arr), SHORT_TEXT_BYTES), False)
-    rows = np.flatnonzero(np.asarray(short.to_numpy(zero_copy_only=False), dtype=bool))
+    if arr.type != pa.string():
+        return [(arr, None)]
+    if arr.offset:  # below, the buffers are used as they are
+        arr = pa.concat_arrays([arr])
+    valid_mask = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    short = valid_mask & (np.diff(offsets) <= SHORT_TEXT_BYTES)
+    rows = np.flatnonzero(short)
     if len(rows) < _SHORT_MIN_ROWS:
         return [(arr, None)]
     enc = pc.dictionary_encode(arr.take(pa.array(rows)))
     if len(enc.dictionary) * 2 > len(rows):  # short but mostly distinct: not worth it
         return [(arr, None)]
     codes = np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-    rest = pc.if_else(short, pa.scalar(None, arr.type), arr)
+    # the other values, as they are: the same strings, with the short ones marked null (no copy)
+    validity = pa.array(valid_mask & ~short).buffers()[1]
+    rest = pa.Array.from_buffers(pa.string(), len(arr), [validity, arr.buffers()[1], arr.buffers()[2]])
     return [(enc.dictionary, _Rows(codes, rows)), (rest, None)]
 
 

@@ -230,9 +230,12 @@ class _Bytes:
     """The UTF-8 bytes of a string array, with each text's start and end."""
 
     def __init__(self, texts: pa.Array) -> None:
-        texts = texts.cast(pa.large_string()) if texts.type != pa.large_string() else texts
+        if texts.type not in (pa.string(), pa.large_string()):
+            texts = texts.cast(pa.large_string())
+        wide = texts.type == pa.large_string()
         bufs = texts.buffers()
-        offsets = np.frombuffer(bufs[1], dtype=np.int64, count=len(texts) + 1, offset=texts.offset * 8)
+        offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32, count=len(texts) + 1,
+                                offset=texts.offset * (8 if wide else 4)).astype(np.int64)
         self.data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
         self.start, self.end = offsets[:-1], offsets[1:]
         self._stops: dict[tuple[bytes, ...], np.ndarray] = {}
