@@ -12,7 +12,9 @@ How an entry column is matched against many patterns (see docs/catalog.md for th
    patterns built of literals, classes, ``.``, repeats, alternation and ``^``/``$``/``\\b`` at
    the ends it is, on ASCII text always and elsewhere when no Unicode class is involved).
    Otherwise, and whenever fields must be extracted, the `regex` module decides, which keeps
-   look-around, backreferences, possessive quantifiers and fuzzy matching working. Texts
+   look-around, backreferences, possessive quantifiers and fuzzy matching working -- except for
+   literal-delimited patterns on many candidates, which `logaudit.delimited` decides in bulk
+   with NumPy (same answers, property-tested). Repeated values are decided once. Texts
    longer than `LONG_TEXT` go to RE2 (linear time, via pyarrow) when they are ASCII and the
    pattern has an RE2 form, else to `regex` with a timeout.
 4. **Bounds.** Texts are cut to `max_chars` before matching; cut texts, timeouts and texts
@@ -69,7 +71,7 @@ except ImportError:  # pragma: no cover - exercised by forcing use_hyperscan=Fal
     _hs = None
 
 #: Bump when matching semantics change: it is part of every cache key.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"
 #: Texts are cut to this many characters before matching (Cloud Logging's limit is 256 KB).
 DEFAULT_MAX_CHARS = 64 * 1024
 #: Texts longer than this are verified by RE2 (ASCII) or by `regex` under a timeout.
@@ -795,12 +797,12 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
             want_fields: bool, delimited: DelimitedPlan | None = None) -> tuple[np.ndarray, pa.Array | None]:
     """Exact decision for distinct candidate texts: (matched mask, fields_json per text or None)."""
     n = len(texts)
-    if delimited is not None and n >= DELIMITED_MIN_TEXTS:
+    lengths = np.asarray(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
+    slow = lengths > LONG_TEXT
+    if delimited is not None and (n >= DELIMITED_MIN_TEXTS or slow.any()):  # long texts: linear time, exact
         return _verify_delimited(pattern, plan, texts, res, idx, want_fields, delimited)
     matched = np.zeros(n, dtype=bool)
     search = pattern.compiled.search
-    lengths = np.asarray(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
-    slow = lengths > LONG_TEXT
     if plan.timeout_always:
         slow[:] = True
     fast = np.flatnonzero(~slow)
