@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -544,12 +545,16 @@ class Comparison:
 
 # ========================================================================================== SQL
 #: Bump when what the per-file aggregates hold changes.
-AGGREGATE_VERSION = "2"
-_BASE_SCHEMA_COLS = ("filename", "kind", "service", "revision", "first_ts", "last_ts", "n", "errors", "requests",
-                     "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path", "status",
-                     "latencies")
-_CAT_SCHEMA_COLS = ("filename", "kind", "service", "revision", "key", "sev", "n", "first_ts", "example", "example_ts",
-                    "example_file", "example_row")
+AGGREGATE_VERSION = "3"
+_BASE_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "first_ts", "last_ts", "n", "errors",
+                     "requests", "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path",
+                     "status", "latencies")
+_CAT_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "key", "sev", "n", "first_ts", "example",
+                    "example_ts", "example_file", "example_row")
+#: Aggregates are kept per hour of each file (`bucket`: hours since the epoch), so that a window
+#: cutting a file needs the file's rows again only for the hours it cuts.
+BUCKET_NS = 3_600_000_000_000
+_BUCKET_SQL = f"epoch_ns(timestamp) // {BUCKET_NS}"
 
 
 def observe(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
@@ -614,8 +619,6 @@ class FileAggregates:
     """
 
     def __init__(self, audit: Any, con: Any, window: Any, level: int) -> None:
-        import hashlib
-
         import pyarrow as pa
 
         from logaudit.templates import MASKS, MAX_TEMPLATE_CHARS
@@ -623,6 +626,7 @@ class FileAggregates:
         self.con = con
         self.window = window
         self.level = level
+        self._lat_tables: list[str] = []
         self.root = Path(audit.store.root)
         self.files = audit.store.entry_files(window.since, window.until)
         self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
@@ -666,28 +670,83 @@ class FileAggregates:
         if self.window.since is None and self.window.until is None:
             whole = list(self.files)
             cut: list[Path] = []
+            partial: list[Path] = []
         else:
             ranges = self._ranges(base_cached, base_paths, fresh_base)
             whole = [f for f in self.files if self._inside(ranges.get(f))]
             cut = [f for f in self.files if f not in set(whole) and self._overlaps(ranges.get(f))]
-        # the files a window boundary cuts: everything again, for the rows inside the window
+            partial = [f for f in cut if self._in_partial_hours(ranges[f])]
+        # files a window boundary cuts: their whole hours inside the window from the cache, their
+        # rows again only for the hours the boundary cuts
         base_parts: list[Any] = [[str(base_paths[f]) for f in whole if f not in fresh_base]]
         base_parts += [fresh_base[f] for f in whole if f in fresh_base]
-        if cut:
-            base_parts.append(self._compute_base(cut, whole=False).drop_columns(["filename"]))
-        cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole}
-        cat_missing = [f for f in whole if not cat_paths[f].exists()]
-        cat_parts: list[Any] = [[str(cat_paths[f]) for f in whole if f not in set(cat_missing)]]
+        base_parts += self._hours_inside([base_paths[f] for f in cut if f not in fresh_base],
+                                         [fresh_base[f] for f in cut if f in fresh_base])
+        if partial:
+            base_parts.append(self._compute_base(partial, whole=False).drop_columns(["filename"]))
+        cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
+        cat_missing = [f for f in whole + cut if not cat_paths[f].exists()]
+        fresh_cat: dict[Path, Any] = {}
         if cat_missing:
             fresh = self._compute_cat(cat_missing, whole=True)
             for f in cat_missing:
-                part = _rows_of(fresh, str(f)).drop_columns(["filename"])
-                self._write(cat_paths[f].parent, cat_paths[f].name, "cat-", part)
-                cat_parts.append(part)
+                fresh_cat[f] = _rows_of(fresh, str(f)).drop_columns(["filename"])
+                self._write(cat_paths[f].parent, cat_paths[f].name, "cat-", fresh_cat[f])
             self._prune()
-        if cut:
-            cat_parts.append(self._compute_cat(cut, whole=False).drop_columns(["filename"]))
+        cat_parts: list[Any] = [[str(cat_paths[f]) for f in whole if f not in fresh_cat]]
+        cat_parts += [fresh_cat[f] for f in whole if f in fresh_cat]
+        cat_parts += self._hours_inside([cat_paths[f] for f in cut if f not in fresh_cat],
+                                        [fresh_cat[f] for f in cut if f in fresh_cat])
+        if partial:
+            cat_parts.append(self._compute_cat(partial, whole=False).drop_columns(["filename"]))
         return base_parts, cat_parts
+
+    def _full_hours(self) -> tuple[int | None, int | None]:
+        """The buckets wholly inside the window: lo <= bucket < hi (None: unbounded)."""
+        w = self.window
+        lo = None if w.since is None else -(-_epoch_ns(w.since) // BUCKET_NS)
+        hi = None if w.until is None else _epoch_ns(w.until) // BUCKET_NS
+        return lo, hi
+
+    def _hours_inside(self, paths: list[Path], tables: list[Any]) -> list[Any]:
+        """Parts of cached aggregates (files, or tables just computed) limited to the window's whole hours."""
+        import pyarrow.compute as pc
+
+        lo, hi = self._full_hours()
+        conds = [c for c in (None if lo is None else f"bucket >= {lo}", None if hi is None else f"bucket < {hi}") if c]
+        parts: list[Any] = []
+        if paths:
+            parts.append(("filtered", [str(p) for p in paths], " AND ".join(conds) or "TRUE"))
+        for t in tables:
+            keep = [m for m in (None if lo is None else pc.greater_equal(t["bucket"], lo),
+                                None if hi is None else pc.less(t["bucket"], hi)) if m is not None]
+            parts.append(t.filter(pc.and_(*keep) if len(keep) == 2 else keep[0]) if keep else t)
+        return parts
+
+    def _in_partial_hours(self, rng: tuple[Any, Any]) -> bool:
+        """Whether a file spanning `rng` has rows in an hour the window cuts (else the cache serves it all)."""
+        lo_ts, hi_ts = (_epoch_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
+        w = self.window
+        lo, hi = self._full_hours()
+        spans = []
+        if lo is not None and _epoch_ns(w.since) < lo * BUCKET_NS:
+            spans.append((_epoch_ns(w.since), lo * BUCKET_NS))
+        if hi is not None and hi * BUCKET_NS < _epoch_ns(w.until):
+            spans.append((hi * BUCKET_NS, _epoch_ns(w.until)))
+        return any(lo_ts < b and hi_ts >= a for a, b in spans)
+
+    def _partial_hours(self, column: str) -> str:
+        """SQL: rows of the window in the hours it cuts (the rest come from the cache)."""
+        from logaudit.classify import _time_filter
+
+        w = self.window
+        lo, hi = self._full_hours()
+        edges = []
+        if lo is not None:
+            edges.append(f"epoch_ns({column}) < {lo * BUCKET_NS}")
+        if hi is not None:
+            edges.append(f"epoch_ns({column}) >= {hi * BUCKET_NS}")
+        return f"{_time_filter(column, w.since, w.until)} AND ({' OR '.join(edges) or 'FALSE'})"
 
     def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
                 ) -> dict[Path, tuple[Any, Any]]:
@@ -748,13 +807,15 @@ class FileAggregates:
             pass
 
     def _register(self, name: str, parts: list[Any], cols: tuple[str, ...]) -> None:
-        """A temporary table of cached aggregate files (lists of paths) and Arrow tables (read once,
-        queried several times)."""
+        """A temporary table of cached aggregate files (lists of paths; ("filtered", paths, where))
+        and Arrow tables (read once, queried several times)."""
         paths = [p for part in parts if isinstance(part, list) for p in part]
-        tables = [t for t in parts if not isinstance(t, list) and t.num_rows]
+        tables = [t for t in parts if not isinstance(t, list | tuple) and t.num_rows]
         selects = []
         if paths:
             selects.append(f"SELECT * FROM read_parquet({_sql_paths(paths)}, union_by_name=true)")
+        for _, fpaths, where in [p for p in parts if isinstance(p, tuple) and p[1]]:
+            selects.append(f"SELECT * FROM read_parquet({_sql_paths(fpaths)}, union_by_name=true) WHERE {where}")
         arrow = self.pa.concat_tables(tables, promote_options="permissive") if tables else _empty(self.pa, cols[1:])
         self.con.register(f"{name}_arrow", arrow)
         self._names.append(f"{name}_arrow")
@@ -764,6 +825,9 @@ class FileAggregates:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the connection may be closed already
             self.con.execute("DROP TABLE IF EXISTS logaudit_cmp_base; DROP TABLE IF EXISTS logaudit_cmp_cat")
+            for name in self._lat_tables:
+                self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self._lat_tables.clear()
         for name in self._names:
             with contextlib.suppress(Exception):
                 self.con.unregister(name)
@@ -771,12 +835,11 @@ class FileAggregates:
 
     # -------------------------------------------------------------------------- computing
     def _source(self, files: list[Path], whole: bool, *, rows: bool = False) -> tuple[str, str]:
-        from logaudit.classify import _sql_list, _time_filter
+        from logaudit.classify import _sql_list
 
         extra = ", file_row_number=true" if rows else ""
         src = f"read_parquet({_sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
-        where = "TRUE" if whole else _time_filter("timestamp", self.window.since, self.window.until)
-        return src, where
+        return src, ("TRUE" if whole else self._partial_hours("timestamp"))
 
     def _compute_base(self, files: list[Path], *, whole: bool) -> Any:
         from logaudit.query import normalize_path
@@ -796,24 +859,26 @@ class FileAggregates:
     def _compute_base_sql(self, src: str, where: str) -> Any:
         return _arrow(self.con, f"""
             WITH src AS (SELECT * FROM {src} WHERE {where})
-            SELECT filename, 'rev' AS kind, service, revision, min(timestamp) AS first_ts, max(timestamp) AS last_ts,
+            SELECT filename, 'rev' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
+                   min(timestamp) AS first_ts, max(timestamp) AS last_ts,
                    count(*) AS n, count(*) FILTER (effective_severity_num >= 500) AS errors,
                    count(http_status) AS requests, count(*) FILTER (http_status BETWEEN 400 AND 499) AS status_4xx,
                    count(*) FILTER (http_status >= 500) AS status_5xx,
                    count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
                    sum(http_latency_ms) FILTER (http_status <> 101) AS latency_sum, NULL::INTEGER AS bin
-            FROM src GROUP BY filename, service, revision
+            FROM src GROUP BY filename, bucket, service, revision
             UNION ALL BY NAME
-            SELECT filename, 'deploy' AS kind, service, audit_revision AS revision, min(timestamp) AS first_ts,
-                   min(timestamp) AS last_ts, count(*) AS n
-            FROM src WHERE audit_revision IS NOT NULL GROUP BY filename, service, audit_revision
+            SELECT filename, 'deploy' AS kind, {_BUCKET_SQL} AS bucket, service, audit_revision AS revision,
+                   min(timestamp) AS first_ts, min(timestamp) AS last_ts, count(*) AS n
+            FROM src WHERE audit_revision IS NOT NULL GROUP BY filename, bucket, service, audit_revision
             UNION ALL BY NAME
-            SELECT filename, 'hist' AS kind, service, revision,
+            SELECT filename, 'hist' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
                    CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin,
                    count(*) AS n
             FROM src WHERE http_status <> 101 AND http_latency_ms IS NOT NULL GROUP BY ALL
             UNION ALL BY NAME
-            SELECT s.filename, 'endpoint' AS kind, s.service, s.revision, s.http_method AS method, p.path,
+            SELECT s.filename, 'endpoint' AS kind, epoch_ns(s.timestamp) // {BUCKET_NS} AS bucket,
+                   s.service, s.revision, s.http_method AS method, p.path,
                    s.http_status AS status, count(*) AS n,
                    list(s.http_latency_ms) FILTER (s.http_status <> 101 AND s.http_latency_ms IS NOT NULL) AS latencies
             FROM src s LEFT JOIN logaudit_cmp_paths p ON p.raw = s.http_path
@@ -821,7 +886,7 @@ class FileAggregates:
         """)
 
     def _compute_cat(self, files: list[Path], *, whole: bool) -> Any:
-        from logaudit.classify import _chunk_files, _sql_list, _time_filter
+        from logaudit.classify import _chunk_files, _sql_list
         from logaudit.templates import template_sql
 
         src, where = self._source(files, whole, rows=True)
@@ -831,7 +896,7 @@ class FileAggregates:
         chunks = _chunk_files(self.root, files, None, set(self.fingerprints))
         matches = "(SELECT entry_file, entry_row, timestamp, service, revision, pattern_id FROM matches WHERE false)"
         if chunks:
-            mwhere = "TRUE" if whole else _time_filter("c.timestamp", self.window.since, self.window.until)
+            mwhere = "TRUE" if whole else self._partial_hours("c.timestamp")
             matches = f"""(SELECT c.entry_file, c.entry_row, c.timestamp, c.service, c.revision, p.pattern_id
                            FROM read_parquet({_sql_list(chunks)}, hive_partitioning=false) c
                            JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint WHERE {mwhere})"""
@@ -847,23 +912,25 @@ class FileAggregates:
                     FROM {src} s JOIN k ON k.path = s.filename
                     WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL AND {where}
                 )
-                SELECT k.path AS filename, 'pattern' AS kind, mm.service, mm.revision, mm.pattern_id AS key,
+                SELECT k.path AS filename, 'pattern' AS kind, epoch_ns(mm.timestamp) // {BUCKET_NS} AS bucket,
+                       mm.service, mm.revision, mm.pattern_id AS key,
                        NULL::SMALLINT AS sev, count(*) AS n, min(mm.timestamp) AS first_ts,
                        max(mm.timestamp) AS example_ts, any_value(mm.entry_file) AS example_file,
                        arg_max(mm.entry_row, mm.timestamp)::BIGINT AS example_row
                 FROM mx mm JOIN k ON mm.entry_file = k.entry_key
                 GROUP BY ALL
                 UNION ALL BY NAME
-                SELECT u.filename, 'template' AS kind, u.service, u.revision, {template_sql('u.message')} AS key,
+                SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template_sql('u.message')} AS key,
                        u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
                        arg_max(u.message, u.example_ts) AS example, max(u.example_ts) AS example_ts
                 FROM (  -- identical messages are templated once
-                    SELECT e.filename, e.service, e.revision, e.sev, e.message, count(*) AS n,
+                    SELECT e.filename, epoch_ns(e.timestamp) // {BUCKET_NS} AS bucket, e.service, e.revision, e.sev,
+                           e.message, count(*) AS n,
                            min(e.timestamp) AS first_ts, max(e.timestamp) AS example_ts
                     FROM e ANTI JOIN m ON m.entry_file = e.entry_key AND m.entry_row = e.entry_row
                     GROUP BY ALL
                 ) u
-                GROUP BY u.filename, u.service, u.revision, key, u.sev
+                GROUP BY u.filename, u.bucket, u.service, u.revision, key, u.sev
             """, {"level": self.level})
         finally:
             self.con.unregister(name)
@@ -1035,12 +1102,7 @@ class FileAggregates:
                 FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {where}
                 GROUP BY ALL
             ),
-            lat AS (
-                SELECT service, revision, quantile_cont(v, [0.5, 0.95, 0.99]) AS q
-                FROM (SELECT service, revision, unnest(latencies) AS v FROM logaudit_cmp_base
-                      WHERE kind = 'endpoint' AND revision IS NOT NULL AND {where})
-                GROUP BY ALL
-            ),
+            lat AS (SELECT service, revision, q FROM {self._latencies(where, params)} WHERE per_revision),
             deploys AS (
                 SELECT service, revision, min(first_ts) AS deploy_time
                 FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
@@ -1060,14 +1122,36 @@ class FileAggregates:
     def endpoint_table(self, service: str | None = None, revision: str | None = None) -> Any:
         """What `Audit.endpoints` returns, from the aggregates."""
         where, params = self._filters(service, revision)
+        lat = self._latencies(where, params)
         return self.con.execute(f"""
-            SELECT service, method, path, status, sum(n)::BIGINT AS count,
-                   sum(n) / sum(sum(n)) OVER (PARTITION BY service) AS share,
-                   list_aggregate(flatten(list(latencies)), 'quantile_cont', 0.95) AS latency_p95_ms
-            FROM logaudit_cmp_base WHERE kind = 'endpoint' AND {where}
-            GROUP BY 1, 2, 3, 4
-            ORDER BY service, count DESC, path, method, status
+            WITH c AS (
+                SELECT service, method, path, status, sum(n)::BIGINT AS count,
+                       sum(n) / sum(sum(n)) OVER (PARTITION BY service) AS share
+                FROM logaudit_cmp_base WHERE kind = 'endpoint' AND {where}
+                GROUP BY 1, 2, 3, 4
+            )
+            SELECT c.service, c.method, c.path, c.status, c.count, c.share, l.q[2] AS latency_p95_ms
+            FROM c LEFT JOIN (SELECT * FROM {lat} WHERE NOT per_revision) l
+              ON l.service IS NOT DISTINCT FROM c.service AND l.method IS NOT DISTINCT FROM c.method
+             AND l.path IS NOT DISTINCT FROM c.path AND l.status = c.status
+            ORDER BY c.service, c.count DESC, c.path, c.method, c.status
         """, params).df()
+
+    def _latencies(self, where: str, params: dict[str, Any]) -> str:
+        """A temporary table of latency percentiles (p50, p95, p99) per revision and per endpoint,
+        computed in one pass over the latencies (made once per filter)."""
+        name = "logaudit_cmp_lat_" + hashlib.sha256(repr((where, sorted(params.items()))).encode()).hexdigest()[:8]
+        if name not in self._lat_tables:
+            self.con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {name} AS
+                SELECT service, revision, method, path, status, GROUPING(method) = 0 AS per_endpoint,
+                       GROUPING(revision) = 0 AS per_revision, quantile_cont(v, [0.5, 0.95, 0.99]) AS q
+                FROM (SELECT service, revision, method, path, status, unnest(latencies) AS v FROM logaudit_cmp_base
+                      WHERE kind = 'endpoint' AND {where})
+                GROUP BY GROUPING SETS ((service, revision), (service, method, path, status))
+            """, params)
+            self._lat_tables.append(name)
+        return name
 
     def pattern_rows(self, service: str | None = None, revision: str | None = None
                      ) -> list[tuple[str, int, Any, Any, str, int, dict[str, int]]]:
@@ -1099,6 +1183,14 @@ class FileAggregates:
             ORDER BY count DESC, template
             {"LIMIT " + str(int(limit)) if limit else ""}
         """, params | {"level": self.level}).df()
+
+
+def _epoch_ns(value: datetime) -> int:
+    """Nanoseconds since the epoch, exactly (no float)."""
+    from datetime import UTC
+
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
 
 
 def _bisect_right(cum: list[int], k: int) -> int:
@@ -1138,7 +1230,7 @@ def _time_range(table: Any) -> tuple[Any, Any]:
 
 
 def _empty(pa: Any, cols: tuple[str, ...]) -> Any:
-    types = {"filename": pa.string(), "kind": pa.string(), "service": pa.string(), "revision": pa.string(),
+    types = {"filename": pa.string(), "kind": pa.string(), "bucket": pa.int64(), "service": pa.string(), "revision": pa.string(),
              "first_ts": pa.timestamp("ns", tz="UTC"), "last_ts": pa.timestamp("ns", tz="UTC"), "n": pa.int64(),
              "errors": pa.int64(), "requests": pa.int64(), "status_5xx": pa.int64(), "latency_n": pa.int64(),
              "latency_sum": pa.float64(), "bin": pa.int32(), "key": pa.string(), "sev": pa.int16(),

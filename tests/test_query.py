@@ -260,7 +260,9 @@ def _direct_summary(audit, **window):
     {"since": "2025-09-10T00:00:00Z"},
     {"service": "netra-backend-staging", "until": "2025-09-10T02:30:00+02:00"},
     {"revision": CANARY_REVISION},
-], ids=["all", "cut", "second-day", "service", "revision"])
+    {"since": "2025-09-09T21:10:00Z", "until": "2025-09-09T21:50:00Z"},  # inside one cached hour
+    {"since": "2025-09-09T21:00:00Z", "until": "2025-09-10T01:00:00Z"},  # whole hours only
+], ids=["all", "cut", "second-day", "service", "revision", "within-an-hour", "hour-aligned"])
 def test_summary_equals_the_per_part_queries(sample, window):
     store, _, _ = sample
     audit = Audit(store)
