@@ -405,21 +405,21 @@ def load_catalogs(paths: Iterable[str | os.PathLike] | None = None, collect: boo
         pass
     if col.problems:
         raise CatalogLoadError(col.problems)
-    if key is not None:
+    if key is not None and _files_key(files) == key:  # not edited while it was being read
         _LOADED[key] = Catalog(list(catalog.patterns), list(catalog.sources))
         while len(_LOADED) > 8:
             _LOADED.pop(next(iter(_LOADED)))
     return catalog
 
 
-#: Catalogs loaded in this process, by their files' paths and contents: a notebook or a long
-#: process that opens many `Audit`s parses the YAML once (hashing the files costs microseconds).
+#: Catalogs loaded in this process, by their files' paths (as given: they are reported as such)
+#: and contents: a notebook or a long process that opens many `Audit`s parses the YAML once.
 _LOADED: dict[tuple, Catalog] = {}
 
 
 def _files_key(files: list[Path]) -> tuple | None:
     try:
-        return tuple((str(f.resolve()), hashlib.sha256(f.read_bytes()).hexdigest()) for f in files)
+        return tuple((str(f), hashlib.sha256(f.read_bytes()).hexdigest()) for f in files)
     except OSError:
         return None  # an unreadable file: load (and report it) as usual
 

@@ -794,8 +794,13 @@ DELIMITED_MIN_TEXTS = 512
 
 
 def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx: int,
-            want_fields: bool, delimited: DelimitedPlan | None = None) -> tuple[np.ndarray, pa.Array | None]:
-    """Exact decision for distinct candidate texts: (matched mask, fields_json per text or None)."""
+            want_fields: bool, delimited: DelimitedPlan | None = None, *,
+            exact_groups: bool = False) -> tuple[np.ndarray, pa.Array | None]:
+    """Exact decision for distinct candidate texts: (matched mask, fields_json per text or None).
+
+    `exact_groups`: long texts go to `regex` (under its timeout) rather than RE2, which cannot
+    tell an empty group from one that did not take part.
+    """
     n = len(texts)
     lengths = np.asarray(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
     slow = lengths > LONG_TEXT
@@ -826,7 +831,7 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
         long_ascii: list[int] = []
         for j in np.flatnonzero(slow).tolist():
             text = texts[j].as_py()
-            if lengths[j] > LONG_TEXT and plan.re2 is not None and text.isascii():
+            if lengths[j] > LONG_TEXT and plan.re2 is not None and text.isascii() and not exact_groups:
                 long_ascii.append(j)
                 continue
             if res.timeouts[idx] >= MAX_TIMEOUTS and lengths[j] > LONG_TEXT:
@@ -869,7 +874,8 @@ def _verify_delimited(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchR
         fields = pc.if_else(pa.array(got.matched), fields, pa.scalar(None, pa.string()))
     res.verified += len(texts) - len(rest)
     if len(rest):
-        more, more_fields = _verify(pattern, plan, texts.take(pa.array(rest)), res, idx, want_fields)
+        more, more_fields = _verify(pattern, plan, texts.take(pa.array(rest)), res, idx, want_fields,
+                                    exact_groups=True)
         matched[rest] = more
         if want_fields:
             slot = np.arange(len(texts))  # texts decided here keep their value, the others take regex's

@@ -545,7 +545,7 @@ class Comparison:
 
 # ========================================================================================== SQL
 #: Bump when what the per-file aggregates hold changes.
-AGGREGATE_VERSION = "3"
+AGGREGATE_VERSION = "4"
 _BASE_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "first_ts", "last_ts", "n", "errors",
                      "requests", "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path",
                      "status", "latencies")
@@ -916,13 +916,13 @@ class FileAggregates:
                        mm.service, mm.revision, mm.pattern_id AS key,
                        NULL::SMALLINT AS sev, count(*) AS n, min(mm.timestamp) AS first_ts,
                        max(mm.timestamp) AS example_ts, any_value(mm.entry_file) AS example_file,
-                       arg_max(mm.entry_row, mm.timestamp)::BIGINT AS example_row
+                       arg_max(mm.entry_row, (mm.timestamp, mm.entry_row))::BIGINT AS example_row
                 FROM mx mm JOIN k ON mm.entry_file = k.entry_key
                 GROUP BY ALL
                 UNION ALL BY NAME
                 SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template_sql('u.message')} AS key,
                        u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
-                       arg_max(u.message, u.example_ts) AS example, max(u.example_ts) AS example_ts
+                       arg_max(u.message, (u.example_ts, u.message)) AS example, max(u.example_ts) AS example_ts
                 FROM (  -- identical messages are templated once
                     SELECT e.filename, epoch_ns(e.timestamp) // {BUCKET_NS} AS bucket, e.service, e.revision, e.sev,
                            e.message, count(*) AS n,
@@ -1062,7 +1062,7 @@ class FileAggregates:
     def templates(self, service: str, b: str, c: str, level: int) -> list[tuple[str, int, int, int, str | None]]:
         rows = self.con.execute("""
             SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c), max(sev),
-                   arg_max(example, example_ts) FILTER (revision = $c)
+                   arg_max(example, (example_ts, example)) FILTER (revision = $c)
             FROM logaudit_cmp_cat
             WHERE kind = 'template' AND service = $service AND revision IN ($b, $c) AND sev >= $level
             GROUP BY key
@@ -1165,7 +1165,8 @@ class FileAggregates:
             by_rev.setdefault(pid, {})[rev if rev is not None else "(none)"] = int(n)
         df = self.con.execute(f"""
             SELECT key, sum(n)::BIGINT AS n, min(first_ts) AS lo, max(example_ts) AS hi,
-                   arg_max(example_file, example_ts) AS f, arg_max(example_row, example_ts) AS r
+                   arg_max(example_file, (example_ts, example_file, example_row)) AS f,
+                   arg_max(example_row, (example_ts, example_file, example_row)) AS r
             FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY key
         """, params).df()  # pandas keeps the timestamps' nanoseconds
         return [(t.key, int(t.n), t.lo, t.hi, t.f, int(t.r), by_rev.get(t.key, {})) for t in df.itertuples()]
@@ -1177,7 +1178,7 @@ class FileAggregates:
         return self.con.execute(f"""
             SELECT key AS template, sum(n)::BIGINT AS count, min(first_ts) AS first_seen, max(example_ts) AS last_seen,
                    list_sort(list_distinct(list(revision) FILTER (revision IS NOT NULL))) AS revisions,
-                   max(sev) AS max_severity_num, arg_max(example, example_ts) AS example
+                   max(sev) AS max_severity_num, arg_max(example, (example_ts, example)) AS example
             FROM logaudit_cmp_cat WHERE kind = 'template' AND sev >= $level AND {where}
             GROUP BY key
             ORDER BY count DESC, template

@@ -274,7 +274,8 @@ class Audit:
         df = con.execute(f"""
             SELECT m.pattern_id AS id, any_value(m.category) AS category, any_value(m.title) AS title,
                    count(*) AS count, min(m.timestamp) AS first_seen, max(m.timestamp) AS last_seen,
-                   arg_max(m.entry_file, m.timestamp) AS example_file, arg_max(m.entry_row, m.timestamp) AS example_row
+                   arg_max(m.entry_file, (m.timestamp, m.entry_file, m.entry_row)) AS example_file,
+                   arg_max(m.entry_row, (m.timestamp, m.entry_file, m.entry_row)) AS example_row
             FROM matches m WHERE {where}
             GROUP BY m.pattern_id
             ORDER BY array_position(['critical', 'warning', 'positive', 'info'], any_value(m.category)), count DESC, id
@@ -406,7 +407,7 @@ class Audit:
                    min(first_seen) AS first_seen, max(last_seen) AS last_seen,
                    list_sort(list_distinct(flatten(list(revisions)))) AS revisions,
                    max(sev) AS max_severity_num,
-                   arg_max(message, last_seen) AS example
+                   arg_max(message, (last_seen, message)) AS example
             FROM g
             GROUP BY 1
             ORDER BY count DESC, template

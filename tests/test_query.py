@@ -275,6 +275,19 @@ def test_summary_equals_the_per_part_queries(sample, window):
     assert Audit(store).summary(**window) == got
 
 
+def test_summary_examples_break_timestamp_ties_like_the_per_part_queries(tmp_path, sample):
+    _, _, entries = sample
+    # many entries share a timestamp (cut to the minute), spread over several entry files
+    tied = [dict(e, timestamp=e["timestamp"][:16] + ":00Z") for e in entries]
+    store = Store(tmp_path / "tied")
+    for k in range(3):
+        store.ingest_entries(tied[k::3], f"part{k}")
+    audit = Audit(store)
+    for window in ({}, {"since": "2025-09-09T22:13:30Z", "until": "2025-09-10T03:41:00Z"}):
+        got, want = audit.summary(**window), _direct_summary(audit, **window)
+        assert got["patterns"] == want["patterns"] and got["unclassified"] == want["unclassified"]
+
+
 def test_resolve_window_rejects_naive_datetimes():
     from logaudit.errors import UsageError
 
