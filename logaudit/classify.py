@@ -618,8 +618,8 @@ def _text_column(table: pa.Table, name: str, max_chars: int) -> tuple[pa.Array, 
         arr = arr.cast(pa.string())
     if len(arr) == 0 or arr.null_count == len(arr):
         return arr, 0
-    lengths = pc.binary_length(arr)
-    if (pc.max(lengths).as_py() or 0) <= max_chars:  # bytes >= chars: nothing is longer
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+    if int(np.diff(offsets).max()) <= max_chars:  # bytes >= chars: nothing is longer (else checked exactly)
         return arr, 0
     long = pc.greater(pc.utf8_length(arr), max_chars)
     cut = pc.sum(long).as_py() or 0
