@@ -464,7 +464,7 @@ def test_terminated_then_killed_mid_pull_then_rerun(fake, store_dir):
 
     # SIGTERM: handled like Ctrl-C -- what arrived is written, the cursor saved, exit 130
     code, err = start_and_stop(signal.SIGTERM, 3)
-    assert code == 130
+    assert code == 130, err
     assert err == "interrupted: the pages received so far are stored; run the same command again to resume\n"
     first = stored(store_dir)
     assert first == keys_of(entries[: len(first)]) and len(first) % 25 == 0

@@ -182,8 +182,9 @@ def _stop_on_sigterm() -> Any:
         return None
 
     def stop(signum: int, frame: Any) -> None:
+        # only a flag: an exception raised here could land anywhere, e.g. inside a DuckDB query,
+        # which would turn it into an error of its own; the pull checks the flag twice a second
         cl.request_stop()
-        raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, stop)
 

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -822,7 +823,6 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
             return report
 
         stop = threading.Event()
-        _stop_requested.clear()
         pages: queue.Queue = queue.Queue(maxsize=16)
         pager = _Pager(client, plan, common, stats, pacer=Pacer(max_requests_per_minute), stop=stop, out=pages,
                        max_retry_seconds=max_retry_seconds, request_timeout=request_timeout,
@@ -882,6 +882,11 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
             stop.set()
             durable(force=True)
             raise
+        except duckdb.InterruptException:  # Ctrl-C that landed inside a DuckDB query
+            status = "interrupted"
+            stop.set()
+            durable(force=True)
+            raise KeyboardInterrupt from None
         except BaseException:
             status = "interrupted"
             stop.set()
@@ -890,6 +895,7 @@ def pull(store: Store | str | os.PathLike | None, project: str, *, services: str
             raise
         finally:
             stop.set()
+            _stop_requested.clear()  # honoured (or the pull ended first): the next pull starts afresh
             stats.done = status == "complete"
             update_report(status)
             writer.write_rejects()
@@ -905,8 +911,9 @@ _stop_requested = threading.Event()
 
 
 def request_stop() -> None:
-    """Ask a running `pull` to stop like Ctrl-C: write what arrived, save the cursor, raise
-    KeyboardInterrupt (for signal handlers: SIGTERM from cron, Cloud Run or a shell)."""
+    """Ask a running (or starting) `pull` to stop like Ctrl-C: write what arrived, save the
+    cursor, raise KeyboardInterrupt. Safe in signal handlers (SIGTERM from cron, Cloud Run or a
+    shell): it only sets a flag, which the pull checks at least twice a second."""
     _stop_requested.set()
 
 
