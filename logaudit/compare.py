@@ -737,16 +737,21 @@ class FileAggregates:
 
     def _partial_hours(self, column: str) -> str:
         """SQL: rows of the window in the hours it cuts (the rest come from the cache)."""
+        from datetime import UTC
+
         from logaudit.classify import _time_filter
 
         w = self.window
         lo, hi = self._full_hours()
-        edges = []
+        # plain timestamp ranges (not expressions of the column), so that DuckDB can skip row groups
+        spans = []
         if lo is not None:
-            edges.append(f"epoch_ns({column}) < {lo * BUCKET_NS}")
+            spans.append(_time_filter(column, w.since, datetime.fromtimestamp(lo * BUCKET_NS // 10**9, UTC)))
         if hi is not None:
-            edges.append(f"epoch_ns({column}) >= {hi * BUCKET_NS}")
-        return f"{_time_filter(column, w.since, w.until)} AND ({' OR '.join(edges) or 'FALSE'})"
+            spans.append(_time_filter(column, datetime.fromtimestamp(hi * BUCKET_NS // 10**9, UTC), w.until))
+        if lo is not None and hi is not None and lo > hi:  # the window lies inside one hour
+            spans = [_time_filter(column, w.since, w.until)]
+        return "(" + " OR ".join(f"({s})" for s in spans) + ")" if spans else "FALSE"
 
     def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
                 ) -> dict[Path, tuple[Any, Any]]:
