@@ -662,7 +662,7 @@ class FileAggregates:
         base_missing = [f for f in self.files if f not in set(base_cached)]
         fresh_base: dict[Path, Any] = {}
         if base_missing:
-            fresh = self._compute_base(base_missing, whole=True)
+            fresh = self._compute_base(base_missing)
             for f in base_missing:
                 part = _rows_of(fresh, str(f)).drop_columns(["filename"])
                 self._write(base_paths[f].parent, base_paths[f].name, "base-", part)
@@ -671,6 +671,7 @@ class FileAggregates:
             whole = list(self.files)
             cut: list[Path] = []
             partial: list[Path] = []
+            ranges = {}
         else:
             ranges = self._ranges(base_cached, base_paths, fresh_base)
             whole = [f for f in self.files if self._inside(ranges.get(f))]
@@ -682,13 +683,17 @@ class FileAggregates:
         base_parts += [fresh_base[f] for f in whole if f in fresh_base]
         base_parts += self._hours_inside([base_paths[f] for f in cut if f not in fresh_base],
                                          [fresh_base[f] for f in cut if f in fresh_base])
-        if partial:
-            base_parts.append(self._compute_base(partial, whole=False).drop_columns(["filename"]))
+        from logaudit.edges import EdgeSlices
+
+        edge_base, edge_cat = EdgeSlices(self).aggregates(self._spans(), self.files, ranges, partial) \
+            if partial else (None, None)
+        if edge_base is not None:
+            base_parts.append(edge_base)
         cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
         cat_missing = [f for f in whole + cut if not cat_paths[f].exists()]
         fresh_cat: dict[Path, Any] = {}
         if cat_missing:
-            fresh = self._compute_cat(cat_missing, whole=True)
+            fresh = self._compute_cat(cat_missing)
             for f in cat_missing:
                 fresh_cat[f] = _rows_of(fresh, str(f)).drop_columns(["filename"])
                 self._write(cat_paths[f].parent, cat_paths[f].name, "cat-", fresh_cat[f])
@@ -697,8 +702,8 @@ class FileAggregates:
         cat_parts += [fresh_cat[f] for f in whole if f in fresh_cat]
         cat_parts += self._hours_inside([cat_paths[f] for f in cut if f not in fresh_cat],
                                         [fresh_cat[f] for f in cut if f in fresh_cat])
-        if partial:
-            cat_parts.append(self._compute_cat(partial, whole=False).drop_columns(["filename"]))
+        if edge_cat is not None:
+            cat_parts.append(edge_cat)
         return base_parts, cat_parts
 
     def _full_hours(self) -> tuple[int | None, int | None]:
@@ -723,35 +728,18 @@ class FileAggregates:
             parts.append(t.filter(pc.and_(*keep) if len(keep) == 2 else keep[0]) if keep else t)
         return parts
 
+    def _spans(self) -> list[tuple[int, int, int]]:
+        """The (hour, start ns, end ns) pieces of the window in the hours it cuts."""
+        from logaudit.edges import hour_spans
+
+        w = self.window
+        return hour_spans(None if w.since is None else _epoch_ns(w.since),
+                          None if w.until is None else _epoch_ns(w.until), BUCKET_NS)
+
     def _in_partial_hours(self, rng: tuple[Any, Any]) -> bool:
         """Whether a file spanning `rng` has rows in an hour the window cuts (else the cache serves it all)."""
         lo_ts, hi_ts = (_epoch_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
-        w = self.window
-        lo, hi = self._full_hours()
-        spans = []
-        if lo is not None and _epoch_ns(w.since) < lo * BUCKET_NS:
-            spans.append((_epoch_ns(w.since), lo * BUCKET_NS))
-        if hi is not None and hi * BUCKET_NS < _epoch_ns(w.until):
-            spans.append((hi * BUCKET_NS, _epoch_ns(w.until)))
-        return any(lo_ts < b and hi_ts >= a for a, b in spans)
-
-    def _partial_hours(self, column: str) -> str:
-        """SQL: rows of the window in the hours it cuts (the rest come from the cache)."""
-        from datetime import UTC
-
-        from logaudit.classify import _time_filter
-
-        w = self.window
-        lo, hi = self._full_hours()
-        # plain timestamp ranges (not expressions of the column), so that DuckDB can skip row groups
-        spans = []
-        if lo is not None:
-            spans.append(_time_filter(column, w.since, datetime.fromtimestamp(lo * BUCKET_NS // 10**9, UTC)))
-        if hi is not None:
-            spans.append(_time_filter(column, datetime.fromtimestamp(hi * BUCKET_NS // 10**9, UTC), w.until))
-        if lo is not None and hi is not None and lo > hi:  # the window lies inside one hour
-            spans = [_time_filter(column, w.since, w.until)]
-        return "(" + " OR ".join(f"({s})" for s in spans) + ")" if spans else "FALSE"
+        return any(lo_ts < b and hi_ts >= a for _, a, b in self._spans())
 
     def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
                 ) -> dict[Path, tuple[Any, Any]]:
@@ -839,31 +827,30 @@ class FileAggregates:
         self._names.clear()
 
     # -------------------------------------------------------------------------- computing
-    def _source(self, files: list[Path], whole: bool, *, rows: bool = False) -> tuple[str, str]:
+    def _source(self, files: list[Path], *, rows: bool = False) -> str:
         from logaudit.classify import _sql_list
 
         extra = ", file_row_number=true" if rows else ""
-        src = f"read_parquet({_sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
-        return src, ("TRUE" if whole else self._partial_hours("timestamp"))
+        return f"read_parquet({_sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
 
-    def _compute_base(self, files: list[Path], *, whole: bool) -> Any:
+    def _compute_base(self, files: list[Path]) -> Any:
         from logaudit.query import normalize_path
 
-        src, where = self._source(files, whole)
+        src = self._source(files)
         # endpoints are grouped by normalized path: only the distinct raw paths go through Python
         raw = [r[0] for r in self.con.execute(
-            f"SELECT DISTINCT http_path FROM {src} WHERE {where} AND http_status IS NOT NULL").fetchall()]
+            f"SELECT DISTINCT http_path FROM {src} WHERE http_status IS NOT NULL").fetchall()]
         paths = self.pa.table({"raw": self.pa.array(raw, self.pa.string()),
                                "path": self.pa.array([normalize_path(p) for p in raw], self.pa.string())})
         self.con.register("logaudit_cmp_paths", paths)
         try:
-            return self._compute_base_sql(src, where)
+            return self._compute_base_sql(src)
         finally:
             self.con.unregister("logaudit_cmp_paths")
 
-    def _compute_base_sql(self, src: str, where: str) -> Any:
+    def _compute_base_sql(self, src: str) -> Any:
         return _arrow(self.con, f"""
-            WITH src AS (SELECT * FROM {src} WHERE {where})
+            WITH src AS (SELECT * FROM {src})
             SELECT filename, 'rev' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
                    min(timestamp) AS first_ts, max(timestamp) AS last_ts,
                    count(*) AS n, count(*) FILTER (effective_severity_num >= 500) AS errors,
@@ -890,21 +877,20 @@ class FileAggregates:
             WHERE s.http_status IS NOT NULL GROUP BY ALL
         """)
 
-    def _compute_cat(self, files: list[Path], *, whole: bool) -> Any:
+    def _compute_cat(self, files: list[Path]) -> Any:
         from logaudit.classify import _chunk_files, _sql_list
         from logaudit.templates import template_sql
 
-        src, where = self._source(files, whole, rows=True)
+        src = self._source(files, rows=True)
         keys = self.pa.table({"path": [str(f) for f in files], "entry_key": [self._key(f) for f in files]})
         name = "logaudit_cmp_keys"
         # these files' matches only (the `matches` view reads every file of the window)
         chunks = _chunk_files(self.root, files, None, set(self.fingerprints))
         matches = "(SELECT entry_file, entry_row, timestamp, service, revision, pattern_id FROM matches WHERE false)"
         if chunks:
-            mwhere = "TRUE" if whole else self._partial_hours("c.timestamp")
             matches = f"""(SELECT c.entry_file, c.entry_row, c.timestamp, c.service, c.revision, p.pattern_id
                            FROM read_parquet({_sql_list(chunks)}, hive_partitioning=false) c
-                           JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint WHERE {mwhere})"""
+                           JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint)"""
         self.con.register(name, keys)
         try:
             return _arrow(self.con, f"""
@@ -915,7 +901,7 @@ class FileAggregates:
                     SELECT s.filename, s.file_row_number AS entry_row, s.service, s.revision, s.timestamp, s.message,
                            s.effective_severity_num AS sev, k.entry_key
                     FROM {src} s JOIN k ON k.path = s.filename
-                    WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL AND {where}
+                    WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL
                 )
                 SELECT k.path AS filename, 'pattern' AS kind, epoch_ns(mm.timestamp) // {BUCKET_NS} AS bucket,
                        mm.service, mm.revision, mm.pattern_id AS key,
