@@ -676,6 +676,43 @@ def _scan_slice(scanner: _FieldScanner, arr: pa.Array) -> tuple[np.ndarray, np.n
     return np.asarray(scanner.hs_ids, dtype=np.int32)[hs_ids], rows.astype(np.int64)
 
 
+class _When:
+    """`when` conditions of one table: numeric columns are copied to NumPy once and compared there
+    (no `take` per condition); other columns go through `_condition_mask`."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.numbers: dict[str, np.ndarray | None] = {}
+
+    def mask(self, cond: Condition, rows: np.ndarray) -> np.ndarray:
+        if cond.column not in self.table.column_names:  # e.g. an entry file written before the column existed
+            return np.zeros(len(rows), dtype=bool)
+        if cond.column not in self.numbers:
+            col = self.table.column(cond.column)
+            numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
+            self.numbers[cond.column] = np.asarray(  # null -> NaN, which no comparison holds for
+                pc.fill_null(_as_array(col).cast(pa.float64()), np.nan).to_numpy(), dtype=np.float64) if numeric else None
+        vals = self.numbers[cond.column]
+        if vals is None or cond.op == "glob":
+            return _condition_mask(self.table, cond, rows)
+        v = vals[rows]
+        if cond.op == ">=":
+            return v >= cond.value[0]
+        if cond.op == "<=":
+            return v <= cond.value[0]
+        if cond.op == "eq":
+            return v == cond.value[0]
+        mask = np.zeros(len(v), dtype=bool)
+        for lo, hi, lo_incl, hi_incl in cond.value:  # "ranges"
+            part = np.ones(len(v), dtype=bool)
+            if lo is not None:
+                part &= (v >= lo) if lo_incl else (v > lo)
+            if hi is not None:
+                part &= (v <= hi) if hi_incl else (v < hi)
+            mask |= part & ~np.isnan(v)
+        return mask
+
+
 def _condition_mask(table: pa.Table, cond: Condition, rows: np.ndarray) -> np.ndarray:
     if cond.column not in table.column_names:  # e.g. an entry file written before the column existed
         return np.zeros(len(rows), dtype=bool)
@@ -957,11 +994,11 @@ def _segments(arr: pa.Array) -> list[tuple[pa.Array, _Rows | None]]:
     return [(enc.dictionary, _Rows(codes, rows)), (rest, None)]
 
 
-def _apply_when(table: pa.Table, pattern: Pattern, rows: np.ndarray) -> np.ndarray:
+def _apply_when(when: _When, pattern: Pattern, rows: np.ndarray) -> np.ndarray:
     for cond in pattern.when:
         if not len(rows):
             break
-        rows = rows[_condition_mask(table, cond, rows)]
+        rows = rows[when.mask(cond, rows)]
     return rows
 
 
@@ -1011,7 +1048,7 @@ def _decide(pattern: Pattern, plan: Plan, values: pa.Array, ids: np.ndarray, res
     return ids[keep], fjson
 
 
-def _match_segment(table: pa.Table, compiled: CompiledCatalog, scanner: _FieldScanner, values: pa.Array,
+def _match_segment(when: _When, compiled: CompiledCatalog, scanner: _FieldScanner, values: pa.Array,
                    holders: _Rows | None, res: MatchResult, apply_when: bool
                    ) -> Iterable[tuple[int, np.ndarray, pa.Array | None]]:
     """(pattern index, matched rows, their fields_json or None) for one segment of a field's values."""
@@ -1035,7 +1072,7 @@ def _match_segment(table: pa.Table, compiled: CompiledCatalog, scanner: _FieldSc
         if holders is None:
             # one value per row: narrow by `when` first, then decide
             if apply_when and pattern.when:
-                ids = _apply_when(table, pattern, ids)
+                ids = _apply_when(when, pattern, ids)
             rows, fjson = _decide(pattern, plan, values, ids, res, idx, ascii_mask, delimited)
         else:
             # decide per distinct value, then expand to rows and apply `when`
@@ -1044,7 +1081,7 @@ def _match_segment(table: pa.Table, compiled: CompiledCatalog, scanner: _FieldSc
                 continue
             rows, pos = holders.expand(vids, len(values))
             if apply_when and pattern.when:
-                kept = _apply_when(table, pattern, rows)
+                kept = _apply_when(when, pattern, rows)
                 pos = pos[np.searchsorted(rows, kept)]
                 rows = kept
             fjson = vjson.take(pa.array(pos)) if vjson is not None else None
@@ -1065,13 +1102,14 @@ def match_table(table: pa.Table, compiled: CompiledCatalog, *, apply_when: bool 
     res = MatchResult(np.empty(0, np.int64), np.empty(0, np.int32), pa.array([], pa.string()))
     # one contiguous array per column used (Parquet hands over one chunk per row group)
     table = pa.table({c: _as_array(table.column(c)) for c in compiled.columns if c in table.column_names})
+    when = _When(table)
     for fld, scanner in compiled.scanners.items():
         if fld not in table.column_names:
             continue
         arr, cut = _text_column(table, fld, compiled.max_chars)
         res.cut[fld] = cut
         for values, holders in _segments(arr):
-            for idx, rows, fjson in _match_segment(table, compiled, scanner, values, holders, res, apply_when):
+            for idx, rows, fjson in _match_segment(when, compiled, scanner, values, holders, res, apply_when):
                 rows_all.append(rows.astype(np.int64))
                 pats_all.append(np.full(len(rows), idx, dtype=np.int32))
                 fields_all.append(fjson)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -598,3 +599,21 @@ def test_cli_classify(tmp_path):
     doc = json.loads(result.output)
     assert doc["matches"]["dependency-validation-failed"] == 1
     assert (doc["files_evaluated"], doc["cache_hits"]) == (0, 50)
+
+
+_BOUND = st.none() | st.integers(min_value=0, max_value=700)
+
+
+@given(values=st.lists(st.none() | st.integers(min_value=0, max_value=700), min_size=1, max_size=60),
+       cond=st.one_of(
+           st.tuples(st.sampled_from([">=", "<=", "eq"]), st.integers(min_value=0, max_value=700))
+           .map(lambda t: C.Condition("http_status", t[0], (t[1],))),
+           st.lists(st.tuples(_BOUND, _BOUND, st.booleans(), st.booleans()), min_size=1, max_size=3)
+           .map(lambda rs: C.Condition("http_status", "ranges", tuple(rs)))),
+       as_float=st.booleans(), data=st.data())
+def test_when_on_numeric_columns_agrees_with_the_reference(values, cond, as_float, data):
+    typ = pa.float64() if as_float else pa.int32()
+    table = pa.table({"http_status": pa.array(values, typ)})
+    rows = np.array(sorted(data.draw(st.sets(st.integers(0, len(values) - 1)))), dtype=np.int64)
+    got = C._When(table).mask(cond, rows)
+    assert got.tolist() == [cond.matches_value(values[r]) for r in rows]
