@@ -34,3 +34,18 @@ def test_ruff_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     result = subprocess.run([ruff, "check", "logaudit", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_cli_command_is_found_where_the_lazy_table_says():
+    """`logaudit X` imports only X's module: the table must name every command and the right module."""
+    import importlib
+
+    from logaudit.cli import _COMMANDS, main
+
+    for module in sorted(set(_COMMANDS.values())):
+        importlib.import_module(f"logaudit.cli.{module}")
+    assert sorted(main.commands) == sorted(_COMMANDS)
+    for name, command in main.commands.items():
+        assert command.callback.__module__ == f"logaudit.cli.{_COMMANDS[name]}", name
+    assert "summarize" in subprocess.run([sys.executable, "-m", "logaudit", "--help"], capture_output=True,
+                                         text=True, check=True).stdout

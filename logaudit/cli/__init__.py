@@ -6,6 +6,7 @@ lets `run_cli` turn typed library errors into a one-line message and an exit cod
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable
@@ -58,11 +59,26 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Sub-command -> the module that defines it (imported when the command runs, so that
+#: `logaudit summarize` does not pay for the imports of `pull` or `sample`).
+_COMMANDS = {
+    "catalog": "catalog_cmd", "classify": "catalog_cmd", "compare": "compare_cmd", "demo": "sample_cmd",
+    "export": "report_cmd", "ingest": "ingest_cmd", "pull": "pull_cmd", "report": "report_cmd",
+    "sample": "sample_cmd", "store": "ingest_cmd", "summarize": "summarize_cmd",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _COMMANDS:
+            importlib.import_module(f"logaudit.cli.{_COMMANDS[cmd_name]}")  # registers itself on `main`
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="logaudit")
 def main() -> None:
     """Audit Google Cloud Run deployments from their logs."""
-
-
-# Sub-commands register themselves on `main` when imported (hence imports at the bottom).
-from logaudit.cli import catalog_cmd, compare_cmd, ingest_cmd, pull_cmd, report_cmd, sample_cmd, summarize_cmd
