@@ -33,6 +33,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 KEEP = 24  # slice files kept (two per hour: rows and pattern matches)
+VERSION = "1"  # of the slice files' columns: a new version never reads an old slice
+ROWS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "sev", "status", "err", "s4", "s5", "lat_ok",
+                "audit_revision", "method", "path", "bin", "message", "template")
+HITS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "pattern_id")
 
 _TS = pa.timestamp("ns", tz="Etc/UTC")  # what DuckDB returns for TIMESTAMPTZ
 #: The columns of `FileAggregates` parts (see `_compute_base` / `_compute_cat`), without `filename`.
@@ -104,13 +108,15 @@ class EdgeSlices:
     def _slice(self, hour: int, files: list[Path]) -> tuple[pa.Table, pa.Table]:
         import pyarrow.feather as feather
 
-        ident = "\n".join([self.agg.cat_tag, str(hour),
+        ident = "\n".join([VERSION, self.agg.cat_tag, str(hour),
                            *sorted(f"{self.agg._key(f)}\t{f.stat().st_size}" for f in files)])
         digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
         paths = [self.folder / f"{hour}-{digest}-{kind}.arrow" for kind in ("rows", "hits")]
         try:
-            return tuple(feather.read_table(p, memory_map=True) for p in paths)  # type: ignore[return-value]
-        except (OSError, pa.ArrowInvalid):
+            rows, hits = (feather.read_table(p, memory_map=True) for p in paths)
+            if tuple(rows.column_names) == ROWS_COLUMNS and tuple(hits.column_names) == HITS_COLUMNS:
+                return rows, hits
+        except (OSError, pa.ArrowInvalid):  # missing or damaged: built again
             pass
         rows, hits = self._build(hour, files)
         try:
