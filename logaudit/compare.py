@@ -961,7 +961,27 @@ class FileAggregates:
             GROUP BY ALL
         """, params).fetchall():
             by_rev[rev].latency_hist[int(bin_)] = int(n)
-        self._quantiles(service, sides)
+        if not self._known_quantiles(service, sides):
+            self._quantiles(service, sides)
+
+    def _known_quantiles(self, service: str, sides: tuple[Side, ...]) -> bool:
+        """Take the percentiles from a per-revision table the summary already made (`_latencies`:
+        quantile_cont over the same latencies), instead of reading the entries again."""
+        for where, params in (self._filters(None, None), self._filters(service, None)):
+            name = self._latency_name(where, params)
+            if name in self._lat_tables:
+                break
+        else:
+            return False
+        found = dict(self.con.execute(
+            f"SELECT revision, q FROM {name} WHERE per_revision AND service = $service AND revision IN ($b, $c)",
+            {"service": service, "b": sides[0].revision, "c": sides[1].revision}).fetchall())
+        if any(side.latency_hist and side.revision not in found for side in sides):
+            return False
+        for side in sides:
+            q = found.get(side.revision)
+            side.latency_quantiles = {key: (None if q is None else q[i]) for i, key in enumerate(("p50", "p95", "p99"))}
+        return True
 
     def _quantiles(self, service: str, sides: tuple[Side, ...]) -> None:
         """Exact latency percentiles (as DuckDB's quantile_cont): the histogram says which bins hold
@@ -1128,10 +1148,14 @@ class FileAggregates:
             ORDER BY c.service, c.count DESC, c.path, c.method, c.status
         """, params).df()
 
+    @staticmethod
+    def _latency_name(where: str, params: dict[str, Any]) -> str:
+        return "logaudit_cmp_lat_" + hashlib.sha256(repr((where, sorted(params.items()))).encode()).hexdigest()[:8]
+
     def _latencies(self, where: str, params: dict[str, Any]) -> str:
         """A temporary table of latency percentiles (p50, p95, p99) per revision and per endpoint,
         computed in one pass over the latencies (made once per filter)."""
-        name = "logaudit_cmp_lat_" + hashlib.sha256(repr((where, sorted(params.items()))).encode()).hexdigest()[:8]
+        name = self._latency_name(where, params)
         if name not in self._lat_tables:
             self.con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {name} AS

@@ -27,6 +27,7 @@ from logaudit.compare import (
     gate_from_dict,
     judge,
     load_gate,
+    observe,
     render_markdown,
     render_text,
 )
@@ -644,3 +645,29 @@ def test_template_masks_and_merge():
     assert set(two.values()) == {"Pod <*> on node <*>"}
     with pytest.raises(ValueError):
         merge_templates([], min_distinct=1)
+
+
+@pytest.mark.parametrize("window", [{}, {"since": "2025-09-09T22:13:07.5Z", "until": "2025-09-10T03:41:00Z"}])
+def test_the_summary_verdict_takes_the_summarys_percentiles_and_they_equal_compares(sample_store, window):
+    from logaudit.compare import FileAggregates
+    from logaudit.query import Window, resolve_window
+
+    store, _ = sample_store
+    audit = Audit(store)
+    w0 = resolve_window(window.get("since"), window.get("until"))
+    w = Window(w0.since, w0.until)
+    agg = FileAggregates(audit, audit.connection(w), w, 400)
+    try:
+        agg.revision_table()  # the summary's per-revision percentiles
+        calls = []
+        original = agg._quantiles
+        agg._quantiles = lambda *a: calls.append(a) or original(*a)  # a spy: was the entry scan skipped?
+        reused = observe(audit, gate=Gate(), aggregates=agg, **window)
+    finally:
+        agg.close()
+    fresh = observe(Audit(store), gate=Gate(), **window)
+    assert calls == []
+    for side in ("baseline", "canary"):
+        got, want = getattr(reused, side).latency_quantiles, getattr(fresh, side).latency_quantiles
+        assert set(got) == {"p50", "p95", "p99"} and all(v is not None for v in got.values())
+        assert got == want, side
