@@ -23,7 +23,7 @@ def run(path: Path, env: dict[str, str], tmp_path: Path) -> nbformat.NotebookNod
         for k in ENV_KEYS:
             os.environ.pop(k, None)
         os.environ.update(env)
-        os.environ["MPLBACKEND"] = "Agg"
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # what Jupyter uses
         NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     finally:
         for k, v in saved.items():
@@ -63,6 +63,10 @@ def test_notebook_runs_on_the_bundled_sample(path, tmp_path):
     text = outputs_text(book)
     assert "sample checks passed" in text
     assert tracebacks(book) == []
+    # every cell that draws a chart shows it (a figure inside an `if` is not shown by itself)
+    drawing = [c for c in book.cells if c.cell_type == "code" and "logaudit.charts." in c.source]
+    for cell in drawing:
+        assert any("image/png" in out.get("data", {}) for out in cell.outputs), cell.source[:80]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
