@@ -32,7 +32,7 @@ def test_bundled_sample_is_small():
 
 def test_ruff_clean():
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
-    result = subprocess.run([ruff, "check", "logaudit", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([ruff, "check", "logaudit", "tests", "benchmarks", "notebooks"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
