@@ -628,7 +628,7 @@ class FileAggregates:
         self.level = level
         self._lat_tables: list[str] = []
         self.root = Path(audit.store.root)
-        self.files = audit.store.entry_files(window.since, window.until)
+        self.files = audit.classified_files(window, con)
         self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
         pats = con.execute("SELECT pattern_id, fingerprint FROM patterns ORDER BY ALL").fetchall()
         self.fingerprints = [fp for _, fp in pats]
@@ -961,101 +961,26 @@ class FileAggregates:
             GROUP BY ALL
         """, params).fetchall():
             by_rev[rev].latency_hist[int(bin_)] = int(n)
-        if not self._known_quantiles(service, sides):
-            self._quantiles(service, sides)
+        self._side_quantiles(service, sides)
 
-    def _known_quantiles(self, service: str, sides: tuple[Side, ...]) -> bool:
-        """Take the percentiles from a per-revision table the summary already made (`_latencies`:
-        quantile_cont over the same latencies), instead of reading the entries again."""
-        for where, params in (self._filters(None, None), self._filters(service, None)):
-            name = self._latency_name(where, params)
+    def _side_quantiles(self, service: str, sides: tuple[Side, ...]) -> None:
+        """p50 / p95 / p99 latency of each side: quantile_cont over the latencies in the aggregates.
+        When the summary already made its per-revision table (`_latencies`) the values come from it:
+        the same multiset, the same function, so the summary's verdict and `compare` agree exactly."""
+        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
+        query = """SELECT revision, quantile_cont(v, [0.5, 0.95, 0.99])
+                   FROM (SELECT revision, unnest(latencies) AS v FROM logaudit_cmp_base
+                         WHERE kind = 'endpoint' AND service = $service AND revision IN ($b, $c))
+                   GROUP BY revision"""
+        for where, fparams in (self._filters(None, None), self._filters(service, None)):
+            name = self._latency_name(where, fparams)
             if name in self._lat_tables:
+                query = f"SELECT revision, q FROM {name} WHERE per_revision AND service = $service AND revision IN ($b, $c)"
                 break
-        else:
-            return False
-        found = dict(self.con.execute(
-            f"SELECT revision, q FROM {name} WHERE per_revision AND service = $service AND revision IN ($b, $c)",
-            {"service": service, "b": sides[0].revision, "c": sides[1].revision}).fetchall())
-        if any(side.latency_hist and side.revision not in found for side in sides):
-            return False
+        found = dict(self.con.execute(query, params).fetchall())
         for side in sides:
             q = found.get(side.revision)
             side.latency_quantiles = {key: (None if q is None else q[i]) for i, key in enumerate(("p50", "p95", "p99"))}
-        return True
-
-    def _quantiles(self, service: str, sides: tuple[Side, ...]) -> None:
-        """Exact latency percentiles (as DuckDB's quantile_cont): the histogram says which bins hold
-        the order statistics needed; one query reads just the values in those bins."""
-        wanted: dict[str, dict[str, tuple[int, int, float]]] = {}
-        need: dict[str, set[int]] = {}
-        for side in sides:
-            hist = side.latency_hist
-            n = sum(hist.values())
-            wanted[side.revision] = {}
-            if n == 0:
-                continue
-            bins = sorted(hist)
-            cum, acc = [], 0
-            for b in bins:
-                acc += hist[b]
-                cum.append(acc)
-            for q in _QUANTILES.values():
-                h = (n - 1) * q
-                lo, hi = math.floor(h), math.ceil(h)
-                wanted[side.revision][f"p{round(q * 100)}"] = (lo, hi, h - lo)
-                for k in (lo, hi):
-                    need.setdefault(side.revision, set()).add(bins[_bisect_right(cum, k)])
-        values: dict[tuple[str, int], list[float]] = {}
-        if need:
-            params: dict[str, Any] = {"service": service}
-            conds = []
-            for i, (rev, bins_needed) in enumerate(sorted(need.items())):
-                params[f"r{i}"] = rev
-                params[f"b{i}"] = sorted(bins_needed)
-                conds.append(f"(revision = $r{i} AND list_contains($b{i}, bin))")
-            # a cheap numeric range test first (a little wider than the bins), so that DuckDB reads
-            # the other columns only for the few rows in range
-            ranges = []
-            for j, b in enumerate(sorted({b for bins_needed in need.values() for b in bins_needed})):
-                lowest = b <= round(math.log(0.001) * LATENCY_BINS_PER_E)  # also holds 0 and below
-                params[f"lo{j}"] = -1e300 if lowest else math.exp((b - 0.5) / LATENCY_BINS_PER_E) * (1 - 1e-6)
-                params[f"hi{j}"] = math.exp((b + 0.5) / LATENCY_BINS_PER_E) * (1 + 1e-6)
-                ranges.append(f"http_latency_ms BETWEEN $lo{j} AND $hi{j}")
-            for rev, bin_, vals in self.con.execute(f"""
-                SELECT revision, bin, list(http_latency_ms ORDER BY http_latency_ms)
-                FROM (SELECT revision, http_latency_ms,
-                             CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin
-                      FROM entries
-                      WHERE ({' OR '.join(ranges)}) AND http_status <> 101 AND service = $service)
-                WHERE {' OR '.join(conds)}
-                GROUP BY ALL
-            """, params).fetchall():
-                values[(rev, int(bin_))] = list(vals)
-        for side in sides:
-            hist = side.latency_hist
-            bins = sorted(hist)
-            before: dict[int, int] = {}
-            acc = 0
-            for b in bins:
-                before[b] = acc
-                acc += hist[b]
-            cum = [before[b] + hist[b] for b in bins]
-
-            def order_stat(k: int, side: Side = side, bins: list[int] = bins, cum: list[int] = cum,
-                           before: dict[int, int] = before) -> float | None:
-                b = bins[_bisect_right(cum, k)]
-                vals = values.get((side.revision, b))
-                if not vals or len(vals) != side.latency_hist[b]:
-                    return None
-                return float(vals[k - before[b]])
-
-            side.latency_quantiles = {}
-            for key, (lo, hi, frac) in wanted[side.revision].items():
-                a, z = order_stat(lo), order_stat(hi)
-                side.latency_quantiles[key] = (None if a is None or z is None else a + frac * (z - a))
-            for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-                if side.latency_quantiles.get(key) is None:  # the data changed under us: estimate
-                    side.latency_quantiles[key] = _hist_quantile(hist, q)
 
     def patterns(self, service: str, b: str, c: str) -> list[PatternCounts]:
         rows = self.con.execute("""
@@ -1209,13 +1134,6 @@ def _epoch_ns(value: datetime) -> int:
     return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
 
 
-def _bisect_right(cum: list[int], k: int) -> int:
-    """Index of the first cumulative count above k (the bin holding 0-based order statistic k)."""
-    from bisect import bisect_right
-
-    return bisect_right(cum, k)
-
-
 def _arrow(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
     """A query's result as a pyarrow Table (DuckDB 2.x and 1.x)."""
     rel = con.sql(query, params=params)
@@ -1254,23 +1172,6 @@ def _empty(pa: Any, cols: tuple[str, ...]) -> Any:
              "method": pa.string(), "path": pa.string(), "status": pa.int32(), "latencies": pa.list_(pa.float64()),
              "example_file": pa.string(), "example_row": pa.int64()}
     return pa.table({c: pa.array([], types[c]) for c in cols})
-
-
-def _hist_quantile(hist: dict[int, int], q: float) -> float | None:
-    """The q-quantile (linear interpolation between order statistics, as quantile_cont) from a latency
-    histogram, assuming values spread evenly in log space inside a bin (error under 0.5 %)."""
-    n = sum(hist.values())
-    if n == 0:
-        return None
-    h = (n - 1) * q  # 0-based position
-    before = 0
-    for b in sorted(hist):
-        c = hist[b]
-        if before + c > h:
-            frac = (h - before + 0.5) / c
-            return math.exp((b - 0.5 + frac) / LATENCY_BINS_PER_E)
-        before += c
-    return math.exp(max(hist) / LATENCY_BINS_PER_E)
 
 
 def _pick(rows: list[tuple[str, str, Any, Any, Any]], service: str | None, baseline: str | None,

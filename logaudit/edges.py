@@ -115,6 +115,8 @@ class EdgeSlices:
         try:
             rows, hits = (feather.read_table(p, memory_map=True) for p in paths)
             if tuple(rows.column_names) == ROWS_COLUMNS and tuple(hits.column_names) == HITS_COLUMNS:
+                rows.validate(full=True)  # damage inside the data (offsets, indices) raises here, not later
+                hits.validate(full=True)
                 return rows, hits
         except (OSError, pa.ArrowInvalid):  # missing or damaged: built again
             pass

@@ -102,22 +102,39 @@ class Audit:
             catalog = load_catalogs(catalog)
         self.catalog = catalog
         self.redactor = redactor or Redactor()
-        self._cons: dict[Window, duckdb.DuckDBPyConnection] = {}
+        # per window: the connection and the entry files its views were made for
+        self._cons: dict[Window, tuple[duckdb.DuckDBPyConnection, tuple[Path, ...]]] = {}
         self._rows: set[Window] = set()
+        self._made: dict[int, tuple[Path, ...]] = {}
 
     # ------------------------------------------------------------------ plumbing
     def connection(self, window: Window) -> duckdb.DuckDBPyConnection:
         """A DuckDB connection with the views `entries`, `matches`, `patterns`, `unclassified` for the window.
 
         The store is classified against the catalog first (only new files / changed patterns are evaluated).
+        The connection is kept for the next call unless the store's files for the window changed
+        (an ingest or a pull since), which makes a new one: views and matches never go stale.
         """
-        con = self._cons.get(window)
-        if con is None:
-            con = duckdb.connect(config={"threads": 2})
-            con.execute("SET enable_progress_bar = false")
-            register_views(con, self.store, self.catalog, since=window.since, until=window.until)
-            self._cons[window] = con
+        files = tuple(self.store.entry_files(window.since, window.until))
+        cached = self._cons.get(window)
+        if cached is not None and cached[1] == files:
+            return cached[0]
+        if cached is not None:  # not closed here: a caller may still be using it (it closes when unused)
+            self._rows.discard(window)
+        con = duckdb.connect(config={"threads": 2})
+        con.execute("SET enable_progress_bar = false")
+        register_views(con, self.store, self.catalog, since=window.since, until=window.until)
+        self._cons[window] = (con, files)
+        self._made[id(con)] = files  # also for a connection replaced meanwhile but still in use
         return con
+
+    def classified_files(self, window: Window, con: duckdb.DuckDBPyConnection) -> list[Path]:
+        """The entry files of the window that `con` (from `connection(window)`) classified and made its views of.
+
+        Per-file aggregates take this list rather than listing the store again, so a file that a
+        pull adds meanwhile is not aggregated (and cached) before it is classified.
+        """
+        return list(self._made[id(con)])
 
     def _with_rows(self, window: Window) -> duckdb.DuckDBPyConnection:
         """`connection(window)` plus the view `entries_rows`: the entries with their file and row
@@ -497,10 +514,11 @@ class Audit:
         ]
 
     def close(self) -> None:
-        for con in self._cons.values():
+        for con, _ in self._cons.values():
             con.close()
         self._cons.clear()
         self._rows.clear()
+        self._made.clear()
 
 
 _ID_SEGMENT_RE = re.compile(_ID_SEGMENT)

@@ -133,3 +133,47 @@ def test_hour_spans_are_exactly_the_parts_of_the_window_outside_whole_hours(sinc
 def test_hour_spans_of_whole_hours_and_open_windows():
     assert hour_spans(None, None, H) == []
     assert hour_spans(H, 2 * H, H) == []
+
+
+def test_a_slice_damaged_inside_its_data_is_rebuilt(store):
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    _same(store, WINDOW)
+    folder = store.root / "cache" / f"compare-v{AGGREGATE_VERSION}" / "edges"
+    path = sorted(folder.glob(f"{_hour('2025-09-09T21:00')}-*-rows.arrow"))[0]
+    rows = feather.read_table(path)
+    files = rows["file"].combine_chunks()
+    bad = pa.DictionaryArray.from_arrays(pa.array([99] * len(files), pa.int32()), files.dictionary, safe=False)
+    feather.write_feather(rows.set_column(0, "file", bad), path, compression="uncompressed")  # header intact
+    _same(store, WINDOW)
+    feather.read_table(path).validate(full=True)
+
+
+def test_one_audit_sees_what_is_ingested_after_it_was_opened(store):
+    audit = Audit(store)
+    before = audit.summary(**WINDOW)
+    extra = [dict(e, insertId=e["insertId"] + "-again") for e in SampleGenerator(SampleConfig())
+             if _in(e, "2025-09-09T21:20", "2025-09-09T21:40")]
+    store.ingest_entries(extra, "again")
+    after = audit.summary(**WINDOW)  # the same Audit: its views and the cut hour's slice are made again
+    want = _direct_summary(Audit(store), **WINDOW)
+    assert after["entries"] == before["entries"] + 211 == want["entries"]
+    for part in ("revisions", "patterns", "endpoints", "unclassified"):
+        assert after[part] == want[part], part
+    assert sum(p["count"] for p in after["patterns"]) > sum(p["count"] for p in before["patterns"])
+
+
+def test_a_slice_made_before_a_file_was_classified_is_not_reused(store):
+    from logaudit.compare import FileAggregates
+    from logaudit.query import Window, resolve_window
+
+    audit = Audit(store)
+    w0 = resolve_window(WINDOW["since"], WINDOW["until"])
+    w = Window(w0.since, w0.until)
+    con = audit.connection(w)
+    extra = [dict(e, insertId=e["insertId"] + "-again") for e in SampleGenerator(SampleConfig())
+             if _in(e, "2025-09-09T21:20", "2025-09-09T21:40")]
+    store.ingest_entries(extra, "again")  # e.g. a pull running meanwhile: not classified on `con`
+    FileAggregates(audit, con, w, 400).close()  # makes the slices with the new file unclassified
+    _same(store, WINDOW)  # classifies it: the slices of its hour are made again
