@@ -150,7 +150,9 @@ _PARSE_SELECT = f"""
     httpRequest.requestUrl AS http_url,
     {_url_path_sql("httpRequest.requestUrl")} AS http_path,
     TRY_CAST(httpRequest.status AS INTEGER) AS http_status,
-    TRY_CAST(rtrim(httpRequest.latency, 's') AS DOUBLE) * 1000.0 AS http_latency_ms,
+    -- a Duration is finite: "NaNs" or "infs" (which DOUBLE parses) would poison every percentile
+    CASE WHEN isfinite(TRY_CAST(rtrim(httpRequest.latency, 's') AS DOUBLE))
+         THEN TRY_CAST(rtrim(httpRequest.latency, 's') AS DOUBLE) * 1000.0 END AS http_latency_ms,
     httpRequest.userAgent AS http_user_agent,
     httpRequest.remoteIp AS http_remote_ip,
     httpRequest.serverIp AS http_server_ip,

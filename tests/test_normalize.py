@@ -244,3 +244,29 @@ def test_normalization_never_raises_and_accounts_for_every_input(values):
     assert all(reason for _, reason in rejects)
     assert table.schema == ENTRY_SCHEMA
     assert table["timestamp"].null_count == 0
+
+
+@pytest.mark.parametrize(("latency", "expected"), [
+    ("0.25s", 250.0), ("1.5s", 1500.0), ("0s", 0.0),
+    ("NaNs", None), ("infs", None), ("-infs", None), ("1e400s", None), ("abc", None), (None, None),
+])
+def test_latency_is_finite_milliseconds_or_null(latency, expected):
+    entry = {"logName": "projects/p/logs/run.googleapis.com%2Frequests", "timestamp": "2026-11-28T10:00:00Z",
+             "insertId": "a", "resource": {"type": "cloud_run_revision", "labels": {"service_name": "s"}},
+             "httpRequest": {"status": 200, "latency": latency}}
+    assert normalize_entry(entry)["http_latency_ms"] == expected
+
+
+def test_a_nan_latency_does_not_break_the_summary(tmp_path):
+    from logaudit.query import Audit
+    from logaudit.sample import SampleConfig, SampleGenerator
+    from logaudit.store import Store
+
+    entries = list(SampleGenerator(SampleConfig(entries=300)))
+    bad = next(e for e in entries if "latency" in e.get("httpRequest", {}))
+    entries.append(dict(bad, insertId="nan-latency", httpRequest=dict(bad["httpRequest"], latency="NaNs")))
+    store = Store(tmp_path / "store")
+    store.ingest_entries(entries, "nan")
+    summary = Audit(store).summary()
+    assert summary["entries"] == 301
+    assert all(r["latency_ms"]["p50"] is not None for r in summary["revisions"] if r["requests"])
