@@ -833,16 +833,20 @@ class FileAggregates:
         extra = ", file_row_number=true" if rows else ""
         return f"read_parquet({_sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
 
-    def _compute_base(self, files: list[Path]) -> Any:
+    def register_paths(self, name: str, src: str, where: str = "TRUE") -> None:
+        """Register `name`: (raw, path) for the request paths of `src`, normalized so that ids do not
+        split endpoints. Only the distinct raw paths go through Python."""
         from logaudit.query import normalize_path
 
-        src = self._source(files)
-        # endpoints are grouped by normalized path: only the distinct raw paths go through Python
         raw = [r[0] for r in self.con.execute(
-            f"SELECT DISTINCT http_path FROM {src} WHERE http_status IS NOT NULL").fetchall()]
-        paths = self.pa.table({"raw": self.pa.array(raw, self.pa.string()),
-                               "path": self.pa.array([normalize_path(p) for p in raw], self.pa.string())})
-        self.con.register("logaudit_cmp_paths", paths)
+            f"SELECT DISTINCT http_path FROM {src} WHERE {where} AND http_status IS NOT NULL").fetchall()]
+        self.con.register(name, self.pa.table({
+            "raw": self.pa.array(raw, self.pa.string()),
+            "path": self.pa.array([normalize_path(p) for p in raw], self.pa.string())}))
+
+    def _compute_base(self, files: list[Path]) -> Any:
+        src = self._source(files)
+        self.register_paths("logaudit_cmp_paths", src)
         try:
             return self._compute_base_sql(src)
         finally:

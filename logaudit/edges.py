@@ -143,7 +143,6 @@ class EdgeSlices:
 
         from logaudit.classify import _chunk_files, _sql_list, _time_filter
         from logaudit.compare import BUCKET_NS, LATENCY_BINS_PER_E, _arrow
-        from logaudit.query import normalize_path
         from logaudit.templates import template_sql
 
         agg, con = self.agg, self.agg.con
@@ -164,11 +163,7 @@ class EdgeSlices:
         try:
             hits = _arrow(con, f"SELECT * FROM ({hits_sql}) ORDER BY ts, entry_row, file, pattern_id")
             con.register("logaudit_edge_hits", hits)
-            raw = [r[0] for r in con.execute(
-                f"SELECT DISTINCT http_path FROM {src} WHERE {_time_filter('timestamp', start, end)}"
-                " AND http_status IS NOT NULL").fetchall()]
-            con.register("logaudit_edge_paths", pa.table({
-                "raw": pa.array(raw, pa.string()), "path": pa.array([normalize_path(p) for p in raw], pa.string())}))
+            agg.register_paths("logaudit_edge_paths", src, _time_filter("timestamp", start, end))
             rows = _arrow(con, f"""
                 WITH m AS (SELECT DISTINCT file, entry_row FROM logaudit_edge_hits),
                 r AS (

@@ -45,6 +45,14 @@ def store(tmp_path):
     return s
 
 
+def _ingest_copies(store: Store) -> list[dict]:
+    """A new entry file: copies (new insertIds) of the sample's entries from 21:20 to 21:40."""
+    extra = [dict(e, insertId=e["insertId"] + "-again") for e in SampleGenerator(SampleConfig())
+             if _in(e, "2025-09-09T21:20", "2025-09-09T21:40")]
+    store.ingest_entries(extra, "again")
+    return extra
+
+
 def _slices(store: Store) -> dict[str, float]:
     folder = store.root / "cache" / f"compare-v{AGGREGATE_VERSION}" / "edges"
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.arrow")} if folder.exists() else {}
@@ -73,9 +81,7 @@ def test_windows_cutting_the_same_hours_reuse_their_slices(store):
 def test_a_new_entry_file_in_a_cut_hour_makes_a_new_slice(store):
     before = _same(store, WINDOW)["entries"]
     old = set(_slices(store))
-    extra = [dict(e, insertId=e["insertId"] + "-again") for e in SampleGenerator(SampleConfig())
-             if _in(e, "2025-09-09T21:20", "2025-09-09T21:40")]
-    store.ingest_entries(extra, "again")
+    extra = _ingest_copies(store)
     after = _same(store, WINDOW)["entries"]
     assert after == before + len(extra) == before + 211
     new = set(_slices(store)) - old
@@ -153,9 +159,7 @@ def test_a_slice_damaged_inside_its_data_is_rebuilt(store):
 def test_one_audit_sees_what_is_ingested_after_it_was_opened(store):
     audit = Audit(store)
     before = audit.summary(**WINDOW)
-    extra = [dict(e, insertId=e["insertId"] + "-again") for e in SampleGenerator(SampleConfig())
-             if _in(e, "2025-09-09T21:20", "2025-09-09T21:40")]
-    store.ingest_entries(extra, "again")
+    _ingest_copies(store)
     after = audit.summary(**WINDOW)  # the same Audit: its views and the cut hour's slice are made again
     want = _direct_summary(Audit(store), **WINDOW)
     assert after["entries"] == before["entries"] + 211 == want["entries"]
@@ -172,8 +176,6 @@ def test_a_slice_made_before_a_file_was_classified_is_not_reused(store):
     w0 = resolve_window(WINDOW["since"], WINDOW["until"])
     w = Window(w0.since, w0.until)
     con = audit.connection(w)
-    extra = [dict(e, insertId=e["insertId"] + "-again") for e in SampleGenerator(SampleConfig())
-             if _in(e, "2025-09-09T21:20", "2025-09-09T21:40")]
-    store.ingest_entries(extra, "again")  # e.g. a pull running meanwhile: not classified on `con`
+    _ingest_copies(store)  # e.g. a pull running meanwhile: not classified on `con`
     FileAggregates(audit, con, w, 400).close()  # makes the slices with the new file unclassified
     _same(store, WINDOW)  # classifies it: the slices of its hour are made again
