@@ -31,17 +31,16 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from logaudit.catalog import load_catalogs  # noqa: E402
 from logaudit.classify import (  # noqa: E402
-    KEY_COLUMNS,
     classify_store,
     compile_patterns,
     match_table,
+    read_entry_file,
 )
 
 
@@ -153,10 +152,10 @@ def main() -> None:
     t0 = time.perf_counter()
     compiled = compile_patterns(patterns)
     compile_s = time.perf_counter() - t0
-    cols = list(dict.fromkeys(compiled.columns + list(KEY_COLUMNS)))
     files = store.entry_files()
     t0 = time.perf_counter()
-    tbl = pa.concat_tables([pq.read_table(f, columns=cols) for f in files]).combine_chunks()
+    # read as the store path reads each file (low-cardinality columns dictionary-encoded)
+    tbl = pa.concat_tables([read_entry_file(f, compiled) for f in files]).combine_chunks()
     read_s = time.perf_counter() - t0
     n = tbl.num_rows
 

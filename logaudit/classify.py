@@ -63,7 +63,7 @@ import regex
 from logaudit.catalog import Catalog, Condition, Pattern, normalize_for_re
 from logaudit.delimited import DelimitedPlan, delimited_plan, search_delimited
 from logaudit.errors import StoreError
-from logaudit.schema import ENTRY_SCHEMA
+from logaudit.schema import DICTIONARY_COLUMNS, ENTRY_SCHEMA, TEXT_COLUMNS
 
 try:  # Hyperscan is the bulk scanner; without it every row is a candidate (slow but correct).
     import hyperscan as _hs
@@ -306,6 +306,13 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
         return Plan(None, INEXACT, None, True, "too complex to prefilter: evaluated on every row")
     hs_expr = tr.hs.encode("ascii")
     note = None
+    delimited = delimited_plan(pattern) if tree.state.groupdict else None
+    if delimited is not None:
+        # its fields are extracted from every candidate anyway, so its leading literal is prefilter
+        # enough -- and several times cheaper to scan for than the whole pattern
+        hs_expr = ("".join(f"\\x{b:02x}" for b in delimited.lead) + _GAP + r"\xff").encode("ascii")
+        tr.exact = INEXACT
+        note = "prefiltered on its leading literal (its fields are extracted from every candidate)"
     if verify and not _hs_compiles(hs_expr):
         skel = _skeleton(list(tree), tree.state.flags)
         hs_expr = skel.encode("ascii") if skel is not None else None
@@ -613,7 +620,19 @@ def _decoded(table: pa.Table) -> pa.Table:
 
 
 def _text_column(table: pa.Table, name: str, max_chars: int) -> tuple[pa.Array, int]:
-    arr = _plain(_as_array(table.column(name)))
+    """The column as strings cut to `max_chars`, and how many rows were cut.
+
+    A dictionary column stays encoded (its dictionary is cut): `_segments` scans the dictionary.
+    """
+    arr = _as_array(table.column(name))
+    if pa.types.is_dictionary(arr.type) and pa.types.is_string(arr.type.value_type):
+        values, cut = _text_column(pa.table({name: arr.dictionary}), name, max_chars)
+        if cut:
+            long = np.asarray(pc.greater(pc.utf8_length(arr.dictionary), max_chars).to_numpy(zero_copy_only=False))
+            codes = _codes(arr)
+            cut = int(long[codes[codes >= 0]].sum())
+        return pa.DictionaryArray.from_arrays(arr.indices, values), cut
+    arr = _plain(arr)
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
     if len(arr) == 0 or arr.null_count == len(arr):
@@ -683,12 +702,19 @@ class _When:
     def __init__(self, table: pa.Table) -> None:
         self.table = table
         self.numbers: dict[str, np.ndarray | None] = {}
+        self.codes: dict[str, np.ndarray] = {}
 
     def mask(self, cond: Condition, rows: np.ndarray) -> np.ndarray:
         if cond.column not in self.table.column_names:  # e.g. an entry file written before the column existed
             return np.zeros(len(rows), dtype=bool)
+        col = self.table.column(cond.column)
+        if pa.types.is_dictionary(col.type) and cond.op == "glob":  # decided once per distinct value
+            arr = _as_array(col)
+            if cond.column not in self.codes:
+                self.codes[cond.column] = _codes(arr)
+            ok = np.array([v is not None and cond.matches_value(v) for v in arr.dictionary.to_pylist()] + [False])
+            return ok[self.codes[cond.column][rows]]  # a null's code, -1, takes the extra False
         if cond.column not in self.numbers:
-            col = self.table.column(cond.column)
             numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
             self.numbers[cond.column] = np.asarray(  # null -> NaN, which no comparison holds for
                 pc.fill_null(_as_array(col).cast(pa.float64()), np.nan).to_numpy(), dtype=np.float64) if numeric else None
@@ -959,12 +985,19 @@ class _Rows:
         return (hit if self.rows is None else self.rows[hit]), per[hit]
 
 
+def _codes(arr: pa.DictionaryArray) -> np.ndarray:
+    """A dictionary array's indices as int64, -1 for null."""
+    return np.asarray(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
 def _segments(arr: pa.Array) -> list[tuple[pa.Array, _Rows | None]]:
     """The values to scan, in segments: (values, their rows, or None when value i is row i).
 
     Low-cardinality columns are one segment of distinct values. Elsewhere short values that
     repeat are one segment of distinct values and the rest (null where short) another.
     """
+    if pa.types.is_dictionary(arr.type):  # already encoded (read so from Parquet): scan the dictionary
+        return [(arr.dictionary, _Rows(_codes(arr)))]
     valid = len(arr) - arr.null_count
     if valid < 1000:
         return [(arr, None)]
@@ -972,8 +1005,7 @@ def _segments(arr: pa.Array) -> list[tuple[pa.Array, _Rows | None]]:
     sample_valid = len(sample) - sample.null_count
     if sample_valid and pc.count_distinct(sample).as_py() <= DEDUP_RATIO * sample_valid:
         enc = pc.dictionary_encode(arr)
-        codes = np.asarray(pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
-        return [(enc.dictionary, _Rows(codes))]
+        return [(enc.dictionary, _Rows(_codes(enc)))]
     if arr.type != pa.string():
         return [(arr, None)]
     if arr.offset:  # below, the buffers are used as they are
@@ -1244,17 +1276,23 @@ def _live_hash(keys: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(set(keys))).encode()).hexdigest()[:16]
 
 
+def read_entry_file(path: str | Path, compiled: CompiledCatalog) -> pa.Table:
+    """The columns of one entry file that classifying it needs (`compiled`'s and the key columns).
+
+    Columns stored dictionary-encoded are read so: `match_table` scans and tests their distinct
+    values only, and the key columns go to the match chunk without decoding.
+    """
+    # ParquetFile, not read_table: no lazy import of pyarrow.dataset in freshly forked workers.
+    with pq.ParquetFile(path, read_dictionary=[c for c in DICTIONARY_COLUMNS if c in TEXT_COLUMNS]) as pfile:
+        names = set(pfile.schema_arrow.names)
+        return pfile.read(columns=[c for c in dict.fromkeys(compiled.columns + list(KEY_COLUMNS)) if c in names])
+
+
 def _evaluate_file(task: _FileTask) -> _FileOutcome:
     """Evaluate the missing patterns on one entry file; write a chunk and update its index."""
     t0 = time.perf_counter()
     compiled = compile_patterns(task.patterns, max_chars=task.max_chars, use_hyperscan=task.use_hyperscan)
-    # ParquetFile, not read_table: no lazy import of pyarrow.dataset in freshly forked workers.
-    # Low-cardinality key columns stay dictionary-encoded: copied to the chunk without decoding.
-    pfile = pq.ParquetFile(task.entry_path, read_dictionary=["log_name", "service", "revision"])
-    schema_names = set(pfile.schema_arrow.names)
-    columns = [c for c in dict.fromkeys(compiled.columns + list(KEY_COLUMNS)) if c in schema_names]
-    table = pfile.read(columns=columns)
-    pfile.close()
+    table = read_entry_file(task.entry_path, compiled)
     res = match_table(table, compiled)
     folder = Path(task.match_dir)
     folder.mkdir(parents=True, exist_ok=True)

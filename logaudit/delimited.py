@@ -236,7 +236,8 @@ class _Bytes:
         bufs = texts.buffers()
         offsets = np.frombuffer(bufs[1], dtype=np.int64 if wide else np.int32, count=len(texts) + 1,
                                 offset=texts.offset * (8 if wide else 4)).astype(np.int64)
-        self.data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
+        self.type, self.buffer = texts.type, bufs[2] if bufs[2] is not None else pa.py_buffer(b"")
+        self.data = np.frombuffer(self.buffer, dtype=np.uint8)
         self.start, self.end = offsets[:-1], offsets[1:]
         self._stops: dict[tuple[bytes, ...], np.ndarray] = {}
 
@@ -292,16 +293,23 @@ def _ranges(values: list[int]) -> list[tuple[int, int]]:
 
 
 def _strings(b: _Bytes, starts: np.ndarray, ends: np.ndarray, valid: np.ndarray) -> pa.Array:
-    lengths = np.where(valid, ends - starts, 0)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    total = int(offsets[-1])
-    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(total)
-    data = b.data[idx] if total else np.zeros(0, np.uint8)
+    """The bytes [starts, ends) of each text as strings, null where not `valid`.
+
+    The ranges are cut out of the texts' own buffer: an array over that buffer whose values are
+    the ranges and the gaps between them (offsets s0, e0, s1, e1, ...; a text's ranges lie in
+    order inside it), of which `take` copies every other value.
+    """
+    n = len(starts)
+    s = np.where(valid, starts, b.start)  # an empty range at its text's start: still in order
+    e = np.where(valid, ends, b.start)
+    offsets = np.empty(2 * n + 1, dtype=np.int64 if b.type == pa.large_string() else np.int32)
+    offsets[0:-1:2], offsets[1::2] = s, e
+    offsets[-1] = e[-1] if n else 0
+    spans = pa.Array.from_buffers(b.type, 2 * n, [None, pa.py_buffer(offsets), b.buffer])
+    got = spans.take(pa.array(np.arange(0, 2 * n, 2)))
     validity = pa.array(valid).buffers()[1]
-    arr = pa.Array.from_buffers(pa.large_string(), len(lengths), [validity, pa.py_buffer(offsets), pa.py_buffer(data)],
-                                null_count=int((~valid).sum()))
-    return arr.cast(pa.string())
+    out = pa.Array.from_buffers(b.type, n, [validity, *got.buffers()[1:]], null_count=int(n - valid.sum()))
+    return out.cast(pa.string()) if out.type != pa.string() else out
 
 
 def _walk(b: _Bytes, items: tuple[Any, ...], rows: np.ndarray, cur: np.ndarray,

@@ -85,6 +85,12 @@ ENTRY_COLUMNS: list[str] = [name for name, _, _ in ENTRY_FIELDS]
 TEXT_COLUMNS: frozenset[str] = frozenset(
     name for name, typ, _ in ENTRY_FIELDS if pa.types.is_string(typ)
 )
+#: Low-cardinality columns entry files store dictionary-encoded (the rest -- ids, payloads -- only
+#: cost time). Parquet falls back to plain pages on its own when a column turns out to vary a lot.
+DICTIONARY_COLUMNS: tuple[str, ...] = (
+    "log_name", "log_id", "severity", "effective_severity", "resource_type", "project_id", "service", "revision",
+    "configuration", "location", "http_method", "http_protocol", "http_path", "payload_type", "source",
+    "audit_method", "http_status", "severity_num", "effective_severity_num")
 #: Entries are the same entry when these agree (Cloud Logging's own identity).
 DEDUP_KEY: tuple[str, str, str] = ("log_name", "insert_id", "timestamp")
 

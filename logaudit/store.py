@@ -43,18 +43,13 @@ import pyarrow.parquet as pq
 
 from logaudit.errors import LockedError, StoreError
 from logaudit.normalize import normalize_batch
-from logaudit.schema import DEDUP_KEY, ENTRY_SCHEMA
+from logaudit.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
 from logaudit.sources.files import Batch, discover, iter_batches
 
 DEFAULT_STORE = "logaudit-store"
 #: Reject records kept per ingest (beyond this only the count grows).
 MAX_REJECT_RECORDS = 10_000
 
-#: Low-cardinality columns worth dictionary-encoding; the rest (ids, payloads) only cost time.
-_DICTIONARY_COLUMNS = ["log_name", "log_id", "severity", "effective_severity", "resource_type", "project_id",
-                       "service", "revision", "configuration", "location", "http_method", "http_protocol",
-                       "payload_type", "source", "audit_method", "http_status", "severity_num",
-                       "effective_severity_num"]
 #: Columns whose min/max let DuckDB skip row groups in windowed queries.
 _STATISTICS_COLUMNS = ["timestamp", "receive_timestamp", "service", "revision", "effective_severity_num", "http_status"]
 
@@ -330,7 +325,7 @@ class Store:
             name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
             pq.write_table(part, tmp, compression="zstd", compression_level=1, row_group_size=128 * 1024,
-                           use_dictionary=_DICTIONARY_COLUMNS, write_statistics=_STATISTICS_COLUMNS)
+                           use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=_STATISTICS_COLUMNS)
             _fsync_replace(tmp, folder / name)
             written += 1
         return written

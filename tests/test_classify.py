@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import regex
@@ -271,6 +272,54 @@ def test_repeated_short_messages_are_matched_once_each_and_expanded_exactly():
     assert len(expected) == 21_000
     assert sorted(zip(got["entry_row"].to_pylist(), got["pattern_id"].to_pylist(), got["fields_json"].to_pylist(),
                       strict=True)) == sorted(expected)
+
+
+@settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(paths=st.lists(st.none() | st.sampled_from(["/api/a", "/api/bb", "/x", "/api/" + "z" * 30, "é/api/a"]),
+                      min_size=1, max_size=40),
+       services=st.lists(st.none() | st.sampled_from(["netra-a", "netra-b", "other", "NETRA-a"]), min_size=40,
+                         max_size=40),
+       unused=st.lists(st.sampled_from(["/api/unused", "/api/" + "q" * 40]), max_size=2))
+def test_dictionary_encoded_columns_match_like_plain_ones(paths, services, unused):
+    """Columns read dictionary-encoded (as entry files are) give the matches, fields and cut counts
+    of the same columns as plain strings: the dictionary is scanned, cut and tested once per value."""
+    rows = [entry(None, http_path=p, service=services[i]) for i, p in enumerate(paths)]
+    plain = table(rows)
+    pats = [pattern(r"^/api/(?P<area>\w+)", "api", field="http_path",
+                    when=(C.Condition("service", "glob", ("netra-*",)),)),
+            pattern(r"z{20}", "zz", field="http_path")]
+    compiled = compile_patterns(pats, max_chars=20)
+
+    def encoded(name: str) -> pa.DictionaryArray:
+        arr = pc.dictionary_encode(plain.column(name).combine_chunks())
+        values = pa.concat_arrays([arr.dictionary, pa.array(unused, pa.string())])  # values no row uses
+        return pa.DictionaryArray.from_arrays(arr.indices, values)
+
+    both = plain.set_column(plain.schema.get_field_index("http_path"), "http_path", encoded("http_path"))
+    both = both.set_column(both.schema.get_field_index("service"), "service", encoded("service"))
+    want, got = match_table(plain, compiled), match_table(both, compiled)
+    assert (got.rows.tolist(), got.patterns.tolist(), got.fields_json.to_pylist(), got.cut) == \
+        (want.rows.tolist(), want.patterns.tolist(), want.fields_json.to_pylist(), want.cut)
+    assert got.cut == {"http_path": sum(1 for p in paths if p is not None and len(p) > 20)}
+    expected = [(i, 0, orjson.dumps({"area": m.group("area")}).decode()) for i, p in enumerate(paths)
+                if p is not None and (m := regex.search(r"^/api/(?P<area>\w+)", p[:20]))
+                and services[i] is not None and services[i].startswith("netra-")]
+    expected += [(i, 1, None) for i, p in enumerate(paths) if p is not None and "z" * 20 in p[:20]]
+    assert sorted(zip(got.rows.tolist(), got.patterns.tolist(), got.fields_json.to_pylist(), strict=True)) == \
+        sorted(expected)
+
+
+def test_patterns_extracting_fields_are_prefiltered_on_their_leading_literal():
+    """Every candidate is verified anyway: the scan looks for the leading literal only."""
+    pat = pattern(r"\bCOMPLETED: session (?P<sid>\S+) for user_id='(?P<user>[^']*)'")
+    plan = plan_pattern(pat)
+    assert (plan.hs, plan.mode) == (
+        "".join(f"\\x{b:02x}" for b in b"COMPLETED: session ").encode() + rb"[^\xff]*\xff", "prefilter+verify")
+    texts = ["COMPLETED: session s1 for user_id='u1'", "xCOMPLETED: session s2 for user_id='u2'",
+             "COMPLETED: session  for user_id='u3'", "COMPLETED: session s4 for user_id=u4",
+             "é COMPLETED: session s5 for user_id='' COMPLETED: session s6 for user_id='u6'"]
+    assert match_texts(pat, texts) == [reference(pat, t) for t in texts]
+    assert match_texts(pat, texts)[0] == {"sid": "s1", "user": "u1"}
 
 
 # ----------------------------------------------------------------------------- safety
