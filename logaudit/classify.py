@@ -812,13 +812,24 @@ def _fields_json(pattern: Pattern, matches: list[Any]) -> pa.Array:
     return _json_objects(names, [pa.array(column, pa.string()) for column in zip(*rows, strict=True)])
 
 
-def _json_objects(names: Sequence[str], columns: Sequence[pa.Array]) -> pa.Array:
-    """Per row, the JSON object {name: value of that column} (null values as JSON null)."""
+def _json_objects(names: Sequence[str], columns: Sequence[pa.Array], null_rows_from: Sequence[str] = ()
+                  ) -> pa.Array:
+    """Per row, the JSON object {name: value of that column} (null values as JSON null).
+
+    A null in a column named in `null_rows_from` makes the row's object null instead (and saves
+    a pass per such column when its values need no escaping).
+    """
     parts: list[Any] = []
+    text = ""
     for k, (name, column) in enumerate(zip(names, columns, strict=True)):
-        parts.append(pa.scalar(("{" if k == 0 else ",") + orjson.dumps(name).decode() + ":"))
-        parts.append(_json_strings(column))
-    parts.append(pa.scalar("}"))
+        text += ("{" if k == 0 else ",") + orjson.dumps(name).decode() + ":"
+        if name in null_rows_from and not _needs_escape(column):
+            parts += [pa.scalar(text + '"'), column]
+            text = '"'
+        else:
+            parts += [pa.scalar(text), _json_strings(column)]
+            text = ""
+    parts.append(pa.scalar(text + "}"))
     parts.append(pa.scalar(""))  # separator
     return pc.binary_join_element_wise(*parts)
 
@@ -933,8 +944,10 @@ def _verify_delimited(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchR
     fields = None
     if want_fields:
         names = tuple(pattern.compiled.groupindex)
-        fields = _json_objects(names, [got.groups[name] for name in names])
-        fields = pc.if_else(pa.array(got.matched), fields, pa.scalar(None, pa.string()))
+        # a group outside the optional tail is null exactly where the text did not match
+        fields = _json_objects(names, [got.groups[name] for name in names], null_rows_from=delimited.required)
+        if fields.null_count != len(texts) - int(got.matched.sum()):
+            fields = pc.if_else(pa.array(got.matched), fields, pa.scalar(None, pa.string()))
     res.verified += len(texts) - len(rest)
     if len(rest):
         more, more_fields = _verify(pattern, plan, texts.take(pa.array(rest)), res, idx, want_fields,
@@ -978,11 +991,12 @@ class _Rows:
 
     def expand(self, vids: np.ndarray, nvalues: int) -> tuple[np.ndarray, np.ndarray]:
         """(rows holding any of the value ids `vids`, ascending; each one's position in `vids`)."""
-        slot = np.full(nvalues + 1, -1, dtype=np.int64)
+        wanted = np.zeros(nvalues + 1, dtype=bool)
+        wanted[vids] = True
+        hit = np.flatnonzero(wanted[self.codes])  # a code of -1 (null) hits the extra False
+        slot = np.empty(nvalues + 1, dtype=np.int64)
         slot[vids] = np.arange(len(vids))
-        per = slot[self.codes]  # a code of -1 (null) hits the extra -1 slot
-        hit = np.flatnonzero(per >= 0)
-        return (hit if self.rows is None else self.rows[hit]), per[hit]
+        return (hit if self.rows is None else self.rows[hit]), slot[self.codes[hit]]
 
 
 def _codes(arr: pa.DictionaryArray) -> np.ndarray:
@@ -1088,7 +1102,8 @@ def _match_segment(when: _When, compiled: CompiledCatalog, scanner: _FieldScanne
     cand_p, cand_v = _scan(scanner, values)
     groups: dict[int, np.ndarray] = {}
     if len(cand_p):
-        order = np.argsort(cand_p, kind="stable")
+        small = np.uint16 if len(compiled.patterns) <= 1 << 16 else np.int32
+        order = np.argsort(cand_p.astype(small), kind="stable")  # 16-bit keys: a radix sort
         sp, sv = cand_p[order], cand_v[order]
         bounds = np.flatnonzero(np.diff(sp)) + 1
         for chunk_p, chunk_v in zip(np.split(sp, bounds), np.split(sv, bounds), strict=True):

@@ -60,6 +60,11 @@ class DelimitedPlan:
     names: tuple[str, ...]
     word_end: bool = False  # `\b` after the last literal (whose last character is a word character)
 
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Groups that take part in every match (those outside the optional tail)."""
+        return tuple(item.name for item in self.items if isinstance(item, _Run) and item.name is not None)
+
 
 @dataclass
 class DelimitedResult:
