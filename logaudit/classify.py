@@ -876,7 +876,9 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
     tell an empty group from one that did not take part.
     """
     n = len(texts)
-    lengths = np.asarray(pc.utf8_length(texts).to_numpy(zero_copy_only=False))
+    lengths = np.asarray(pc.fill_null(pc.binary_length(texts), 0).to_numpy())
+    if lengths.max(initial=0) > LONG_TEXT:  # bytes >= characters: only then count characters
+        lengths = np.asarray(pc.fill_null(pc.utf8_length(texts), 0).to_numpy())
     slow = lengths > LONG_TEXT
     if delimited is not None and (n >= DELIMITED_MIN_TEXTS or slow.any()):  # long texts: linear time, exact
         return _verify_delimited(pattern, plan, texts, res, idx, want_fields, delimited)
@@ -1089,7 +1091,7 @@ def _decide(pattern: Pattern, plan: Plan, values: pa.Array, ids: np.ndarray, res
         hit = ok[codes]
         accept[todo[hit]] = True
         if fields is not None:  # then nothing was accepted before verification: keep == todo[hit]
-            fjson = fields.take(pa.array(codes[hit]))
+            fjson = fields if len(fields) == len(codes) and hit.all() else fields.take(pa.array(codes[hit]))
     keep = np.flatnonzero(accept)
     return ids[keep], fjson
 
