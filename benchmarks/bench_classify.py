@@ -5,11 +5,14 @@
 
 Measured in one run, on the same entries and patterns:
 
-* **logaudit engine**: `match_table` on the in-memory entry table, one process (best of --repeat);
+* **logaudit engine**: `match_table` on the in-memory entry table (read as the store path reads
+  each file), one process, best of --repeat runs;
 * **logaudit store**: `classify_store` from Parquet to the match cache with --workers processes
   (cold: cache emptied first, best of --repeat), then a re-run that finds everything cached;
 * **naive loop**: for every entry and every pattern, `regex.search` on the pattern's field
-  (then its `when` conditions), in Python; on --naive-rows entries, scaled to all;
+  (then its `when` conditions), in Python; on --naive-rows entries, scaled to all. It runs in
+  --repeat parts, each right after one engine run: this host's speed drifts over seconds, and
+  interleaving measures both over the same stretch of time;
 * **DuckDB**: one query with ``count(*) FILTER (WHERE regexp_matches(field, regex))`` per
   pattern (RE2: patterns RE2 cannot compile are left out and named).
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import os
 import resource
 import shutil
@@ -80,18 +84,43 @@ def build_store(out: Path, entries: int, seed: int) -> Path:
     return root
 
 
-def naive_counts(tbl: pa.Table, patterns: list, rows: int) -> Counter:
-    """Per entry, per pattern: regex.search on its field, then its `when` conditions."""
-    cols = {c: tbl.column(c).slice(0, rows).to_pylist() for c in {p.field for p in patterns}
+def plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """The column decoded: a dictionary column's `to_pylist` is several times slower than a plain one's."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
+def naive_counts(tbl: pa.Table, patterns: list, start: int, stop: int) -> Counter:
+    """Per entry of rows [start, stop), per pattern: regex.search on its field, then its `when` conditions."""
+    cols = {c: plain(tbl.column(c).slice(start, stop - start)).to_pylist() for c in {p.field for p in patterns}
             | {w.column for p in patterns for w in p.when}}
     plan = [(p.id, p.compiled.search, cols[p.field], [(cols[w.column], w) for w in p.when]) for p in patterns]
     counts: Counter = Counter()
-    for i in range(rows):
+    for i in range(stop - start):
         for pid, search, values, conds in plan:
             v = values[i]
             if v is not None and search(v) is not None and all(w.matches_value(col[i]) for col, w in conds):
                 counts[pid] += 1
     return counts
+
+
+def interleaved(tbl: pa.Table, compiled, patterns: list, rows: int, parts: int):
+    """The engine on the whole table `parts` times, each run followed by one part of the naive loop.
+
+    The host's speed drifts over seconds (other tenants): interleaving has both measured over the
+    same stretch of time. Returns (engine timing, its result, naive wall s, naive CPU s, naive counts).
+    """
+    engine, res = Timing(), None
+    naive_wall = naive_cpu = 0.0
+    counts: Counter = Counter()
+    bounds = [rows * k // parts for k in range(parts + 1)]
+    for start, stop in itertools.pairwise(bounds):
+        with engine.measure():
+            res = match_table(tbl, compiled)
+        part = Timing()
+        with part.measure():
+            counts += naive_counts(tbl, patterns, start, stop)
+        naive_wall, naive_cpu = naive_wall + part.wall, naive_cpu + part.cpu
+    return engine, res, naive_wall, naive_cpu, counts
 
 
 def duckdb_baseline(tbl: pa.Table, patterns: list, threads: int) -> tuple[duckdb.DuckDBPyConnection, str, list[str]]:
@@ -135,7 +164,7 @@ def main() -> None:
     ap.add_argument("--patterns", action="append", default=None, help="catalog file/dir (default: patterns/)")
     ap.add_argument("--naive-rows", type=int, default=None, help="rows for the naive loop (default: all)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     args = ap.parse_args()
 
@@ -159,14 +188,18 @@ def main() -> None:
     read_s = time.perf_counter() - t0
     n = tbl.num_rows
 
-    # --- the engine, one process, in memory
-    best = Timing()
-    for _ in range(args.repeat):
-        with best.measure():
-            res = match_table(tbl, compiled)
+    # --- the engine (one process, in memory), interleaved with the naive loop
+    rows = min(args.naive_rows or n, n)
+    best, res, naive_wall, naive_cpu, counts = interleaved(tbl, compiled, patterns, rows, args.repeat)
     engine_counts = Counter(patterns[i].id for i in res.patterns.tolist())
     print(f"engine (1 process, in memory): {best} = {n / best.wall:,.0f} entries/s "
           f"[{len(res)} matches; compile {compile_s * 1000:.0f} ms, parquet read {read_s:.2f} s]", flush=True)
+    sub = Counter(patterns[i].id for i, r in zip(res.patterns.tolist(), res.rows.tolist(), strict=True) if r < rows)
+    assert +counts == +sub, f"engine and naive loop disagree: {set(counts.items()) ^ set(sub.items())}"
+    naive_wall, naive_cpu = naive_wall * n / rows, naive_cpu * n / rows
+    scaled = "" if rows == n else f" (measured on {rows} rows, scaled)"
+    print(f"naive regex loop: {naive_wall:.2f} s ({naive_cpu:.2f} s CPU) for {n} entries{scaled}, in "
+          f"{args.repeat} parts each after one engine run; same counts as the engine", flush=True)
 
     # --- the store path: Parquet -> match cache, with --workers processes (forked per run)
     store_best = Timing()
@@ -183,17 +216,7 @@ def main() -> None:
           f"fully cached re-run {warm_s:.3f} s ({warm.cache_hits} cached results)", flush=True)
     assert dict(report.matches) == {p.id: engine_counts.get(p.id, 0) for p in patterns}, "store != engine"
 
-    # --- baselines
-    rows = min(args.naive_rows or n, n)
-    naive = Timing()
-    with naive.measure():
-        counts = naive_counts(tbl, patterns, rows)
-    naive_wall, naive_cpu = naive.wall * n / rows, naive.cpu * n / rows
-    sub = Counter(patterns[i].id for i, r in zip(res.patterns.tolist(), res.rows.tolist(), strict=True) if r < rows)
-    assert +counts == +sub, f"engine and naive loop disagree: {set(counts.items()) ^ set(sub.items())}"
-    scaled = "" if rows == n else f" (measured on {rows} rows: {naive})"
-    print(f"naive regex loop: {naive_wall:.2f} s ({naive_cpu:.2f} s CPU) for {n} entries{scaled}; "
-          "same counts as the engine", flush=True)
+    # --- DuckDB
     con, query, skipped = duckdb_baseline(tbl, patterns, threads=os.cpu_count() or 2)
     duck = Timing()
     with duck.measure():
@@ -204,22 +227,14 @@ def main() -> None:
 
     # --- the same entries with mostly unknown lines (production logs: few lines are catalogued)
     noisy = noisy_table(tbl, res, patterns, known_share=0.05, seed=args.seed)
-    nres = None
-    noisy_t = Timing()
-    for _ in range(args.repeat):
-        with noisy_t.measure():
-            nres = match_table(noisy, compiled)
-    naive_noisy = Timing()
-    with naive_noisy.measure():
-        ncounts = naive_counts(noisy, patterns, rows)
+    noisy_t, nres, nn_wall, nn_cpu, ncounts = interleaved(noisy, compiled, patterns, rows, args.repeat)
     nsub = Counter(patterns[i].id for i, r in zip(nres.patterns.tolist(), nres.rows.tolist(), strict=True)
                    if r < rows)
     assert +ncounts == +nsub, "engine and naive loop disagree on the noisy mix"
-    nn_wall = naive_noisy.wall * n / rows
+    nn_wall, nn_cpu = nn_wall * n / rows, nn_cpu * n / rows
     print(f"production-like mix (5% of messages are catalogued lines, the rest unknown): engine {noisy_t} = "
           f"{n / noisy_t.wall:,.0f} entries/s [{len(nres)} matches], naive loop {nn_wall:.2f} s "
-          f"({naive_noisy.cpu * n / rows:.2f} s CPU), ratio {nn_wall / noisy_t.wall:.1f}x "
-          f"(by CPU {naive_noisy.cpu * n / rows / noisy_t.cpu:.1f}x)", flush=True)
+          f"({nn_cpu:.2f} s CPU), ratio {nn_wall / noisy_t.wall:.1f}x (by CPU {nn_cpu / noisy_t.cpu:.1f}x)", flush=True)
 
     print()
     print(f"logaudit {best.wall:.3f} s ({n / best.wall:,.0f} entries/s, 1 process; store path with "
