@@ -672,6 +672,10 @@ def _scan(scanner: _FieldScanner, arr: pa.Array) -> tuple[np.ndarray, np.ndarray
 
 
 def _scan_slice(scanner: _FieldScanner, arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    if arr.null_count * 2 > len(arr):  # mostly nulls (the short values `_segments` took): join the rest only
+        kept = np.flatnonzero(np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool))
+        pats, rows = _scan_slice(scanner, arr.take(pa.array(kept)))
+        return pats, kept[rows]
     joined = pc.binary_join_element_wise(arr.view(pa.binary()), pa.scalar(b""), pa.scalar(_SEP))
     bufs = joined.buffers()
     offsets = np.frombuffer(bufs[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4)
