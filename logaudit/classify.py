@@ -705,8 +705,21 @@ class _When:
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
+        self.rows = table.num_rows
         self.numbers: dict[str, np.ndarray | None] = {}
         self.codes: dict[str, np.ndarray] = {}
+        self._everywhere: dict[tuple[Condition, ...], np.ndarray] = {}
+
+    def everywhere(self, pattern: Pattern) -> np.ndarray:
+        """Mask over all rows: where every `when` condition of the pattern holds (memoized)."""
+        hit = self._everywhere.get(pattern.when)
+        if hit is None:
+            hit = np.ones(self.rows, dtype=bool)
+            every = np.arange(self.rows)
+            for cond in pattern.when:
+                hit &= self.mask(cond, every)
+            self._everywhere[pattern.when] = hit
+        return hit
 
     def mask(self, cond: Condition, rows: np.ndarray) -> np.ndarray:
         if cond.column not in self.table.column_names:  # e.g. an entry file written before the column existed
@@ -994,12 +1007,26 @@ class _Rows:
 
     def __init__(self, codes: np.ndarray, rows: np.ndarray | None = None) -> None:
         self.codes, self.rows = codes, rows
+        self._counts: np.ndarray | None = None
 
-    def expand(self, vids: np.ndarray, nvalues: int) -> tuple[np.ndarray, np.ndarray]:
-        """(rows holding any of the value ids `vids`, ascending; each one's position in `vids`)."""
+    def count(self, vids: np.ndarray, nvalues: int) -> int:
+        """How many rows hold any of the value ids `vids`."""
+        if self._counts is None:
+            self._counts = np.bincount(self.codes + 1, minlength=nvalues + 1)[1:]  # code -1: null
+        return int(self._counts[vids].sum())
+
+    def expand(self, vids: np.ndarray, nvalues: int, where: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows holding any of the value ids `vids`, ascending; each one's position in `vids`).
+
+        `where`: a mask over the table's rows; only rows where it holds are returned.
+        """
         wanted = np.zeros(nvalues + 1, dtype=bool)
         wanted[vids] = True
-        hit = np.flatnonzero(wanted[self.codes])  # a code of -1 (null) hits the extra False
+        sel = wanted[self.codes]  # a code of -1 (null) hits the extra False
+        if where is not None:
+            sel &= where if self.rows is None else where[self.rows]
+        hit = np.flatnonzero(sel)
         slot = np.empty(nvalues + 1, dtype=np.int64)
         slot[vids] = np.arange(len(vids))
         return (hit if self.rows is None else self.rows[hit]), slot[self.codes[hit]]
@@ -1132,11 +1159,15 @@ def _match_segment(when: _When, compiled: CompiledCatalog, scanner: _FieldScanne
             vids, vjson = _decide(pattern, plan, values, ids, res, idx, ascii_mask, delimited)
             if not len(vids):
                 continue
-            rows, pos = holders.expand(vids, len(values))
-            if apply_when and pattern.when:
-                kept = _apply_when(when, pattern, rows)
-                pos = pos[np.searchsorted(rows, kept)]
-                rows = kept
+            if apply_when and pattern.when and holders.count(vids, len(values)) * 8 > when.rows:
+                # most rows would be expanded only to be tested: test all rows at once instead
+                rows, pos = holders.expand(vids, len(values), where=when.everywhere(pattern))
+            else:
+                rows, pos = holders.expand(vids, len(values))
+                if apply_when and pattern.when:
+                    kept = _apply_when(when, pattern, rows)
+                    pos = pos[np.searchsorted(rows, kept)]
+                    rows = kept
             fjson = vjson.take(pa.array(pos)) if vjson is not None else None
         if len(rows):
             yield idx, rows, fjson

@@ -309,6 +309,39 @@ def test_dictionary_encoded_columns_match_like_plain_ones(paths, services, unuse
         sorted(expected)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), null_share=st.sampled_from([0.0, 0.2]), encoded=st.booleans())
+def test_when_on_values_shared_by_many_rows_agrees_with_the_reference(seed, null_share, encoded):
+    """A value matched on most rows is tested against `when` on all rows at once, a rare one on its
+    own rows: both give what a per-row loop gives."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    paths = rng.choice(["/api/chat", "/api/agents", "/health", "/rare/1", "/rare/2"], n, p=[.5, .2, .2, .05, .05])
+    status = rng.choice([200, 404, 500, 503, None], n)
+    service = rng.choice(["netra-a", "other", None], n)
+    paths = [None if rng.random() < null_share else str(p) for p in paths]
+    rows = [entry(None, http_path=p, http_status=st_, service=sv) for p, st_, sv in zip(paths, status, service,
+                                                                                         strict=True)]
+    tbl = table(rows)
+    if encoded:
+        for name in ("http_path", "service"):
+            tbl = tbl.set_column(tbl.schema.get_field_index(name), name,
+                                 pc.dictionary_encode(tbl.column(name).combine_chunks()))
+    five = C.Condition("http_status", "ranges", ((500, 599, True, True),))
+    netra = C.Condition("service", "glob", ("netra-*",))
+    pats = [pattern(r"^/(?P<top>\w+)", "common", field="http_path", when=(five, netra)),
+            pattern(r"^/rare/(?P<n>\d)$", "rare", field="http_path", when=(five,))]
+    got = match_table(tbl, compile_patterns(pats))
+    expected = []
+    for i, path in enumerate(paths):
+        for k, pat in enumerate(pats):
+            m = path is not None and regex.search(pat.regex, path)
+            if m and all(w.matches_value(rows[i][w.column]) for w in pat.when):
+                expected.append((i, k, orjson.dumps(m.groupdict()).decode()))
+    assert list(zip(got.rows.tolist(), got.patterns.tolist(), got.fields_json.to_pylist(), strict=True)) == \
+        sorted(expected)
+
+
 def test_patterns_extracting_fields_are_prefiltered_on_their_leading_literal():
     """Every candidate is verified anyway: the scan looks for the leading literal only."""
     pat = pattern(r"\bCOMPLETED: session (?P<sid>\S+) for user_id='(?P<user>[^']*)'")
