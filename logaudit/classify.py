@@ -267,6 +267,9 @@ class Plan:
     re2: str | None  # RE2 form for long ASCII texts
     timeout_always: bool  # run `regex` with a timeout on every text
     note: str | None = None  # why the pattern has no (exact) prefilter
+    #: When `hs` is only the leading literal: the whole pattern's expression, which the texts the
+    #: bulk check leaves undecided must also match before `regex` (and its timeout) sees them.
+    recheck: bytes | None = None
 
     @property
     def mode(self) -> str:
@@ -305,11 +308,12 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
     except (RecursionError, _Untranslatable):
         return Plan(None, INEXACT, None, True, "too complex to prefilter: evaluated on every row")
     hs_expr = tr.hs.encode("ascii")
-    note = None
+    note = recheck = None
     delimited = delimited_plan(pattern) if tree.state.groupdict else None
     if delimited is not None:
         # its fields are extracted from every candidate anyway, so its leading literal is prefilter
         # enough -- and several times cheaper to scan for than the whole pattern
+        recheck = hs_expr
         hs_expr = ("".join(f"\\x{b:02x}" for b in delimited.lead) + _GAP + r"\xff").encode("ascii")
         tr.exact = INEXACT
         note = "prefiltered on its leading literal (its fields are extracted from every candidate)"
@@ -320,7 +324,7 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
         if hs_expr is not None and not _hs_compiles(hs_expr):
             hs_expr = None
         note = "prefiltered on its literals only" if hs_expr else "cannot be prefiltered: evaluated on every row"
-    return Plan(hs_expr, tr.exact, tr.re2, pattern.allow_backtracking, note)
+    return Plan(hs_expr, tr.exact, tr.re2, pattern.allow_backtracking, note, recheck)
 
 
 class _Untranslatable(Exception):
@@ -628,7 +632,8 @@ def _text_column(table: pa.Table, name: str, max_chars: int) -> tuple[pa.Array, 
     if pa.types.is_dictionary(arr.type) and pa.types.is_string(arr.type.value_type):
         values, cut = _text_column(pa.table({name: arr.dictionary}), name, max_chars)
         if cut:
-            long = np.asarray(pc.greater(pc.utf8_length(arr.dictionary), max_chars).to_numpy(zero_copy_only=False))
+            long = np.asarray(pc.fill_null(pc.greater(pc.utf8_length(arr.dictionary), max_chars), False)
+                              .to_numpy(zero_copy_only=False), dtype=bool)
             codes = _codes(arr)
             cut = int(long[codes[codes >= 0]].sum())
         return pa.DictionaryArray.from_arrays(arr.indices, values), cut
@@ -851,6 +856,29 @@ def _json_objects(names: Sequence[str], columns: Sequence[pa.Array], null_rows_f
     return pc.binary_join_element_wise(*parts)
 
 
+_EXPRESSIONS: dict[bytes, _FieldScanner | None] = {}
+
+
+def _matches_expression(expr: bytes, texts: pa.Array) -> np.ndarray:
+    """Which texts one Hyperscan expression (ending in the separator) matches; all if it does not compile."""
+    scanner = _EXPRESSIONS.get(expr, _EXPRESSIONS)
+    if scanner is _EXPRESSIONS:
+        scanner = None
+        if _hs is not None:
+            db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+            try:
+                db.compile(expressions=[expr], ids=[0], flags=0)
+                scanner = _FieldScanner("", [0], db, [0], [])
+            except _hs.error:
+                pass
+        _EXPRESSIONS[expr] = scanner
+    if scanner is None:
+        return np.ones(len(texts), dtype=bool)
+    hit = np.zeros(len(texts), dtype=bool)
+    hit[_scan(scanner, texts)[1]] = True
+    return hit
+
+
 _RE_ASCII: dict[str, Any] = {}
 
 
@@ -960,6 +988,8 @@ def _verify_delimited(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchR
     got = search_delimited(delimited, texts)
     matched = got.matched.copy()
     rest = np.flatnonzero(got.undecided)
+    if len(rest) and plan.recheck is not None:  # only texts the whole pattern's expression takes
+        rest = rest[_matches_expression(plan.recheck, texts.take(pa.array(rest)))]
     fields = None
     if want_fields:
         names = tuple(pattern.compiled.groupindex)
@@ -1034,7 +1064,7 @@ class _Rows:
 
 def _codes(arr: pa.DictionaryArray) -> np.ndarray:
     """A dictionary array's indices as int64, -1 for null."""
-    return np.asarray(pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(pc.fill_null(arr.indices.cast(pa.int64()), -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _segments(arr: pa.Array) -> list[tuple[pa.Array, _Rows | None]]:
@@ -1335,9 +1365,12 @@ def read_entry_file(path: str | Path, compiled: CompiledCatalog) -> pa.Table:
     values only, and the key columns go to the match chunk without decoding.
     """
     # ParquetFile, not read_table: no lazy import of pyarrow.dataset in freshly forked workers.
-    with pq.ParquetFile(path, read_dictionary=[c for c in DICTIONARY_COLUMNS if c in TEXT_COLUMNS]) as pfile:
-        names = set(pfile.schema_arrow.names)
-        return pfile.read(columns=[c for c in dict.fromkeys(compiled.columns + list(KEY_COLUMNS)) if c in names])
+    with pq.ParquetFile(path) as pfile:
+        meta, names = pfile.metadata, set(pfile.schema_arrow.names)  # older files may lack a column
+    columns = [c for c in dict.fromkeys(compiled.columns + list(KEY_COLUMNS)) if c in names]
+    encoded = [c for c in columns if c in DICTIONARY_COLUMNS and c in TEXT_COLUMNS]
+    with pq.ParquetFile(path, metadata=meta, read_dictionary=encoded) as pfile:
+        return pfile.read(columns=columns)
 
 
 def _evaluate_file(task: _FileTask) -> _FileOutcome:

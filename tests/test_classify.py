@@ -342,6 +342,40 @@ def test_when_on_values_shared_by_many_rows_agrees_with_the_reference(seed, null
         sorted(expected)
 
 
+def test_texts_only_the_leading_literal_lets_through_do_not_reach_regex(monkeypatch):
+    """Undecided texts must match the whole pattern's expression before `regex` sees them: texts
+    that merely hold the leading literal cost no timeouts, and a real match is not skipped."""
+    monkeypatch.setattr(C, "REGEX_TIMEOUT", 0.02)
+    pat = pattern(r"\bGET (?P<p>[^\n]*)\nEND")
+    assert plan_pattern(pat).recheck is not None
+    bad = ["GET " * 4000 + str(i) for i in range(C.MAX_TIMEOUTS + 1)]  # no match; slow for `regex`
+    good = "xGET zz\nEND GET " + "y" * 2000 + "\nEND"  # first GET fails `\b`: undecided in bulk
+    res = match_table(table([entry(t) for t in [*bad, good]]), compile_patterns([pat]))
+    assert (res.rows.tolist(), res.fields_json.to_pylist(), dict(res.timeouts), dict(res.skipped)) == \
+        ([len(bad)], [orjson.dumps({"p": "y" * 2000}).decode()], {}, {})
+
+
+def test_dictionary_columns_with_null_values_or_unsigned_indices():
+    comp = compile_patterns([pattern(r"^/api/(?P<a>\w+)", "a", field="http_path")], max_chars=10)
+    with_null = pc.dictionary_encode(pa.array(["/api/" + "x" * 30, None, "/api/y"]), null_encoding="encode")
+    res = match_table(pa.table({"http_path": with_null}), comp)
+    assert (res.rows.tolist(), res.fields_json.to_pylist(), res.cut) == \
+        ([0, 2], ['{"a":"xxxxx"}', '{"a":"y"}'], {"http_path": 1})
+    unsigned = pa.DictionaryArray.from_arrays(pa.array([0, 1, None, 0], pa.uint8()), pa.array(["/api/x", "/b"]))
+    res = match_table(pa.table({"http_path": unsigned, "service": unsigned}), compile_patterns(
+        [pattern(r"^/api/(?P<a>\w+)", "a", field="http_path", when=(C.Condition("service", "glob", ("/api*",)),))]))
+    assert (res.rows.tolist(), res.fields_json.to_pylist()) == ([0, 3], ['{"a":"x"}', '{"a":"x"}'])
+
+
+def test_entry_files_without_some_columns_are_read(tmp_path):
+    path = tmp_path / "e.parquet"
+    pq.write_table(pa.table({"message": ["GET /a"], "log_name": ["l"], "service": ["s"]}), path)
+    got = C.read_entry_file(path, compile_patterns([pattern("GET", "g", field="message")]))
+    assert got.column_names == ["message", "log_name", "service"]
+    assert pa.types.is_dictionary(got.schema.field("service").type)
+    assert match_table(got, compile_patterns([pattern("GET", "g")])).rows.tolist() == [0]
+
+
 def test_patterns_extracting_fields_are_prefiltered_on_their_leading_literal():
     """Every candidate is verified anyway: the scan looks for the leading literal only."""
     pat = pattern(r"\bCOMPLETED: session (?P<sid>\S+) for user_id='(?P<user>[^']*)'")
