@@ -720,45 +720,47 @@ class _When:
         hit = self._everywhere.get(pattern.when)
         if hit is None:
             hit = np.ones(self.rows, dtype=bool)
-            every = np.arange(self.rows)
             for cond in pattern.when:
-                hit &= self.mask(cond, every)
+                hit &= self.mask(cond, None)
             self._everywhere[pattern.when] = hit
         return hit
 
-    def mask(self, cond: Condition, rows: np.ndarray) -> np.ndarray:
+    def mask(self, cond: Condition, rows: np.ndarray | None) -> np.ndarray:
+        """Where `cond` holds on these rows (None: on all rows)."""
         if cond.column not in self.table.column_names:  # e.g. an entry file written before the column existed
-            return np.zeros(len(rows), dtype=bool)
+            return np.zeros(self.rows if rows is None else len(rows), dtype=bool)
         col = self.table.column(cond.column)
         if pa.types.is_dictionary(col.type) and cond.op == "glob":  # decided once per distinct value
             arr = _as_array(col)
             if cond.column not in self.codes:
                 self.codes[cond.column] = _codes(arr)
             ok = np.array([v is not None and cond.matches_value(v) for v in arr.dictionary.to_pylist()] + [False])
-            return ok[self.codes[cond.column][rows]]  # a null's code, -1, takes the extra False
+            codes = self.codes[cond.column]
+            return ok[codes if rows is None else codes[rows]]  # a null's code, -1, takes the extra False
         if cond.column not in self.numbers:
             numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
             self.numbers[cond.column] = np.asarray(  # null -> NaN, which no comparison holds for
                 pc.fill_null(_as_array(col).cast(pa.float64()), np.nan).to_numpy(), dtype=np.float64) if numeric else None
         vals = self.numbers[cond.column]
         if vals is None or cond.op == "glob":
-            return _condition_mask(self.table, cond, rows)
-        v = vals[rows]
+            return _condition_mask(self.table, cond, np.arange(self.rows) if rows is None else rows)
+        v = vals if rows is None else vals[rows]
         if cond.op == ">=":
             return v >= cond.value[0]
         if cond.op == "<=":
             return v <= cond.value[0]
         if cond.op == "eq":
             return v == cond.value[0]
-        mask = np.zeros(len(v), dtype=bool)
-        for lo, hi, lo_incl, hi_incl in cond.value:  # "ranges"
-            part = np.ones(len(v), dtype=bool)
+        mask = None
+        for lo, hi, lo_incl, hi_incl in cond.value:  # "ranges"; a comparison with NaN (null) never holds
+            part = ~np.isnan(v) if lo is None and hi is None else None
             if lo is not None:
-                part &= (v >= lo) if lo_incl else (v > lo)
+                part = (v >= lo) if lo_incl else (v > lo)
             if hi is not None:
-                part &= (v <= hi) if hi_incl else (v < hi)
-            mask |= part & ~np.isnan(v)
-        return mask
+                upper = (v <= hi) if hi_incl else (v < hi)
+                part = upper if part is None else part & upper
+            mask = part if mask is None else mask | part
+        return mask if mask is not None else np.zeros(len(v), dtype=bool)
 
 
 def _condition_mask(table: pa.Table, cond: Condition, rows: np.ndarray) -> np.ndarray:

@@ -733,3 +733,4 @@ def test_when_on_numeric_columns_agrees_with_the_reference(values, cond, as_floa
     rows = np.array(sorted(data.draw(st.sets(st.integers(0, len(values) - 1)))), dtype=np.int64)
     got = C._When(table).mask(cond, rows)
     assert got.tolist() == [cond.matches_value(values[r]) for r in rows]
+    assert C._When(table).mask(cond, None).tolist() == [cond.matches_value(v) for v in values]  # all rows
