@@ -63,6 +63,7 @@ import regex
 from logaudit.catalog import Catalog, Condition, Pattern, normalize_for_re
 from logaudit.delimited import DelimitedPlan, delimited_plan, search_delimited
 from logaudit.errors import StoreError
+from logaudit.heap import tune_allocator
 from logaudit.schema import DICTIONARY_COLUMNS, ENTRY_SCHEMA, TEXT_COLUMNS
 
 try:  # Hyperscan is the bulk scanner; without it every row is a candidate (slow but correct).
@@ -1530,7 +1531,8 @@ def _worker_pool(size: int) -> Any:
     if method == "fork":
         # pyarrow imports pandas lazily on its first pa.array(): do it once here, not in every worker
         pa.array([0])
-    pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context(method))
+    pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context(method),
+                               initializer=tune_allocator)
     try:
         yield pool
     finally:

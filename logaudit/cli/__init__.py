@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from logaudit.errors import LogauditError
+from logaudit.heap import tune_allocator
 
 store_option = click.option(
     "--store",
@@ -82,3 +83,4 @@ class _LazyGroup(click.Group):
 @click.version_option(package_name="logaudit")
 def main() -> None:
     """Audit Google Cloud Run deployments from their logs."""
+    tune_allocator()
