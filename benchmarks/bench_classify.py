@@ -33,11 +33,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import duckdb
-import pyarrow as pa
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# logaudit before pyarrow, as in the CLI: it sets Arrow's allocator up when pyarrow loads (logaudit/heap.py)
+import logaudit  # noqa: E402, I001, F401
+import duckdb  # noqa: E402
+import pyarrow as pa  # noqa: E402
 
 from logaudit.catalog import load_catalogs  # noqa: E402
 from logaudit.classify import (  # noqa: E402

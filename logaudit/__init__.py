@@ -9,6 +9,7 @@ The public API, shared by the CLI and the notebooks:
 >>> audit.revisions(since="6h")                       # doctest: +SKIP
 """
 
+from logaudit import heap as _heap  # noqa: F401 - first: sets Arrow's allocator up before pyarrow loads
 from logaudit.errors import (
     CatalogError,
     InputError,

@@ -1,15 +1,20 @@
-"""Keep large freed blocks in the heap, so that big temporaries are reused, not faulted in again.
+"""Keep freed memory in the process, so that big temporaries are reused, not faulted in again.
 
-Classifying or summarizing a million entries makes hundreds of megabytes of short-lived NumPy
-arrays (masks, offsets, row numbers), each up to tens of megabytes. By default glibc returns a
-freed block of that size to the operating system at once (above its mmap threshold, or by
-trimming the heap), so the next call touches every page afresh: on virtual machines that
-reclaim memory eagerly those page faults cost as much as the work itself (measured: 0.3-0.6 s
-of system time on a 0.4 s classification of 1M entries, in some runs). `tune_allocator` raises
-both thresholds; the memory stays with the process, up to `TRIM_BYTES` of it free.
+Classifying or summarizing a million entries makes hundreds of megabytes of short-lived arrays
+(masks, offsets, row numbers, joined texts). By default both allocators involved hand freed
+memory of that size back to the operating system at once: glibc (NumPy's) above its mmap
+threshold or by trimming its heap, and mimalloc (Arrow's) 10 ms after it is freed. The next call
+then touches every page afresh, and on virtual machines that reclaim memory eagerly those page
+faults cost as much as the work itself (measured on the reference machine: 0.3-0.6 s of system
+time in some 0.4 s classifications of 1M entries).
 
-The command line calls it on start and classification workers on theirs; a notebook may call it
-once (it changes the whole process's allocator). Elsewhere than glibc it does nothing.
+* Importing this module (`logaudit/__init__` does so first) asks mimalloc to keep freed memory
+  for `ARROW_PURGE_DELAY_MS` instead. mimalloc reads the setting once, when pyarrow loads, so it
+  only takes effect when logaudit is imported before pyarrow; a value the user set wins.
+* `tune_allocator` raises glibc's thresholds; the memory stays with the process, up to
+  `TRIM_BYTES` of it free. The command line calls it on start and classification workers on
+  theirs; a notebook may call it once (it changes the whole process's allocator). Elsewhere
+  than glibc it does nothing.
 
 >>> from logaudit.heap import tune_allocator
 >>> tune_allocator() in (True, False)
@@ -19,12 +24,18 @@ True
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
 #: Blocks up to this size are carved from the heap, not mapped (glibc's ceiling for the setting).
 MMAP_THRESHOLD_BYTES = 32 << 20
 #: The heap is trimmed only when more than this much of its top is free.
 TRIM_BYTES = 256 << 20
+
+#: How long mimalloc keeps freed memory before handing it back (its own default: 10 ms).
+ARROW_PURGE_DELAY_MS = 10_000
+
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", str(ARROW_PURGE_DELAY_MS))
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _done: bool | None = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from logaudit.heap import tune_allocator
+from logaudit.heap import ARROW_PURGE_DELAY_MS, tune_allocator
 
 ROUNDS = """
 import resource, sys
@@ -40,3 +41,17 @@ def test_tuned_process_reuses_freed_blocks_instead_of_faulting_them_in():
 
 def test_tuning_is_idempotent():
     assert tune_allocator() == tune_allocator()
+
+
+def test_importing_logaudit_keeps_arrows_freed_memory_unless_the_user_chose():
+    show = "import os, logaudit; print(os.environ['MIMALLOC_PURGE_DELAY'])"
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", show], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout.split() == [str(ARROW_PURGE_DELAY_MS)]
+    # mimalloc reads the setting when pyarrow loads: it must be set before
+    names = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]
+    assert names.index("logaudit.heap") < names.index("pyarrow")
+    env["MIMALLOC_PURGE_DELAY"] = "25"
+    out = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["25"]
