@@ -487,15 +487,23 @@ def _skeleton(items: list[Any], flags: int) -> str | None:
     return body + _GAP + r"\xff"
 
 
+_SINGLE: dict[bytes, Any] = {}
+
+
+def _single_database(expr: bytes) -> Any:
+    """A Hyperscan database of this one expression (memoized), or None when Hyperscan refuses it."""
+    if expr not in _SINGLE:
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        try:
+            db.compile(expressions=[expr], ids=[0], flags=0)
+        except _hs.error:
+            db = None
+        _SINGLE[expr] = db
+    return _SINGLE[expr]
+
+
 def _hs_compiles(expr: bytes) -> bool:
-    if _hs is None:
-        return True
-    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-    try:
-        db.compile(expressions=[expr], ids=[0], flags=0)
-    except _hs.error:
-        return False
-    return True
+    return _hs is None or _single_database(expr) is not None
 
 
 # =============================================================================== compiled catalogs
@@ -713,7 +721,8 @@ class _When:
         self.table = table
         self.rows = table.num_rows
         self.numbers: dict[str, np.ndarray | None] = {}
-        self.codes: dict[str, np.ndarray] = {}
+        self.codes: dict[str, tuple[np.ndarray, list[str | None]]] = {}  # dictionary column -> (codes, values)
+        self._globbed: dict[Condition, np.ndarray] = {}  # per dictionary value (and a last False for null)
         self._everywhere: dict[tuple[Condition, ...], np.ndarray] = {}
 
     def everywhere(self, pattern: Pattern) -> np.ndarray:
@@ -732,11 +741,13 @@ class _When:
             return np.zeros(self.rows if rows is None else len(rows), dtype=bool)
         col = self.table.column(cond.column)
         if pa.types.is_dictionary(col.type) and cond.op == "glob":  # decided once per distinct value
-            arr = _as_array(col)
             if cond.column not in self.codes:
-                self.codes[cond.column] = _codes(arr)
-            ok = np.array([v is not None and cond.matches_value(v) for v in arr.dictionary.to_pylist()] + [False])
-            codes = self.codes[cond.column]
+                arr = _as_array(col)
+                self.codes[cond.column] = (_codes(arr), arr.dictionary.to_pylist())
+            codes, values = self.codes[cond.column]
+            ok = self._globbed.get(cond)
+            if ok is None:
+                ok = self._globbed[cond] = np.array([v is not None and cond.matches_value(v) for v in values] + [False])
             return ok[codes if rows is None else codes[rows]]  # a null's code, -1, takes the extra False
         if cond.column not in self.numbers:
             numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type)
@@ -859,26 +870,13 @@ def _json_objects(names: Sequence[str], columns: Sequence[pa.Array], null_rows_f
     return pc.binary_join_element_wise(*parts)
 
 
-_EXPRESSIONS: dict[bytes, _FieldScanner | None] = {}
-
-
 def _matches_expression(expr: bytes, texts: pa.Array) -> np.ndarray:
     """Which texts one Hyperscan expression (ending in the separator) matches; all if it does not compile."""
-    scanner = _EXPRESSIONS.get(expr, _EXPRESSIONS)
-    if scanner is _EXPRESSIONS:
-        scanner = None
-        if _hs is not None:
-            db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-            try:
-                db.compile(expressions=[expr], ids=[0], flags=0)
-                scanner = _FieldScanner("", [0], db, [0], [])
-            except _hs.error:
-                pass
-        _EXPRESSIONS[expr] = scanner
-    if scanner is None:
+    db = _single_database(expr) if _hs is not None else None
+    if db is None:
         return np.ones(len(texts), dtype=bool)
     hit = np.zeros(len(texts), dtype=bool)
-    hit[_scan(scanner, texts)[1]] = True
+    hit[_scan(_FieldScanner("", [0], db, [0], []), texts)[1]] = True
     return hit
 
 
