@@ -29,8 +29,6 @@ import hashlib
 import json
 import os
 import re
-import re._constants as sre_c
-import re._parser as sre_parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,6 +38,7 @@ from typing import Any
 import regex
 import yaml
 
+from logaudit.backtracking import Analysis, analyse
 from logaudit.errors import CatalogError
 from logaudit.schema import ENTRY_FIELDS, SEVERITY_NUM, TEXT_COLUMNS
 
@@ -217,6 +216,11 @@ class Pattern:
     @cached_property
     def compiled(self) -> regex.Pattern:
         return regex.compile(self.regex, self.flags)
+
+    @cached_property
+    def analysis(self) -> Analysis:
+        """How a backtracking matcher fares with the regex: proven linear or not (`logaudit.backtracking`)."""
+        return analyse(self.regex, self.ignore_case)
 
     @cached_property
     def group_names(self) -> tuple[str, ...]:
@@ -622,13 +626,11 @@ def _check_regex(src: str, ignore_case: bool, allow_backtracking: bool, problem:
         problem("regex", "regex matches the empty string, so it would match every entry",
                 "anchor it on some text that must be present")
         return None
-    if not allow_backtracking:
-        risk = backtracking_risk(src, ignore_case)
-        if risk:
-            problem("regex", f"regex may backtrack catastrophically: {risk}",
-                    "rewrite it without nested or stacked unbounded repeats (use [^X]*, bounded {0,200}, "
-                    "possessive ++ or atomic (?>...)), or set `allow_backtracking: true` to run it under a time limit")
-            return None
+    risk = None if allow_backtracking else analyse(src, ignore_case).risk
+    if risk:
+        problem("regex", f"regex may backtrack catastrophically: {risk.message} (for example on {risk.witness})",
+                f"{risk.hint}; or set `allow_backtracking: true` to run it under a time limit")
+        return None
     return compiled
 
 
@@ -677,113 +679,16 @@ def normalize_for_re(src: str) -> str:
 
 
 def backtracking_risk(src: str, ignore_case: bool = False) -> str | None:
-    """Why `src` may take super-linear time per start position, or None.
+    """Why `src` may take more than linear time per start position, or None (see `logaudit.backtracking`).
 
-    Flags nested unbounded repeats (``(a+)+``, ``(\\s*\\S+)*``: exponential) and two or more
-    unbounded repeats of broad classes in one sequence (``a.*b.*c``: polynomial of degree 3).
-    Patterns `re` cannot parse (regex-only syntax) are not analysed here; the engine runs
-    them with a timeout.
+    Patterns the analysis cannot read (fuzzy matching and other `regex`-only syntax) give None:
+    the engine runs them under its time limit.
+
+    >>> backtracking_risk(r"(?:a|aa)+b")
+    '`(?:a|aa)+` can match the same text in more than one way: the ways to try double with every few characters'
     """
-    try:
-        tree = sre_parse.parse(normalize_for_re(src), re.IGNORECASE if ignore_case else 0)
-    except (re.error, RecursionError, OverflowError, ValueError, IndexError, TypeError):
-        return None
-    return _risk_in(list(tree))
-
-
-_UNBOUNDED = sre_c.MAXREPEAT
-_REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT)
-
-
-def _has_unbounded(items: list[Any]) -> bool:
-    for op, av in items:
-        if op in (sre_c.ATOMIC_GROUP, sre_c.POSSESSIVE_REPEAT):
-            continue  # matched once, never re-split by backtracking
-        if op in _REPEATS and (av[1] == _UNBOUNDED or av[1] > 255):
-            return True
-        for sub in _children(op, av):
-            if _has_unbounded(sub):
-                return True
-    return False
-
-
-def _children(op: Any, av: Any) -> list[list[Any]]:
-    if op in _REPEATS or op == sre_c.POSSESSIVE_REPEAT:
-        return [list(av[2])]
-    if op == sre_c.SUBPATTERN:
-        return [list(av[3])]
-    if op == sre_c.BRANCH:
-        return [list(b) for b in av[1]]
-    if op in (sre_c.ASSERT, sre_c.ASSERT_NOT):
-        return [list(av[1])]
-    if op == sre_c.ATOMIC_GROUP:
-        return [list(av)]
-    if op == sre_c.GROUPREF_EXISTS:
-        return [list(av[1])] + ([list(av[2])] if av[2] else [])
-    return []
-
-
-def _broad(items: list[Any]) -> bool:
-    """A repeat body that can match many different characters (., [^x], \\S, \\w...)."""
-    if len(items) != 1:
-        return False
-    op, av = items[0]
-    if op == sre_c.ANY or op == sre_c.NOT_LITERAL:
-        return True
-    if op == sre_c.IN:
-        return any(o in (sre_c.NEGATE, sre_c.CATEGORY) for o, _ in av)
-    return False
-
-
-def _class_matches(items: list[Any], ch: str) -> bool:
-    """Whether a one-character repeat body (., [^x], [...], \\S) can match `ch` (conservative)."""
-    op, av = items[0]
-    if op == sre_c.ANY:
-        return True  # DOTALL is not tracked here: assume `.` may match anything
-    if op == sre_c.NOT_LITERAL:
-        return ord(ch) != av
-    if op != sre_c.IN:
-        return True
-    negate = False
-    hit = False
-    for o, a in av:
-        if o == sre_c.NEGATE:
-            negate = True
-        elif o == sre_c.LITERAL:
-            hit = hit or ord(ch) == a or ch.lower() == chr(a).lower()
-        elif o == sre_c.RANGE:
-            hit = hit or a[0] <= ord(ch) <= a[1] or a[0] <= ord(ch.swapcase()[:1] or ch) <= a[1]
-        elif o == sre_c.CATEGORY:
-            probe = {sre_c.CATEGORY_DIGIT: r"\d", sre_c.CATEGORY_NOT_DIGIT: r"\D", sre_c.CATEGORY_SPACE: r"\s",
-                     sre_c.CATEGORY_NOT_SPACE: r"\S", sre_c.CATEGORY_WORD: r"\w", sre_c.CATEGORY_NOT_WORD: r"\W"}.get(a)
-            hit = hit or probe is None or bool(regex.match(probe, ch))
-        else:
-            return True
-    return hit != negate
-
-
-def _risk_in(items: list[Any]) -> str | None:
-    broad_unbounded = 0
-    for i, (op, av) in enumerate(items):
-        if op in _REPEATS and (av[1] == _UNBOUNDED or av[1] > 255):
-            body = list(av[2])
-            if _has_unbounded(body):
-                return "a repeated group contains an unbounded repeat (nested quantifiers)"
-            if _broad(body):
-                nxt = items[i + 1] if i + 1 < len(items) else None
-                # `[^:]+:` cannot backtrack into its delimiter; a trailing `.*` only runs to the end
-                overlaps = nxt is not None and not (nxt[0] == sre_c.LITERAL and not _class_matches(body, chr(nxt[1])))
-                if overlaps:
-                    broad_unbounded += 1
-                if broad_unbounded >= 2:
-                    return "two unbounded repeats of broad classes in sequence (like a.*b.*c)"
-        elif op == sre_c.POSSESSIVE_REPEAT or op == sre_c.ATOMIC_GROUP:
-            continue  # no backtracking into these
-        for sub in _children(op, av):
-            found = _risk_in(sub)
-            if found:
-                return found
-    return None
+    risk = analyse(src, ignore_case).risk
+    return risk.message if risk else None
 
 
 def _load_when(spec: Any, problem: Any) -> tuple[Condition, ...]:

@@ -77,10 +77,17 @@ ENGINE_VERSION = "2"
 DEFAULT_MAX_CHARS = 64 * 1024
 #: Texts longer than this are verified by RE2 (ASCII) or by `regex` under a timeout.
 LONG_TEXT = 1024
-#: Seconds one `regex` search may take on a long text (or on any text for allow_backtracking).
+#: Seconds one time-limited `regex` search may take. Time-limited are the searches of a pattern
+#: that is not proven linear (`logaudit.backtracking`; `allow_backtracking`) on every text, and
+#: of any pattern on texts longer than `LONG_TEXT` that RE2 does not decide.
 REGEX_TIMEOUT = 0.1
-#: After this many timeouts of one pattern in one evaluation, its remaining long texts are skipped.
+#: After this many timeouts of one pattern in one evaluation, its remaining time-limited texts are skipped.
 MAX_TIMEOUTS = 20
+#: The time-limited searches of one pattern in one evaluation (one entry file, one `match_table`)
+#: may take `PATTERN_BUDGET` seconds in all plus `TEXT_BUDGET` per text they were given (a timeout
+#: counts as `REGEX_TIMEOUT`); after that its remaining time-limited texts are skipped.
+PATTERN_BUDGET = 0.5
+TEXT_BUDGET = 0.001
 KEY_COLUMNS: tuple[str, ...] = ("log_name", "insert_id", "timestamp", "service", "revision")
 
 EXACT, ASCII_EXACT, INEXACT = 2, 1, 0
@@ -266,7 +273,7 @@ class Plan:
     hs: bytes | None  # Hyperscan expression (None: every non-null row is a candidate)
     exactness: int  # EXACT / ASCII_EXACT / INEXACT: when Hyperscan's answer is final
     re2: str | None  # RE2 form for long ASCII texts
-    timeout_always: bool  # run `regex` with a timeout on every text
+    timeout_always: bool  # run `regex` with a timeout on every text (not proven linear)
     note: str | None = None  # why the pattern has no (exact) prefilter
     #: When `hs` is only the leading literal: the whole pattern's expression, which the texts the
     #: bulk check leaves undecided must also match before `regex` (and its timeout) sees them.
@@ -307,7 +314,7 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
     try:
         tr = _translate(list(tree), tree.state.flags, names)
     except (RecursionError, _Untranslatable):
-        return Plan(None, INEXACT, None, True, "too complex to prefilter: evaluated on every row")
+        return Plan(None, INEXACT, None, _time_limited(pattern), "too complex to prefilter: evaluated on every row")
     hs_expr = tr.hs.encode("ascii")
     note = recheck = None
     delimited = delimited_plan(pattern) if tree.state.groupdict else None
@@ -325,7 +332,23 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
         if hs_expr is not None and not _hs_compiles(hs_expr):
             hs_expr = None
         note = "prefiltered on its literals only" if hs_expr else "cannot be prefiltered: evaluated on every row"
-    return Plan(hs_expr, tr.exact, tr.re2, pattern.allow_backtracking, note, recheck)
+    return Plan(hs_expr, tr.exact, tr.re2 if _re2_compiles(tr.re2) else None, _time_limited(pattern), note, recheck)
+
+
+def _re2_compiles(re2: str | None) -> bool:
+    """Whether RE2 takes the expression (it limits nested repeat counts, `(?:a{1,900}){1,900}`)."""
+    if re2 is None:
+        return False
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), re2)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _time_limited(pattern: Pattern) -> bool:
+    """Whether every `regex` search of the pattern runs under the time limit: it is not proven linear."""
+    return pattern.allow_backtracking or not pattern.analysis.linear
 
 
 class _Untranslatable(Exception):
@@ -605,7 +628,9 @@ class MatchResult:
     fields_json: pa.Array  # string: JSON object of the named groups, null for patterns without
     cut: dict[str, int] = field(default_factory=dict)  # field -> texts cut to max_chars
     timeouts: Counter = field(default_factory=Counter)  # pattern index -> regex timeouts
-    skipped: Counter = field(default_factory=Counter)  # pattern index -> long texts not evaluated
+    skipped: Counter = field(default_factory=Counter)  # pattern index -> time-limited texts not evaluated
+    limited: Counter = field(default_factory=Counter)  # pattern index -> texts given to time-limited search
+    seconds: Counter = field(default_factory=Counter)  # pattern index -> seconds charged to its budget
     candidates: int = 0
     verified: int = 0
 
@@ -918,8 +943,11 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
             exact_groups: bool = False) -> tuple[np.ndarray, pa.Array | None]:
     """Exact decision for distinct candidate texts: (matched mask, fields_json per text or None).
 
-    `exact_groups`: long texts go to `regex` (under its timeout) rather than RE2, which cannot
-    tell an empty group from one that did not take part.
+    Short texts of a proven-linear pattern go to `regex` (or `re`) as they are; the others to RE2
+    when they are ASCII and the pattern has an RE2 form (long texts; every text of a pattern
+    without groups that is not proven linear), else to `regex` under its time limit and the
+    pattern's budget (`_limited_search`). `exact_groups`: long texts go to `regex` rather than
+    RE2, which cannot tell an empty group from one that did not take part.
     """
     n = len(texts)
     lengths = np.asarray(pc.fill_null(pc.binary_length(texts), 0).to_numpy())
@@ -951,19 +979,14 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
                         found_at.append(j)
                         found.append(m)
         long_ascii: list[int] = []
+        any_length = plan.timeout_always and not pattern.group_names  # RE2 is exact on it
         for j in np.flatnonzero(slow).tolist():
             text = texts[j].as_py()
-            if lengths[j] > LONG_TEXT and plan.re2 is not None and text.isascii() and not exact_groups:
+            if (plan.re2 is not None and not exact_groups and (any_length or lengths[j] > LONG_TEXT)
+                    and text.isascii()):
                 long_ascii.append(j)
                 continue
-            if res.timeouts[idx] >= MAX_TIMEOUTS and lengths[j] > LONG_TEXT:
-                res.skipped[idx] += 1  # this pattern keeps timing out: spare the remaining long texts
-                continue
-            try:
-                m = search(text, timeout=REGEX_TIMEOUT)
-            except TimeoutError:
-                res.timeouts[idx] += 1
-                continue
+            m = _limited_search(search, text, res, idx)
             if m is not None:
                 found_at.append(j)
                 found.append(m)
@@ -981,6 +1004,24 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
     slot = np.full(n, -1, dtype=np.int64)  # text -> position in `values`, -1: no match
     slot[found_at] = np.arange(len(found_at))
     return matched, values.take(pa.array(slot, mask=slot < 0))
+
+
+def _limited_search(search: Callable[..., Any], text: str, res: MatchResult, idx: int) -> Any:
+    """`search(text)` under `REGEX_TIMEOUT`, charged to the pattern's budget for this evaluation;
+    None (and counted) when it times out, or when the pattern has used up its budget (skipped)."""
+    res.limited[idx] += 1
+    if res.timeouts[idx] >= MAX_TIMEOUTS or res.seconds[idx] >= PATTERN_BUDGET + TEXT_BUDGET * res.limited[idx]:
+        res.skipped[idx] += 1
+        return None
+    t0 = time.perf_counter()
+    try:
+        found = search(text, timeout=REGEX_TIMEOUT)
+    except TimeoutError:
+        res.timeouts[idx] += 1
+        res.seconds[idx] += REGEX_TIMEOUT  # the nominal limit, not the clock: the same texts are skipped each run
+        return None
+    res.seconds[idx] += time.perf_counter() - t0
+    return found
 
 
 def _verify_delimited(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx: int,

@@ -359,15 +359,70 @@ def test_catastrophic_regex_rejected_unless_allowed(tmp_path):
             category: info
             regex: '(a+)+$'
             allow_backtracking: true
+          - id: reported-slow
+            title: T
+            category: info
+            regex: '(?:a|aa)+b(?<=xb)'
+          - id: alternation
+            title: T
+            category: info
+            regex: '(\\w|\\d)+:'
+          - id: adjacent
+            title: T
+            category: info
+            regex: 'reason: (?P<r>[^\\n]*?)\\s*\\(end\\)'
+          - id: scan-ahead
+            title: T
+            category: info
+            regex: '\\w*(?=.*x)'
+          - id: backref
+            title: T
+            category: info
+            regex: '(\\w+)\\s*\\1:'
     """)
     found = problems([a])
+    prefix = "regex may backtrack catastrophically: "
+    twice = "can match the same text in more than one way: the ways to try double with every few characters"
+    split = "can match the same characters one after the other: the ways to split a text between them grow with its length"
     assert [str(p) for p in found] == [
-        f"{a}:7: nested: regex may backtrack catastrophically: a repeated group contains an unbounded repeat "
-        "(nested quantifiers)",
-        f"{a}:11: stacked: regex may backtrack catastrophically: two unbounded repeats of broad classes in "
-        "sequence (like a.*b.*c)",
+        f"{a}:7: nested: {prefix}`(\\w+\\s?)+` {twice} (for example on '00' + '00' * 30 + '!')",
+        f"{a}:11: stacked: {prefix}`.*` and `.*` {split} (for example on 'a0' + 'b0' * 5000 + '\\n')",
+        f"{a}:20: reported-slow: {prefix}`(?:a|aa)+` {twice} (for example on 'aa' + 'aa' * 30 + '!')",
+        f"{a}:24: alternation: {prefix}`(\\w|\\d)+` {twice} (for example on '00' + '00' * 30 + '!')",
+        f"{a}:28: adjacent: {prefix}`[^\\n]*?` and `\\s*` {split} (for example on 'reason: 0' + ' ' * 5000)",
+        f"{a}:32: scan-ahead: {prefix}the look-around `(?=.*x)` is tested at more than 32 places of one attempt, and "
+        "each test may read the rest of the text (time grows with the square of its length) "
+        "(for example on '0' + '0' * 5000 + '!')",
+        f"{a}:36: backref: {prefix}`\\w+` and `\\1` {split} (for example on '00' + '00' * 5000 + '!')",
     ]
-    assert found[0].hint.startswith("rewrite it without nested or stacked unbounded repeats")
+    assert [p.pattern_id for p in found] == ["nested", "stacked", "reported-slow", "alternation", "adjacent",
+                                             "scan-ahead", "backref"]
+    assert found[0].hint == (
+        "make the alternatives of the repeated group exclusive, so that a text can be split between its iterations in "
+        "one way only ((?:a|aa)+ -> a+, (\\w|\\d)+ -> \\w+, (\\w+\\s?)+ -> \\w+(?:\\s+\\w+)*), or let the inner "
+        "repeat take whole runs (\\w++, (?>\\w+)); or set `allow_backtracking: true` to run it under a time limit")
+    assert found[1].hint == (
+        "make repeats that meet exclusive where they meet ([^\"]*\" rather than .*\", \\S+\\s+ rather than .*\\s*), "
+        "or bound one of them to at most 16 characters ({0,16}); or set `allow_backtracking: true` to run it under a "
+        "time limit")
+    assert found[5].hint.startswith("test the look-around at one place only (^(?=.*x))")
+
+
+def test_rewritten_patterns_load(tmp_path):
+    """The rewrites the hints suggest are accepted."""
+    a = write(tmp_path, "a.yaml", """
+        catalog: a
+        version: 1
+        patterns:
+          - {id: words, title: T, category: info, regex: '\\w+(?:\\s+\\w+)*$'}
+          - {id: one-class, title: T, category: info, regex: '\\w+:'}
+          - {id: bounded, title: T, category: info, regex: 'reason: (?P<r>[^\\n]*?)\\s{0,16}\\(end\\)'}
+          - {id: exclusive, title: T, category: info, regex: 'reason: (?P<r>[^\\n(]*)\\(end\\)'}
+          - {id: possessive, title: T, category: info, regex: '(?:\\S++\\s*)*X'}
+          - {id: anchored-look, title: T, category: info, regex: '^(?=.*x)\\w+y'}
+    """)
+    assert [p.id for p in load_catalogs([a])] == ["words", "one-class", "bounded", "exclusive", "possessive",
+                                                   "anchored-look"]
 
 
 def test_regex_matching_empty_string_rejected(tmp_path):
@@ -522,9 +577,13 @@ def test_backtracking_risk():
     assert backtracking_risk(r"\bNO_TOKEN\b") is None
     assert backtracking_risk(r"x[^y]+y[^z]+z") is None
     assert backtracking_risk(r"foo.*bar") is None
-    assert backtracking_risk(r"(?:\s*\S+)*X") == "a repeated group contains an unbounded repeat (nested quantifiers)"
-    assert backtracking_risk(r"x\S+y\S+z") == "two unbounded repeats of broad classes in sequence (like a.*b.*c)"
+    assert backtracking_risk(r"(?:\s*\S+)*X") == (
+        "`(?:\\s*\\S+)*` can match the same text in more than one way: the ways to try double with every few characters")
+    assert backtracking_risk(r"x\S+y\S+z") == (
+        "`\\S+` and `\\S+` can match the same characters one after the other: the ways to split a text between them "
+        "grow with its length")
     assert backtracking_risk(r"(?>a+)+b") is None  # atomic: no backtracking into it
+    assert backtracking_risk(r"(?:colour){e<=1}") is None  # not analysed: runs under the time limit
 
 
 # ----------------------------------------------------------------------------- CLI
