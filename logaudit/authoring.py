@@ -19,11 +19,12 @@ file after validating the result together with the other catalogs, atomically.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 import textwrap
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,12 @@ test_draft.__test__ = False  # a library function, not a pytest test
 @dataclass
 class TryResult:
     """What a draft matches in a window: `matches` (pattern_id, timestamp, revision, message,
-    fields) and `near_misses` (templates of unmatched lines sharing the draft's words)."""
+    fields), `near_misses` (templates of unmatched lines sharing the draft's words) and
+    `slow_patterns` (patterns whose searches timed out or were skipped: counts, why, the fix)."""
 
     matches: Any
     near_misses: Any
+    slow_patterns: list[dict[str, Any]] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return self.matches["pattern_id"].value_counts().to_dict() if len(self.matches) else {}
@@ -91,7 +94,7 @@ def try_on_store(audit: Any, draft: Catalog, *, limit: int = 20, **window: Any) 
     import pandas as pd
     import pyarrow as pa
 
-    from logaudit.classify import classify_table
+    from logaudit.classify import SLOW_PATTERNS_KEY, classify_table
     from logaudit.templates import template
 
     w = audit._window(**window)
@@ -130,7 +133,8 @@ def try_on_store(audit: Any, draft: Catalog, *, limit: int = 20, **window: Any) 
     near_misses = pd.DataFrame({"template": [audit.redactor.redact(k) for k, _ in near],
                                 "count": [v[0] for _, v in near],
                                 "example": [audit.redactor.redact(v[1]) for _, v in near]})
-    return TryResult(matches.head(limit * 50), near_misses)
+    slow = json.loads((hits.schema.metadata or {}).get(SLOW_PATTERNS_KEY, b"[]"))
+    return TryResult(matches.head(limit * 50), near_misses, slow)
 
 
 def save_patterns(catalog_file: str | os.PathLike, yaml_text: str, *,

@@ -237,6 +237,21 @@ class Pattern:
     def location(self) -> str:
         return f"{self.file}:{self.line}"
 
+    @property
+    def time_limited(self) -> bool:
+        """Whether every `regex` search of it runs under the engine's time limit: not proven linear."""
+        return self.allow_backtracking or not self.analysis.linear
+
+    @property
+    def time_limit_note(self) -> str | None:
+        """Why it runs under the time limit (None: it is proven linear and not marked)."""
+        found = self.analysis
+        if found.linear:
+            return ("allow_backtracking is set, but the regex is proven linear: remove it to evaluate it without "
+                    "the time limit") if self.allow_backtracking else None
+        why = found.risk.message if found.risk else f"not analysed: {found.unanalysed}"
+        return f"runs under a time limit on every text: {why}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "title": self.title, "category": self.category, "regex": self.regex,
@@ -847,24 +862,31 @@ def run_self_test(catalog: Catalog) -> SelfTestReport:
 
     Examples are matched against the pattern's regex on its field (``when`` conditions are
     not part of a text example). The engine's answer is also compared with a plain
-    ``regex.search`` so a prefilter bug shows up as a failure, not as a silent miss.
+    ``regex.search`` so a prefilter bug shows up as a failure, not as a silent miss. A pattern
+    not proven linear is searched under the engine's time limit; an example it times out on fails.
     """
-    from logaudit.classify import match_texts  # the engine imports this module
+    from logaudit.classify import REGEX_TIMEOUT, match_texts  # the engine imports this module
 
     report = SelfTestReport(patterns=len(catalog))
     for pat in catalog:
         if not pat.examples:
             report.without_examples.append(pat.id)
         cases = [(ex, "example") for ex in pat.examples] + [(ex, "counter_example") for ex in pat.counter_examples]
-        if not cases:
-            continue
-        results = match_texts(pat, [ex.text for ex, _ in cases])
+        failed = len(report.failures)
+        report.examples += len(pat.examples)
+        report.counter_examples += len(pat.counter_examples)
+        refs = {}
+        for ex, kind in cases:
+            try:
+                refs[id(ex)] = pat.compiled.search(ex.text, timeout=REGEX_TIMEOUT if pat.time_limited else None)
+            except TimeoutError:
+                report.failures.append(ExampleFailure(
+                    pat.id, pat.file, ex.line, kind, ex.text,
+                    f"the regex timed out on it (over {REGEX_TIMEOUT} s): {pat.time_limit_note}"))
+        cases = [(ex, kind) for ex, kind in cases if id(ex) in refs]
+        results = match_texts(pat, [ex.text for ex, _ in cases]) if cases else []
         for (ex, kind), got in zip(cases, results, strict=True):
-            ref = pat.compiled.search(ex.text)
-            if kind == "example":
-                report.examples += 1
-            else:
-                report.counter_examples += 1
+            ref = refs[id(ex)]
             fail = None
             if (got is not None) != (ref is not None):
                 fail = f"engine and regex disagree (engine {'matched' if got is not None else 'missed'})"
@@ -878,6 +900,7 @@ def run_self_test(catalog: Catalog) -> SelfTestReport:
                     fail = "extracted " + ", ".join(f"{k}={wrong[k]!r} (expected {ex.fields[k]!r})" for k in wrong)
             if fail:
                 report.failures.append(ExampleFailure(pat.id, pat.file, ex.line, kind, ex.text, fail))
+        report.failures[failed:] = sorted(report.failures[failed:], key=lambda f: f.line)
     return report
 
 

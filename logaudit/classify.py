@@ -17,8 +17,11 @@ How an entry column is matched against many patterns (see docs/catalog.md for th
    with NumPy (same answers, property-tested). Repeated values are decided once. Texts
    longer than `LONG_TEXT` go to RE2 (linear time, via pyarrow) when they are ASCII and the
    pattern has an RE2 form, else to `regex` with a timeout.
-4. **Bounds.** Texts are cut to `max_chars` before matching; cut texts, timeouts and texts
-   skipped after too many timeouts are counted and reported.
+4. **Bounds.** Texts are cut to `max_chars` before matching. A pattern not proven linear
+   (`logaudit.backtracking`, or marked `allow_backtracking`) runs under `REGEX_TIMEOUT` on every
+   text, and each pattern's time-limited searches have a budget per evaluation
+   (`PATTERN_BUDGET` + `TEXT_BUDGET` per text); texts that come while it is over budget are
+   skipped. Cut texts, timeouts and skipped texts are counted and reported.
 
 Results are cached per entry file and per pattern fingerprint under ``STORE/matches/``, so a
 new ingest classifies only its new files and editing one pattern re-evaluates only that one
@@ -314,7 +317,7 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
     try:
         tr = _translate(list(tree), tree.state.flags, names)
     except (RecursionError, _Untranslatable):
-        return Plan(None, INEXACT, None, _time_limited(pattern), "too complex to prefilter: evaluated on every row")
+        return Plan(None, INEXACT, None, pattern.time_limited, "too complex to prefilter: evaluated on every row")
     hs_expr = tr.hs.encode("ascii")
     note = recheck = None
     delimited = delimited_plan(pattern) if tree.state.groupdict else None
@@ -332,7 +335,7 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
         if hs_expr is not None and not _hs_compiles(hs_expr):
             hs_expr = None
         note = "prefiltered on its literals only" if hs_expr else "cannot be prefiltered: evaluated on every row"
-    return Plan(hs_expr, tr.exact, tr.re2 if _re2_compiles(tr.re2) else None, _time_limited(pattern), note, recheck)
+    return Plan(hs_expr, tr.exact, tr.re2 if _re2_compiles(tr.re2) else None, pattern.time_limited, note, recheck)
 
 
 def _re2_compiles(re2: str | None) -> bool:
@@ -345,10 +348,6 @@ def _re2_compiles(re2: str | None) -> bool:
         return False
     return True
 
-
-def _time_limited(pattern: Pattern) -> bool:
-    """Whether every `regex` search of the pattern runs under the time limit: it is not proven linear."""
-    return pattern.allow_backtracking or not pattern.analysis.linear
 
 
 class _Untranslatable(Exception):
@@ -1295,9 +1294,17 @@ def match_texts(pattern: Pattern, texts: Sequence[str], *, max_chars: int = DEFA
 MATCH_COLUMNS: tuple[str, ...] = ("entry_row", "pattern_id", "category", "title", "fields_json")
 
 
+#: Schema metadata key of `classify_table`'s result: JSON list of `ClassifyReport.slow_patterns` entries.
+SLOW_PATTERNS_KEY = b"logaudit.slow_patterns"
+
+
 def classify_table(table: pa.Table, catalog: Catalog | Sequence[Pattern], *,
                    max_chars: int = DEFAULT_MAX_CHARS, use_hyperscan: bool = True) -> pa.Table:
-    """Matches of an in-memory entry table: one row per (entry, pattern), plus any key columns present."""
+    """Matches of an in-memory entry table: one row per (entry, pattern), plus any key columns present.
+
+    Patterns whose searches timed out or were skipped are listed, as in `ClassifyReport.slow_patterns`,
+    in the schema metadata under `SLOW_PATTERNS_KEY` (absent when there are none).
+    """
     patterns = list(catalog)
     compiled = compile_patterns(patterns, max_chars=max_chars, use_hyperscan=use_hyperscan)
     res = match_table(table, compiled)
@@ -1312,7 +1319,9 @@ def classify_table(table: pa.Table, catalog: Catalog | Sequence[Pattern], *,
     cols["category"] = pa.array([patterns[i].category for i in pats], pa.string())
     cols["title"] = pa.array([patterns[i].title for i in pats], pa.string())
     cols["fields_json"] = res.fields_json
-    return pa.table(cols)
+    out = pa.table(cols)
+    slow = [_slow_pattern(patterns[i], res.timeouts[i], res.skipped[i]) for i in sorted({*res.timeouts, *res.skipped})]
+    return out.replace_schema_metadata({SLOW_PATTERNS_KEY: orjson.dumps(slow)}) if slow else out
 
 
 # =============================================================================== store cache
@@ -1541,6 +1550,8 @@ class ClassifyReport:
     cut: int = 0
     timeouts: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: per pattern with timeouts or skipped texts: where it is, the counts, why and what to do
+    slow_patterns: list[dict[str, Any]] = field(default_factory=list)
     pruned: int = 0
     workers: int = 1
     seconds: float = 0.0
@@ -1789,6 +1800,23 @@ def _fill_report(report: ClassifyReport, files: list[Path], file_indexes: list[d
             for k, n in index.get(src_name, {}).items():
                 for p in by_key.get(k, []):
                     dest[p.id] = dest.get(p.id, 0) + n
+    report.slow_patterns = [_slow_pattern(p, report.timeouts.get(p.id, 0), report.skipped.get(p.id, 0))
+                            for p in patterns if report.timeouts.get(p.id) or report.skipped.get(p.id)]
+
+
+def _slow_pattern(pattern: Pattern, timeouts: int, skipped: int) -> dict[str, Any]:
+    """What to tell about a pattern whose searches timed out or were skipped (`ClassifyReport.slow_patterns`)."""
+    counts = f"{timeouts} text(s) timed out and {skipped} were skipped (counted as not matching)"
+    if pattern.time_limited:
+        found = pattern.analysis
+        why = found.risk.message if found.risk else f"it is not proven linear ({found.unanalysed})"
+        fix = (f"{why}; rewrite the regex so that `logaudit catalog check` accepts it without "
+               f"`allow_backtracking`" + (f" ({found.risk.hint})" if found.risk else ""))
+    else:
+        fix = (f"they are longer than {LONG_TEXT} characters and not ASCII; start the regex with a literal "
+               "so that fewer start positions are tried")
+    return {"pattern_id": pattern.id, "file": pattern.file, "line": pattern.line, "timeouts": timeouts,
+            "skipped": skipped, "message": f"{counts}: {fix}"}
 
 
 # =============================================================================== DuckDB views
@@ -1875,7 +1903,7 @@ def require_store(path: str | os.PathLike | None) -> Any:
 
 
 __all__ = [
-    "ClassifyReport", "CompiledCatalog", "DEFAULT_MAX_CHARS", "MatchResult", "Plan", "cache_key",
+    "ClassifyReport", "CompiledCatalog", "DEFAULT_MAX_CHARS", "MatchResult", "Plan", "SLOW_PATTERNS_KEY", "cache_key",
     "classify_store", "classify_table", "compile_patterns", "match_table", "match_texts", "patterns_table",
     "plan_pattern", "register_views",
 ]

@@ -599,7 +599,7 @@ def test_cli_check_and_test_on_shipped_catalogs():
     assert result.output.splitlines()[-1] == "ok: 50 patterns in 2 catalog(s)"
     result = _cli("catalog", "test", str(PATTERNS))
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "ok: 50 patterns, 81 examples, 26 counter-examples, 0 failure(s)"
+    assert result.output.splitlines()[-1] == "ok: 50 patterns, 82 examples, 26 counter-examples, 0 failure(s)"
 
 
 def test_cli_check_reports_problems_with_exit_code_4(tmp_path):
@@ -663,3 +663,57 @@ def test_special_case_folds_match_the_regex_module():
         if rx.match(ch):
             found[ch] = [c for c in "abcdefghijklmnopqrstuvwxyz" if regex.match("(?i)" + c, ch)]
     assert {v[0]: k for k, v in found.items()} == _SPECIAL_FOLDS
+
+
+TIME_LIMITED = """
+    catalog: a
+    version: 1
+    patterns:
+      - id: slow
+        title: T
+        category: info
+        regex: '(?:x|a|aa)+b(?<=xb)'
+        allow_backtracking: true
+        examples: ["xb"]
+        counter_examples: ["aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab"]
+      - id: needless
+        title: T
+        category: info
+        regex: 'a+b'
+        allow_backtracking: true
+      - id: fuzzy
+        title: T
+        category: info
+        regex: '(?:colour){e<=1}'
+"""
+SLOW_WHY = ("`(?:x|a|aa)+` can match the same text in more than one way: the ways to try double with every few "
+            "characters")
+
+
+def test_cli_check_notes_patterns_that_run_under_the_time_limit(tmp_path):
+    a = write(tmp_path, "a.yaml", TIME_LIMITED)
+    result = _cli("catalog", "check", a)
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if "time limit" in line] == [
+        f"{a}:4: slow: note: runs under a time limit on every text: {SLOW_WHY}",
+        f"{a}:11: needless: note: allow_backtracking is set, but the regex is proven linear: remove it to evaluate "
+        "it without the time limit",
+        f"{a}:16: fuzzy: note: runs under a time limit on every text: not analysed: a `{{` that is not a repeat "
+        "count (fuzzy matching?) is not analysed",
+    ]
+    doc = json.loads(_cli("catalog", "check", "--format", "json", a).output)
+    assert [(p["id"], p["linear"], p["time_limit_note"] is not None) for p in doc["patterns"]] == [
+        ("slow", False, True), ("needless", True, True), ("fuzzy", False, True)]
+
+
+@pytest.mark.timeout(120)  # the counter-example took 53 s without a time limit
+def test_self_test_fails_examples_the_regex_times_out_on(tmp_path):
+    a = write(tmp_path, "a.yaml", TIME_LIMITED)
+    result = _cli("catalog", "test", a)
+    assert result.exit_code == 4
+    assert result.output.splitlines()[0] == (
+        f"FAIL {a}:10: slow: counter_example '{'a' * 39}b': the regex timed out on it (over 0.1 s): runs under a "
+        f"time limit on every text: {SLOW_WHY}")
+    assert result.output.splitlines()[1:] == [
+        f"warning: {a}:11: needless: no examples", f"warning: {a}:16: fuzzy: no examples",
+        "FAILED: 3 patterns, 1 examples, 1 counter-examples, 1 failure(s)"]

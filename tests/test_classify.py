@@ -414,6 +414,91 @@ def test_backtracking_patterns_run_under_a_timeout(monkeypatch):
     assert dict(res.timeouts) == {0: 3} and dict(res.skipped) == {0: 4}
 
 
+SLOW = r"(?:a|aa)+b(?<=xb)"  # 53 s on a 41-character line with no time limit
+SLOW_LINES = ["a" * 39 + f"b{i}" for i in range(10)]
+
+
+@pytest.mark.timeout(120)  # a guard against hanging (53 s per line before), not a speed test
+def test_the_53_second_line_is_bounded_at_any_length():
+    """Texts up to LONG_TEXT had no time limit: a pattern not proven linear gets one on every text."""
+    pat = pattern(SLOW)  # built directly: the catalog loader refuses it
+    assert not pat.analysis.linear and plan_pattern(pat).timeout_always
+    assert {len(t) for t in SLOW_LINES} == {41}
+    res = match_table(table([entry(t) for t in SLOW_LINES]), compile_patterns([pat]))
+    # each search times out (charged REGEX_TIMEOUT = 0.1 s); before the 7th text the pattern has
+    # used 0.6 s >= PATTERN_BUDGET 0.5 s + TEXT_BUDGET 1 ms x 7 texts: the remaining 4 are skipped
+    assert (C.REGEX_TIMEOUT, C.PATTERN_BUDGET, C.TEXT_BUDGET, C.MAX_TIMEOUTS) == (0.1, 0.5, 0.001, 20)
+    assert (res.rows.tolist(), dict(res.timeouts), dict(res.skipped)) == ([], {0: 6}, {0: 4})
+
+
+def test_proven_linear_patterns_need_no_time_limit_on_short_texts():
+    assert not any(plan_pattern(p).timeout_always for p in load_catalogs([PATTERNS]))
+    assert plan_pattern(pattern(r"(?:a|aa)+b", allow_backtracking=True)).timeout_always
+    assert plan_pattern(pattern(r"(?:colour){e<=1}")).timeout_always  # not analysed
+
+
+@pytest.mark.timeout(120)
+def test_time_limited_patterns_with_an_re2_form_go_to_re2_on_ascii():
+    """RE2 is linear: on ASCII texts a pattern without groups needs neither `regex` nor its time limit."""
+    pat = pattern(r"(?:a|aa)+\B!", allow_backtracking=True)  # never matches; exponential for `regex`
+    plan = plan_pattern(pat)
+    assert (plan.mode, plan.re2 is not None, plan.timeout_always) == ("prefilter+verify", True, True)
+    texts = ["a" * 40 + f"!{i}" for i in range(30)] + ["é" + "a" * 40 + "!"]
+    res = match_table(table([entry(t) for t in texts]), compile_patterns([pat]))
+    # the 30 ASCII texts are decided by RE2; only the non-ASCII one goes to `regex`, and times out
+    assert (res.rows.tolist(), dict(res.timeouts), dict(res.skipped)) == ([], {0: 1}, {})
+
+
+def test_re2_forms_re2_refuses_are_not_used():
+    pat = pattern(r"x(?:[a-z]{1,900}y){1,900}z")
+    assert plan_pattern(pat).re2 is None  # RE2 limits nested repeat counts
+    assert match_texts(pat, ["x" + "ab" * 3 + "y" + "z" + "q" * 2000]) == [{}]
+
+
+@pytest.mark.timeout(120)
+def test_classify_reports_timed_out_and_skipped_texts_with_the_fix(tmp_path):
+    from click.testing import CliRunner
+
+    from logaudit.cli import main
+
+    store = TinyStore(tmp_path / "store")
+    store.write([entry(t) for t in SLOW_LINES] + [entry("nothing")])
+    cat = catalog_file(tmp_path, f"""\
+  - id: slow
+    title: Slow
+    category: warning
+    regex: '{SLOW}'
+    allow_backtracking: true
+""")
+    report = classify_store(store, load_catalogs([cat]))
+    message = (
+        "6 text(s) timed out and 4 were skipped (counted as not matching): `(?:a|aa)+` can match the same text in "
+        "more than one way: the ways to try double with every few characters; rewrite the regex so that "
+        "`logaudit catalog check` accepts it without `allow_backtracking` (make the alternatives of the repeated "
+        "group exclusive, so that a text can be split between its iterations in one way only ((?:a|aa)+ -> a+, "
+        "(\\w|\\d)+ -> \\w+, (\\w+\\s?)+ -> \\w+(?:\\s+\\w+)*), or let the inner repeat take whole runs "
+        "(\\w++, (?>\\w+)))")
+    assert (report.timeouts, report.skipped) == ({"slow": 6}, {"slow": 4})
+    assert report.slow_patterns == [{"pattern_id": "slow", "file": str(cat), "line": 4, "timeouts": 6,
+                                     "skipped": 4, "message": message}]
+    runner = CliRunner()
+    args = ["classify", "--store", str(store.root), "--patterns", str(cat)]
+    out = runner.invoke(main, args, catch_exceptions=False).output.splitlines()
+    assert out[-1] == f"warning: {cat}:4: slow: {message}"  # also when the pattern matched nothing
+    doc = json.loads(runner.invoke(main, [*args, "--format", "json"], catch_exceptions=False).output)
+    assert doc["slow_patterns"] == report.slow_patterns  # from the cache: the same counts
+
+
+@pytest.mark.timeout(120)
+def test_classify_table_lists_slow_patterns_in_its_metadata():
+    pats = [pattern(SLOW, "slow", allow_backtracking=True), pattern(r"b\d", "fine")]
+    got = classify_table(table([entry(t) for t in SLOW_LINES]), pats)
+    assert got.num_rows == 10 and set(got["pattern_id"].to_pylist()) == {"fine"}
+    slow = json.loads(got.schema.metadata[C.SLOW_PATTERNS_KEY])
+    assert [(s["pattern_id"], s["timeouts"], s["skipped"]) for s in slow] == [("slow", 6, 4)]
+    assert C.SLOW_PATTERNS_KEY not in (classify_table(table([entry("b1")]), pats).schema.metadata or {})
+
+
 def test_values_are_scanned_in_slices(monkeypatch):
     monkeypatch.setattr(C, "SCAN_SLICE_BYTES", 10)
     pat = pattern(r"\bab\b")

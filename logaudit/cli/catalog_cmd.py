@@ -48,7 +48,8 @@ def catalog() -> None:
 def check(paths: tuple[str, ...], collect: bool, fmt: str) -> None:
     """Load and validate catalog files (default: $LOGAUDIT_PATTERNS, else ./patterns).
 
-    Problems are reported as FILE:LINE: PATTERN-ID: message, with a hint; exit code 4.
+    Problems are reported as FILE:LINE: PATTERN-ID: message, with a hint; exit code 4. A regex
+    that may backtrack catastrophically is a problem unless marked `allow_backtracking: true`.
     """
     from logaudit.classify import plan_pattern
 
@@ -58,16 +59,17 @@ def check(paths: tuple[str, ...], collect: bool, fmt: str) -> None:
         echo_json({
             "ok": True,
             "catalogs": [{"name": s.name, "file": s.file, "patterns": s.patterns} for s in cat.sources],
-            "patterns": [p.to_dict() | {"engine_mode": plans[p.id].mode, "engine_note": plans[p.id].note}
+            "patterns": [p.to_dict() | {"engine_mode": plans[p.id].mode, "engine_note": plans[p.id].note,
+                                        "linear": p.analysis.linear, "time_limit_note": p.time_limit_note}
                          for p in cat],
         })
         return
     for src in cat.sources:
         click.echo(f"{src.file}: catalog {src.name}, {src.patterns} patterns")
     for p in cat:
-        note = plans[p.id].note
-        if note:
-            click.secho(f"{p.location}: {p.id}: note: {note}", fg="yellow")
+        for note in (plans[p.id].note, p.time_limit_note):
+            if note:
+                click.secho(f"{p.location}: {p.id}: note: {note}", fg="yellow")
     click.echo(f"ok: {len(cat)} patterns in {len(cat.sources)} catalog(s)")
 
 
@@ -134,3 +136,5 @@ def classify(store_dir: str | None, pattern_paths: tuple[str, ...], since: str |
     )
     if report.cut:
         click.secho(f"{report.cut} texts longer than the match limit were cut before matching", fg="yellow")
+    for slow in report.slow_patterns:
+        click.secho(f"warning: {slow['file']}:{slow['line']}: {slow['pattern_id']}: {slow['message']}", fg="yellow")
