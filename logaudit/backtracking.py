@@ -699,7 +699,7 @@ class _Walk:
         self.symbols = _symbols(auto.nodes)
         nbits = len(self.symbols) + len(_KINDS)
         self.masks = [self._mask(node) if node is not None else (1 << nbits) - 1 for node in auto.nodes]
-        self.blocks = sorted(_partition(self.masks, nbits), key=lambda b: (self._readable(b)[0], b & -b))
+        self.blocks = _partition(self.masks, nbits)
         self._block_cache: dict[int, list[int]] = {}
         self.done = self._tail()
         self.init, self.trans = self._transitions()
@@ -762,7 +762,10 @@ class _Walk:
 
     # ---------------------------------------------------------------------- the walk
     def run(self) -> Analysis:
+        """Walk every reachable vector of path counts; raises `_Found` when a count passes `MAX_WAYS`
+        (the walk stops there, so counts need no cap and the vectors stay finite)."""
         kinds = self.auto.kinds
+        looks = {p for p, kind in enumerate(kinds) if kind in ("scan", "test")}
         seen: dict[tuple, tuple[tuple | None, int]] = {}
         queue: deque[tuple | None] = deque([None])
         per_char = 0
@@ -778,13 +781,15 @@ class _Walk:
                 seen[nxt] = (vec, b)
                 if len(seen) > MAX_VECTORS:  # maybe only large: growing, if the products show it
                     raise _Found(_Explain(self).growth() or _raise(_Unanalysable("too complex to analyse")))
-                worst = max(nxt, key=lambda qc: qc[1])
-                if worst[1] > MAX_WAYS:
-                    raise _Found(_Explain(self).growth() or _Explain(self).finite(self.word(seen, nxt), worst[0]))
-                per_char = max(per_char, sum(c for q, c in nxt if kinds[q] in ("char", "copy")))
+                total = 0
                 for q, c in nxt:
-                    if kinds[q] in ("scan", "test"):
+                    if c > MAX_WAYS:
+                        raise _Found(_Explain(self).growth() or _Explain(self).finite(self.word(seen, nxt), q))
+                    if q in looks:
                         most[q] = max(most[q], c)
+                    else:
+                        total += c
+                per_char = max(per_char, total)
                 queue.append(nxt)
         checks = tuple((most.get(p, 0), scans, found) for p, scans, found, _ in self.auto.looks)
         return Analysis(True, per_char=per_char, positions=len(kinds), checks=checks)
@@ -798,7 +803,7 @@ class _Walk:
             for p, c in vec:
                 for q, n in trans.get(p, ()):
                     acc[q] = acc.get(q, 0) + c * n
-        return tuple(sorted((q, min(c, MAX_WAYS + 1)) for q, c in acc.items()))
+        return tuple(sorted(acc.items()))
 
     def word(self, seen: dict, vec: tuple) -> list[int]:
         """The blocks read to reach `vec` (shortest)."""
@@ -810,12 +815,12 @@ class _Walk:
 
     def char(self, b: int) -> str:
         """A readable character of block `b`."""
-        return self._readable(self.blocks[b])[1]
+        return self.readable(b)[1]
 
-    def _readable(self, block: int) -> tuple[int, str]:
-        """(rank, character): a letter or digit, else a visible character, else a space, else any."""
+    def readable(self, b: int) -> tuple[int, str]:
+        """(rank, character) of block `b`: a letter or digit, else a visible character, else a space, else any."""
         symbols = self.symbols + _KINDS
-        chars = [ch for k, ch in enumerate(symbols) if block >> k & 1]
+        chars = [ch for k, ch in enumerate(symbols) if self.blocks[b] >> k & 1]
         for rank, good in enumerate((str.isalnum, lambda ch: ch.isprintable() and ch != " ", lambda ch: ch == " ")):
             for ch in chars:
                 if good(ch):
@@ -952,9 +957,11 @@ class _Explain:
         self.walk = walk
         self.auto = walk.auto
         self.active = [p for p in range(len(self.auto.nodes)) if p not in walk.done]
+        # blocks with readable characters first: the example texts are built from the first found
+        self.order = sorted(range(len(walk.blocks)), key=lambda b: (walk.readable(b)[0], walk.blocks[b] & -walk.blocks[b]))
         self.adj: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-        for b, trans in enumerate(walk.trans):
-            for p, edges in trans.items():
+        for b in self.order:
+            for p, edges in walk.trans[b].items():
                 self.adj[p].extend((b, q, n) for q, n in edges)
 
     def growth(self) -> Risk | None:
@@ -1021,8 +1028,8 @@ class _Explain:
         """Shortest word from the start to `target`."""
         prev: dict[int, tuple[int | None, int]] = {}
         queue: deque[int] = deque()
-        for b, init in enumerate(self.walk.init):
-            for q in init:
+        for b in self.order:
+            for q in self.walk.init[b]:
                 if q not in prev:
                     prev[q] = (None, b)
                     queue.append(q)
@@ -1044,7 +1051,7 @@ class _Explain:
     def _pairs(self) -> dict[tuple[int, int], list[tuple[tuple[int, int], int, bool]]] | None:
         """The pair product reachable from the start: pair -> [(next pair, block, two ways)]."""
         graph: dict[tuple[int, int], list[tuple[tuple[int, int], int, bool]]] = {}
-        queue = deque({(a, b) for init in self.walk.init for a in init for b in init})
+        queue = deque(sorted({(a, b) for init in self.walk.init for a in init for b in init}))
         seen = set(queue)
         while queue:
             if len(seen) > 200_000:

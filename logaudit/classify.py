@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import gc
 import hashlib
 import multiprocessing
@@ -335,13 +336,12 @@ def _plan(pattern: Pattern, verify: bool) -> Plan:
         if hs_expr is not None and not _hs_compiles(hs_expr):
             hs_expr = None
         note = "prefiltered on its literals only" if hs_expr else "cannot be prefiltered: evaluated on every row"
-    return Plan(hs_expr, tr.exact, tr.re2 if _re2_compiles(tr.re2) else None, pattern.time_limited, note, recheck)
+    return Plan(hs_expr, tr.exact, tr.re2, pattern.time_limited, note, recheck)
 
 
-def _re2_compiles(re2: str | None) -> bool:
+@functools.lru_cache(maxsize=1024)
+def _re2_compiles(re2: str) -> bool:
     """Whether RE2 takes the expression (it limits nested repeat counts, `(?:a{1,900}){1,900}`)."""
-    if re2 is None:
-        return False
     try:
         pc.match_substring_regex(pa.array([""], pa.string()), re2)
     except pa.ArrowInvalid:
@@ -979,10 +979,10 @@ def _verify(pattern: Pattern, plan: Plan, texts: pa.Array, res: MatchResult, idx
                         found.append(m)
         long_ascii: list[int] = []
         any_length = plan.timeout_always and not pattern.group_names  # RE2 is exact on it
+        re2 = bool(slow.any()) and plan.re2 is not None and not exact_groups and _re2_compiles(plan.re2)
         for j in np.flatnonzero(slow).tolist():
             text = texts[j].as_py()
-            if (plan.re2 is not None and not exact_groups and (any_length or lengths[j] > LONG_TEXT)
-                    and text.isascii()):
+            if re2 and (any_length or lengths[j] > LONG_TEXT) and text.isascii():
                 long_ascii.append(j)
                 continue
             m = _limited_search(search, text, res, idx)

@@ -74,7 +74,7 @@ def test_shipped_catalogs_load_and_pass_self_test():
     assert all(p.examples for p in cat), [p.id for p in cat if not p.examples]
     report = check_self_test(cat)
     assert report.ok and report.failures == [] and report.without_examples == []
-    assert report.examples == sum(len(p.examples) for p in cat) == 81
+    assert report.examples == sum(len(p.examples) for p in cat) == 82
     assert report.counter_examples == sum(len(p.counter_examples) for p in cat) == 26
     assert {p.category for p in cat} <= set(CATEGORIES)
 
