@@ -48,6 +48,7 @@ import re._compiler as sre_compile
 import re._constants as sre_c
 import re._parser as sre_parse
 import sys
+import warnings
 from array import array
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -130,7 +131,9 @@ def analyse(src: str, ignore_case: bool = False) -> Analysis:
     """
     try:
         prepared = _prepare(src)
-        tree = sre_parse.parse(prepared.source, re.IGNORECASE if ignore_case else 0)
+        with warnings.catch_warnings():  # "possible nested set" and the like: `regex` reads it as `re` does
+            warnings.simplefilter("ignore")
+            tree = sre_parse.parse(prepared.source, re.IGNORECASE if ignore_case else 0)
     except (_Unanalysable, re.error, RecursionError, OverflowError, ValueError, IndexError, TypeError) as err:
         why = str(err) if isinstance(err, _Unanalysable) else "uses syntax only the `regex` module knows"
         return Analysis(False, unanalysed=why)
@@ -450,7 +453,7 @@ class _Automaton:
         self.repeats: list[tuple[str, ...]] = []  # per position: labels of the repeats around it, outermost first
         self.follow: dict[tuple[int, int, frozenset[int]], int] = {}
         self.loops: dict[tuple[int, int], set[tuple[int, str]]] = defaultdict(set)  # edge -> (depth, repeat label)
-        self.looks: list[tuple[int, int, Analysis, str]] = []  # (position, LONG?, analysis, label)
+        self.looks: list[tuple[int, bool, Analysis, str]] = []  # (position, reads far?, body's analysis, label)
         self.stack: list[str] = []
         self.copying = 0
         self.copy_label = ""
