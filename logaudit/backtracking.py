@@ -4,8 +4,8 @@ The `regex` module (like `re`) tries, from every start position, the ways the pa
 in priority order, until one succeeds; on a text that does not match, it tries them all. The
 work of one attempt is the number of *paths* it walks: sequences of pattern positions that
 read the text's first characters. When, for every text, at most B paths of one attempt end at
-any one character, an attempt on n characters takes at most (n + 1) * (B + 1) steps: linear.
-When the number of paths grows with the text, a short line can take seconds or hours:
+any one character, an attempt on n characters takes at most (n + 1) * (B + 1) steps: linear
+(B is at most `MAX_ALIVE`). When the number of paths grows with the text, a short line can take seconds or hours:
 
 * a repeated group whose body can match the same text in two ways (``(?:a|aa)+``, ``(a|a)*``,
   ``(\\w|\\d)+``, ``(\\w+\\s?)+``): the ways multiply with every repetition, *exponentially*;
@@ -57,8 +57,10 @@ from typing import Any
 
 import regex
 
-#: At most this many paths of one attempt may end at one position after any text.
+#: At most this many paths of one attempt may end at one position after any text,
 MAX_WAYS = 32
+#: and at most this many at all positions together (B below).
+MAX_ALIVE = 128
 #: Bounded repeats up to this many iterations are unrolled; longer ones are read as unbounded.
 UNROLL = 16
 #: A look-around body that can read more characters than this counts as scanning the text.
@@ -66,6 +68,8 @@ LONG_SCAN = 256
 #: Larger automata, or counting walks longer than this, are not analysed.
 MAX_POSITIONS = 1000
 MAX_VECTORS = 20_000
+#: Steps the searches that explain a refusal may take (past them the explanation is less precise).
+_WORK = 400_000
 
 _EMPTY: frozenset[int] = frozenset()
 _REPEATS = (sre_c.MAX_REPEAT, sre_c.MIN_REPEAT, sre_c.POSSESSIVE_REPEAT)
@@ -792,6 +796,8 @@ class _Walk:
                         most[q] = max(most[q], c)
                     else:
                         total += c
+                if total > MAX_ALIVE:
+                    raise _Found(_Explain(self).growth() or _Explain(self).finite(self.word(seen, nxt), None))
                 per_char = max(per_char, total)
                 queue.append(nxt)
         checks = tuple((most.get(p, 0), scans, found) for p, scans, found, _ in self.auto.looks)
@@ -963,9 +969,13 @@ class _Explain:
         # blocks with readable characters first: the example texts are built from the first found
         self.order = sorted(range(len(walk.blocks)), key=lambda b: (walk.readable(b)[0], walk.blocks[b] & -walk.blocks[b]))
         self.adj: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        self.by_block: dict[int, dict[int, list[tuple[int, int]]]] = defaultdict(dict)  # p -> block -> [(q, ways)]
         for b in self.order:
             for p, edges in walk.trans[b].items():
                 self.adj[p].extend((b, q, n) for q, n in edges)
+                self.by_block[p][b] = edges
+        self.work = 0  # steps of the product searches so far, against `_WORK`
+        self._reach: dict[int, set[int]] = {}
 
     def growth(self) -> Risk | None:
         """An exponential or polynomial growth of the paths, if there is one (and it is found in time)."""
@@ -988,12 +998,13 @@ class _Explain:
                                   f"split a text between them grow with its length", _HINTS["polynomial"],
                     self._text(prefix, pump, 5000))
 
-    def finite(self, word: list[int], position: int) -> Risk:
-        """More than `MAX_WAYS` ways, without growth: overlapping alternatives."""
-        if self.auto.kinds[position] == "scan":
+    def finite(self, word: list[int], position: int | None) -> Risk:
+        """More than `MAX_WAYS` ways to one position (None: `MAX_ALIVE` in all), without growth."""
+        if position is not None and self.auto.kinds[position] == "scan":
             return self._scan_risk(position, self._text(word, [], 1))
-        return Risk("ambiguous", f"alternatives overlap: a text can match in more than {MAX_WAYS} ways",
-                    _HINTS["ambiguous"], self._text(word, [], 1))
+        what = (f"a text can match in more than {MAX_WAYS} ways" if position is not None
+                else f"more than {MAX_ALIVE} ways to read a text are tried at once")
+        return Risk("ambiguous", f"alternatives overlap: {what}", _HINTS["ambiguous"], self._text(word, [], 1))
 
     def _scan_risk(self, position: int, witness: str) -> Risk:
         label = next((lbl for p, _, _, lbl in self.auto.looks if p == position), "")
@@ -1051,26 +1062,34 @@ class _Explain:
             out.append(b)
         return out[::-1]
 
+    def _spend(self, n: int = 1) -> bool:
+        self.work += n
+        return self.work <= _WORK
+
+    def _common(self, *positions: int) -> list[int]:
+        """Blocks every one of the positions can read next, in readable order."""
+        maps = [self.by_block.get(p, {}) for p in positions]
+        return [b for b in maps[0] if all(b in m for m in maps[1:])]
+
     def _pairs(self) -> dict[tuple[int, int], list[tuple[tuple[int, int], int, bool]]] | None:
         """The pair product reachable from the start: pair -> [(next pair, block, two ways)]."""
         graph: dict[tuple[int, int], list[tuple[tuple[int, int], int, bool]]] = {}
         queue = deque(sorted({(a, b) for init in self.walk.init for a in init for b in init}))
         seen = set(queue)
         while queue:
-            if len(seen) > 200_000:
-                return None
             a, b = node = queue.popleft()
             out = graph[node] = []
-            edges_a, edges_b = self.adj.get(a, []), self.adj.get(b, [])
-            for i, (blk, a2, n) in enumerate(edges_a):
-                for j, (blk2, b2, _) in enumerate(edges_b):
-                    if blk2 != blk:
-                        continue
-                    fork = a == b and (i != j or n >= 2) and a2 == b2
-                    out.append(((a2, b2), blk, fork))
-                    if (a2, b2) not in seen:
-                        seen.add((a2, b2))
-                        queue.append((a2, b2))
+            for blk in self._common(a, b):
+                edges_a, edges_b = self.by_block[a][blk], self.by_block[b][blk]
+                if not self._spend(len(edges_a) * len(edges_b)):
+                    return None
+                for i, (a2, n) in enumerate(edges_a):
+                    for j, (b2, _) in enumerate(edges_b):
+                        fork = a == b and (i != j or n >= 2) and a2 == b2
+                        out.append(((a2, b2), blk, fork))
+                        if (a2, b2) not in seen:
+                            seen.add((a2, b2))
+                            queue.append((a2, b2))
         return graph
 
     def _exponential(self) -> tuple[str, list[int], list[int]] | None:
@@ -1119,7 +1138,6 @@ class _Explain:
     def _polynomial(self) -> tuple[tuple[int, int], list[int], list[int]] | None:
         """Positions p != q with p->p, p->q and q->q on one text: ((p, q), prefix, pump)."""
         cyclic = [p for p in self.active if self._reaches(p, p)]
-        budget = 300_000
         for p in cyclic:
             for q in cyclic:
                 if p == q or not self._reaches(p, q):
@@ -1128,35 +1146,33 @@ class _Explain:
                 prev: dict[tuple[int, int, int], tuple[Any, int]] = {start: (None, -1)}
                 queue: deque[tuple[int, int, int]] = deque([start])
                 while queue:
-                    budget -= 1
-                    if budget < 0:
-                        return None
                     node = queue.popleft()
-                    for blk, x2, _ in self.adj.get(node[0], ()):
-                        for blk2, y2, _ in self.adj.get(node[1], ()):
-                            if blk2 != blk:
-                                continue
-                            for blk3, z2, _ in self.adj.get(node[2], ()):
-                                if blk3 != blk or (x2, y2, z2) in prev:
-                                    continue
-                                prev[(x2, y2, z2)] = (node, blk)
-                                if (x2, y2, z2) == goal:
-                                    return (p, q), self._path_to(p) or [], self._unwind(prev, goal)
-                                queue.append((x2, y2, z2))
+                    for blk in self._common(*node):
+                        xs, ys, zs = (self.by_block[x][blk] for x in node)
+                        if not self._spend(len(xs) * len(ys) * len(zs)):
+                            return None
+                        for x2, _ in xs:
+                            for y2, _ in ys:
+                                for z2, _ in zs:
+                                    if (x2, y2, z2) in prev:
+                                        continue
+                                    prev[(x2, y2, z2)] = (node, blk)
+                                    if (x2, y2, z2) == goal:
+                                        return (p, q), self._path_to(p) or [], self._unwind(prev, goal)
+                                    queue.append((x2, y2, z2))
         return None
 
     def _reaches(self, p: int, q: int) -> bool:
-        seen = set()
-        stack = [p]
-        while stack:
-            x = stack.pop()
-            for _, y, _ in self.adj.get(x, ()):
-                if y == q:
-                    return True
-                if y not in seen:
-                    seen.add(y)
-                    stack.append(y)
-        return False
+        if p not in self._reach:
+            seen: set[int] = set()
+            stack = [p]
+            while stack:
+                for _, y, _ in self.adj.get(stack.pop(), ()):
+                    if y not in seen:
+                        seen.add(y)
+                        stack.append(y)
+            self._reach[p] = seen
+        return q in self._reach[p]
 
     @staticmethod
     def _unwind(prev: dict, node: Any) -> list[int]:

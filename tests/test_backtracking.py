@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from logaudit.backtracking import MAX_WAYS, analyse
+from logaudit.backtracking import MAX_ALIVE, MAX_WAYS, analyse
 
 REPO = Path(__file__).resolve().parent.parent
 #: More examples for a deeper run: LOGAUDIT_PROPERTY_EXAMPLES=5000 pytest tests/test_backtracking.py
@@ -75,6 +75,15 @@ def test_the_slow_case_of_the_report():
 def test_linear_patterns_are_accepted(rx):
     found = analyse(rx)
     assert (found.linear, found.risk, found.unanalysed) == (True, None, None)
+
+
+def test_too_many_ways_alive_at_once_are_refused():
+    """150 alternatives that all keep reading letters: linear, but 150 ways per character."""
+    alternatives = "|".join(f"\\w*{a}{b}" for a in "bcdefghijklmnop" for b in "0123456789")
+    found = analyse(f"a(?:{alternatives})!")
+    assert (found.risk.kind, found.risk.message) == (
+        "ambiguous", f"alternatives overlap: more than {MAX_ALIVE} ways to read a text are tried at once")
+    assert analyse(f"a(?:{alternatives[:len(alternatives) // 2]})!").linear
 
 
 @pytest.mark.parametrize(("rx", "why"), [
