@@ -89,7 +89,7 @@ REGEX_TIMEOUT = 0.1
 MAX_TIMEOUTS = 20
 #: The time-limited searches of one pattern in one evaluation (one entry file, one `match_table`)
 #: may take `PATTERN_BUDGET` seconds in all plus `TEXT_BUDGET` per text they were given (a timeout
-#: counts as `REGEX_TIMEOUT`); after that its remaining time-limited texts are skipped.
+#: counts as `REGEX_TIMEOUT`); a text that comes while the pattern is over that is skipped.
 PATTERN_BUDGET = 0.5
 TEXT_BUDGET = 0.001
 KEY_COLUMNS: tuple[str, ...] = ("log_name", "insert_id", "timestamp", "service", "revision")
@@ -276,7 +276,7 @@ class Plan:
 
     hs: bytes | None  # Hyperscan expression (None: every non-null row is a candidate)
     exactness: int  # EXACT / ASCII_EXACT / INEXACT: when Hyperscan's answer is final
-    re2: str | None  # RE2 form for long ASCII texts
+    re2: str | None  # RE2 form for long ASCII texts (and any ASCII text of a time-limited pattern without groups)
     timeout_always: bool  # run `regex` with a timeout on every text (not proven linear)
     note: str | None = None  # why the pattern has no (exact) prefilter
     #: When `hs` is only the leading literal: the whole pattern's expression, which the texts the
@@ -347,7 +347,6 @@ def _re2_compiles(re2: str) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
-
 
 
 class _Untranslatable(Exception):
@@ -1813,8 +1812,8 @@ def _slow_pattern(pattern: Pattern, timeouts: int, skipped: int) -> dict[str, An
         fix = (f"{why}; rewrite the regex so that `logaudit catalog check` accepts it without "
                f"`allow_backtracking`" + (f" ({found.risk.hint})" if found.risk else ""))
     else:
-        fix = (f"they are longer than {LONG_TEXT} characters and not ASCII; start the regex with a literal "
-               "so that fewer start positions are tried")
+        fix = (f"they are longer than {LONG_TEXT} characters and RE2 could not decide them; start the regex "
+               "with a literal so that fewer start positions are tried")
     return {"pattern_id": pattern.id, "file": pattern.file, "line": pattern.line, "timeouts": timeouts,
             "skipped": skipped, "message": f"{counts}: {fix}"}
 
