@@ -73,7 +73,10 @@ _SCHEME = r"((?:[A-Za-z][A-Za-z0-9_.-]*[ \t]+)?)"
 _SEP = r"[ \t]*(?:=>|[:=])[ \t]*"
 #: JSON string contents (escape-aware); the same inside a JSON string whose quotes are escaped.
 _STR = r'(?:[^"\\\r\n]|\\.)*'
-_ESC_STR = r'(?:[^"\\]|\\[^"])*'
+#: A quote inside a JSON string (``\"``), at any depth (``\\\"`` when that JSON is in a string too),
+#: and the contents of such a string: up to the next escaped quote.
+_EQ = r'\\+"'
+_ESC_STR = r'(?:[^"\\]|\\+[^"\\])*'
 _NUMBER = r"-?[0-9][0-9.eE+-]*"
 #: A quoted value right after `key=`: its first character is none that can follow the closing
 #: quote of a JSON string, so in JSON text `"... token:", "next": ...` is never taken for a value.
@@ -85,20 +88,20 @@ def _key_value_rules(name: str, key: str, bare: str, *, scheme: bool = False, nu
     """The rules that redact the value of `key` in its forms, in this order:
 
     - a JSON member ``"key": "v"`` (also a number, or an array of strings, as ``"<redacted>"``),
-    - the same inside a JSON string (``\\"key\\": \\"v\\"``),
+    - the same inside a JSON string (``\\"key\\": \\"v\\"``, a number, an array of strings),
     - ``key=v`` / ``key: v`` with the value in double, escaped-double or single quotes, or bare.
 
     With `scheme`, a leading scheme word of the value (``Bearer``) is kept.
     """
     q = rf'((?:^|[^\\])"{key}"\s*:\s*'  # an unescaped JSON key: what precedes it is never a backslash
-    e = rf'(\\"{key}\\"[ \t]*:[ \t]*'
+    e = rf"({_EQ}{key}{_EQ}[ \t]*:[ \t]*"
     u = rf"({_B_KEY}{key}'?{_SEP}"
     s, keep = (_SCHEME, r"\2") if scheme else ("", "")
     rules = [
         Rule(f"{name}-json", rf'{q}"){s}{_STR}"', rf'\1{keep}<redacted>"'),
-        Rule(f"{name}-json-escaped", rf'{e}\\"){s}{_ESC_STR}', rf"\1{keep}<redacted>"),
+        Rule(f"{name}-json-escaped", rf"{e}{_EQ}){s}{_ESC_STR}", rf"\1{keep}<redacted>"),
         Rule(f"{name}-double-quoted", rf'{u}"){s}{_QUOTED_FIRST}{_STR}"', rf'\1{keep}<redacted>"'),
-        Rule(f"{name}-escaped-quoted", rf'{u}\\"){s}{_ESC_STR}', rf"\1{keep}<redacted>"),
+        Rule(f"{name}-escaped-quoted", rf"{u}{_EQ}){s}{_ESC_STR}", rf"\1{keep}<redacted>"),
         Rule(f"{name}-single-quoted", rf"{u}'){s}(?:[^'\"\\\r\n]|\\[^\"])*'", rf"\1{keep}<redacted>'"),
         Rule(f"{name}-bare", rf"{u}){s}{bare}", rf"\1{keep}<redacted>"),
     ]
@@ -107,7 +110,12 @@ def _key_value_rules(name: str, key: str, bare: str, *, scheme: bool = False, nu
             Rule(f"{name}-json-number", rf"{q}){_NUMBER}", r'\1"<redacted>"'),
             Rule(f"{name}-json-array", rf'{q}\[)\s*"{_STR}"(?:\s*,\s*"{_STR}")*\s*\]', r'\1"<redacted>"]'),
         ]
-        rules.insert(4, Rule(f"{name}-json-escaped-number", rf"{e}){_NUMBER}", r"\1<redacted>"))
+        rules[4:4] = [
+            Rule(f"{name}-json-escaped-number", rf"(({_EQ}){key}{_EQ}[ \t]*:[ \t]*){_NUMBER}", r"\1\2<redacted>\2"),
+            Rule(f"{name}-json-escaped-array",
+                 rf"{e}\[[ \t]*)({_EQ}){_ESC_STR}{_EQ}(?:[ \t]*,[ \t]*{_EQ}{_ESC_STR}{_EQ})*[ \t]*\]",
+                 r"\1\2<redacted>\2]"),
+        ]
     return [Rule(n, "(?i)" + p, r) for n, p, r in rules]
 
 
@@ -118,13 +126,14 @@ def _token(name: str, body: str, label: str = "token") -> Rule:
 #: Secrets, in the order they run. Names are stable (docs list them); patterns may get better.
 SECRET_RULES: list[Rule] = [
     Rule("private-key",
-         r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,.]|\\[nrt/]|-[A-Za-z0-9])*"
+         r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----(?:[A-Za-z0-9+/=\s:,.]|\\+[nrt/]|-[A-Za-z0-9])*"
          r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----)?",
          "<redacted:private-key>"),
     # scheme://user:password@host - the password may hold `@`, `:` or `/`: up to the LAST `@`
-    Rule("url-password", r'([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#"\\]*:)(?:[^\s"\\]|\\[^\s])*@', r"\1<redacted>@"),
+    # (the user part holds no `<`: `<redacted:email>:<redacted>@` stays as it is)
+    Rule("url-password", r'([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#"\\<>]*:)(?:[^\s"\\]|\\[^\s])*@', r"\1<redacted>@"),
     *_key_value_rules("authorization", _AUTH_KEY, r"[^\s\"'\\,;&]+", scheme=True, numbers=False),
-    *_key_value_rules("cookie", _COOKIE_KEY, r"[^\r\n\"'\\]+", numbers=False),
+    *_key_value_rules("cookie", _COOKIE_KEY, r"[^\s\"'\\][^\r\n\"'\\]*", numbers=False),  # to the end of the line
     *_key_value_rules("secret-key", _SECRET_KEY, _BARE),
     _token("jwt", r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){1,3}", "jwt"),
     Rule("bearer", rf"(?i)({_B_WORD}bearer[ \t]+)[A-Za-z0-9._~+/=-]{{8,}}", r"\1<redacted>"),
@@ -276,7 +285,7 @@ def _collect(value: Any, out: list[str]) -> None:
     elif isinstance(value, dict):
         for v in value.values():
             _collect(v, out)
-    elif isinstance(value, list | tuple):
+    elif isinstance(value, list | tuple) or _is_object_array(value):
         for v in value:
             _collect(v, out)
 
@@ -288,7 +297,18 @@ def _rebuild(value: Any, done: Any) -> Any:
         return {k: _rebuild(v, done) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_rebuild(v, done) for v in value]
+    if _is_object_array(value):
+        import numpy as np
+
+        out = np.empty(len(value), dtype=object)
+        out[:] = [_rebuild(v, done) for v in value]
+        return out
     return value
+
+
+def _is_object_array(value: Any) -> bool:
+    """A numpy array of Python objects (how pandas holds DuckDB lists of text)."""
+    return str(getattr(value, "dtype", "")) == "object" and getattr(value, "ndim", 0) == 1
 
 
 def redact_tree(value: Any, redactor: Redactor) -> Any:
@@ -297,29 +317,23 @@ def redact_tree(value: Any, redactor: Redactor) -> Any:
 
 
 def redact_frame(df: Any, redactor: Redactor) -> Any:
-    """A pandas DataFrame with every text cell redacted (also inside lists, dicts and arrays)."""
+    """A pandas DataFrame with every text cell redacted (also inside lists, dicts and arrays), in one pass."""
     if not redactor.enabled or df.empty:
         return df
-    import numpy as np
-
+    columns = [c for c in df.columns if df[c].dtype == object or str(df[c].dtype) in ("string", "str")]
+    cells = {c: df[c].tolist() for c in columns}
+    redacted = redactor.redact_tree(cells)
     out = df.copy()
-    for col in out.columns:
-        values = out[col]
-        if values.dtype != object and str(values.dtype) not in ("string", "str"):
-            continue
-        cells = values.tolist()
-        if all(c is None or isinstance(c, str) for c in cells):
-            texts = [c if isinstance(c, str) else None for c in cells]
-            out[col] = redactor.redact_all(texts) if any(texts) else cells
-        else:
-            out[col] = [_redact_cell(c, redactor, np) for c in cells]
+    for c in columns:
+        out[c] = _series(redacted[c], df[c])
     return out
 
 
-def _redact_cell(cell: Any, redactor: Redactor, np: Any) -> Any:
-    if isinstance(cell, np.ndarray) and cell.dtype == object:
-        return np.array(redactor.redact_tree(cell.tolist()), dtype=object)
-    return redactor.redact_tree(cell) if isinstance(cell, str | dict | list | tuple) else cell
+def _series(values: list[Any], like: Any) -> Any:
+    """`values` as a Series with the index, name and (text) dtype of `like`."""
+    import pandas as pd
+
+    return pd.Series(values, index=like.index, name=like.name, dtype=like.dtype)
 
 
 # ---------------------------------------------------------------------------- configuration
