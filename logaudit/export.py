@@ -10,8 +10,8 @@ a lock:
 
    ===================  ==================================================================
    ``entries.parquet``  the period's entries (the canonical entry table), free-text columns
-                        (messages, payloads, URLs, labels, ...) redacted; JSON columns stay
-                        valid JSON
+                        (messages, payloads, URLs, labels, ...) redacted (vectorised, RE2);
+                        JSON columns stay valid JSON
    ``matches.parquet``  which pattern each classified entry matched
    ``summary.json``     `Audit.summary` of the period (what `summarize --format json` prints)
    ``compare.json``     `logaudit.compare` of the period (baseline vs canary), when available
@@ -278,30 +278,32 @@ def _compare(audit: Audit, service: str, since: datetime, until: datetime) -> tu
 
 
 def _write_entries(audit: Audit, window: Window, path: Path) -> int:
-    """The window's entries of one service, free-text columns redacted (in DuckDB, RE2; texts
-    without a possible secret skip the rules after one scan), as one Parquet file."""
+    """The window's entries of one service, free-text columns redacted, as one Parquet file.
+
+    Redaction is vectorised (pyarrow, RE2) per batch of rows: one scan of each text column finds
+    the values that may hold a secret, and those of all columns go through the rules at once.
+    """
     import duckdb
 
     files = [str(f) for f in audit.store.entry_files(window.since, window.until)]
+    texts = [f.name for f in ENTRY_SCHEMA if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS]
     writer = pq.ParquetWriter(path, ENTRY_SCHEMA, compression="zstd")
     rows = 0
     try:
         if files:
-            cols = []
-            for f in ENTRY_SCHEMA:
-                if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS:
-                    cols.append(f"{audit.redactor.sql(f.name)} AS {f.name}")
-                else:
-                    cols.append(f.name)
             con = duckdb.connect(config={"threads": 2})
             try:
                 rel = con.sql(f"""
-                    SELECT {", ".join(cols)} FROM read_parquet($files, hive_partitioning = false)
+                    SELECT {", ".join(ENTRY_SCHEMA.names)} FROM read_parquet($files, hive_partitioning = false)
                     WHERE timestamp >= $since AND timestamp < $until AND service = $service
                     ORDER BY timestamp, log_name, insert_id
                 """, params={"files": files, "since": window.since, "until": window.until, "service": window.service})
                 for batch in rel.to_arrow_reader(65_536):
-                    writer.write_batch(batch.cast(ENTRY_SCHEMA))
+                    batch = batch.cast(ENTRY_SCHEMA)
+                    redacted = audit.redactor.redact_arrays([batch.column(name) for name in texts])
+                    for name, column in zip(texts, redacted, strict=True):
+                        batch = batch.set_column(ENTRY_SCHEMA.get_field_index(name), ENTRY_SCHEMA.field(name), column)
+                    writer.write_batch(batch)
                     rows += batch.num_rows
             finally:
                 con.close()

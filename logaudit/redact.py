@@ -219,22 +219,36 @@ class Redactor:
         return self.redact_array(pa.array(texts, pa.large_string())).to_pylist()
 
     def redact_array(self, array: Any) -> Any:
-        """A pyarrow string array (or chunked array) with every value redacted; nulls stay null."""
-        if not self.enabled or len(array) == 0:
-            return array
+        """A pyarrow string array (a chunked array is combined) with every value redacted; nulls stay null."""
+        return self.redact_arrays([array])[0]
+
+    def redact_arrays(self, arrays: list[Any]) -> list[Any]:
+        """`redact_array` for several arrays (say, the text columns of a record batch) at once.
+
+        One scan per array finds the values with a trigger; those of all arrays go through the
+        rules together, so the rules are compiled once, not once per array.
+        """
+        if not self.enabled:
+            return list(arrays)
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        if isinstance(array, pa.ChunkedArray):
-            return pa.chunked_array([self.redact_array(c) for c in array.chunks], array.type)
-        hit = pc.fill_null(pc.match_substring_regex(array, self.trigger), False)
-        if not pc.any(hit).as_py():
-            return array
-        part = array.filter(hit)
+        arrays = [a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a for a in arrays]
+        trigger = self.trigger
+        masks = [pc.fill_null(pc.match_substring_regex(a, trigger), False) if len(a) else None for a in arrays]
+        hit = [i for i, m in enumerate(masks) if m is not None and pc.any(m).as_py()]
+        if not hit:
+            return arrays
+        parts = [arrays[i].filter(masks[i]).cast(pa.large_string()) for i in hit]
+        joined = pa.concat_arrays(parts)
         for _, pattern, replacement in self.rules:
-            part = pc.replace_substring_regex(part, pattern, replacement)
-        # put the redacted values back in place (replace_with_mask takes them in order)
-        return pc.replace_with_mask(array, hit, part.cast(array.type))
+            joined = pc.replace_substring_regex(joined, pattern, replacement)
+        out, offset = list(arrays), 0
+        for i, part in zip(hit, parts, strict=True):
+            done = joined.slice(offset, len(part)).cast(arrays[i].type)
+            offset += len(part)
+            out[i] = pc.replace_with_mask(arrays[i], masks[i], done)  # takes the values in order
+        return out
 
     def redact_tree(self, value: Any) -> Any:
         """`value` (JSON-like: dicts, lists, tuples, scalars) with every string value redacted; keys kept."""
