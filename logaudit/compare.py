@@ -643,9 +643,16 @@ class FileAggregates:
         base_parts, cat_parts = self._load()
         self._register("logaudit_cmp_base", base_parts, _BASE_SCHEMA_COLS)
         self._register("logaudit_cmp_cat", cat_parts, _CAT_SCHEMA_COLS)
-        if self.redactor.enabled:  # request paths can carry emails and tokens; merged after redaction
-            con.execute(f"UPDATE logaudit_cmp_base SET path = {self.redactor.sql('path')} "
-                        "WHERE kind = 'endpoint' AND path IS NOT NULL")
+        self._redact_paths()
+
+    def _redact_paths(self) -> None:
+        """Request paths can carry emails and tokens: redacted here, so endpoints merge after redaction."""
+        if not self.redactor.enabled:
+            return
+        hit = "kind = 'endpoint' AND regexp_matches(path, $trigger)"
+        params = {"trigger": self.redactor.trigger}
+        if self.con.execute(f"SELECT count(*) FROM logaudit_cmp_base WHERE {hit}", params).fetchone()[0]:
+            self.con.execute(f"UPDATE logaudit_cmp_base SET path = {self.redactor.sql('path')} WHERE {hit}", params)
 
     # -------------------------------------------------------------------------- cache plumbing
     def _key(self, path: Path) -> str:

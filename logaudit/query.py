@@ -316,8 +316,9 @@ class Audit:
             df["fields"] = self._field_counts(w, list(df["id"]))
         return df
 
-    def _examples(self, w: Window, refs: list[tuple[str, int]]) -> list[str | None]:
-        """The message (or `METHOD path -> status` for request logs) of each (entry_file, entry_row), redacted."""
+    def _examples(self, w: Window, refs: list[tuple[str, int]], *, redact: bool = True) -> list[str | None]:
+        """The message (or `METHOD path -> status` for request logs) of each (entry_file, entry_row),
+        redacted (`redact=False`: for a caller that redacts them with the rest)."""
         if not refs:
             return []
         root = str(Path(self.store.root) / "entries")
@@ -333,7 +334,8 @@ class Audit:
         """).fetchall()
         con.unregister("logaudit_example_refs")
         found = {(f, r): t for f, r, t in rows}
-        return self.redactor.redact_all(found.get((f, r)) for f, r in zip(wanted["filename"], wanted["row"], strict=True))
+        texts = [found.get((f, r)) for f, r in zip(wanted["filename"], wanted["row"], strict=True)]
+        return self.redactor.redact_all(texts) if redact else texts
 
     def _field_counts(self, w: Window, pattern_ids: list[str]) -> list[dict[str, dict[str, int]]]:
         """Per pattern: the top-10 values of each extracted field, redacted (in one pass for all)."""
@@ -513,14 +515,14 @@ class Audit:
 
     def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
                           ) -> list[dict[str, Any]]:
-        """The summary's `patterns`: ordered like `patterns()` (category, count, id), examples redacted."""
+        """The summary's `patterns`: ordered like `patterns()` (category, count, id); `summary` redacts them."""
         order = {c: i for i, c in enumerate(CATEGORIES)}
         info = {}
         for pid, *_ in rows:
             p = self.catalog.by_id.get(pid)
             info[pid] = (p.category, p.title) if p is not None else ("info", pid)
         rows = sorted(rows, key=lambda r: (order.get(info[r[0]][0], len(order)), -r[1], r[0]))
-        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows])
+        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False)
         return [
             {"id": pid, "category": info[pid][0], "title": info[pid][1], "count": n,
              "first_seen": _iso(lo), "last_seen": _iso(hi), "by_revision": by_rev, "example": ex}
