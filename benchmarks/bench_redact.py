@@ -7,7 +7,7 @@
    of characters). Linear rules give about 1; a rule that backtracks gives about 16 (shown by
    the previous URL-password rule run by Python's `re`, the baseline of this run).
    Target: every ratio under 3.
-2. Export of the bundled sample: writing entries.parquet with redaction (DuckDB, RE2) over
+2. Export of the bundled sample: writing entries.parquet with redaction (pyarrow, RE2) over
    writing it without (same run, same files). Target: under 2.5x.
 3. `Audit.summary` of a 200k-entry generated store, redacted over not redacted (warm: each after
    one warm-up run, which fills the aggregate cache of its own). Target: under 1.5x (the rules are
