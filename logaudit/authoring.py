@@ -115,8 +115,10 @@ def try_on_store(audit: Any, draft: Catalog, *, limit: int = 20, **window: Any) 
         "pattern_id": hits["pattern_id"].to_pylist(),
         "timestamp": matched["timestamp"].to_pandas() if rows else [],
         "revision": matched["revision"].to_pylist(),
-        "message": [audit.redactor.redact(m) for m in matched["message"].to_pylist()],
-        "fields": hits["fields_json"].to_pylist() if "fields_json" in hits.column_names else [None] * len(rows),
+        "message": audit.redactor.redact_all(matched["message"].to_pylist()),
+        # extracted values are log text too (JSON text: the rules keep it valid JSON)
+        "fields": audit.redactor.redact_all(hits["fields_json"].to_pylist()) if "fields_json" in hits.column_names
+        else [None] * len(rows),
     })
     words = {w_ for p in draft for w_ in _anchor_words(p.regex)}
     need = 1 if len(words) < 2 else max(2, (len(words) + 1) // 2)  # "looks related": shares most of its words
@@ -130,9 +132,9 @@ def try_on_store(audit: Any, draft: Catalog, *, limit: int = 20, **window: Any) 
         slot = counts.setdefault(key, [0, msg])
         slot[0] += 1
     near = sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))[:limit]
-    near_misses = pd.DataFrame({"template": [audit.redactor.redact(k) for k, _ in near],
+    near_misses = pd.DataFrame({"template": audit.redactor.redact_all(k for k, _ in near),
                                 "count": [v[0] for _, v in near],
-                                "example": [audit.redactor.redact(v[1]) for _, v in near]})
+                                "example": audit.redactor.redact_all(v[1] for _, v in near)})
     slow = json.loads((hits.schema.metadata or {}).get(SLOW_PATTERNS_KEY, b"[]"))
     return TryResult(matches.head(limit * 50), near_misses, slow)
 

@@ -600,12 +600,11 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
             cur.canary += nc
             cur.max_severity = max(cur.max_severity, sev)
             cur.example = cur.example or example
-    redact = audit.redactor.redact
-    templates = []
-    for tc in sorted(merged.values(), key=lambda x: (-x.canary, -x.baseline, x.template)):
-        tc.template = redact(tc.template) or ""
-        tc.example = redact(tc.example) if tc.example else None
-        templates.append(tc)
+    # templates are made from redacted messages; their examples are redacted here (one pass)
+    templates = sorted(merged.values(), key=lambda x: (-x.canary, -x.baseline, x.template))
+    examples = audit.redactor.redact_all(tc.example for tc in templates)
+    for tc, example in zip(templates, examples, strict=True):
+        tc.example = example or None
     return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
 
 
@@ -634,14 +633,26 @@ class FileAggregates:
         self.fingerprints = [fp for _, fp in pats]
         self.categories = {pid: (cat, title) for pid, cat, title in
                            con.execute("SELECT pattern_id, category, title FROM patterns").fetchall()}
+        self.redactor = audit.redactor
+        # templates are made from redacted messages: other rules, other templates
         ident = "\n".join([AGGREGATE_VERSION, str(level), str(MAX_TEMPLATE_CHARS), repr(MASKS),
-                           *(f"{a}\t{b}" for a, b in pats)])
+                           *(f"{a}\t{b}" for a, b in pats), *("\t".join(r) for r in self.redactor.rules)])
         self.cat_tag = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self._names: list[str] = []
         self.pa = pa
         base_parts, cat_parts = self._load()
         self._register("logaudit_cmp_base", base_parts, _BASE_SCHEMA_COLS)
         self._register("logaudit_cmp_cat", cat_parts, _CAT_SCHEMA_COLS)
+        self._redact_paths()
+
+    def _redact_paths(self) -> None:
+        """Request paths can carry emails and tokens: redacted here, so endpoints merge after redaction."""
+        if not self.redactor.enabled:
+            return
+        hit = "kind = 'endpoint' AND regexp_matches(path, $trigger)"
+        params = {"trigger": self.redactor.trigger}
+        if self.con.execute(f"SELECT count(*) FROM logaudit_cmp_base WHERE {hit}", params).fetchone()[0]:
+            self.con.execute(f"UPDATE logaudit_cmp_base SET path = {self.redactor.sql('path')} WHERE {hit}", params)
 
     # -------------------------------------------------------------------------- cache plumbing
     def _key(self, path: Path) -> str:
@@ -915,7 +926,7 @@ class FileAggregates:
                 FROM mx mm JOIN k ON mm.entry_file = k.entry_key
                 GROUP BY ALL
                 UNION ALL BY NAME
-                SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template_sql('u.message')} AS key,
+                SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template_sql(self.redactor.sql('u.message'))} AS key,
                        u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
                        arg_max(u.message, (u.example_ts, u.message)) AS example, max(u.example_ts) AS example_ts
                 FROM (  -- identical messages are templated once

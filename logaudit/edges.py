@@ -183,7 +183,8 @@ class EdgeSlices:
                     LEFT JOIN logaudit_edge_paths p ON p.raw = s.http_path AND s.http_status IS NOT NULL
                     WHERE {_time_filter('s.timestamp', start, end)}
                 )
-                SELECT *, {template_sql('message')} AS template FROM r ORDER BY ts, message, entry_row, file
+                SELECT *, {template_sql(agg.redactor.sql('message'))} AS template
+                FROM r ORDER BY ts, message, entry_row, file
             """, {"level": agg.level})
         finally:
             for name in ("logaudit_edge_keys", "logaudit_edge_hits", "logaudit_edge_paths"):

@@ -19,11 +19,18 @@ from __future__ import annotations
 
 
 class LogauditError(Exception):
-    """Base class: `str(err)` is the one-line message a user sees; `exit_code` what the CLI returns."""
+    """Base class: `str(err)` is the one-line message a user sees; `exit_code` what the CLI returns.
+
+    Secrets in the message are redacted (it may quote a log line or a server's answer); email
+    addresses are kept, since they name the accounts a permission error is about.
+    """
 
     exit_code = 3
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        from logaudit.redact import MESSAGES
+
+        message = MESSAGES.redact(message) if isinstance(message, str) else message
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -10,7 +10,8 @@ a lock:
 
    ===================  ==================================================================
    ``entries.parquet``  the period's entries (the canonical entry table), free-text columns
-                        (messages, payloads, URLs, labels, ...) redacted
+                        (messages, payloads, URLs, labels, ...) redacted (vectorised, RE2);
+                        JSON columns stay valid JSON
    ``matches.parquet``  which pattern each classified entry matched
    ``summary.json``     `Audit.summary` of the period (what `summarize --format json` prints)
    ``compare.json``     `logaudit.compare` of the period (baseline vs canary), when available
@@ -77,7 +78,7 @@ import pyarrow.parquet as pq
 from logaudit.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
 from logaudit.query import Audit, Window, resolve_window
 from logaudit.redact import Redactor
-from logaudit.report import FORMATS, build_report, parse_formats, redact_tree
+from logaudit.report import FORMATS, build_report, parse_formats
 from logaudit.schema import ENTRY_SCHEMA
 from logaudit.store import Store
 from logaudit.timeparse import format_rfc3339, parse_duration
@@ -211,7 +212,7 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
             result.pull = _pull(store, project, service, since_t, until_t, credentials_file, pull_options or {})
         else:
             store = store_or_path if isinstance(store_or_path, Store) else Store(store_or_path, create=False)
-        audit = Audit(store, catalog, redactor=redactor or Redactor())
+        audit = Audit(store, catalog, redactor=redactor)  # None: the configured default
         try:
             window = Window(since_t, until_t, None, None)
             services = [service] if service else audit.summary(since=window)["services"]
@@ -253,6 +254,8 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
             "export_id": export_id, "generated_at": report.generated_at, "logaudit_version": _version(),
             "entries": entries, "project": project, "store": str(audit.store.root),
             "catalog_fingerprint": audit.catalog.fingerprint, "redacted": audit.redactor.enabled,
+            "redaction": {"emails": audit.redactor.enabled and audit.redactor.emails,
+                          "rules": [r.name for r in audit.redactor.rules]},
             "compare": compare_status, "files": files,
         }
         replaced = target.commit(service, period, export_id, folder, manifest)
@@ -270,34 +273,37 @@ def _compare(audit: Audit, service: str, since: datetime, until: datetime) -> tu
         doc = compare(audit, service=service, since=since, until=until).to_dict()
     except LogauditError as err:
         return None, {"status": "skipped", "reason": audit.redactor.redact(err.message)}
-    doc = redact_tree(doc, audit.redactor)  # templates and reasons quote log text
+    doc = audit.redactor.redact_tree(doc)  # templates and reasons quote log text
     return doc, {"status": "written", "verdict": doc.get("verdict"), "file": "compare.json"}
 
 
 def _write_entries(audit: Audit, window: Window, path: Path) -> int:
-    """The window's entries of one service, free-text columns redacted, as one Parquet file."""
+    """The window's entries of one service, free-text columns redacted, as one Parquet file.
+
+    Redaction is vectorised (pyarrow, RE2) per batch of rows: one scan of each text column finds
+    the values that may hold a secret, and those of all columns go through the rules at once.
+    """
     import duckdb
 
     files = [str(f) for f in audit.store.entry_files(window.since, window.until)]
+    texts = [f.name for f in ENTRY_SCHEMA if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS]
     writer = pq.ParquetWriter(path, ENTRY_SCHEMA, compression="zstd")
     rows = 0
     try:
         if files:
-            cols = []
-            for f in ENTRY_SCHEMA:
-                if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS:
-                    cols.append(f"{audit.redactor.sql(f.name)} AS {f.name}")
-                else:
-                    cols.append(f.name)
             con = duckdb.connect(config={"threads": 2})
             try:
                 rel = con.sql(f"""
-                    SELECT {", ".join(cols)} FROM read_parquet($files, hive_partitioning = false)
+                    SELECT {", ".join(ENTRY_SCHEMA.names)} FROM read_parquet($files, hive_partitioning = false)
                     WHERE timestamp >= $since AND timestamp < $until AND service = $service
                     ORDER BY timestamp, log_name, insert_id
                 """, params={"files": files, "since": window.since, "until": window.until, "service": window.service})
                 for batch in rel.to_arrow_reader(65_536):
-                    writer.write_batch(batch.cast(ENTRY_SCHEMA))
+                    batch = batch.cast(ENTRY_SCHEMA)
+                    redacted = audit.redactor.redact_arrays([batch.column(name) for name in texts])
+                    for name, column in zip(texts, redacted, strict=True):
+                        batch = batch.set_column(ENTRY_SCHEMA.get_field_index(name), ENTRY_SCHEMA.field(name), column)
+                    writer.write_batch(batch)
                     rows += batch.num_rows
             finally:
                 con.close()

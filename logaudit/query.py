@@ -28,7 +28,7 @@ import pyarrow as pa
 from logaudit.catalog import Catalog, load_catalogs
 from logaudit.classify import register_views
 from logaudit.errors import UsageError
-from logaudit.redact import Redactor
+from logaudit.redact import Redactor, load_redactor, redact_frame
 from logaudit.schema import SEVERITY_NUM
 from logaudit.store import Store
 from logaudit.templates import template_sql
@@ -91,6 +91,8 @@ class Audit:
     """Analytics over one store, with one catalog and one redactor.
 
     `catalog` may be a `Catalog`, catalog file/directory paths, or None for the default catalog.
+    `redactor` redacts every text the methods return (default: `load_redactor()`, the default
+    rules plus $LOGAUDIT_REDACT_CONFIG); `Redactor(enabled=False)` returns log text as stored.
     """
 
     def __init__(self, store: Store | str | os.PathLike | None = None, catalog: Catalog | list | None = None,
@@ -101,7 +103,7 @@ class Audit:
         elif not isinstance(catalog, Catalog):
             catalog = load_catalogs(catalog)
         self.catalog = catalog
-        self.redactor = redactor or Redactor()
+        self.redactor = redactor if redactor is not None else load_redactor()
         # per window: the connection and the entry files its views were made for
         self._cons: dict[Window, tuple[duckdb.DuckDBPyConnection, tuple[Path, ...]]] = {}
         self._rows: set[Window] = set()
@@ -174,13 +176,18 @@ class Audit:
         return self.connection(w).execute(query, params or {}).df()
 
     # ------------------------------------------------------------------ public API
-    def sql(self, query: str, params: dict[str, Any] | list | None = None, **window: Any) -> pd.DataFrame:
+    def sql(self, query: str, params: dict[str, Any] | list | None = None, *, redact: bool = True,
+            **window: Any) -> pd.DataFrame:
         """Run SQL over the views `entries`, `matches`, `patterns`, `unclassified`; parameters are bound.
+
+        Every text in the result is redacted by the audit's redactor (also inside lists and
+        structs); `redact=False` returns the stored text (for trusted local work only).
 
         >>> audit.sql("SELECT count(*) AS n FROM entries WHERE service = $s", {"s": "api"})  # doctest: +SKIP
         """
         w = self._window(**window)
-        return self.connection(w).execute(query, params or {}).df()
+        df = self.connection(w).execute(query, params or {}).df()
+        return redact_frame(df, self.redactor) if redact else df
 
     def entries_count(self, **window: Any) -> int:
         w = self._window(**window)
@@ -306,11 +313,12 @@ class Audit:
         df["example"] = self._examples(w, list(zip(df["example_file"], df["example_row"], strict=True)))
         df = df.drop(columns=["example_file", "example_row"])
         if fields:
-            df["fields"] = [self._field_counts(w, pid) for pid in df["id"]]
+            df["fields"] = self._field_counts(w, list(df["id"]))
         return df
 
-    def _examples(self, w: Window, refs: list[tuple[str, int]]) -> list[str | None]:
-        """The message (or `METHOD path -> status` for request logs) of each (entry_file, entry_row), redacted."""
+    def _examples(self, w: Window, refs: list[tuple[str, int]], *, redact: bool = True) -> list[str | None]:
+        """The message (or `METHOD path -> status` for request logs) of each (entry_file, entry_row),
+        redacted (`redact=False`: for a caller that redacts them with the rest)."""
         if not refs:
             return []
         root = str(Path(self.store.root) / "entries")
@@ -326,23 +334,28 @@ class Audit:
         """).fetchall()
         con.unregister("logaudit_example_refs")
         found = {(f, r): t for f, r, t in rows}
-        return [self.redactor.redact(found.get((f, r))) for f, r in zip(wanted["filename"], wanted["row"], strict=True)]
+        texts = [found.get((f, r)) for f, r in zip(wanted["filename"], wanted["row"], strict=True)]
+        return self.redactor.redact_all(texts) if redact else texts
 
-    def _field_counts(self, w: Window, pattern_id: str) -> dict[str, dict[str, int]]:
-        names = self.catalog.get(pattern_id).group_names if pattern_id in self.catalog.by_id else ()
-        if not names:
-            return {}
+    def _field_counts(self, w: Window, pattern_ids: list[str]) -> list[dict[str, dict[str, int]]]:
+        """Per pattern: the top-10 values of each extracted field, redacted (in one pass for all)."""
         where, params = self._filters(w, "m")
-        out: dict[str, dict[str, int]] = {}
-        for name in names:
-            rows = self.connection(w).execute(f"""
-                SELECT v, count(*) AS n FROM (
-                    SELECT json_extract_string(m.fields_json, $path) AS v FROM matches m
-                    WHERE m.pattern_id = $pid AND {where})
-                WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT 10
-            """, params | {"pid": pattern_id, "path": "$." + json_path_key(name)}).fetchall()
-            if rows:
-                out[name] = {self.redactor.redact(v) or "": int(n) for v, n in rows}
+        found: list[tuple[int, str, str, int]] = []
+        for i, pid in enumerate(pattern_ids):
+            names = self.catalog.get(pid).group_names if pid in self.catalog.by_id else ()
+            for name in names:
+                rows = self.connection(w).execute(f"""
+                    SELECT v, count(*) AS n FROM (
+                        SELECT json_extract_string(m.fields_json, $path) AS v FROM matches m
+                        WHERE m.pattern_id = $pid AND {where})
+                    WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT 10
+                """, params | {"pid": pid, "path": "$." + json_path_key(name)}).fetchall()
+                found += [(i, name, v, int(n)) for v, n in rows]
+        out: list[dict[str, dict[str, int]]] = [{} for _ in pattern_ids]
+        values = self.redactor.redact_all(v for _, _, v, _ in found)
+        for (i, name, _, n), v in zip(found, values, strict=True):
+            counts = out[i].setdefault(name, {})
+            counts[v or ""] = counts.get(v or "", 0) + n  # two values may redact to the same text
         return out
 
     def pattern_entries(self, pattern_id: str, limit: int | None = 100, **window: Any) -> pd.DataFrame:
@@ -362,7 +375,8 @@ class Audit:
             ORDER BY e.timestamp DESC
             {"LIMIT " + str(int(limit)) if limit else ""}
         """, params)
-        df["message"] = [self.redactor.redact(x) for x in df["message"]]
+        df["message"] = self.redactor.redact_all(df["message"])
+        df["fields"] = self.redactor.redact_all(df["fields"])  # JSON text: the rules keep it valid JSON
         return df
 
     def endpoints(self, **window: Any) -> pd.DataFrame:
@@ -380,8 +394,9 @@ class Audit:
             FROM entries WHERE http_status IS NOT NULL AND {where}
             GROUP BY ALL
         """, params=params or None).to_arrow_table()
-        paths = raw.column("http_path").to_pylist()
-        raw = raw.append_column("path", pa.array([normalize_path(p) for p in paths], pa.string()))
+        # normalized, then redacted (request paths can carry emails and tokens), as the summary does
+        paths = self.redactor.redact_all(normalize_path(p) for p in raw.column("http_path").to_pylist())
+        raw = raw.append_column("path", pa.array(paths, pa.string()))
         con.register("logaudit_raw_endpoints", raw)
         df = con.execute("""
             SELECT service, method, path, status, sum(count)::BIGINT AS count,
@@ -420,7 +435,7 @@ class Audit:
                        max(effective_severity_num) AS sev
                 FROM u GROUP BY message
             )
-            SELECT {template_sql('message')} AS template, sum(n)::BIGINT AS count,
+            SELECT {template_sql(self.redactor.sql('message'))} AS template, sum(n)::BIGINT AS count,
                    min(first_seen) AS first_seen, max(last_seen) AS last_seen,
                    list_sort(list_distinct(flatten(list(revisions)))) AS revisions,
                    max(sev) AS max_severity_num,
@@ -430,8 +445,8 @@ class Audit:
             ORDER BY count DESC, template
             {"LIMIT " + str(int(limit)) if limit else ""}
         """, params)
-        df["example"] = [self.redactor.redact(x) for x in df["example"]]
-        df["template"] = [self.redactor.redact(x) for x in df["template"]]
+        df["example"] = self.redactor.redact_all(df["example"])
+        df["template"] = self.redactor.redact_all(df["template"])
         df["revisions"] = [list(v) if hasattr(v, "__iter__") else [] for v in df["revisions"]]
         return df
 
@@ -463,8 +478,9 @@ class Audit:
             verdict = summary_verdict(self, w, aggregates=agg)
         finally:
             agg.close()
-        redact = self.redactor.redact
-        return {
+        # every text once more, in one pass: examples and templates are redacted already, and
+        # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text
+        return self.redactor.redact_tree({
             "window": {"since": _iso(w.since), "until": _iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
             "entries": entries,
@@ -489,24 +505,24 @@ class Audit:
                 for e in endpoints.itertuples()
             ],
             "unclassified": [
-                {"template": redact(u.template), "count": int(u.count), "example": redact(u.example),
+                {"template": u.template, "count": int(u.count), "example": u.example,
                  "first_seen": _iso(u.first_seen), "last_seen": _iso(u.last_seen),
                  "revisions": list(u.revisions) if hasattr(u.revisions, "__iter__") else []}
                 for u in unclassified.itertuples()
             ],
             "verdict": verdict,
-        }
+        })
 
     def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
                           ) -> list[dict[str, Any]]:
-        """The summary's `patterns`: ordered like `patterns()` (category, count, id), examples redacted."""
+        """The summary's `patterns`: ordered like `patterns()` (category, count, id); `summary` redacts them."""
         order = {c: i for i, c in enumerate(CATEGORIES)}
         info = {}
         for pid, *_ in rows:
             p = self.catalog.by_id.get(pid)
             info[pid] = (p.category, p.title) if p is not None else ("info", pid)
         rows = sorted(rows, key=lambda r: (order.get(info[r[0]][0], len(order)), -r[1], r[0]))
-        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows])
+        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False)
         return [
             {"id": pid, "category": info[pid][0], "title": info[pid][1], "count": n,
              "first_seen": _iso(lo), "last_seen": _iso(hi), "by_revision": by_rev, "example": ex}

@@ -36,7 +36,7 @@ import html
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ import pandas as pd
 from logaudit import charts
 from logaudit.errors import UsageError
 from logaudit.query import CATEGORIES, Audit, Window, resolve_window
+from logaudit.redact import redact_frame, redact_tree
 from logaudit.render import CATEGORY_TITLES, _md, _ms, _one_line, _pct, _short, empty_message, new_in_newest
 from logaudit.timeparse import format_rfc3339, parse_duration
 
@@ -450,16 +451,18 @@ def build_report(audit: Audit, *, since: Any = None, until: Any = None, service:
     (out / "charts").mkdir(parents=True, exist_ok=True)
     for old in (out / "charts").glob("*.png"):
         old.unlink()
-    # Messages are redacted where the summary is built; a second pass over every string is a
-    # no-op on redacted text and catches any field that was not (e.g. text quoted in a reason).
-    summary = redact_tree(audit.summary(since=window), audit.redactor)
+    # the summary is redacted where it is built; a second pass is a no-op on redacted text and
+    # catches any field that was not (e.g. text an `Audit` subclass adds)
+    summary = audit.redactor.redact_tree(audit.summary(since=window))
     span = _span(window, summary)
     bucket = bucket or charts.bucket_for(span)
     chart_files = _draw_charts(audit, window, summary, bucket, out / "charts")
     generated_at = format_rfc3339(generated)
     checklist = readiness_checklist(summary) if summary["entries"] else []
-    doc_title = title or ("Deployment log audit: " + (", ".join(summary["services"]) or service or "no entries"))
-    blocks = _document(audit, window, summary, checklist, chart_files, generated_at, bucket, doc_title)
+    doc_title = audit.redactor.redact(
+        title or ("Deployment log audit: " + (", ".join(summary["services"]) or service or "no entries")))
+    blocks = redact_document(_document(audit, window, summary, checklist, chart_files, generated_at, bucket,
+                                       doc_title), audit.redactor)
 
     summary_path = _write(out / "summary.json", orjson.dumps(summary, option=orjson.OPT_INDENT_2, default=str))
     md_path = html_path = None
@@ -475,9 +478,10 @@ def build_report(audit: Audit, *, since: Any = None, until: Any = None, service:
 def _draw_charts(audit: Audit, window: Window, summary: dict[str, Any], bucket: str, folder: Path) -> dict[str, Path]:
     if not summary["entries"]:
         return {}
-    revisions = audit.revisions(since=window)
+    # labels (services, revisions, pattern titles) come from the data too: redacted like the rest
+    revisions = redact_frame(audit.revisions(since=window), audit.redactor)
     out: dict[str, Path] = {}
-    timeline = audit.timeline(bucket, since=window)
+    timeline = redact_frame(audit.timeline(bucket, since=window), audit.redactor)
     for service in summary["services"]:
         if not (revisions["service"] == service).any():
             continue
@@ -488,19 +492,34 @@ def _draw_charts(audit: Audit, window: Window, summary: dict[str, Any], bucket: 
         out[f"status-codes-{slug}"] = charts.save_png(
             charts.status_codes_over_time(status, revisions, service=service), folder / f"status-codes-{slug}.png")
     out["patterns-by-revision"] = charts.save_png(
-        charts.pattern_heatmap(audit.patterns(since=window), revisions), folder / "patterns-by-revision.png")
+        charts.pattern_heatmap(redact_frame(audit.patterns(since=window), audit.redactor), revisions),
+        folder / "patterns-by-revision.png")
     out["latency"] = charts.save_png(charts.latency_by_revision(revisions), folder / "latency.png")
     return out
 
 
-def redact_tree(value: Any, redactor: Any) -> Any:
-    """`value` (JSON-like) with every string value passed through `redactor.redact` (keys kept)."""
+def redact_document(blocks: Sequence[Block], redactor: Any) -> list[Block]:
+    """Every text of the document (headings, cells, captions, ...) through `redactor`, in one pass.
+
+    The summary is redacted already; this also covers what the report adds itself (source paths,
+    pull filters, titles), whatever a later section quotes.
+    """
+    found: list[str] = []
+    _map_text(blocks, lambda t: found.append(t) or t)
+    done = iter(redactor.redact_all(found))
+    return _map_text(list(blocks), lambda _t: next(done))
+
+
+def _map_text(value: Any, fn: Any) -> Any:
+    """`value` with `fn` applied to every string inside (blocks, lists, tuples), containers kept."""
     if isinstance(value, str):
-        return redactor.redact(value)
-    if isinstance(value, dict):
-        return {k: redact_tree(v, redactor) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact_tree(v, redactor) for v in value]
+        return fn(value)
+    if isinstance(value, list):
+        return [_map_text(v, fn) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_map_text(v, fn) for v in value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return replace(value, **{f.name: _map_text(getattr(value, f.name), fn) for f in fields(value)})
     return value
 
 
@@ -805,7 +824,6 @@ def _checklist_section(summary: dict[str, Any], checklist: list[dict[str, Any]])
 
 def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], generated_at: str, bucket: str,
                         chart_files: dict[str, Path], number: int) -> list[Block]:
-    redact = audit.redactor.redact
     info = audit.store.info()
     records = info["ingests"]
     catalog = audit.catalog
@@ -835,7 +853,7 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
         rows = []
         for m in shown:
             sources = [s.get("source", "") for s in m.get("sources", [])]
-            label = ", ".join(redact(s) or "" for s in sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
+            label = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
             rows.append([m.get("kind", "-"), ("code", m.get("ingest_id", "-")), _short(m.get("started")),
                          m.get("status", "-"), label or "-", _count(m.get("read")), _count(m.get("new_rows")),
                          _count(m.get("duplicates")), _count(m.get("rejected"))])
@@ -850,10 +868,10 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
     if pulls:
         blocks.append(Heading(3, f"{number}.2 Pull filters"))
         blocks.append(Bullets([[("b", f"{m.get('project', '-')}"), f" ({_short(m.get('started'))}, {m.get('status', '-')}): ",
-                                ("code", redact(m.get("query_filter") or m.get("filter") or "") or "")]
+                                ("code", m.get("query_filter") or m.get("filter") or "")]
                                for m in pulls[-MAX_SOURCES:]]))
     return blocks
 
 
-__all__ = ["FORMATS", "ReportResult", "build_report", "parse_formats", "readiness_checklist", "redact_tree",
-           "status_timeline", "to_html", "to_markdown"]
+__all__ = ["FORMATS", "ReportResult", "build_report", "parse_formats", "readiness_checklist", "redact_document",
+           "redact_tree", "status_timeline", "to_html", "to_markdown"]

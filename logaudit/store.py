@@ -49,6 +49,8 @@ from logaudit.sources.files import Batch, discover, iter_batches
 DEFAULT_STORE = "logaudit-store"
 #: Reject records kept per ingest (beyond this only the count grows).
 MAX_REJECT_RECORDS = 10_000
+#: Characters of a rejected line kept in its reject record (cut after redaction).
+REJECT_TEXT_CHARS = 200
 
 #: Columns whose min/max let DuckDB skip row groups in windowed queries.
 _STATISTICS_COLUMNS = ["timestamp", "receive_timestamp", "service", "revision", "effective_severity_num", "http_status"]
@@ -267,11 +269,11 @@ class Store:
             rows, rejects = ENTRY_SCHEMA.empty_table(), []
         counts.read += len(batch.lines) + len(batch.bad)
         counts.rejected += len(rejects) + len(batch.bad)
-        if batch.bad or rejects:
+        room = MAX_REJECT_RECORDS - len(report.rejects)
+        if (batch.bad or rejects) and room > 0:
             texts = _texts_by_position(batch, [p for p, _ in rejects])
-            for pos, reason, text in sorted(batch.bad + [(p, r, texts[p]) for p, r in rejects]):
-                if len(report.rejects) < MAX_REJECT_RECORDS:
-                    report.rejects.append({"source": batch.source, "position": pos, "reason": reason, "text": text})
+            items = sorted(batch.bad + [(p, r, texts[p]) for p, r in rejects])[:room]
+            report.rejects += reject_records(batch.source, items)
         if rows.num_rows:
             writer.submit(rows, counts)
 
@@ -480,8 +482,33 @@ def _texts_by_position(batch: Batch, positions: list[int]) -> dict[int, str]:
         return {}
     index = pc.index_in(pa.array(positions, pa.int64()), value_set=batch.positions).to_pylist()
     lines = batch.lines
-    return {p: lines[i].as_py().strip()[:200] for p, i in zip(positions, index, strict=True)}
+    return {p: lines[i].as_py() for p, i in zip(positions, index, strict=True)}
 
+
+def reject_records(source: str, items: list[tuple[int, str, str]]) -> list[dict[str, Any]]:
+    """Reject records {source, position, reason, text} for (position, reason, line text).
+
+    The reason and the whole line are redacted (`load_redactor()`: rejected lines are log text
+    too) before the text is cut to `REJECT_TEXT_CHARS`, so a secret is never cut into a piece
+    the rules no longer recognise; a cut text also loses its last, partial word.
+    """
+    from logaudit.redact import load_redactor
+
+    redactor = load_redactor()
+    texts = redactor.redact_all((text or "").strip() for _, _, text in items)
+    reasons = redactor.redact_all(reason for _, reason, _ in items)
+    return [{"source": source, "position": pos, "reason": reason, "text": _clip(text or "")}
+            for (pos, _, _), reason, text in zip(items, reasons, texts, strict=True)]
+
+
+def _clip(text: str) -> str:
+    if len(text) < REJECT_TEXT_CHARS:  # at the limit: maybe cut already (reader texts are)
+        return text
+    cut = text[:REJECT_TEXT_CHARS]
+    end = len(cut)
+    while end and (cut[end - 1].isalnum() or cut[end - 1] in "_-+/.~%@"):
+        end -= 1
+    return cut[:end] + "\u2026"
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a fsynced temporary file and a rename: readers see old or new, never half."""

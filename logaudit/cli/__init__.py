@@ -28,6 +28,18 @@ store_option = click.option(
 )
 
 
+keep_emails_option = click.option(
+    "--keep-emails", is_flag=True,
+    help="Do not redact email addresses (secrets still are). Default: $LOGAUDIT_REDACT_CONFIG, else redacted.")
+
+
+def make_redactor(*, no_redact: bool = False, keep_emails: bool = False) -> Any:
+    """The redactor of a command: disabled with --no-redact, else the configured one (emails kept with --keep-emails)."""
+    from logaudit.redact import Redactor, load_redactor
+
+    return Redactor(enabled=False) if no_redact else load_redactor(emails=False if keep_emails else None)
+
+
 def format_option(*choices: str, default: str = "text") -> Callable:
     return click.option(
         "--format",

@@ -6,7 +6,15 @@ from typing import Any
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import (
+    echo_json,
+    format_option,
+    handle_errors,
+    keep_emails_option,
+    main,
+    make_redactor,
+    store_option,
+)
 from logaudit.errors import UsageError
 
 #: Exit code of `compare` for usage errors (bad option, bad gate file, nothing to compare): EX_USAGE
@@ -47,13 +55,14 @@ class _CompareCommand(click.Command):
 @click.option("--all-metrics", is_flag=True, help="Text format: list every pattern rate, not only those that "
               "did not Pass.")
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
+@keep_emails_option
 @store_option
 @format_option("text", "json", "markdown")
 @click.pass_context
 @handle_errors
 def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, canary: str | None,
                 since: str | None, until: str | None, gate_path: str | None, catalogs: tuple[str, ...],
-                all_metrics: bool, no_redact: bool, store_dir: str | None, fmt: str) -> None:
+                all_metrics: bool, no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
     """Compare a canary revision with its baseline from their logs; exit with the verdict.
 
     Judges the request and entry error rates, latency and every catalog pattern's rate
@@ -65,11 +74,11 @@ def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, c
     """
     from logaudit.compare import compare, load_gate, render_markdown, render_text
     from logaudit.query import Audit
-    from logaudit.redact import Redactor
 
     try:
         gate = load_gate(gate_path) if gate_path else None
-        audit = Audit(store_dir, list(catalogs) or None, redactor=Redactor(enabled=not no_redact))
+        audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(no_redact=no_redact,
+                                                                                keep_emails=keep_emails))
         result = compare(audit, service=service, baseline=baseline, canary=canary, since=since, until=until,
                          gate=gate)
     except UsageError as err:

@@ -9,7 +9,15 @@ from typing import Any
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import (
+    echo_json,
+    format_option,
+    handle_errors,
+    keep_emails_option,
+    main,
+    make_redactor,
+    store_option,
+)
 
 catalog_option = click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
                               help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
@@ -26,11 +34,12 @@ catalog_option = click.option("--catalog", "catalogs", multiple=True, type=click
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Timeline bucket for the charts (default: 24-96 points over the window).")
 @catalog_option
+@keep_emails_option
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @handle_errors
 def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str, bucket: str | None,
-           catalogs: tuple[str, ...], store_dir: str | None, as_json: bool) -> None:
+           catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None, as_json: bool) -> None:
     """Write a deployment report for a window: executive summary (with the compare verdict when
     available), error patterns, per-revision health, endpoints, new vs pre-existing issues, a
     readiness checklist and the data's provenance, with charts. Messages are redacted.
@@ -42,7 +51,7 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
     from logaudit.report import build_report, parse_formats
 
     fmts = parse_formats(formats)
-    audit = Audit(store_dir, list(catalogs) or None)
+    audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(keep_emails=keep_emails))
     try:
         result = build_report(audit, since=since, until=until, service=service, out_dir=out_dir, formats=fmts,
                               bucket=bucket)
@@ -79,6 +88,7 @@ def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
 @click.option("--report-format", "formats", default="md,html", show_default=True, metavar="md,html",
               help="Report documents in each period.")
 @catalog_option
+@keep_emails_option
 @store_option
 @click.option("--credentials", "credentials_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Service-account key JSON for Cloud Logging and Cloud Storage (default: Application Default Credentials).")
@@ -92,7 +102,8 @@ def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
 @format_option("text", "json")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors.")
 def export_command(since: str, until: str | None, dest: str, project: str | None, service: str | None, align: str,
-                   formats: str, catalogs: tuple[str, ...], store_dir: str | None, credentials_file: str | None,
+                   formats: str, catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None,
+                   credentials_file: str | None,
                    storage_endpoint: str | None, logging_endpoint: str | None, max_requests_per_minute: float,
                    lock_ttl: str, fmt: str, quiet: bool) -> None:
     """Export a period per service to DEST/<service>/<period>/: entries (Parquet, redacted),
@@ -116,6 +127,7 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
             pull_options["endpoint"] = logging_endpoint
         result = export(store_dir, dest, since=since, until=until, project=project, service=service,
                         catalog=list(catalogs) or None, formats=formats, align=align, pull_options=pull_options,
+                        redactor=make_redactor(keep_emails=keep_emails),
                         storage_endpoint=storage_endpoint, credentials_file=credentials_file, lock_ttl=ttl,
                         progress=None if quiet or fmt == "json" else lambda msg: click.echo(msg, err=True))
     except LogauditError as err:
@@ -131,8 +143,10 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
         click.secho(f"error: export failed: {where}{err.strerror or err}", fg="red", err=True)
         sys.exit(3)
     except Exception as err:  # a bug: still one line for cron / Cloud Logging, and a failing exit code
-        click.secho(f"error: export failed: unexpected {type(err).__name__}: {' '.join(str(err).split())[:300]}",
-                    fg="red", err=True)
+        from logaudit.redact import MESSAGES
+
+        text = MESSAGES.redact(" ".join(str(err).split()))[:300]  # e.g. a DuckDB error quoting a value
+        click.secho(f"error: export failed: unexpected {type(err).__name__}: {text}", fg="red", err=True)
         sys.exit(3)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import (
+    echo_json,
+    format_option,
+    handle_errors,
+    keep_emails_option,
+    main,
+    make_redactor,
+    store_option,
+)
 
 
 @main.command()
@@ -15,21 +23,21 @@ from logaudit.cli import echo_json, format_option, handle_errors, main, store_op
 @click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
               help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
+@keep_emails_option
 @store_option
 @format_option("text", "json", "markdown")
 @handle_errors
 def summarize(since: str | None, until: str | None, service: str | None, revision: str | None,
-              catalogs: tuple[str, ...], no_redact: bool, store_dir: str | None, fmt: str) -> None:
+              catalogs: tuple[str, ...], no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
     """Summarize a window of the store: error patterns, revisions, endpoints, what is new.
 
     Exit code 0 (also for an empty window, which is reported as such), 2 for bad options,
     3 when there is no store, 4 for a bad catalog.
     """
     from logaudit.query import Audit
-    from logaudit.redact import Redactor
     from logaudit.render import render_markdown, render_text
 
-    audit = Audit(store_dir, list(catalogs) or None, redactor=Redactor(enabled=not no_redact))
+    audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(no_redact=no_redact, keep_emails=keep_emails))
     summary = audit.summary(since=since, until=until, service=service, revision=revision)
     if fmt == "json":
         echo_json(summary)

@@ -57,6 +57,7 @@ from logaudit.store import (
     Store,
     atomic_write,
     default_store_path,
+    reject_records,
 )
 from logaudit.timeparse import format_ns, parse_rfc3339_ns, parse_time, to_ns
 
@@ -682,10 +683,10 @@ class _PullWriter:
         self.counts.read += len(texts)
         self.counts.rejected += len(rejects)
         self.dirty = True
-        for pos, reason in rejects:
-            if len(self.report.rejects) < MAX_REJECT_RECORDS:
-                self.report.rejects.append({"source": self.source, "position": pos, "reason": reason,
-                                            "text": texts[pos - first].strip()[:200]})
+        room = MAX_REJECT_RECORDS - len(self.report.rejects)
+        if rejects and room > 0:
+            self.report.rejects += reject_records(self.source, [(pos, reason, texts[pos - first])
+                                                                for pos, reason in rejects[:room]])
         if rows.num_rows:
             self.prepared.append(rows)
             self.prepared_rows += rows.num_rows
