@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 
 
 @main.command()
@@ -12,7 +12,7 @@ from logaudit.cli import echo_json, format_option, handle_errors, main, store_op
 @click.option("--until", help="Window end (exclusive), same forms. Default: now.")
 @click.option("--service", help="Only this Cloud Run service.")
 @click.option("--revision", help="Only this revision.")
-@click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
+@click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
               help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
 @store_option
