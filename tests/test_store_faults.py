@@ -121,7 +121,7 @@ def store(warm_store, tmp_path) -> Path:
 def cold_store(warm_store, tmp_path) -> Path:
     """A private copy of the store as a version without the store marker left it, caches not built yet."""
     root = Path(shutil.copytree(warm_store, tmp_path / "cold", ignore=shutil.ignore_patterns("matches", "cache")))
-    (root / "logaudit-store.json").unlink()
+    (root / "logaudit-store.json").unlink(missing_ok=True)
     return root
 
 
