@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ingest_bundled_sample
+from conftest import in_namespace, ingest_bundled_sample, needs_mounts
 from fake_logging import FakeLogging, make_entries, ts_ns
 from hypothesis import given
 from hypothesis import strategies as st
@@ -660,3 +660,28 @@ def test_gs_object_names_from_the_logs_stay_under_the_prefix(hostile_store, emul
     assert manifests == sorted(f"team/exports/{folder}/{HOSTILE_PERIOD}/_EXPORT.json" for folder in names.values())
     for name in names:
         assert ex.read_manifest(dest, name, HOSTILE_PERIOD, client=client)["service"] == name
+
+
+@needs_mounts
+def test_a_full_disk_fails_the_export_and_keeps_the_previous_one(sample, tmp_path):
+    store, _ = sample
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    common = f"--store {store.root} --since {SINCE} --until {UNTIL} --service {BACKEND} --quiet"
+    results = in_namespace(f"""
+mount -t tmpfs -o size=8m tmpfs {disk}
+run first export --out {disk}/exports {common}
+cp -a {disk}/exports {kept}
+dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null || true
+run second export --out {disk}/exports {common}
+rm {disk}/filler
+cp -a {disk}/exports {tmp_path}/after
+""", tmp_path / "results")
+    assert results["first"].returncode == 0, results["first"].stderr
+    assert (results["second"].returncode, results["second"].stderr) == (
+        3, f"error: export failed: disk full while writing {disk}/exports/{BACKEND}/{PERIOD}: free space and re-run; "
+           "the previous export of the period is unchanged\n")
+    def period(root: Path) -> dict[str, str]:  # (the lock file names the run holding it)
+        return {k: v for k, v in tree(root).items() if k != ".logaudit-export.lock"}
+
+    assert period(tmp_path / "after") == period(kept) and len(period(kept)) == len(FILES)  # no staging left

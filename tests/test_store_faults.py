@@ -26,6 +26,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import in_namespace, needs_mounts
 
 from logaudit.demo import sample_path
 from logaudit.schema import ENTRY_SCHEMA
@@ -64,40 +65,6 @@ def damaged_hint(store: Path, day: str | None = DAY1) -> str:
 def manifests(store: Path) -> list[dict]:
     return sorted((orjson.loads(p.read_bytes()) for p in (store / "manifest").glob("*.json")),
                   key=lambda r: r["started"])
-
-
-def _namespace_prefix() -> list[str] | None:
-    """A command prefix giving a private mount namespace in which this user may mount, or None."""
-    if shutil.which("unshare") is None:
-        return None
-    options = [["unshare", "--mount", "--propagation", "private"]] if os.geteuid() == 0 else []
-    options.append(["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"])
-    for prefix in options:
-        probe = subprocess.run([*prefix, "sh", "-c", "d=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs $d"],
-                               capture_output=True)
-        if probe.returncode == 0:
-            return prefix
-    return None
-
-
-NAMESPACE = _namespace_prefix()
-needs_mounts = pytest.mark.skipif(NAMESPACE is None, reason="cannot mount in a private mount namespace here")
-
-
-def in_namespace(script: str, out: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Run a shell script in a private mount namespace. Its `run NAME ARGS...` runs `logaudit
-    ARGS` and records the result; returns {NAME: result}."""
-    out.mkdir(parents=True, exist_ok=True)
-    prelude = f"""
-set -e
-run() {{ name=$1; shift; rc=0; "{sys.executable}" -m logaudit "$@" >"{out}/$name.out" 2>"{out}/$name.err" || rc=$?;
-        echo $rc >"{out}/$name.rc"; }}
-"""
-    done = subprocess.run([*NAMESPACE, "sh", "-c", prelude + script], cwd=REPO, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return {p.stem: subprocess.CompletedProcess([p.stem], int(p.read_text()), (out / f"{p.stem}.out").read_text(),
-                                                (out / f"{p.stem}.err").read_text())
-            for p in out.glob("*.rc")}
 
 
 # ------------------------------------------------------------------------------ fixtures
