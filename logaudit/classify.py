@@ -1420,13 +1420,17 @@ def read_entry_file(path: str | Path, compiled: CompiledCatalog) -> pa.Table:
 def _read_task_file(task: _FileTask, compiled: CompiledCatalog) -> pa.Table:
     """`read_entry_file`, naming the file and what is wrong with it when it cannot be read."""
     try:
-        return read_entry_file(task.entry_path, compiled)
+        table = read_entry_file(task.entry_path, compiled)
+        if all(c in table.column_names for c in ("timestamp", "log_name", "insert_id")):
+            return table
+        why = None  # a foreign Parquet file
     except (pa.ArrowException, OSError) as err:
-        from logaudit.storecheck import entry_file_problem
+        why = f"unreadable ({' '.join(str(err).split())[:160]})"
+    from logaudit.storecheck import entry_file_problem
 
-        path = Path(task.entry_path)
-        why = entry_file_problem(path) or f"unreadable ({' '.join(str(err).split())[:160]})"
-        raise damaged_error(Path(task.store_root or path.parent), [(path, why)]) from None
+    path = Path(task.entry_path)
+    why = entry_file_problem(path) or why or "not a logaudit entry file"
+    raise damaged_error(Path(task.store_root or path.parent), [(path, why)])
 
 
 def _evaluate_file(task: _FileTask) -> _FileOutcome:

@@ -169,7 +169,7 @@ class Store:
                 with write_errors(self.root / sub):
                     (self.root / sub).mkdir(exist_ok=True)
         if marker is None and self.marker_problem is None:
-            self._adopt(required=new)
+            self._adopt(required=new, note=not create)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -200,15 +200,17 @@ class Store:
                              hint=f"this logaudit ({_version()}) reads store format {STORE_FORMAT}")
         return marker
 
-    def _adopt(self, required: bool) -> None:
-        """Record the format of a new store, or of one written before the marker existed."""
+    def _adopt(self, required: bool, note: bool) -> None:
+        """Record the format of a new store, or of one written before the marker existed (when
+        the store can be written: a reader of a read-only store carries on without)."""
         body = orjson.dumps({"format": STORE_FORMAT, "created_by": f"logaudit {_version()}"}, option=orjson.OPT_INDENT_2)
         try:
             atomic_write(self.root / MARKER, body)
         except StoreWriteError as err:
             if required:
                 raise
-            self._read_only(os.strerror(err.errno) if err.errno else "cannot write")  # readers carry on
+            if err.errno in _READ_ONLY_ERRNOS:
+                self._read_only(os.strerror(err.errno), note=note)
         else:
             self._writable = True
 
@@ -226,9 +228,9 @@ class Store:
                 self._read_only(err.strerror or str(err))
         return bool(self._writable)
 
-    def _read_only(self, reason: str) -> None:
+    def _read_only(self, reason: str, note: bool = True) -> None:
         self._writable = False
-        if self.root not in _NOTED_READ_ONLY:  # once per store and process, not per file
+        if note and self.root not in _NOTED_READ_ONLY:  # once per store and process, not per file
             _NOTED_READ_ONLY.add(self.root)
             log.warning("%s is read-only (%s): nothing is saved to it; new cache results are kept for this run only",
                         self.root, reason)
@@ -310,12 +312,22 @@ class Store:
         return table
 
     def manifest(self) -> list[dict[str, Any]]:
-        """Every ingest/pull record, oldest first."""
-        records = []
-        for path in (self.root / "manifest").glob("*.json"):
-            with contextlib.suppress(OSError, orjson.JSONDecodeError):
-                records.append(orjson.loads(path.read_bytes()))
-        return sorted(records, key=lambda r: (r.get("started") or "", r.get("ingest_id") or ""))
+        """Every ingest/pull record, oldest first (records that cannot be read: `unreadable_manifest`)."""
+        return self._manifest()[0]
+
+    def _manifest(self) -> tuple[list[dict[str, Any]], list[str]]:
+        records, unreadable = [], []
+        for path in sorted((self.root / "manifest").glob("*.json")):
+            try:
+                record = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("ingest_id"), str) \
+                    and isinstance(record.get("status"), str):
+                records.append(record)
+            else:
+                unreadable.append(_relative(self.root, path))
+        return sorted(records, key=lambda r: (r.get("started") or "", r.get("ingest_id") or "")), unreadable
 
     def info(self) -> dict[str, Any]:
         """Size, time range and row counts of the store, plus its manifest."""
@@ -336,9 +348,10 @@ class Store:
             stats["entries"] = row[0]
             stats["first"] = _rfc3339(row[1])
             stats["last"] = _rfc3339(row[2])
-        manifest = self.manifest()
+        manifest, unreadable = self._manifest()
         stats["ingests"] = manifest
         stats["rejected_total"] = sum(m.get("rejected", 0) for m in manifest)
+        stats["manifest_unreadable"] = unreadable
         return stats
 
     @contextlib.contextmanager
@@ -710,6 +723,7 @@ def write_errors(path: Path, tmp: Path | None = None, *, state: str = "the store
         raise write_failure(path, err, state) from None
 
 
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 #: What the operating system says when a write cannot be done (as opposed to a file that is unreadable).
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 
@@ -785,8 +799,8 @@ def damaged_error(root: Path, damaged: list[tuple[Path, str]]) -> StoreDamagedEr
     hint = (f"`logaudit store check --store {root}` lists every damaged file; `logaudit store repair "
             f"--store {root}` moves them to {root / QUARANTINE}/")
     hint += f"; then re-ingest the sources of {', '.join(days)}" if days else "; re-run the command afterwards"
-    return StoreDamagedError(f"{first}: damaged {kind}: {why}{more}", problems=[(str(p), w) for p, w in damaged],
-                             hint=hint)
+    what = why if why.startswith("not ") else f"damaged {kind}: {why}"  # foreign files say what they are not
+    return StoreDamagedError(f"{first}: {what}{more}", problems=[(str(p), w) for p, w in damaged], hint=hint)
 
 
 def scratch_dir(root: Path, *, create: bool = True) -> Path | None:

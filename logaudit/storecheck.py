@@ -47,6 +47,8 @@ from logaudit.errors import StoreError
 from logaudit.schema import ENTRY_SCHEMA
 from logaudit.store import MARKER, QUARANTINE, STORE_FORMAT, Store, atomic_write, parquet_framing_problem
 
+#: Columns without which a Parquet file is not an entry file at all.
+_KEY = frozenset({"timestamp", "log_name", "insert_id"})
 #: A temporary file under cache/ older than this belongs to no running command.
 STALE_TMP_SECONDS = 3600.0
 
@@ -178,7 +180,8 @@ def entry_file_problem(path: Path, *, deep: bool = True) -> str | None:
         return f"unreadable Parquet footer ({_short(err)})"
     missing = [f.name for f in ENTRY_SCHEMA if f.name not in schema.names]
     if missing:
-        return (f"not a logaudit entry file: no column{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}"
+        what = "a logaudit entry file" if set(missing) & _KEY else f"an entry file of store format {STORE_FORMAT}"
+        return (f"not {what}: no column{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}"
                 + (f" and {len(missing) - 4} more" if len(missing) > 4 else ""))
     for f in ENTRY_SCHEMA:
         found = schema.field(f.name).type
@@ -412,8 +415,10 @@ def _repair_one(store: Store, problem: StoreProblem, quarantine: Path) -> Repair
         record.update(status="interrupted", error=record.get("error") or note)
         atomic_write(path, orjson.dumps(record, option=orjson.OPT_INDENT_2))
         return RepairAction("marked-interrupted", problem.path, problem.problem)
-    target = quarantine / problem.path
-    if path.exists():
+    if problem.kind == "match-cache":  # the results of one entry file go together: its index names its chunks
+        path = path.parent
+    target = quarantine / _rel(store.root, path)
+    if path.exists():  # (a cache folder with two damaged files moves once)
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(path, target)
     if problem.kind == "marker":

@@ -529,3 +529,40 @@ def test_repair_waits_for_no_writer_and_check_does_not_judge_a_running_ingest(st
         holder.wait()
     assert logaudit("store", "repair", "--store", store).stdout.startswith(
         f"removed entries/date={DAY1}/.part-live.parquet.tmp: temporary file of an unfinished write\n")
+
+
+# ------------------------------------------------------------------------------ records and cursors
+def test_store_info_names_an_unreadable_manifest_record(store, cli):
+    record = sorted((store / "manifest").glob("*.json"))[0]
+    record.write_bytes(record.read_bytes()[:30])
+    result = cli("store", "info", "--store", store)
+    assert result.exit_code == 0 and "entries:    5000 in 2 files" in result.stdout
+    assert result.stderr == (f"warning: {record}: unreadable manifest record; `logaudit store check` and "
+                             "`logaudit store repair` deal with it (the entries it recorded are kept)\n")
+    info = json.loads(cli("store", "info", "--format", "json", "--store", store).stdout)
+    assert info["manifest_unreadable"] == [f"manifest/{record.name}"]
+
+
+def test_a_damaged_pull_cursor_is_said_once_and_the_pull_starts_over(tmp_path, cli):
+    from fake_logging import FakeLogging, make_entries
+
+    store = tmp_path / "store"
+    entries = make_entries(30)
+    server = FakeLogging(entries, project="my-project").start()
+    try:
+        args = ("pull", "--project", "my-project", "--service", "hello", "--since", "2026-11-28T09:00:00Z",
+                "--until", "2026-11-28T12:00:00Z", "--endpoint", server.url, "--max-requests-per-minute", "60000",
+                "--store", store, "--quiet")
+        assert cli(*args).exit_code == 0
+        (cursor,) = (store / "cursors").glob("*.json")
+        cursor.write_text("{broken")
+        first_requests = len(server.requests)
+        result = cli(*args)
+        assert (result.exit_code, result.stderr) == (0, f"note: {cursor}: damaged pull cursor ignored: this pull "
+                                                        "starts from --since (`logaudit store repair` moves the file aside)\n")
+        again = server.requests[first_requests:]
+        assert again and 'timestamp>="2026-11-28T09:00:00Z"' in again[0].body["filter"]  # from --since, not resumed
+        assert manifests(store)[-1]["duplicates"] == 30 and Store(store).read_entries().num_rows == 30
+        assert orjson.loads(cursor.read_bytes())["complete"] is True  # written again, whole
+    finally:
+        server.stop()

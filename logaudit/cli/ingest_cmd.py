@@ -103,9 +103,14 @@ def store_info(store_dir: str | None, fmt: str) -> None:
     for m in info["ingests"][-10:]:
         srcs = ", ".join(s["source"] for s in m.get("sources", []))[:80]
         click.echo(
-            f"  {m['started']} {m.get('kind', 'ingest'):6} {m['status']:11} read {m['read']}, new {m['new_rows']}, "
-            f"dup {m['duplicates']}, rejected {m['rejected']}  {srcs}"
+            f"  {m.get('started')} {m.get('kind', 'ingest'):6} {m['status']:11} read {m.get('read', 0)}, "
+            f"new {m.get('new_rows', 0)}, dup {m.get('duplicates', 0)}, rejected {m.get('rejected', 0)}  {srcs}"
         )
+        if m.get("error"):
+            click.echo(f"    {m['error']}")
+    for rel in info["manifest_unreadable"]:
+        click.secho(f"warning: {info['store']}/{rel}: unreadable manifest record; `logaudit store check` and "
+                    "`logaudit store repair` deal with it (the entries it recorded are kept)", fg="yellow", err=True)
 
 
 @store.command("check")
