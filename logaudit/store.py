@@ -2,16 +2,24 @@
 
 Layout (everything below the store root)::
 
+    logaudit-store.json                                 the store's format (STORE_FORMAT), checked on open
     entries/date=YYYY-MM-DD/part-<time>-<id>.parquet   canonical entry rows, sorted by timestamp
     manifest/<time>-<id>.json                           one record per ingest or pull
     rejects/<ingest id>.jsonl                           what was not a LogEntry, with file:line and reason
     .lock                                               held while writing
+    matches/, cache/, cursors/                          derived data (classification, aggregates, pulls)
+    quarantine/<time>/...                               damaged files moved aside by `Store.repair`
 
 Partitioned by UTC date because every question logaudit asks is bounded in time: a 6 h
 summary opens one or two partitions, and deduplicating a new batch only reads the key columns
 of the partitions the batch touches. Entry files are immutable once written (written to a
 temporary name and renamed into place), so an interrupted ingest leaves the store as it was
 plus whole batches, and caches keyed by file name (classification) stay valid.
+
+Faults are typed: a write the operating system refuses (disk full, quota, read-only) raises
+StoreWriteError and leaves no temporary file; a damaged or foreign file raises StoreDamagedError
+naming it (`Store.explain`); a read-only store is read with its caches kept for the process only
+(`Store.writable`, `scratch_dir`). `Store.check` and `Store.repair` verify and mend a store.
 
 >>> from logaudit.store import Store
 >>> store = Store("logaudit-store")              # doctest: +SKIP
@@ -290,7 +298,7 @@ class Store:
             return err
         if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
             return write_failure(err.filename or self.root, err)
-        if not isinstance(err, duckdb.Error | pa.ArrowException | OSError):
+        if not isinstance(err, duckdb.Error | pa.ArrowException | OSError) or isinstance(err, duckdb.InterruptException):
             return None
         from logaudit.storecheck import file_problem
 
@@ -312,7 +320,7 @@ class Store:
         return table
 
     def manifest(self) -> list[dict[str, Any]]:
-        """Every ingest/pull record, oldest first (records that cannot be read: `unreadable_manifest`)."""
+        """Every ingest/pull record, oldest first (records that cannot be read are left out; `info` lists them)."""
         return self._manifest()[0]
 
     def _manifest(self) -> tuple[list[dict[str, Any]], list[str]]:
@@ -438,6 +446,8 @@ class Store:
                     raise
                 failure = _with_state(err, report.files_written)
                 report.status, report.error = "failed", failure.message
+                if failure is err:
+                    raise
                 raise failure from err
             finally:
                 report.finished = _rfc3339(datetime.now(UTC))
@@ -712,7 +722,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def write_errors(path: Path, tmp: Path | None = None, *, state: str = "the store is unchanged") -> Iterator[None]:
+def write_errors(path: Path, tmp: Path | None = None) -> Iterator[None]:
     """Turn an OSError raised while writing `path` (through `tmp`) into StoreWriteError, removing `tmp`."""
     try:
         yield
@@ -720,7 +730,7 @@ def write_errors(path: Path, tmp: Path | None = None, *, state: str = "the store
         if tmp is not None:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        raise write_failure(path, err, state) from None
+        raise write_failure(path, err) from None
 
 
 _READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
