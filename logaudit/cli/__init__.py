@@ -6,6 +6,7 @@ lets `run_cli` turn typed library errors into a one-line message and an exit cod
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -74,7 +75,7 @@ def handle_errors(fn: Callable) -> Callable:
             click.echo("interrupted", err=True)
             sys.exit(130)
         except Exception as err:
-            typed = explain_failure(err, kwargs.get("store_dir"))
+            typed = explain_failure(err, kwargs.get("store_dir"), uses_store="store_dir" in kwargs)
             if typed is None:
                 raise
             _fail(typed)
@@ -87,15 +88,16 @@ def _fail(err: LogauditError) -> None:
     sys.exit(err.exit_code)
 
 
-def explain_failure(err: BaseException, store_dir: str | None) -> LogauditError | None:
-    """The typed error behind an untyped failure of a command using the store at `store_dir`:
-    what `Store.explain` finds, else an OSError as one line naming its file."""
+def explain_failure(err: BaseException, store_dir: str | None, *, uses_store: bool = True) -> LogauditError | None:
+    """The typed error behind an untyped failure of a command using the store at `store_dir`
+    (None: the default store): what `Store.explain` finds, else an OSError as one line naming
+    its file. Commands that use no store pass `uses_store=False`."""
     from logaudit.store import WRITE_ERRNOS, Store, write_failure
 
-    try:
-        store = Store(store_dir, create=False, verify=False)
-    except LogauditError:
-        store = None
+    store = None
+    if uses_store:
+        with contextlib.suppress(LogauditError):
+            store = Store(store_dir, create=False, verify=False)
     typed = store.explain(err) if store is not None else None
     if typed is not None or not isinstance(err, OSError):
         return typed
