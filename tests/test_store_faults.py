@@ -184,6 +184,21 @@ def test_corrupt_data_inside_an_entry_file_is_named_when_read(store):
     assert (result.returncode, result.stderr) == (3, f"error: {message}\n{damaged_hint(store)}\n")
 
 
+def test_store_check_reads_every_row_unless_quick(store):
+    bad = entry_file(store, DAY1)
+    data = bytearray(bad.read_bytes())
+    for i in range(10_000, 60_000, 7):
+        data[i] ^= 0x5A
+    bad.write_bytes(bytes(data))
+    quick = logaudit("store", "check", "--quick", "--store", store)
+    assert (quick.returncode, quick.stdout.startswith("ok: ")) == (0, True)  # footers and schemas are intact
+    full = logaudit("store", "check", "--store", store)
+    assert full.returncode == 3
+    assert full.stdout.startswith(f"entries: {bad}: row group 0 is unreadable (ZSTD decompression failed: Data "
+                                  f"corruption detected)\n  fix: `logaudit store repair` moves it to quarantine/; "
+                                  f"then re-ingest the sources of {DAY1}\n")
+
+
 # ------------------------------------------------------------------------------ damaged caches
 def test_damaged_caches_are_rebuilt_silently(store, expected):
     index = next((store / "matches").glob("date=*/*/index.json"))
