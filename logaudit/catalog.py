@@ -382,10 +382,10 @@ def default_catalog_paths() -> list[Path]:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; directories become their *.yaml / *.yml files, sorted by name."""
+    """Files as given (`~` expanded); directories become their *.yaml / *.yml files, sorted by name."""
     out: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        path = Path(raw).expanduser()
         if path.is_dir():
             out.extend(sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()))
         else:

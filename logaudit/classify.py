@@ -69,6 +69,7 @@ from logaudit.delimited import DelimitedPlan, delimited_plan, search_delimited
 from logaudit.errors import StoreError
 from logaudit.heap import tune_allocator
 from logaudit.schema import DICTIONARY_COLUMNS, ENTRY_SCHEMA, TEXT_COLUMNS
+from logaudit.store import damaged_error, parquet_framing_problem, scratch_dir, write_errors
 
 try:  # Hyperscan is the bulk scanner; without it every row is a candidate (slow but correct).
     import hyperscan as _hs
@@ -1348,24 +1349,65 @@ def _entry_key(store_root: Path, path: Path) -> str:
 
 
 def _match_dir(store_root: Path, key: str) -> Path:
-    return store_root / "matches" / key.removesuffix(".parquet")
+    """The cache folder of an entry file: in the store, or in the scratch directory standing in
+    for a read-only store's cache when classification had to add results there."""
+    name = key.removesuffix(".parquet")
+    scratch = scratch_dir(store_root, create=False)
+    if scratch is not None and (scratch / "matches" / name).is_dir():
+        return scratch / "matches" / name
+    return store_root / "matches" / name
 
 
 def _read_index(folder: Path) -> dict[str, Any] | None:
+    """The folder's index, or None when missing or damaged (the results are then evaluated again)."""
     try:
-        return orjson.loads((folder / INDEX_NAME).read_bytes())
+        index = orjson.loads((folder / INDEX_NAME).read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
+    return index if isinstance(index, dict) and isinstance(index.get("fingerprints", {}), dict) else None
+
+
+def _usable_index(folder: Path, entry_bytes: int) -> tuple[dict[str, Any] | None, set[str]]:
+    """The folder's index if it belongs to an entry file of `entry_bytes` bytes, without the
+    results whose chunk file is missing or damaged (those are evaluated again); and the names
+    of those chunks."""
+    index = _read_index(folder)
+    if index is None or index.get("entry_bytes") != entry_bytes:
+        return None, set()
+    fps: dict[str, str | None] = index.get("fingerprints", {})
+    bad = {c for c in set(fps.values()) if c and parquet_framing_problem(folder / c)}
+    if bad:
+        index["fingerprints"] = {k: c for k, c in fps.items() if c not in bad}
+        index.pop("summary", None)
+    return index, bad
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with write_errors(path, tmp):
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def _overlay(root: Path, key: str, index: dict[str, Any] | None) -> Path:
+    """A scratch folder standing in for a read-only store's cache folder of one entry file:
+    its usable results are linked, new ones are written there (see `scratch_dir`)."""
+    folder = root / "matches" / key.removesuffix(".parquet")
+    scratch = scratch_dir(root) / "matches" / key.removesuffix(".parquet")  # type: ignore[operator]
+    scratch.mkdir(parents=True, exist_ok=True)
+    if index is not None:
+        for chunk in {c for c in index["fingerprints"].values() if c}:
+            if not (scratch / chunk).exists():
+                (scratch / chunk).symlink_to(folder / chunk)
+        _write_atomic(scratch / INDEX_NAME, orjson.dumps(index))
+    return scratch
 
 
 @contextlib.contextmanager
-def _matches_lock(root: Path) -> Any:
+def _matches_lock(root: Path, writable: bool = True) -> Any:
+    if not writable:  # nothing is written to a read-only store's cache: no writer to keep out
+        yield
+        return
     folder = root / "matches"
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -1388,6 +1430,7 @@ class _FileTask:
     max_chars: int
     use_hyperscan: bool
     live_keys: list[str]  # every key of the current catalog (kept when compacting)
+    store_root: str = ""
 
 
 @dataclass
@@ -1423,11 +1466,27 @@ def read_entry_file(path: str | Path, compiled: CompiledCatalog) -> pa.Table:
         return pfile.read(columns=columns)
 
 
+def _read_task_file(task: _FileTask, compiled: CompiledCatalog) -> pa.Table:
+    """`read_entry_file`, naming the file and what is wrong with it when it cannot be read."""
+    try:
+        table = read_entry_file(task.entry_path, compiled)
+        if all(c in table.column_names for c in ("timestamp", "log_name", "insert_id")):
+            return table
+        why = None  # a foreign Parquet file
+    except (pa.ArrowException, OSError) as err:
+        why = f"unreadable ({' '.join(str(err).split())[:160]})"
+    from logaudit.storecheck import entry_file_problem
+
+    path = Path(task.entry_path)
+    why = entry_file_problem(path) or why or "not a logaudit entry file"
+    raise damaged_error(Path(task.store_root or path.parent), [(path, why)])
+
+
 def _evaluate_file(task: _FileTask) -> _FileOutcome:
     """Evaluate the missing patterns on one entry file; write a chunk and update its index."""
     t0 = time.perf_counter()
     compiled = compile_patterns(task.patterns, max_chars=task.max_chars, use_hyperscan=task.use_hyperscan)
-    table = read_entry_file(task.entry_path, compiled)
+    table = _read_task_file(task, compiled)
     res = match_table(table, compiled)
     folder = Path(task.match_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -1460,8 +1519,9 @@ def _evaluate_file(task: _FileTask) -> _FileOutcome:
         cols["fields_json"] = res.fields_json
         chunk = pa.table(cols)
         tmp = folder / f".{chunk_name}.tmp"
-        _write_chunk(chunk, tmp)
-        os.replace(tmp, folder / chunk_name)
+        with write_errors(folder / chunk_name, tmp):
+            _write_chunk(chunk, tmp)
+            os.replace(tmp, folder / chunk_name)
     for i, key in enumerate(task.keys):
         fps[key] = chunk_name if per_key[i] else None
         if res.timeouts.get(i):
@@ -1507,8 +1567,9 @@ def _compact(folder: Path, index: dict[str, Any], live: set[str]) -> None:
     name = f"c-{uuid.uuid4().hex[:12]}.parquet"
     if merged.num_rows:
         tmp = folder / f".{name}.tmp"
-        _write_chunk(merged, tmp)
-        os.replace(tmp, folder / name)
+        with write_errors(folder / name, tmp):
+            _write_chunk(merged, tmp)
+            os.replace(tmp, folder / name)
     present = set(merged["fingerprint"].to_pylist()) if merged.num_rows else set()
     index["fingerprints"] = {k: (name if k in present else None) for k in fps if k in live}
     for key in ("timeouts", "skipped"):
@@ -1516,6 +1577,19 @@ def _compact(folder: Path, index: dict[str, Any], live: set[str]) -> None:
     for c in chunks:
         with contextlib.suppress(OSError):
             (folder / c).unlink()
+
+
+def _drop_unusable(folder: Path, index: dict[str, Any] | None, damaged: set[str]) -> None:
+    """Remove what `_usable_index` found unusable: the folder of a rewritten entry file or with a
+    damaged index (start again), or damaged chunks (the index is rewritten without them first)."""
+    if index is None:
+        if folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    if damaged:
+        _write_atomic(folder / INDEX_NAME, orjson.dumps(index))
+        for chunk in damaged:
+            (folder / chunk).unlink(missing_ok=True)
 
 
 def _prune(root: Path) -> int:
@@ -1661,9 +1735,19 @@ def classify_store(store: Any, catalog: Catalog, since: datetime | None = None, 
     Only (entry file, pattern fingerprint) pairs not cached yet are evaluated; counts in the
     report cover the entries with since <= timestamp < until.
     """
+    faults = getattr(store, "faults", contextlib.nullcontext)  # a Store; any object with root and entry_files works
+    with faults():
+        return _classify_store(store, catalog, since, until, progress, workers=workers, max_chars=max_chars,
+                               use_hyperscan=use_hyperscan, summarize=summarize)
+
+
+def _classify_store(store: Any, catalog: Catalog, since: datetime | None, until: datetime | None,
+                    progress: Progress | None, *, workers: int | None, max_chars: int, use_hyperscan: bool,
+                    summarize: bool) -> ClassifyReport:
     t0 = time.perf_counter()
     root = Path(store.root)
     files = store.entry_files(since, until)
+    writable = getattr(store, "writable", True)
     report = ClassifyReport(files=len(files), patterns=len(catalog),
                             since=_iso(since), until=_iso(until))
     patterns = list(catalog)
@@ -1674,25 +1758,26 @@ def classify_store(store: Any, catalog: Catalog, since: datetime | None = None, 
     live = list(unique)
     tasks: list[_FileTask] = []
     indexes: dict[str, dict[str, Any]] = {}
-    with _matches_lock(root):
-        report.pruned = _prune(root)
+    with _matches_lock(root, writable):
+        report.pruned = _prune(root) if writable else 0
         for path in files:
             ekey = _entry_key(root, path)
             folder = _match_dir(root, ekey)
             size = path.stat().st_size
-            index = _read_index(folder)
-            if index is not None and index.get("entry_bytes") != size:
-                shutil.rmtree(folder, ignore_errors=True)  # a rewritten entry file: start again
-                index = None
+            index, damaged = _usable_index(folder, size)
+            if writable:
+                _drop_unusable(folder, index, damaged)
             have = set((index or {}).get("fingerprints", {}))
             missing = [k for k in live if k not in have]
             report.cache_hits += len(live) - len(missing)
             report.cache_misses += len(missing)
+            if missing and not writable:
+                folder = _overlay(root, ekey, index)
             if index is not None:
                 indexes[ekey] = index
             if missing:
                 tasks.append(_FileTask(str(path), ekey, str(folder), size, [unique[k] for k in missing], missing,
-                                       max_chars, use_hyperscan, live))
+                                       max_chars, use_hyperscan, live, str(root)))
         evaluated: set[str] = set()
         nworkers = _resolve_workers(workers)
         big = sum(Path(t.entry_path).stat().st_size for t in tasks) > PARALLEL_MIN_BYTES

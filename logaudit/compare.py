@@ -627,6 +627,7 @@ class FileAggregates:
         self.level = level
         self._lat_tables: list[str] = []
         self.root = Path(audit.store.root)
+        self.writable = audit.store.writable  # a read-only store: aggregates are computed, not cached
         self.files = audit.classified_files(window, con)
         self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
         pats = con.execute("SELECT pattern_id, fingerprint FROM patterns ORDER BY ALL").fetchall()
@@ -669,7 +670,7 @@ class FileAggregates:
         for the two views; each part is a list of parquet paths or Arrow tables."""
         sizes = {f: f.stat().st_size for f in self.files}
         base_paths = {f: self._folder(self._key(f)) / f"base-{sizes[f]}.parquet" for f in self.files}
-        base_cached = [f for f in self.files if base_paths[f].exists()]
+        base_cached = [f for f in self.files if _intact(base_paths[f])]
         base_missing = [f for f in self.files if f not in set(base_cached)]
         fresh_base: dict[Path, Any] = {}
         if base_missing:
@@ -701,7 +702,7 @@ class FileAggregates:
         if edge_base is not None:
             base_parts.append(edge_base)
         cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
-        cat_missing = [f for f in whole + cut if not cat_paths[f].exists()]
+        cat_missing = [f for f in whole + cut if not _intact(cat_paths[f])]
         fresh_cat: dict[Path, Any] = {}
         if cat_missing:
             fresh = self._compute_cat(cat_missing)
@@ -787,6 +788,8 @@ class FileAggregates:
 
         import pyarrow.parquet as pq
 
+        if not self.writable:
+            return
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -802,6 +805,8 @@ class FileAggregates:
         """Drop cached aggregates of entry files that no longer exist (compacted away)."""
         import shutil
 
+        if not self.writable:
+            return
         try:
             for part in self.cache.glob("date=*"):
                 for folder in part.iterdir():
@@ -1155,6 +1160,14 @@ def _arrow(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
     if hasattr(rel, "to_arrow_table"):
         return rel.to_arrow_table()
     return rel.arrow()  # pragma: no cover - DuckDB 1.x
+
+
+def _intact(path: Path) -> bool:
+    """A cached aggregate file that can be used: present and a whole Parquet file (a damaged
+    one is computed again and replaced)."""
+    from logaudit.store import parquet_framing_problem
+
+    return parquet_framing_problem(path) is None
 
 
 def _sql_paths(paths: list[str]) -> str:

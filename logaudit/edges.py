@@ -121,6 +121,8 @@ class EdgeSlices:
         except (OSError, pa.ArrowInvalid):  # missing or damaged: built again
             pass
         rows, hits = self._build(hour, files)
+        if not self.agg.writable:  # a read-only store: computed, not cached
+            return rows, hits
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             for path, table in zip(paths, (rows, hits), strict=True):

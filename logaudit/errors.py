@@ -38,6 +38,18 @@ class LogauditError(Exception):
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
 
+    def __reduce__(self) -> tuple:
+        # Errors cross process boundaries (classification workers): keep the hint and any
+        # attributes a subclass sets, whatever its __init__ takes.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> LogauditError:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
+
 
 class InputError(LogauditError):
     """A path that does not exist, cannot be read, or is not a log export."""
@@ -45,6 +57,32 @@ class InputError(LogauditError):
 
 class StoreError(LogauditError):
     """The store is missing, locked, or holds something it should not."""
+
+
+class StoreWriteError(StoreError):
+    """Writing into the store failed: disk full, quota, read-only file system, I/O error.
+
+    `path` is the file being written, `errno` the operating system's error number;
+    `files_written` / `rows_written` what the failing write had stored before (whole files).
+    """
+
+    def __init__(self, message: str, *, path: str, errno: int | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+        self.errno = errno
+        self.files_written = 0
+        self.rows_written = 0
+
+
+class StoreDamagedError(StoreError):
+    """Files in the store that cannot be read (truncated, corrupt, or not logaudit's).
+
+    `problems` holds (path, what is wrong) pairs, damaged files first.
+    """
+
+    def __init__(self, message: str, *, problems: list[tuple[str, str]], hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.problems = problems
 
 
 class LockedError(StoreError):

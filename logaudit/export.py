@@ -62,6 +62,7 @@ import os
 import re
 import shutil
 import socket
+import string
 import tempfile
 import time
 import uuid
@@ -97,6 +98,7 @@ UNREDACTED_COLUMNS = frozenset({
     "http_remote_ip", "http_server_ip", "payload_type", "audit_method", "audit_revision", "operation_id",
 })
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_KEEP = frozenset(string.ascii_letters + string.digits + "_-")  # kept as they are when a service name is encoded
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 Progress = Callable[[str], None]
@@ -170,6 +172,39 @@ def export_window(since: Any, until: Any = None, *, align: str | None = DEFAULT_
         raise UsageError(f"empty period: {format_rfc3339(lo)} is not before {format_rfc3339(hi)}",
                          hint="with a relative --since, --align rounds the end down; use a longer --since")
     return lo, hi
+
+
+def service_folder(service: str) -> str:
+    """The folder (local DEST) or name segment (gs://) of a service's exports.
+
+    Service names come from the logs (``resource.labels.service_name``), so they are never used
+    as paths as they are: a plain name (a letter or digit, then up to 99 letters, digits, ``.``,
+    ``_``, ``-``: every Cloud Run service name) is its own folder; anything else is
+    percent-encoded byte by byte, keeping only letters, digits, ``_`` and ``-``, so ``/``, ``..``,
+    a leading ``.`` or a control character can never become part of a path (``../x`` ->
+    ``%2E%2E%2Fx``; `urllib.parse.unquote` reverses it). An empty name, or one whose encoding is
+    longer than 120 characters, becomes ``%%`` and 32 hex digits of its SHA-256 (not reversible:
+    the period's ``_EXPORT.json`` holds the name). Different names never share a folder.
+
+    >>> service_folder("netra-backend-staging"), service_folder("../../etc"), service_folder("a/b")
+    ('netra-backend-staging', '%2E%2E%2F%2E%2E%2Fetc', 'a%2Fb')
+    """
+    if _SERVICE_NAME.fullmatch(service):
+        return service
+    encoded = "".join(chr(b) if chr(b) in _KEEP else f"%{b:02X}" for b in service.encode("utf-8", "surrogatepass"))
+    if 0 < len(encoded) <= 120:
+        return encoded
+    return "%%" + hashlib.sha256(service.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _confined(root: Path, *parts: str) -> Path:
+    """`root` / parts, refused (StoreError) unless it resolves to a place strictly inside `root`."""
+    path = root.joinpath(*parts)
+    base, real = os.path.realpath(root), os.path.realpath(path)
+    if real == base or os.path.commonpath([base, real]) != base:
+        raise StoreError(f"{path}: resolves to {real}, outside the export destination {base}; refusing to write there",
+                         hint="a symbolic link inside the destination points elsewhere: remove it")
+    return path
 
 
 def _check_service(name: str) -> str:
@@ -379,7 +414,7 @@ def _target(dest: str, *, storage_client: Any, endpoint: str | None, credentials
                           lock_ttl=lock_ttl)
     if "://" in dest:
         raise UsageError(f"--out {dest}: only local directories and gs://BUCKET/PREFIX are supported")
-    return _LocalTarget(Path(dest))
+    return _LocalTarget(Path(dest).expanduser())
 
 
 # ---------------------------------------------------------------------------- local
@@ -419,8 +454,11 @@ class _LocalTarget(_Target):
         self.root = root
         self.uri = str(root)
 
+    def _service_dir(self, service: str) -> Path:
+        return _confined(self.root, service_folder(service))
+
     def location(self, service: str, period: str) -> str:
-        return str(self.root / service / period)
+        return str(self._service_dir(service) / period)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -460,12 +498,15 @@ class _LocalTarget(_Target):
 
     @contextlib.contextmanager
     def staging(self, service: str, period: str, export_id: str) -> Iterator[Path]:
-        service_dir = self.root / service
-        service_dir.mkdir(parents=True, exist_ok=True)
-        folder = service_dir / f".staging-{period}-{export_id}"
-        folder.mkdir()
+        service_dir = self._service_dir(service)
+        final = _confined(self.root, service_dir.name, period)
+        with _write_faults(final):
+            service_dir.mkdir(parents=True, exist_ok=True)
+            folder = service_dir / f".staging-{period}-{export_id}"
+            folder.mkdir()
         try:
-            yield folder
+            with _write_faults(final):
+                yield folder
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # gone after a commit; removes a failed run's files
 
@@ -486,6 +527,20 @@ class _LocalTarget(_Target):
             shutil.rmtree(old)
         _fsync_dir(service_dir)
         return replaced
+
+
+@contextlib.contextmanager
+def _write_faults(where: Path) -> Iterator[None]:
+    """A write the operating system refuses (disk full, quota, read-only) while building the
+    period `where` becomes StoreWriteError naming the file (else the period)."""
+    from logaudit.store import WRITE_ERRNOS, write_failure
+
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in WRITE_ERRNOS:
+            raise
+        raise write_failure(err.filename or where, err, "the previous export of the period is unchanged") from None
 
 
 def _lock_body(extra: dict[str, Any] | None = None) -> bytes:
@@ -582,10 +637,16 @@ class _GcsTarget(_Target):
         self._lock_generation: int | None = None
 
     def location(self, service: str, period: str) -> str:
-        return f"gs://{self.bucket_name}/{self.prefix}{service}/{period}"
+        return f"gs://{self.bucket_name}/{self._name(service_folder(service), period)}"
 
     def _name(self, *parts: str) -> str:
-        return self.prefix + "/".join(parts)
+        """The object name of `parts` under the prefix; a segment that is empty, `.` or `..`
+        (which tools mapping names to paths would resolve outside the prefix) is refused."""
+        rest = "/".join(parts)
+        if any(seg in ("", ".", "..") for seg in rest.split("/")):
+            raise StoreError(f"gs://{self.bucket_name}/{self.prefix}{rest}: not a name inside the export prefix; "
+                             "refusing to write there")
+        return self.prefix + rest
 
     # -- lock
     @contextlib.contextmanager
@@ -642,13 +703,13 @@ class _GcsTarget(_Target):
     # -- build and publish
     @contextlib.contextmanager
     def staging(self, service: str, period: str, export_id: str) -> Iterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="logaudit-export-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="logaudit-export-") as tmp, _write_faults(Path(tmp)):
             yield Path(tmp)
 
     def commit(self, service: str, period: str, export_id: str, folder: Path, manifest: dict[str, Any]) -> bool:
         from google.api_core import exceptions as gexc
 
-        base = self._name(service, period)
+        base = self._name(service_folder(service), period)
         manifest_name = f"{base}/{MANIFEST}"
         uploaded: list[str] = []
         manifest = dict(manifest, prefix=f"{export_id}/",
@@ -709,39 +770,47 @@ def _content_type(name: str) -> str:
 
 # ============================================================================ reading exports
 def read_manifest(dest: str | os.PathLike, service: str, period: str, *, client: Any = None) -> dict | None:
-    """The manifest of a complete export, or None when the period is missing or incomplete."""
+    """The manifest of a complete export of `service` (its name, as in the logs), or None when
+    the period is missing or incomplete."""
     dest = str(dest)
     if dest.startswith("gs://"):
         from google.api_core import exceptions as gexc
 
         target = _GcsTarget(dest, client=client, endpoint=None, credentials_file=None, lock_ttl=0)
-        name = target._name(service, period, MANIFEST)
+        name = target._name(service_folder(service), period, MANIFEST)
         try:
             with _gcs_calls(f"gs://{target.bucket_name}/{name}", gexc.NotFound):
                 data = target.bucket.blob(name).download_as_bytes()
         except gexc.NotFound:
             return None
-    else:
-        path = Path(dest) / service / period / MANIFEST
-        if not path.is_file():
-            return None
-        data = path.read_bytes()
+        return _complete(data)
+    return _read_local_manifest(_confined(Path(dest).expanduser(), service_folder(service), period) / MANIFEST)
+
+
+def _read_local_manifest(path: Path) -> dict | None:
+    return _complete(path.read_bytes()) if path.is_file() else None
+
+
+def _complete(data: bytes) -> dict | None:
     manifest = orjson.loads(data)
     return manifest if manifest.get("complete") and manifest.get("format") == FORMAT else None
 
 
 def list_exports(dest: str | os.PathLike, service: str | None = None) -> list[tuple[str, str]]:
-    """(service, period) of every complete local export under `dest`, sorted."""
-    root = Path(dest)
+    """(service, period) of every complete local export under `dest`, sorted; the service as
+    its manifest names it (folders of names that are not plain are encoded, see `service_folder`)."""
+    root = Path(dest).expanduser()
     out = []
     for service_dir in sorted(p for p in root.glob("*") if p.is_dir() and not p.name.startswith(".")):
-        if service is not None and service_dir.name != service:
+        if service is not None and service_dir.name != service_folder(service):
             continue
         for period_dir in sorted(p for p in service_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if read_manifest(root, service_dir.name, period_dir.name) is not None:
-                out.append((service_dir.name, period_dir.name))
-    return out
+            manifest = _read_local_manifest(period_dir / MANIFEST)
+            if manifest is not None:
+                out.append((manifest.get("service", service_dir.name), period_dir.name))
+    return sorted(out)
 
 
 __all__ = ["DEFAULT_ALIGN", "FORMAT", "LOCK_NAME", "MANIFEST", "ExportResult", "PeriodExport", "exchange_paths",
-           "export", "export_window", "floor_time", "list_exports", "period_name", "read_manifest", "storage_client"]
+           "export", "export_window", "floor_time", "list_exports", "period_name", "read_manifest", "service_folder",
+           "storage_client"]

@@ -32,6 +32,7 @@ PosixPath('report/report.html')
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import os
 import re
@@ -257,6 +258,17 @@ def _html_runs(value: Runs) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+
+
+def _file_slug(name: str) -> str:
+    """A chart file name part for a service name taken from the logs: the name itself when it is
+    lower-case letters, digits and single hyphens (every Cloud Run service name), else a slug of
+    at most 60 characters plus a hash of the name, so that it is short enough for any file
+    system and two services never share a chart."""
+    slug = _slug(name)
+    if slug == name and len(slug) <= 60:
+        return slug
+    return f"{slug[:60].strip('-')}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
 
 
 def to_html(blocks: Sequence[Block], title: str, *, footer: str = "") -> str:
@@ -485,7 +497,7 @@ def _draw_charts(audit: Audit, window: Window, summary: dict[str, Any], bucket: 
     for service in summary["services"]:
         if not (revisions["service"] == service).any():
             continue
-        slug = _slug(service)
+        slug = _file_slug(service)
         out[f"error-rate-{slug}"] = charts.save_png(
             charts.error_rate_timeline(timeline, revisions, service=service), folder / f"error-rate-{slug}.png")
         status = status_timeline(audit, window, bucket, service=service)
@@ -685,7 +697,7 @@ def _revisions_section(summary: dict[str, Any], chart_files: dict[str, Path], fi
     blocks.append(Para("Latency percentiles leave out WebSocket upgrades (status 101), whose latency is how long "
                        "the connection stayed open."))
     for service in summary["services"]:
-        key = f"error-rate-{_slug(service)}"
+        key = f"error-rate-{_file_slug(service)}"
         if key in chart_files:
             blocks.append(figures(chart_files[key], f"Error rate over time for {service}, by revision",
                                   f"{service}: ERROR+ entries as a share of entries per revision, deploys marked; "
@@ -713,7 +725,7 @@ def _endpoints_section(summary: dict[str, Any], chart_files: dict[str, Path], fi
             blocks.append(Para(f"{len(endpoints) - MAX_ENDPOINTS} more (service, method, path, status) rows "
                                "are in summary.json."))
     for service in summary["services"]:
-        key = f"status-codes-{_slug(service)}"
+        key = f"status-codes-{_file_slug(service)}"
         if key in chart_files:
             blocks.append(figures(chart_files[key], f"HTTP status classes over time for {service}",
                                   f"{service}: requests per status class per time bucket; below, the 4xx and 5xx "

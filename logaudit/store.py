@@ -2,16 +2,24 @@
 
 Layout (everything below the store root)::
 
+    logaudit-store.json                                 the store's format (STORE_FORMAT), checked on open
     entries/date=YYYY-MM-DD/part-<time>-<id>.parquet   canonical entry rows, sorted by timestamp
     manifest/<time>-<id>.json                           one record per ingest or pull
     rejects/<ingest id>.jsonl                           what was not a LogEntry, with file:line and reason
     .lock                                               held while writing
+    matches/, cache/, cursors/                          derived data (classification, aggregates, pulls)
+    quarantine/<time>/...                               damaged files moved aside by `Store.repair`
 
 Partitioned by UTC date because every question logaudit asks is bounded in time: a 6 h
 summary opens one or two partitions, and deduplicating a new batch only reads the key columns
 of the partitions the batch touches. Entry files are immutable once written (written to a
 temporary name and renamed into place), so an interrupted ingest leaves the store as it was
 plus whole batches, and caches keyed by file name (classification) stay valid.
+
+Faults are typed: a write the operating system refuses (disk full, quota, read-only) raises
+StoreWriteError and leaves no temporary file; a damaged or foreign file raises StoreDamagedError
+naming it (`Store.explain`); a read-only store is read with its caches kept for the process only
+(`Store.writable`, `scratch_dir`). `Store.check` and `Store.repair` verify and mend a store.
 
 >>> from logaudit.store import Store
 >>> store = Store("logaudit-store")              # doctest: +SKIP
@@ -21,9 +29,15 @@ plus whole batches, and caches keyed by file name (classification) stay valid.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import fcntl
+import logging
 import os
+import re
+import shutil
+import tempfile
 import time
 import uuid
 from collections import deque
@@ -32,7 +46,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -41,12 +55,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from logaudit.errors import LockedError, StoreError
+from logaudit.errors import LockedError, LogauditError, StoreDamagedError, StoreError, StoreWriteError
 from logaudit.normalize import normalize_batch
 from logaudit.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
 from logaudit.sources.files import Batch, discover, iter_batches
 
+if TYPE_CHECKING:
+    from logaudit.storecheck import CheckReport, RepairReport
+
 DEFAULT_STORE = "logaudit-store"
+#: The store's format, recorded in MARKER; a store of a newer format is refused, not misread.
+STORE_FORMAT = 1
+MARKER = "logaudit-store.json"
+#: Where `Store.repair` moves damaged files (never read by logaudit).
+QUARANTINE = "quarantine"
 #: Reject records kept per ingest (beyond this only the count grows).
 MAX_REJECT_RECORDS = 10_000
 #: Characters of a rejected line kept in its reject record (cut after redaction).
@@ -58,9 +80,14 @@ _STATISTICS_COLUMNS = ["timestamp", "receive_timestamp", "service", "revision", 
 Progress = Callable[[str, int, int], None]  # (source, bytes_done, rows_done)
 
 
+log = logging.getLogger("logaudit")
+_NOTED_READ_ONLY: set[Path] = set()
+_SCRATCH: dict[Path, Path] = {}
+
+
 def default_store_path() -> Path:
-    """$LOGAUDIT_STORE, else ./logaudit-store."""
-    return Path(os.environ.get("LOGAUDIT_STORE") or DEFAULT_STORE)
+    """$LOGAUDIT_STORE (with ~ expanded), else ./logaudit-store."""
+    return Path(os.environ.get("LOGAUDIT_STORE") or DEFAULT_STORE).expanduser()
 
 
 @dataclass
@@ -82,7 +109,8 @@ class IngestReport:
     ingest_id: str
     started: str
     finished: str = ""
-    status: str = "running"
+    status: str = "running"  # then complete, interrupted or failed
+    error: str | None = None  # why a failed ingest failed
     sources: list[SourceCounts] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
     files_written: int = 0
@@ -112,24 +140,123 @@ class IngestReport:
 
 
 class Store:
-    """A logaudit store directory. Creating the object creates the directory when `create`."""
+    """A logaudit store directory.
 
-    def __init__(self, root: str | os.PathLike | None = None, *, create: bool = True) -> None:
-        self.root = Path(root) if root is not None else default_store_path()
-        if not self.root.exists():
+    With `create` (writers: ingest, pull) a missing or empty directory becomes a store; without
+    it (readers) nothing is ever created, and a directory that is not a store is refused. The
+    store's format (``logaudit-store.json``) is checked on open: a store written by a newer
+    logaudit raises StoreError. `verify=False` opens a store whose marker is damaged (for
+    `check` / `repair`, which report it).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, create: bool = True, verify: bool = True) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_store_path()
+        self._verified: set[Path] = set()  # entry files whose Parquet framing was checked (they never change)
+        self._writable: bool | None = None
+        self.marker_problem: str | None = None
+        new = not self.root.exists()
+        if new:
             if not create:
                 raise StoreError(
                     f"{self.root}: no store here",
                     hint="ingest something first (`logaudit ingest FILE`) or pass --store / set LOGAUDIT_STORE",
                 )
-            self.root.mkdir(parents=True)
+            with write_errors(self.root):
+                self.root.mkdir(parents=True)
         elif not self.root.is_dir():
             raise StoreError(f"{self.root}: exists and is not a directory")
-        for sub in ("entries", "manifest", "rejects"):
-            (self.root / sub).mkdir(exist_ok=True)
+        marker = self._read_marker(verify)
+        if marker is None and not self._looks_like_store():
+            if not create:
+                raise StoreError(f"{self.root}: not a logaudit store (no {MARKER}, entries/ or manifest/)",
+                                 hint="pass the store's directory with --store or LOGAUDIT_STORE")
+            if any(self.root.iterdir()):
+                raise StoreError(f"{self.root}: not a logaudit store, and not empty: refusing to create a store here",
+                                 hint="give --store / LOGAUDIT_STORE a new or empty directory")
+            new = True
+        if create:
+            for sub in ("entries", "manifest", "rejects"):
+                with write_errors(self.root / sub):
+                    (self.root / sub).mkdir(exist_ok=True)
+        if marker is None and self.marker_problem is None:
+            self._adopt(required=new, note=not create)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
+
+    # ------------------------------------------------------------------ format and writability
+    def _looks_like_store(self) -> bool:
+        return (self.root / "entries").is_dir() or (self.root / "manifest").is_dir()
+
+    def _read_marker(self, verify: bool) -> dict[str, Any] | None:
+        """The store marker, or None when there is none; raises for a newer or unknown format."""
+        path = self.root / MARKER
+        try:
+            marker = orjson.loads(path.read_bytes())
+            fmt = marker["format"]
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as err:
+            self.marker_problem = f"damaged store marker ({_reason(err)})"
+            if verify:
+                raise StoreError(f"{path}: {self.marker_problem}",
+                                 hint=f"`logaudit store repair --store {self.root}` rewrites it") from None
+            return None
+        if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > STORE_FORMAT:
+            raise StoreError(f"{self.root}: this store was written by a newer logaudit (format {fmt}); upgrade logaudit",
+                             hint=f"this logaudit ({_version()}) reads store format {STORE_FORMAT}")
+        if fmt != STORE_FORMAT:
+            raise StoreError(f"{self.root}: unknown store format {fmt!r} in {MARKER}",
+                             hint=f"this logaudit ({_version()}) reads store format {STORE_FORMAT}")
+        return marker
+
+    def _adopt(self, required: bool, note: bool) -> None:
+        """Record the format of a new store, or of one written before the marker existed (when
+        the store can be written: a reader of a read-only store carries on without)."""
+        body = orjson.dumps({"format": STORE_FORMAT, "created_by": f"logaudit {_version()}"}, option=orjson.OPT_INDENT_2)
+        try:
+            atomic_write(self.root / MARKER, body)
+        except StoreWriteError as err:
+            if required:
+                raise
+            if err.errno in _READ_ONLY_ERRNOS:
+                self._read_only(os.strerror(err.errno), note=note)
+        else:
+            self._writable = True
+
+    @property
+    def writable(self) -> bool:
+        """Whether files can be created in the store (probed once: creating a file is the only
+        test that holds for root and read-only mounts alike). Readers skip their caches when not."""
+        if self._writable is None:
+            probe = self.root / f".write-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}.tmp"
+            try:
+                os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                probe.unlink(missing_ok=True)
+                self._writable = True
+            except OSError as err:
+                self._read_only(err.strerror or str(err))
+        return bool(self._writable)
+
+    def _read_only(self, reason: str, note: bool = True) -> None:
+        self._writable = False
+        if note and self.root not in _NOTED_READ_ONLY:  # once per store and process, not per file
+            _NOTED_READ_ONLY.add(self.root)
+            log.warning("%s is read-only (%s): nothing is saved to it; new cache results are kept for this run only",
+                        self.root, reason)
+
+    def check(self, *, quick: bool = False) -> CheckReport:
+        """Verify every file of the store; see `logaudit.storecheck.check`."""
+        from logaudit.storecheck import check
+
+        return check(self, quick=quick)
+
+    def repair(self) -> RepairReport:
+        """Quarantine damaged files, remove stale temporary files, mark dead ingests interrupted;
+        see `logaudit.storecheck.repair`."""
+        from logaudit.storecheck import repair
+
+        return repair(self)
 
     # ------------------------------------------------------------------ reading
     def entry_files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
@@ -144,7 +271,43 @@ class Store:
                 continue
             if lo <= day <= hi:
                 out.extend(sorted(part.glob("*.parquet")))
+        self._verify_framing(out)
         return out
+
+    def _verify_framing(self, files: list[Path]) -> None:
+        """Raise StoreDamagedError for entry files that are not whole Parquet files (truncated,
+        or something else): two small reads per file, once per file and Store object."""
+        damaged = []
+        for path in files:
+            if path not in self._verified:
+                problem = parquet_framing_problem(path)
+                if problem is None:
+                    self._verified.add(path)
+                else:
+                    damaged.append((path, problem))
+        if damaged:
+            raise damaged_error(self.root, damaged)
+
+    def explain(self, err: BaseException) -> LogauditError | None:
+        """The typed error behind a failure while reading or writing the store, or None.
+
+        A write that the operating system refused (disk full, quota, read-only) becomes a
+        StoreWriteError; a read that failed because of a damaged or foreign store file becomes
+        a StoreDamagedError naming it (files named in the error are checked in full, else
+        every entry file's footer and schema).
+        """
+        if isinstance(err, LogauditError):
+            return err
+        if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+            return write_failure(err.filename or self.root, err)
+        if not isinstance(err, duckdb.Error | pa.ArrowException | OSError) or isinstance(err, duckdb.InterruptException):
+            return None
+        from logaudit.storecheck import file_problem
+
+        named = [p for p in _paths_in(str(err), self.root) if p.is_file()]
+        candidates = named or sorted((self.root / "entries").glob("date=*/*.parquet"))
+        damaged = [(p, why) for p in candidates if (why := file_problem(self.root, p, deep=bool(named)))]
+        return damaged_error(self.root, damaged) if damaged else None
 
     def read_entries(self, since: datetime | None = None, until: datetime | None = None) -> pa.Table:
         """All entries with since <= timestamp < until, as one Arrow table (small windows only)."""
@@ -159,15 +322,29 @@ class Store:
         return table
 
     def manifest(self) -> list[dict[str, Any]]:
-        """Every ingest/pull record, oldest first."""
-        records = []
-        for path in (self.root / "manifest").glob("*.json"):
-            with contextlib.suppress(OSError, orjson.JSONDecodeError):
-                records.append(orjson.loads(path.read_bytes()))
-        return sorted(records, key=lambda r: (r.get("started") or "", r.get("ingest_id") or ""))
+        """Every ingest/pull record, oldest first (records that cannot be read are left out; `info` lists them)."""
+        return self._manifest()[0]
+
+    def _manifest(self) -> tuple[list[dict[str, Any]], list[str]]:
+        records, unreadable = [], []
+        for path in sorted((self.root / "manifest").glob("*.json")):
+            try:
+                record = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                record = None
+            if isinstance(record, dict) and isinstance(record.get("ingest_id"), str) \
+                    and isinstance(record.get("status"), str):
+                records.append(record)
+            else:
+                unreadable.append(_relative(self.root, path))
+        return sorted(records, key=lambda r: (r.get("started") or "", r.get("ingest_id") or "")), unreadable
 
     def info(self) -> dict[str, Any]:
         """Size, time range and row counts of the store, plus its manifest."""
+        with self.faults():
+            return self._info()
+
+    def _info(self) -> dict[str, Any]:
         files = self.entry_files()
         stats: dict[str, Any] = {"store": str(self.root), "files": len(files), "entries": 0,
                                  "first": None, "last": None, "bytes": sum(f.stat().st_size for f in files),
@@ -181,16 +358,29 @@ class Store:
             stats["entries"] = row[0]
             stats["first"] = _rfc3339(row[1])
             stats["last"] = _rfc3339(row[2])
-        manifest = self.manifest()
+        manifest, unreadable = self._manifest()
         stats["ingests"] = manifest
         stats["rejected_total"] = sum(m.get("rejected", 0) for m in manifest)
+        stats["manifest_unreadable"] = unreadable
         return stats
+
+    @contextlib.contextmanager
+    def faults(self) -> Iterator[None]:
+        """Raise what `explain` makes of a failure inside the block (else the failure as it is)."""
+        try:
+            yield
+        except (duckdb.Error, pa.ArrowException, OSError) as err:
+            typed = self.explain(err)
+            if typed is None or typed is err:
+                raise
+            raise typed from err
 
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def lock(self, wait: bool = False) -> Iterator[None]:
         """Exclusive writer lock; raises LockedError if another process holds it and not `wait`."""
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        with write_errors(self.root):
+            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -205,8 +395,8 @@ class Store:
 
     def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
                      batch_size: int = 75_000) -> IngestReport:
-        """Ingest files and directories (see logaudit.sources.files for formats)."""
-        files = discover(paths)
+        """Ingest files and directories (see logaudit.sources.files for formats); `~` is expanded."""
+        files = discover([os.path.expanduser(p) for p in paths])
         return self.ingest_batches(((str(f), iter_batches(f, batch_size=batch_size)) for f in files), progress=progress)
 
     def ingest_entries(self, entries: Iterable[dict[str, Any]], source: str, *, batch_size: int = 50_000,
@@ -238,27 +428,49 @@ class Store:
             self.write_manifest(report, kind, extra)
             writer = _Writer(self, report)
             try:
-                for source, batches in sources:
-                    counts = SourceCounts(source)
-                    report.sources.append(counts)
-                    bytes_done = 0
-                    for batch in batches:
-                        self._ingest_batch(batch, counts, report, writer)
-                        bytes_done += batch.bytes_read
-                        if progress:
-                            progress(source, bytes_done, counts.read)
-                writer.close()
+                with self.faults():
+                    for source, batches in sources:
+                        counts = SourceCounts(source)
+                        report.sources.append(counts)
+                        bytes_done = 0
+                        for batch in batches:
+                            self._ingest_batch(batch, counts, report, writer)
+                            bytes_done += batch.bytes_read
+                            if progress:
+                                progress(source, bytes_done, counts.read)
+                    writer.close()
                 report.status = "complete"
-            except BaseException:
-                writer.close(cancel=True)
-                report.status = "interrupted"
-                raise
+            except BaseException as err:
+                with contextlib.suppress(Exception):  # a failed write is `err` itself
+                    writer.close(cancel=True)
+                if not isinstance(err, StoreError):
+                    report.status = "interrupted"
+                    raise
+                failure = _with_state(err, report.files_written)
+                report.status, report.error = "failed", failure.message
+                if failure is err:
+                    raise
+                raise failure from err
             finally:
                 report.finished = _rfc3339(datetime.now(UTC))
                 report.seconds = round(time.perf_counter() - t0, 3)
-                self.write_rejects(report)
-                self.write_manifest(report, kind, extra)
+                self._record_end(report, kind, extra)
         return report
+
+    def _record_end(self, report: IngestReport, kind: str, extra: dict[str, Any] | None) -> None:
+        """Write the rejects and the final manifest record; when the ingest already failed, a
+        second failure here (the disk is still full) leaves the record as it was."""
+        failed = report.status != "complete"
+        try:
+            self.write_rejects(report)
+        except StoreWriteError:
+            if not failed:
+                raise
+        try:
+            self.write_manifest(report, kind, extra)
+        except StoreWriteError:
+            if not failed:
+                raise
 
     def _ingest_batch(self, batch: Batch, counts: SourceCounts, report: IngestReport,
                       writer: _Writer) -> None:
@@ -319,17 +531,24 @@ class Store:
     def _write_partitions(self, rows: pa.Table) -> int:
         days = rows["timestamp"].cast(pa.int64()).to_numpy() // _NS_PER_DAY
         lo, hi = int(days.min()), int(days.max())
-        written = 0
-        for day in ([lo] if lo == hi else np.unique(days).tolist()):
-            part = rows if lo == hi else rows.filter(pa.array(days == day))  # one day: no copy
-            folder = self.root / "entries" / f"date={_KeyIndex.day_name(day)}"
-            folder.mkdir(exist_ok=True)
-            name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
-            tmp = folder / f".{name}.tmp"
-            pq.write_table(part, tmp, compression="zstd", compression_level=1, row_group_size=128 * 1024,
-                           use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=_STATISTICS_COLUMNS)
-            _fsync_replace(tmp, folder / name)
-            written += 1
+        written = rows_written = 0
+        try:
+            for day in ([lo] if lo == hi else np.unique(days).tolist()):
+                part = rows if lo == hi else rows.filter(pa.array(days == day))  # one day: no copy
+                folder = self.root / "entries" / f"date={_KeyIndex.day_name(day)}"
+                with write_errors(folder):
+                    folder.mkdir(exist_ok=True)
+                name = f"part-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
+                tmp = folder / f".{name}.tmp"
+                with write_errors(folder / name, tmp):
+                    pq.write_table(part, tmp, compression="zstd", compression_level=1, row_group_size=128 * 1024,
+                                   use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=_STATISTICS_COLUMNS)
+                    _fsync_replace(tmp, folder / name)
+                written += 1
+                rows_written += part.num_rows
+        except StoreWriteError as err:
+            err.files_written, err.rows_written = written, rows_written  # the days before the failure are stored
+            raise
         return written
 
     def write_session(self) -> WriteSession:
@@ -457,7 +676,12 @@ class _Writer:
         self.pending.append(self.pool.submit(self._write, rows, counts))
 
     def _write(self, rows: pa.Table, counts: SourceCounts) -> None:
-        new, duplicates, files = self.session.write(rows)
+        try:
+            new, duplicates, files = self.session.write(rows)
+        except StoreWriteError as err:  # a batch spanning days may have stored some of them
+            counts.new_rows += err.rows_written
+            self.report.files_written += err.files_written
+            raise
         counts.new_rows += new
         counts.duplicates += duplicates
         self.report.files_written += files
@@ -511,13 +735,145 @@ def _clip(text: str) -> str:
     return cut[:end] + "\u2026"
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temporary file and a rename: readers see old or new, never half."""
+    """Write `data` to `path` via a fsynced temporary file and a rename: readers see old or new, never half.
+
+    Raises StoreWriteError (and leaves no temporary file) when the operating system refuses.
+    """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with write_errors(path, tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def write_errors(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """Turn an OSError raised while writing `path` (through `tmp`) into StoreWriteError, removing `tmp`."""
+    try:
+        yield
+    except OSError as err:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise write_failure(path, err) from None
+
+
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+#: What the operating system says when a write cannot be done (as opposed to a file that is unreadable).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+_WRITE_FAULTS = {
+    errno.ENOSPC: ("disk full while writing {path}: free space and re-run; {state}", None),
+    errno.EDQUOT: ("disk quota exceeded while writing {path}: free space or raise the quota, and re-run; {state}", None),
+    errno.EFBIG: ("file size limit exceeded while writing {path}: raise the limit (ulimit -f) and re-run; {state}", None),
+    errno.EROFS: ("read-only file system: cannot write {path}; {state}",
+                  "reading a read-only store works; ingest and pull need a writable one"),
+    errno.EACCES: ("permission denied writing {path}; {state}", "check the owner and permissions of the store"),
+    errno.EPERM: ("permission denied writing {path}; {state}", "check the owner and permissions of the store"),
+    errno.EIO: ("I/O error while writing {path}: check the disk before re-running; {state}", None),
+}
+
+
+def write_failure(path: str | os.PathLike, err: OSError, state: str = "the store is unchanged") -> StoreWriteError:
+    """The StoreWriteError for `err` (an OSError raised while writing `path`)."""
+    code = err.errno
+    text, hint = _WRITE_FAULTS.get(code, ("{reason} while writing {path}; {state}", None))
+    reason = os.strerror(code) if code else (err.strerror or str(err))
+    return StoreWriteError(text.format(path=path, state=state, reason=reason), path=str(path), errno=code, hint=hint)
+
+
+def _with_state(err: StoreError, files_written: int) -> StoreError:
+    """`err` saying what an ingest that failed after writing `files_written` files left in the store."""
+    if not isinstance(err, StoreWriteError) or not files_written:
+        return err
+    many = files_written > 1
+    state = (f"{files_written} entry file{'s' if many else ''} written before the failure {'are' if many else 'is'} "
+             "complete and kept; re-running adds exactly what is missing")
+    return StoreWriteError(err.message.replace("the store is unchanged", state), path=err.path, errno=err.errno,
+                           hint=err.hint)
+
+
+def parquet_framing_problem(path: Path) -> str | None:
+    """What is wrong with the framing of a Parquet file (magic bytes, footer length), or None.
+
+    Two small reads: cheap enough to run on every file before it is queried, and it catches
+    what damage usually is (a truncated copy, an interrupted transfer, a file that is not Parquet).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as err:
+        return f"cannot be opened ({err.strerror})"
+    try:
+        size = os.fstat(fd).st_size
+        if size < 12:
+            return f"not a Parquet file: {size} bytes (truncated?)"
+        head, tail = os.pread(fd, 4, 0), os.pread(fd, 8, size - 8)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    finally:
+        os.close(fd)
+    if head != b"PAR1":
+        return "not a Parquet file (no PAR1 header)"
+    if tail[4:] != b"PAR1":
+        return "truncated or damaged Parquet file (no footer at the end)"
+    if int.from_bytes(tail[:4], "little") + 12 > size:
+        return "truncated or damaged Parquet file (footer longer than the file)"
+    return None
+
+
+def damaged_error(root: Path, damaged: list[tuple[Path, str]]) -> StoreDamagedError:
+    """The error for damaged files of the store at `root`: names them and the fix."""
+    first, why = damaged[0]
+    rels = [_relative(root, p) for p, _ in damaged]
+    days = sorted({r.split("/")[1].removeprefix("date=") for r in rels if r.startswith("entries/date=")})
+    kind = "entry file" if rels[0].startswith("entries/") else "store file"
+    others = len(damaged) - 1
+    more = f" (and {others} more damaged file{'s' if others > 1 else ''})" if others else ""
+    hint = (f"`logaudit store check --store {root}` lists every damaged file; `logaudit store repair "
+            f"--store {root}` moves them to {root / QUARANTINE}/")
+    hint += f"; then re-ingest the sources of {', '.join(days)}" if days else "; re-run the command afterwards"
+    what = why if why.startswith("not ") else f"damaged {kind}: {why}"  # foreign files say what they are not
+    return StoreDamagedError(f"{first}: {what}{more}", problems=[(str(p), w) for p, w in damaged], hint=hint)
+
+
+def scratch_dir(root: Path, *, create: bool = True) -> Path | None:
+    """A private temporary directory standing in for the caches of the read-only store at
+    `root` (one per store and process, removed when the process ends); None if not `create`d."""
+    if root not in _SCRATCH and create:
+        path = Path(tempfile.mkdtemp(prefix="logaudit-cache-"))
+        atexit.register(shutil.rmtree, path, True)
+        _SCRATCH[root] = path
+    return _SCRATCH.get(root)
+
+
+def _relative(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _paths_in(text: str, root: Path) -> list[Path]:
+    """Files under `root` that an error message names."""
+    return [Path(m) for m in dict.fromkeys(re.findall(re.escape(str(root)) + r"/[^'\"\s]+", text))]
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    if isinstance(err, KeyError | TypeError):
+        return "no format field"
+    return " ".join(str(err).split())[:120] or type(err).__name__
+
+
+def _version() -> str:
+    from logaudit import __version__
+
+    return __version__
 
 
 def _fsync_replace(tmp: Path, final: Path) -> None:

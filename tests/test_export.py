@@ -17,13 +17,16 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ingest_bundled_sample
+from conftest import in_namespace, ingest_bundled_sample, needs_mounts
 from fake_logging import FakeLogging, make_entries, ts_ns
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logaudit import export as ex
 from logaudit.errors import LockedError, SourceError, UsageError
@@ -563,3 +566,122 @@ def test_gs_lock(sample, emulator, bucket, cli):
         taken = orjson.loads(gbucket.blob("p/.logaudit-export.lock").download_as_bytes())
         assert taken["pid"] == os.getpid()
     assert names(client, gbucket.name) == []
+
+
+# ------------------------------------------------------------------------------ names from the logs are not paths
+#: Service names as a log entry may carry them, and the folder each must get (see `service_folder`).
+HOSTILE = {
+    "../../escaped": "%2E%2E%2F%2E%2E%2Fescaped",
+    "..": "%2E%2E",
+    ".staging-x": "%2Estaging-x",  # a leading dot would hide it from readers and the next run's clean-up
+    "a/b": "a%2Fb",
+    "snow\u2603": "snow%E2%98%83",
+    "%2E%2E": "%252E%252E",  # already looks encoded: stays distinct from ".."
+    "ok-svc": "ok-svc",
+    "x" * 300: "%%" + hashlib.sha256(b"x" * 300).hexdigest()[:32],
+}
+KEPT = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+HOSTILE_SINCE, HOSTILE_UNTIL = "2026-11-28T10:00:00Z", "2026-11-28T11:00:00Z"
+HOSTILE_PERIOD = "2026-11-28T1000Z_2026-11-28T1100Z"
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory):
+    """A store whose entries name services like paths: relative, absolute (inside this test's
+    folder, so that a write through it stays observable), hidden, nested, long."""
+    from logaudit.store import Store
+
+    base = tmp_path_factory.mktemp("hostile")
+    store = Store(base / "store")
+    absolute = f"{base}/absolute-escape"
+    names = {**HOSTILE, absolute: "".join(c if c in KEPT else "".join(f"%{b:02X}" for b in c.encode()) for c in absolute)}
+    for i, name in enumerate(names):
+        store.ingest_entries(make_entries(3, service=name, prefix=f"s{i}-"), f"svc{i}")
+    return base, store, names
+
+
+def test_service_names_from_the_logs_stay_inside_dest(hostile_store, cli):
+    base, store, names = hostile_store
+    dest = base / "deep" / "out"
+    result = cli("export", "--store", store.root, "--out", dest, "--since", HOSTILE_SINCE, "--until", HOSTILE_UNTIL,
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    periods = {p["service"]: p for p in json.loads(result.stdout)["periods"]}
+    assert set(periods) == set(names)
+    for name, folder in names.items():
+        assert periods[name]["location"] == str(dest / folder / HOSTILE_PERIOD), name
+        manifest = ex.read_manifest(dest, name, HOSTILE_PERIOD)
+        assert (manifest["service"], manifest["entries"]) == (name, 3)
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*names.values(), ".logaudit-export.lock"])
+    assert sorted(p.name for p in base.iterdir()) == ["deep", "store"]  # nothing escaped
+    assert sorted(p.name for p in (base / "deep").iterdir()) == ["out"]
+    assert ex.list_exports(dest) == sorted((name, HOSTILE_PERIOD) for name in names)
+    assert ex.list_exports(dest, "../../escaped") == [("../../escaped", HOSTILE_PERIOD)]
+    charts = sorted(p.name for p in (dest / names["x" * 300] / HOSTILE_PERIOD / "charts").iterdir())
+    tag = hashlib.sha256(b"x" * 300).hexdigest()[:8]
+    assert f"error-rate-{'x' * 60}-{tag}.png" in charts  # bounded, and tied to this one service
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_service_folders_are_distinct_and_reversible(a, b):
+    fa, fb = ex.service_folder(a), ex.service_folder(b)
+    assert fa not in ("", ".", "..") and "/" not in fa and not fa.startswith(".")
+    assert (fa == fb) == (a == b)
+    if not fa.startswith("%%"):
+        assert unquote(fa, errors="surrogatepass") == a
+
+
+def test_a_symbolic_link_in_dest_does_not_lead_outside(sample, tmp_path, cli):
+    store, _ = sample
+    dest, outside = tmp_path / "dest", tmp_path / "outside"
+    dest.mkdir()
+    outside.mkdir()
+    (dest / BACKEND).symlink_to(outside)
+    result = cli("export", "--store", store.root, "--out", dest, "--since", SINCE, "--until", UNTIL, "--service", BACKEND,
+                 "--quiet")
+    assert result.exit_code == 3
+    assert result.stderr == (f"error: export failed: {dest / BACKEND}: resolves to {outside}, outside the export "
+                             f"destination {dest}; refusing to write there (hint: a symbolic link inside the "
+                             "destination points elsewhere: remove it)\n")
+    assert list(outside.iterdir()) == []
+
+
+def test_gs_object_names_from_the_logs_stay_under_the_prefix(hostile_store, emulator, bucket, cli):
+    base, store, names = hostile_store
+    gbucket, client = bucket
+    dest = f"gs://{gbucket.name}/team/exports"
+    result = cli("export", "--store", store.root, "--out", dest, "--since", HOSTILE_SINCE, "--until", HOSTILE_UNTIL,
+                 "--storage-endpoint", emulator, "--format", "json")
+    assert result.exit_code == 0, result.output
+    objects = [b.name for b in client.list_blobs(gbucket.name)]
+    assert objects and all(n.startswith("team/exports/") for n in objects)
+    assert not [n for n in objects if {"", ".", ".."} & set(n.split("/"))]
+    manifests = sorted(n for n in objects if n.endswith("/_EXPORT.json"))
+    assert manifests == sorted(f"team/exports/{folder}/{HOSTILE_PERIOD}/_EXPORT.json" for folder in names.values())
+    for name in names:
+        assert ex.read_manifest(dest, name, HOSTILE_PERIOD, client=client)["service"] == name
+
+
+@needs_mounts
+def test_a_full_disk_fails_the_export_and_keeps_the_previous_one(sample, tmp_path):
+    store, _ = sample
+    disk, kept = tmp_path / "disk", tmp_path / "kept"
+    disk.mkdir()
+    common = f"--store {store.root} --since {SINCE} --until {UNTIL} --service {BACKEND} --quiet"
+    results = in_namespace(f"""
+mount -t tmpfs -o size=8m tmpfs {disk}
+run first export --out {disk}/exports {common}
+cp -a {disk}/exports {kept}
+dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null || true
+run second export --out {disk}/exports {common}
+rm {disk}/filler
+cp -a {disk}/exports {tmp_path}/after
+""", tmp_path / "results")
+    assert results["first"].returncode == 0, results["first"].stderr
+    assert (results["second"].returncode, results["second"].stderr) == (
+        3, f"error: export failed: disk full while writing {disk}/exports/{BACKEND}/{PERIOD}: free space and re-run; "
+           "the previous export of the period is unchanged\n")
+    def period(root: Path) -> dict[str, str]:  # (the lock file names the run holding it)
+        return {k: v for k, v in tree(root).items() if k != ".logaudit-export.lock"}
+
+    assert period(tmp_path / "after") == period(kept) and len(period(kept)) == len(FILES)  # no staging left

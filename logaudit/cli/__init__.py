@@ -6,8 +6,11 @@ lets `run_cli` turn typed library errors into a one-line message and an exit cod
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
+import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -15,15 +18,26 @@ from typing import Any
 
 import click
 
-from logaudit.errors import LogauditError
+from logaudit.errors import InputError, LogauditError
 from logaudit.heap import tune_allocator
+
+
+class ExpandedPath(click.Path):
+    """click.Path with a leading `~` expanded: the shell does not expand it in environment
+    variables (LOGAUDIT_STORE='~/x') or quoted arguments."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            value = os.path.expanduser(value)
+        return super().convert(value, param, ctx)
+
 
 store_option = click.option(
     "--store",
     "store_dir",
     envvar="LOGAUDIT_STORE",
     default=None,
-    type=click.Path(file_okay=False),
+    type=ExpandedPath(file_okay=False),
     help="Store directory (default: $LOGAUDIT_STORE, else ./logaudit-store).",
 )
 
@@ -56,20 +70,68 @@ def echo_json(obj: Any) -> None:
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn LogauditError into `error: ...` on stderr and its exit code; Ctrl-C into 130."""
+    """Turn LogauditError into `error: ...` on stderr and its exit code; Ctrl-C into 130.
+
+    A failure of the operating system, DuckDB or Arrow that a damaged store file or a refused
+    write explains becomes that typed error (`explain_failure`); anything else is a bug and
+    keeps its traceback.
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except LogauditError as err:
-            click.secho(f"error: {err}", fg="red", err=True)
-            sys.exit(err.exit_code)
+            _fail(err)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except Exception as err:
+            typed = explain_failure(err, kwargs.get("store_dir"), uses_store="store_dir" in kwargs)
+            if typed is None:
+                raise
+            _fail(typed)
 
     return wrapper
+
+
+def _fail(err: LogauditError) -> None:
+    click.secho(f"error: {err}", fg="red", err=True)
+    sys.exit(err.exit_code)
+
+
+def explain_failure(err: BaseException, store_dir: str | None, *, uses_store: bool = True) -> LogauditError | None:
+    """The typed error behind an untyped failure of a command using the store at `store_dir`
+    (None: the default store): what `Store.explain` finds, else an OSError as one line naming
+    its file. Commands that use no store pass `uses_store=False`."""
+    from logaudit.store import WRITE_ERRNOS, Store, write_failure
+
+    store = None
+    if uses_store:
+        with contextlib.suppress(LogauditError):
+            store = Store(store_dir, create=False, verify=False)
+    typed = store.explain(err) if store is not None else None
+    if typed is not None or not isinstance(err, OSError):
+        return typed
+    if err.errno in WRITE_ERRNOS:
+        return write_failure(err.filename or "a file", err)
+    if err.filename:
+        return InputError(f"{err.filename}: {err.strerror or err}")
+    return None
+
+
+class _NoteHandler(logging.Handler):
+    """Library notes (logger `logaudit`, e.g. a read-only store) as one line on stderr each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.secho(f"note: {record.getMessage()}", fg="yellow", err=True)
+
+
+def _show_notes() -> None:
+    logger = logging.getLogger("logaudit")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler())
+        logger.propagate = False
 
 
 #: Sub-command -> the module that defines it (imported when the command runs, so that
@@ -96,3 +158,4 @@ class _LazyGroup(click.Group):
 def main() -> None:
     """Audit Google Cloud Run deployments from their logs."""
     tune_allocator()
+    _show_notes()

@@ -12,12 +12,12 @@ from logaudit.catalog import (
     load_catalogs,
     run_self_test,
 )
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.errors import CatalogError
 
 EXIT_CATALOG = CatalogError.exit_code
 
-paths_argument = click.argument("paths", nargs=-1, type=click.Path())
+paths_argument = click.argument("paths", nargs=-1, type=ExpandedPath())
 
 
 def _paths(paths: tuple[str, ...]) -> list[str]:
@@ -97,7 +97,7 @@ def test(paths: tuple[str, ...], fmt: str) -> None:
 
 @main.command()
 @store_option
-@click.option("--patterns", "pattern_paths", multiple=True, type=click.Path(),
+@click.option("--patterns", "pattern_paths", multiple=True, type=ExpandedPath(),
               help="Catalog file or directory (repeatable; default: $LOGAUDIT_PATTERNS, else ./patterns).")
 @click.option("--since", default=None, metavar="WHEN", help="Only entries from this time (6h, 2d, 2025-09-09T18:00:00Z).")
 @click.option("--until", default=None, metavar="WHEN", help="Only entries before this time.")

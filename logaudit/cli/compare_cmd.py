@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from logaudit.cli import (
+    ExpandedPath,
     echo_json,
     format_option,
     handle_errors,
@@ -47,10 +48,10 @@ class _CompareCommand(click.Command):
 @click.option("--since", help="Window start: a duration before now (30m, 6h, 2d) or RFC 3339 / ISO time. "
               "Default: each revision from its first entry.")
 @click.option("--until", help="Window end (exclusive), same forms. Default: each revision to its last entry.")
-@click.option("--config", "gate_path", envvar="LOGAUDIT_GATE", type=click.Path(dir_okay=False),
+@click.option("--config", "gate_path", envvar="LOGAUDIT_GATE", type=ExpandedPath(dir_okay=False),
               help="Gate file with the thresholds (see docs/gate.example.yaml). Default: $LOGAUDIT_GATE, "
               "else built-in defaults.")
-@click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
+@click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
               help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
 @click.option("--all-metrics", is_flag=True, help="Text format: list every pattern rate, not only those that "
               "did not Pass.")

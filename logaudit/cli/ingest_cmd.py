@@ -1,18 +1,20 @@
-"""`logaudit ingest` and `logaudit store info`."""
+"""`logaudit ingest` and `logaudit store info|check|repair`."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
-from logaudit.errors import UsageError
+from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
+from logaudit.errors import StoreError, UsageError
 from logaudit.progress import byte_progress
 from logaudit.store import Store
 
 EXIT_REJECTED = 1
+EXIT_DAMAGED = StoreError.exit_code
 
 
 @main.command()
@@ -25,7 +27,7 @@ EXIT_REJECTED = 1
 @click.option("--until", default=None, metavar="WHEN", help="gs:// only: ... up to this time (exclusive).")
 @click.option("--storage-endpoint", envvar="LOGAUDIT_STORAGE_ENDPOINT", default=None, metavar="URL",
               help="Cloud Storage endpoint for gs:// (an emulator; STORAGE_EMULATOR_HOST works too).")
-@click.option("--credentials", "credentials_file", default=None, type=click.Path(exists=True, dir_okay=False),
+@click.option("--credentials", "credentials_file", default=None, type=ExpandedPath(exists=True, dir_okay=False),
               help="Service-account key for gs:// (default: Application Default Credentials).")
 @handle_errors
 def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool, since: str | None,
@@ -34,14 +36,16 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
     or Cloud Storage sink exports given as gs://BUCKET/PREFIX.
 
     Exit code 0 when every entry was ingested, 1 when some input was rejected (see
-    STORE/rejects/), 3 when a path cannot be read, 5 when Cloud Storage fails or refuses.
+    STORE/rejects/), 3 when a path cannot be read or the store cannot be written (disk full,
+    read-only) or holds a damaged file, 5 when Cloud Storage fails or refuses, 6 when another
+    process writes to the store.
     """
     from logaudit.sources import gcs
     from logaudit.sources.files import discover, iter_batches
     from logaudit.timeparse import parse_window
 
     remote = [p for p in paths if gcs.is_gs_uri(p)]
-    local = [p for p in paths if not gcs.is_gs_uri(p)]
+    local = [os.path.expanduser(p) for p in paths if not gcs.is_gs_uri(p)]
     if (since or until) and not remote:
         raise UsageError("--since/--until select the hourly files of gs:// sink exports; local paths are read whole")
     if not remote:
@@ -79,7 +83,7 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
 
 @main.group()
 def store() -> None:
-    """Inspect the local store."""
+    """Inspect, verify and repair the local store (see docs/store.md)."""
 
 
 @store.command("info")
@@ -99,6 +103,69 @@ def store_info(store_dir: str | None, fmt: str) -> None:
     for m in info["ingests"][-10:]:
         srcs = ", ".join(s["source"] for s in m.get("sources", []))[:80]
         click.echo(
-            f"  {m['started']} {m.get('kind', 'ingest'):6} {m['status']:11} read {m['read']}, new {m['new_rows']}, "
-            f"dup {m['duplicates']}, rejected {m['rejected']}  {srcs}"
+            f"  {m.get('started')} {m.get('kind', 'ingest'):6} {m['status']:11} read {m.get('read', 0)}, "
+            f"new {m.get('new_rows', 0)}, dup {m.get('duplicates', 0)}, rejected {m.get('rejected', 0)}  {srcs}"
         )
+        if m.get("error"):
+            click.echo(f"    {m['error']}")
+    for rel in info["manifest_unreadable"]:
+        click.secho(f"warning: {info['store']}/{rel}: unreadable manifest record; `logaudit store check` and "
+                    "`logaudit store repair` deal with it (the entries it recorded are kept)", fg="yellow", err=True)
+
+
+@store.command("check")
+@store_option
+@format_option("text", "json")
+@click.option("--quick", is_flag=True, help="Footers and schemas only, not every row (much faster on a big store).")
+@handle_errors
+def store_check(store_dir: str | None, fmt: str, quick: bool) -> None:
+    """Verify every file of the store: entry Parquet files (footer, schema, row counts, every
+    column readable), the manifest, rejects, caches; stale temporary files and ingests marked
+    running that no process runs. Works on a read-only store.
+
+    Exit code 0 when the store is clean, 3 when anything is damaged or stale (each problem is
+    listed with its file and its fix).
+    """
+    report = Store(store_dir, create=False, verify=False).check(quick=quick)
+    if fmt == "json":
+        echo_json(report.to_dict())
+    else:
+        for p in report.problems:
+            click.secho(f"{p.kind}: {report.store}/{p.path}: {p.problem}", fg="red")
+            click.echo(f"  fix: {p.fix}")
+        files = sum(report.checked.values())
+        note = " (an ingest or pull is running: its temporary files were not judged)" if report.writer_running else ""
+        if report.ok:
+            click.echo(f"ok: {files} files checked in {report.store}, no problems{note}")
+        else:
+            click.echo(f"{len(report.problems)} problem(s) in {files} files checked in {report.store}{note}; "
+                       f"`logaudit store repair --store {report.store}` fixes them")
+    if not report.ok:
+        sys.exit(EXIT_DAMAGED)
+
+
+@store.command("repair")
+@store_option
+@format_option("text", "json")
+@handle_errors
+def store_repair(store_dir: str | None, fmt: str) -> None:
+    """Move damaged files to STORE/quarantine/<time>/, remove temporary files of writes that
+    never finished, and mark ingests that are still `running` but have no process `interrupted`.
+
+    Holds the store's lock: exit code 6 while an ingest or pull runs, 3 on a read-only store.
+    """
+    report = Store(store_dir, create=False, verify=False).repair()
+    if fmt == "json":
+        echo_json(report.to_dict())
+        return
+    for a in report.actions:
+        click.echo(f"{a.action} {a.path}: {a.reason}" + (f" -> {a.to}" if a.to else ""))
+    if not report.actions:
+        click.echo(f"nothing to repair in {report.store}")
+        return
+    click.echo(f"{len(report.actions)} repair(s) in {report.store}")
+    days = sorted({a.path.split("/")[1].removeprefix("date=") for a in report.actions
+                   if a.action == "quarantined" and a.path.startswith("entries/")})
+    if days:
+        click.secho(f"entries of {', '.join(days)} were quarantined: re-ingest the sources of those days "
+                    "(`logaudit store info` lists every ingest)", fg="yellow")

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.schema import SEVERITY_NUM
 from logaudit.sources import cloud_logging as cl
 from logaudit.store import Store, default_store_path
@@ -109,7 +109,7 @@ def pull_progress(enabled: bool, *, stream=None, force_terminal: bool | None = N
 @click.option("--severity-at-least", default=None, metavar="LEVEL",
               type=click.Choice(list(SEVERITY_NUM), case_sensitive=False), help="Minimum severity.")
 @store_option
-@click.option("--credentials", "credentials_file", default=None, type=click.Path(exists=True, dir_okay=False),
+@click.option("--credentials", "credentials_file", default=None, type=ExpandedPath(exists=True, dir_okay=False),
               help="Service-account key JSON (default: Application Default Credentials).")
 @click.option("--endpoint", envvar=cl.ENDPOINT_ENV, default=None, metavar="URL",
               help=f"Cloud Logging endpoint, e.g. http://127.0.0.1:8085 (env {cl.ENDPOINT_ENV}); "

@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from logaudit.cli import (
+    ExpandedPath,
     echo_json,
+    explain_failure,
     format_option,
     handle_errors,
     keep_emails_option,
@@ -19,7 +21,7 @@ from logaudit.cli import (
     store_option,
 )
 
-catalog_option = click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
+catalog_option = click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
                               help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
 
 
@@ -27,7 +29,7 @@ catalog_option = click.option("--catalog", "catalogs", multiple=True, type=click
 @click.option("--since", help="Window start: a duration before now (30m, 6h, 2d) or RFC 3339 / ISO time. Default: start of store.")
 @click.option("--until", help="Window end (exclusive), same forms. Default: now.")
 @click.option("--service", help="Only this Cloud Run service.")
-@click.option("--out", "out_dir", default="logaudit-report", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", default="logaudit-report", show_default=True, type=ExpandedPath(file_okay=False),
               help="Directory for report.md, report.html, summary.json and charts/.")
 @click.option("--format", "formats", default="md,html", show_default=True, metavar="md,html",
               help="Which documents to write: md, html or both (comma-separated).")
@@ -68,6 +70,13 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
             click.echo(f"  {path}")
 
 
+def _export_failed(err: Any) -> None:
+    reason = " ".join(err.message.split())
+    hint = f" (hint: {' '.join(err.hint.split())})" if err.hint else ""
+    click.secho(f"error: export failed: {reason}{hint}", fg="red", err=True)
+    sys.exit(err.exit_code)
+
+
 def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised by the kill tests
     from logaudit.sources.cloud_logging import request_stop
 
@@ -90,7 +99,7 @@ def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
 @catalog_option
 @keep_emails_option
 @store_option
-@click.option("--credentials", "credentials_file", default=None, type=click.Path(exists=True, dir_okay=False),
+@click.option("--credentials", "credentials_file", default=None, type=ExpandedPath(exists=True, dir_okay=False),
               help="Service-account key JSON for Cloud Logging and Cloud Storage (default: Application Default Credentials).")
 @click.option("--storage-endpoint", default=None, metavar="URL",
               help="Cloud Storage endpoint (an emulator); also LOGAUDIT_STORAGE_ENDPOINT / STORAGE_EMULATOR_HOST.")
@@ -131,18 +140,21 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
                         storage_endpoint=storage_endpoint, credentials_file=credentials_file, lock_ttl=ttl,
                         progress=None if quiet or fmt == "json" else lambda msg: click.echo(msg, err=True))
     except LogauditError as err:
-        reason = " ".join(err.message.split())
-        hint = f" (hint: {' '.join(err.hint.split())})" if err.hint else ""
-        click.secho(f"error: export failed: {reason}{hint}", fg="red", err=True)
-        sys.exit(err.exit_code)
+        _export_failed(err)
     except KeyboardInterrupt:
         click.echo("error: export interrupted; the previous export of the period is unchanged", err=True)
         sys.exit(130)
     except OSError as err:
+        typed = explain_failure(err, store_dir)
+        if typed is not None:
+            _export_failed(typed)
         where = f"{err.filename}: " if err.filename else ""
         click.secho(f"error: export failed: {where}{err.strerror or err}", fg="red", err=True)
         sys.exit(3)
     except Exception as err:  # a bug: still one line for cron / Cloud Logging, and a failing exit code
+        typed = explain_failure(err, store_dir)
+        if typed is not None:
+            _export_failed(typed)
         from logaudit.redact import MESSAGES
 
         text = MESSAGES.redact(" ".join(str(err).split()))[:300]  # e.g. a DuckDB error quoting a value

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from logaudit.cli import echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.demo import sample_path
 from logaudit.sample import SampleConfig, write_sample
 from logaudit.store import Store
 
 
 @main.command()
-@click.argument("out", type=click.Path(dir_okay=False))
+@click.argument("out", type=ExpandedPath(dir_okay=False))
 @click.option("--entries", "-n", type=int, default=5000, show_default=True, help="Exact number of entries.")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--start", default="2025-09-09T20:00:00Z", show_default=True, help="Window start (RFC 3339).")
@@ -23,7 +23,7 @@ from logaudit.store import Store
 @click.option("--no-secrets", is_flag=True, help="Do not plant fake secrets in messages.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "yaml"]), default="jsonl", show_default=True,
               help="jsonl, gcloud-style json array (newest first) or yaml documents; OUT ending in .gz compresses.")
-@click.option("--truth", type=click.Path(dir_okay=False), help="Also write the generator's exact counts as JSON here.")
+@click.option("--truth", type=ExpandedPath(dir_okay=False), help="Also write the generator's exact counts as JSON here.")
 @handle_errors
 def sample(out: str, entries: int, seed: int, start: str, hours: float, no_regression: bool, no_secrets: bool,
            fmt: str, truth: str | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from logaudit.cli import (
+    ExpandedPath,
     echo_json,
     format_option,
     handle_errors,
@@ -20,7 +21,7 @@ from logaudit.cli import (
 @click.option("--until", help="Window end (exclusive), same forms. Default: now.")
 @click.option("--service", help="Only this Cloud Run service.")
 @click.option("--revision", help="Only this revision.")
-@click.option("--catalog", "catalogs", multiple=True, type=click.Path(exists=True),
+@click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
               help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
 @keep_emails_option

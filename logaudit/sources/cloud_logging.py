@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import queue
 import random
@@ -189,6 +190,9 @@ class Cursor:
         return parse_rfc3339_ns(self.boundary)
 
 
+_DAMAGED_CURSORS: set[Path] = set()
+
+
 def load_cursor(store_root: str | os.PathLike, project: str, base_filter: str) -> Cursor | None:
     """The saved cursor for (project, filter), or None (also when unreadable: a pull then starts over)."""
     path = cursor_path(store_root, project, base_filter)
@@ -199,7 +203,14 @@ def load_cursor(store_root: str | os.PathLike, project: str, base_filter: str) -
             return None
         cur.covered_from_ns, cur.boundary_ns  # noqa: B018 - validate
         return cur
-    except (OSError, ValueError, TypeError):
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, AttributeError):
+        # derived data: the pull is still exact without it (it starts over, deduplicated); say so once
+        if path not in _DAMAGED_CURSORS:
+            _DAMAGED_CURSORS.add(path)
+            logging.getLogger("logaudit").warning("%s: damaged pull cursor ignored: this pull starts from --since "
+                                                  "(`logaudit store repair` moves the file aside)", path)
         return None
 
 
