@@ -41,10 +41,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from logaudit.errors import LockedError, StoreError
+from logaudit.errors import InputError, LockedError, StoreError
 from logaudit.normalize import normalize_batch
 from logaudit.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
-from logaudit.sources.files import Batch, discover, iter_batches
+from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
 
 DEFAULT_STORE = "logaudit-store"
 #: Reject records kept per ingest (beyond this only the count grows).
@@ -63,7 +63,10 @@ def default_store_path() -> Path:
 
 @dataclass
 class SourceCounts:
-    """What one source (file or pull) contributed to an ingest."""
+    """What one source (file or pull) contributed to an ingest: read = new_rows + duplicates +
+    rejected. `format` is what the file was read as; `notes` are file-level findings
+    ({"level": "info"|"warning"|"error", "message", "hint"?, "byte"?}); an "error" note means the
+    file could not be read (to its end)."""
 
     source: str
     read: int = 0
@@ -71,6 +74,12 @@ class SourceCounts:
     duplicates: int = 0
     rejected: int = 0
     blank: int = 0
+    format: str = ""
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(n["level"] == "error" for n in self.notes)
 
 
 @dataclass
@@ -102,10 +111,16 @@ class IngestReport:
     def rejected(self) -> int:
         return sum(s.rejected for s in self.sources)
 
+    @property
+    def files_failed(self) -> int:
+        """Sources that could not be read, or not to their end (an "error" note)."""
+        return sum(s.failed for s in self.sources)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("rejects")
-        out.update(read=self.read, new_rows=self.new_rows, duplicates=self.duplicates, rejected=self.rejected)
+        out.update(read=self.read, new_rows=self.new_rows, duplicates=self.duplicates, rejected=self.rejected,
+                   files_failed=self.files_failed)
         return out
 
 
@@ -239,12 +254,7 @@ class Store:
                 for source, batches in sources:
                     counts = SourceCounts(source)
                     report.sources.append(counts)
-                    bytes_done = 0
-                    for batch in batches:
-                        self._ingest_batch(batch, counts, report, writer)
-                        bytes_done += batch.bytes_read
-                        if progress:
-                            progress(source, bytes_done, counts.read)
+                    self._ingest_source(batches, counts, report, writer, progress)
                 writer.close()
                 report.status = "complete"
             except BaseException:
@@ -258,20 +268,44 @@ class Store:
                 self.write_manifest(report, kind, extra)
         return report
 
+    def _ingest_source(self, batches: Iterable[Batch], counts: SourceCounts, report: IngestReport,
+                       writer: _Writer, progress: Progress | None) -> None:
+        """Ingest one source's batches. A source that fails (InputError) gets an "error" note and
+        the ingest goes on with the next one; what it yielded before stays ingested."""
+        bytes_done = 0
+        try:
+            for batch in batches:
+                self._ingest_batch(batch, counts, report, writer)
+                bytes_done += batch.bytes_read
+                if progress:
+                    progress(counts.source, bytes_done, counts.read)
+        except InputError as err:
+            counts.notes.append(note("error", err.message, err.hint))
+        if counts.read and counts.rejected == counts.read and not any(n["level"] != "info" for n in counts.notes):
+            counts.notes.append(note("warning", f"none of its {counts.read} items is a LogEntry",
+                                     f"see the rejects for why; {EXPORT_HINT}"))
+
     def _ingest_batch(self, batch: Batch, counts: SourceCounts, report: IngestReport,
                       writer: _Writer) -> None:
         counts.blank += batch.blank
+        counts.format = counts.format or batch.format
+        counts.notes.extend(batch.notes)
         if len(batch.lines):
             rows, rejects = normalize_batch(batch.lines, batch.positions, batch.source)
         else:
             rows, rejects = ENTRY_SCHEMA.empty_table(), []
         counts.read += len(batch.lines) + len(batch.bad)
         counts.rejected += len(rejects) + len(batch.bad)
-        if batch.bad or rejects:
-            texts = _texts_by_position(batch, [p for p, _ in rejects])
-            for pos, reason, text in sorted(batch.bad + [(p, r, texts[p]) for p, r in rejects]):
+        if (batch.bad or rejects) and len(report.rejects) < MAX_REJECT_RECORDS:
+            found = _rejected_lines(batch, [p for p, _ in rejects])
+            records = [(r.position, r.reason, r.text, r.offset) for r in batch.bad]
+            records += [(p, r, *found[p]) for p, r in rejects]
+            for pos, reason, text, offset in sorted(records, key=lambda r: r[0]):
                 if len(report.rejects) < MAX_REJECT_RECORDS:
-                    report.rejects.append({"source": batch.source, "position": pos, "reason": reason, "text": text})
+                    record = {"source": batch.source, "position": pos, "reason": reason, "text": text}
+                    if offset is not None:
+                        record["offset"] = offset
+                    report.rejects.append(record)
         if rows.num_rows:
             writer.submit(rows, counts)
 
@@ -475,12 +509,14 @@ def _text_batch(source: str, texts: list[str], first: int) -> Batch:
     return Batch(source, pa.array(range(first, first + len(texts)), pa.int64()), pa.array(texts, pa.string()))
 
 
-def _texts_by_position(batch: Batch, positions: list[int]) -> dict[int, str]:
+def _rejected_lines(batch: Batch, positions: list[int]) -> dict[int, tuple[str, int | None]]:
+    """position -> (first 200 characters, byte offset or None) of the texts normalize rejected."""
     if not positions:
         return {}
     index = pc.index_in(pa.array(positions, pa.int64()), value_set=batch.positions).to_pylist()
-    lines = batch.lines
-    return {p: lines[i].as_py().strip()[:200] for p, i in zip(positions, index, strict=True)}
+    lines, offsets = batch.lines, batch.offsets
+    return {p: (lines[i].as_py().strip()[:200], None if offsets is None else offsets[i].as_py())
+            for p, i in zip(positions, index, strict=True)}
 
 
 def atomic_write(path: Path, data: bytes) -> None:
