@@ -143,8 +143,9 @@ class _Input(io.RawIOBase):
         self.raw_at = 0  # bytes taken from `raw`
         self.problem: dict[str, Any] | None = None
         magic = self._read_raw(2)
-        self._chunks = self._gunzip(magic) if magic == b"\x1f\x8b" else self._plain(magic)
-        self._left = memoryview(b"")
+        self._gzip = magic == b"\x1f\x8b"
+        self._chunks = self._gunzip(magic) if self._gzip else iter(())
+        self._left = memoryview(magic if not self._gzip else b"")
 
     def _read_raw(self, n: int) -> bytes:
         if self.problem is not None:
@@ -163,11 +164,19 @@ class _Input(io.RawIOBase):
         if self.problem is None:
             self.problem = note("error", message, hint, **where)
 
-    def _plain(self, first: bytes) -> Iterator[bytes]:
-        if first:
-            yield first
-        while chunk := self._read_raw(BLOCK_BYTES):
-            yield chunk
+    def _read_raw_into(self, view: memoryview) -> int:
+        """Plain input: straight into the caller's buffer (no copy)."""
+        if self.problem is not None:
+            return 0
+        try:
+            n = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
+        except OSError as err:
+            self._fail(f"read error at byte {self.raw_at}: {err.strerror or err}",
+                       "check the disk or the network file system, then ingest the file again "
+                       "(entries already stored are skipped)", byte=self.raw_at)
+            return 0
+        self.raw_at += n
+        return n
 
     def _gunzip(self, pending: bytes) -> Iterator[bytes]:
         at = 0  # compressed offset of pending[0]
@@ -213,6 +222,8 @@ class _Input(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        if not len(self._left) and not self._gzip:
+            return self._read_raw_into(view)
         if not len(self._left):
             self._left = memoryview(next(self._chunks, b""))
             if not len(self._left):
@@ -225,7 +236,10 @@ class _Input(io.RawIOBase):
     def head(self, n: int) -> bytes:
         """Up to `n` first bytes, which reading then returns again."""
         parts, size = [bytes(self._left)], len(self._left)
-        while size < n and (chunk := next(self._chunks, b"")):
+        while size < n:
+            chunk = next(self._chunks, b"") if self._gzip else self._read_raw(n - size)
+            if not chunk:
+                break
             parts.append(chunk)
             size += len(chunk)
         self._left = memoryview(b"".join(parts))
@@ -366,7 +380,7 @@ class _Summary:
     """What a reader saw, for the file-level notes."""
 
     items: int = 0  # entries and rejects yielded
-    json_like: int = 0  # JSON Lines: lines that start with `{`
+    json_like: int = 0  # JSON Lines: lines that start with `{` (fewer than half: plain text)
     unclosed: bool = False  # a JSON array or wrapper that never closed
     last_position: int = 0
 
@@ -389,9 +403,10 @@ def _file_notes(layout: Layout, summary: _Summary, data: _Input) -> list[dict[st
         notes.append(note("warning", "holds no entries",
                           "`gcloud logging read` returns only the last day unless given --freshness "
                           f"(e.g. --freshness=30d), and the filter may match nothing; {EXPORT_HINT}"))
-    elif layout.format == "jsonl" and summary.items and summary.json_like == 0:
-        notes.append(note("warning", "plain text, not LogEntries: no line is a JSON object "
-                                     "(e.g. `--format='value(textPayload)'` output); every line is rejected",
+    elif layout.format == "jsonl" and summary.items and summary.json_like * 2 < summary.items:
+        notes.append(note("warning", f"plain text, not LogEntries: {summary.items - summary.json_like} of "
+                                     f"{summary.items} lines are not JSON objects "
+                                     "(e.g. `--format='value(textPayload)'` output)",
                           f"{EXPORT_HINT} (or --format=yaml): logaudit needs whole LogEntries"))
     return notes
 
