@@ -150,8 +150,8 @@ class _Input(io.RawIOBase):
     def _read_raw(self, n: int) -> bytes:
         if self.problem is not None:
             return b""
-        try:
-            data = self.raw.read(n) or b""
+        try:  # one read at a time: a buffered read(n) that fails halfway drops what it had read
+            data = (self.raw.read1(n) if hasattr(self.raw, "read1") else self.raw.read(n)) or b""
         except OSError as err:
             self._fail(f"read error at byte {self.raw_at}: {err.strerror or err}",
                        "check the disk or the network file system, then ingest the file again "
@@ -169,7 +169,8 @@ class _Input(io.RawIOBase):
         if self.problem is not None:
             return 0
         try:
-            n = self.raw.readinto(view) or 0  # type: ignore[attr-defined]
+            n = (self.raw.readinto1(view) if hasattr(self.raw, "readinto1")  # type: ignore[attr-defined]
+                 else self.raw.readinto(view)) or 0  # type: ignore[attr-defined]
         except OSError as err:
             self._fail(f"read error at byte {self.raw_at}: {err.strerror or err}",
                        "check the disk or the network file system, then ingest the file again "
@@ -198,9 +199,11 @@ class _Input(io.RawIOBase):
             try:
                 out = member.decompress(pending, 1 << 20)
             except zlib.error as err:
-                self._fail(f"the gzip data is damaged near compressed byte {at} ({err}); "
-                           f"the {done} bytes before it were read",
-                           "`gzip -dc FILE > COPY` recovers the same part; check where the file came from", byte=at)
+                altered = "check" in str(err)  # CRC or length: noticed only at the member's end
+                self._fail(f"the gzip data is damaged near compressed byte {at} ({err}); the {done} bytes before "
+                           f"it were read{', and they may be altered: the checksum does not match' if altered else ''}",
+                           "`gzip -dc FILE > COPY` recovers the same part; check where the file came from"
+                           + ("; re-export it and ingest the copy" if altered else ""), byte=at)
                 return
             rest = member.unused_data if member.eof else member.unconsumed_tail
             at += len(pending) - len(rest)
@@ -272,11 +275,14 @@ def sniff(head: bytes) -> Layout:
     if head[i:i + 1] == b"[":
         return _element_layout("array", head, _skip_space(head, i + 1), i + 1)
     if head[i:i + 1] == b"{":
-        first_line = head[i:].split(b"\n", 1)[0].strip()
-        if first_line != b"{":  # one object per line
+        first_line, newline, _ = head[i:].partition(b"\n")
+        whole_line = bool(newline) or len(head) < HEAD_BYTES
+        if first_line.strip() != b"{" and whole_line:  # one object per line
             key = _wrapper_key(first_line, whole=True)
             return Layout("wrapped-lines", i, key=key) if key else Layout("jsonl")
         key = _wrapper_key(head[i:], whole=False)
+        if key is None and first_line.strip() != b"{":
+            return Layout("jsonl")
         if key is None:
             return Layout("objects", i, indent=b"")
         m = re.compile(rb'"' + re.escape(json.dumps(key).encode()[1:-1]) + rb'"\s*:\s*\[').search(head, i)
@@ -670,10 +676,19 @@ class _ElementReader:
             balance += part.count(b"{") + part.count(b"[") - part.count(b"}") - part.count(b"]")
             if taken > 1 and balance > 0 and taken % 16 and part_more and size < MAX_ELEMENT_BYTES:
                 continue  # cheap test first: the brackets do not close yet
-            parsed = _parse_element(b"".join(p for _, p, _ in itertools.islice(self.queue, taken)))
+            parsed = _parse_element(self._joined(taken))
+            if parsed[0] == "invalid" and taken > 2:
+                # joined past the entry's end (brackets inside its strings kept the count open)
+                # into damage: the entry is the shortest run of pieces that parses
+                for shorter in range(2, taken):
+                    if (retry := _parse_element(self._joined(shorter)))[0] == "ok":
+                        return shorter, retry
             if parsed[0] != "incomplete" or not part_more or size >= MAX_ELEMENT_BYTES:
                 return taken, parsed
         return 0, None
+
+    def _joined(self, taken: int) -> bytes:
+        return b"".join(p for _, p, _ in itertools.islice(self.queue, taken))
 
     def _emit(self, group: list[tuple[int, bytes, bool]], parsed: tuple[str, int | str] | None) -> None:
         offset, first_piece, _ = group[0]
@@ -694,7 +709,7 @@ class _ElementReader:
             self._accept(n, text, end, offset, group, more)
         elif kind == "too deep":
             self.out.reject(n, f"entry {n} (byte {offset}) is {DEPTH_REASON}", text, offset)
-        elif len(group) > 1 and (kind != "incomplete" or more):
+        elif len(group) > 1:
             # the first piece does not start a whole entry: reject it alone, retry from the next
             self.queue.extendleft(reversed(group[1:]))
             self.out.reject(n, f"entry {n} (byte {offset}) is not valid JSON", first_piece, offset)
@@ -765,9 +780,17 @@ def _wrapped_lines_batches(fh: IO[bytes], source: str, batch_size: int, layout: 
                            summary: _Summary) -> Iterator[Batch]:
     """One wrapping object per line (`{"entries": [...], "nextPageToken": ...}` pages)."""
     out = _Collector(source, batch_size, summary)
-    element = offset = 0
-    for line_no, line in enumerate(fh, start=1):
+    element = offset = line_no = 0
+    while line := fh.readline(MAX_ELEMENT_BYTES):
+        line_no += 1
         here, offset = offset, offset + len(line)
+        if not line.endswith(b"\n") and len(line) == MAX_ELEMENT_BYTES:  # skip the rest of a huge line
+            while (more := fh.readline(MAX_ELEMENT_BYTES)) and not more.endswith(b"\n"):
+                offset += len(more)
+            offset += len(more)
+            element += 1
+            out.reject(element, f"line {line_no} is larger than {MAX_ELEMENT_BYTES >> 20} MiB", b"", here)
+            continue
         body = line.strip().removeprefix(b"\xef\xbb\xbf") if line_no == 1 else line.strip()
         if not body:
             continue
