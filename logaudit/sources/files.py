@@ -126,6 +126,10 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
 def note(level: str, message: str, hint: str | None = None, **where: Any) -> dict[str, Any]:
     """A file-level finding as carried in `Batch.notes` and the ingest report."""
     return {"level": level, "message": message, **({"hint": hint} if hint else {}), **where}
@@ -285,7 +289,7 @@ def sniff(head: bytes) -> Layout:
             return Layout("jsonl")
         if key is None:
             return Layout("objects", i, indent=b"")
-        m = re.compile(rb'"' + re.escape(json.dumps(key).encode()[1:-1]) + rb'"\s*:\s*\[').search(head, i)
+        m = re.compile(rb'"' + re.escape(json.dumps(key, ensure_ascii=False).encode()[1:-1]) + rb'"\s*:\s*\[').search(head, i)
         if m is None:
             return Layout("objects", i, indent=b"")
         return _element_layout("wrapped", head, _skip_space(head, m.end()), m.end(), key)
@@ -319,7 +323,7 @@ def _wrapper_key(data: bytes, whole: bool) -> str | None:
     try:
         events = ijson.parse(io.BytesIO(data))
         for prefix, event, value in events:
-            if event == "map_key" and "." not in prefix and prefix == "":
+            if event == "map_key" and prefix == "":
                 if value in LOGENTRY_FIELDS:
                     return None
                 key = value
@@ -641,7 +645,7 @@ class _Pieces:
             searched -= start
             self.buf = self.buf[start:] + block
             start = 0
-        if self.buf[start:].strip():
+        if oversized or self.buf[start:].strip():
             yield piece_at, (b"" if oversized else self.buf[start:]), False
 
 
@@ -711,7 +715,7 @@ class _ElementReader:
         self.element += 1
         n = self.element
         if not first_piece:
-            self.out.reject(n, f"entry {n} (byte {offset}) is larger than {MAX_ELEMENT_BYTES >> 20} MiB "
+            self.out.reject(n, f"entry {n} (byte {offset}) is larger than {_size(MAX_ELEMENT_BYTES)} "
                                "or never closes", b"", offset)
             return
         text = b"".join(p for _, p, _ in group)
@@ -804,7 +808,7 @@ def _wrapped_lines_batches(fh: IO[bytes], source: str, batch_size: int, layout: 
                 offset += len(more)
             offset += len(more)
             element += 1
-            out.reject(element, f"line {line_no} is larger than {MAX_ELEMENT_BYTES >> 20} MiB", b"", here)
+            out.reject(element, f"line {line_no} is larger than {_size(MAX_ELEMENT_BYTES)}", b"", here)
             continue
         body = line.strip().removeprefix(b"\xef\xbb\xbf") if line_no == 1 else line.strip()
         if not body:
@@ -947,7 +951,7 @@ def _yaml_batches(fh: IO[bytes], source: str, batch_size: int, layout: Layout, s
 def _finish_yaml(doc: _YamlDoc, out: _Collector) -> None:
     where = f"YAML document at line {doc.line} (byte {doc.offset})"
     if doc.oversized:
-        out.reject(doc.line, f"{where} is larger than {MAX_ELEMENT_BYTES >> 20} MiB", b"", doc.offset)
+        out.reject(doc.line, f"{where} is larger than {_size(MAX_ELEMENT_BYTES)}", b"", doc.offset)
         return
     body = b"".join(doc.lines)
     if not body.strip():
