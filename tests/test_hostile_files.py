@@ -89,11 +89,11 @@ def pretty_objects(items: list[dict]) -> tuple[bytes, list[tuple[int, int]]]:
 
 
 def yaml_docs(items: list[dict]) -> tuple[bytes, list[tuple[int, int]]]:
-    """gcloud's default output: `---` then each entry (its span starts at its `---` line)."""
+    """gcloud's default output: each entry after a `---` line (the separator, not in its span)."""
     parts, spans, at = [], [], 0
     for e in items:
         text = b"---\n" + yaml.safe_dump(e, sort_keys=True, allow_unicode=True).encode()
-        spans.append((at, at + len(text)))
+        spans.append((at + 4, at + len(text)))
         parts.append(text)
         at += len(text)
     return b"".join(parts), spans
@@ -337,7 +337,7 @@ def test_oversized_entry_is_one_reject_and_is_not_held(layout, tmp_path, store_d
     report = Store(store_dir).ingest_paths([path])
     exact_counts(report)
     assert (report.read, report.new_rows, report.rejected) == (5, 4, 1)
-    start = spans[2][0] + (4 if layout is yaml_docs else 0)  # a YAML document starts after its `---` line
+    start = spans[2][0]
     assert report.rejects[0]["offset"] == start
     line = data[:start].count(b"\n") + 1
     assert report.rejects[0]["reason"] == (
