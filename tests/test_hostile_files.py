@@ -408,6 +408,17 @@ def test_entries_wrapped_under_one_key_are_read(shape, key, tmp_path, store_dir,
     assert keys(Store(store_dir)) == sorted(e["insertId"] for e in items)
 
 
+@pytest.mark.parametrize("indent", [None, 2])
+def test_array_elements_that_are_not_objects_are_numbered_rejects(indent, tmp_path, store_dir):
+    items = make_entries(2)
+    path = tmp_path / "mixed.json"
+    path.write_text(json.dumps([1, items[0], "x", [], items[1], None], indent=indent))
+    report = Store(store_dir).ingest_paths([path])
+    assert (report.read, report.new_rows, report.rejected) == (6, 2, 4)
+    assert [r["position"] for r in report.rejects] == [1, 3, 4, 6]
+    assert sorted(Store(store_dir).read_entries()["source_position"].to_pylist()) == [2, 5]
+
+
 def test_counts_are_exact_across_sources(tmp_path, store_dir):
     items = entries(30)
     a, _ = pretty_array(items)

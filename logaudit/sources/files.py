@@ -751,12 +751,15 @@ class _ElementReader:
             self.queue.extendleft(reversed(group[used:]))
             more = True
         tail = text[end:cut]
-        rest = tail.strip().lstrip(b",").strip()
-        if not rest:
+        after = tail.lstrip()
+        after = after[1:].lstrip() if after.startswith(b",") else after
+        rest = after.rstrip()
+        if not rest or self._closes(rest, more):
             return
-        if self._closes(rest, more):
+        at = offset + end + len(tail) - len(after)
+        if rest[:1] in _VALUE_START:  # the next element, in the same piece (`[1, "x", {...}]`)
+            self.queue.appendleft((at, after, more))
             return
-        at = offset + end
         self.out.reject(n, f"unexpected text after entry {n} (byte {at}): not part of any entry", rest, at)
 
     def _closes(self, rest: bytes, more: bool) -> bool:
@@ -767,6 +770,9 @@ class _ElementReader:
             self.closed = True
             return True
         return False
+
+
+_VALUE_START = frozenset(bytes([c]) for c in b'{["-0123456789tfn')
 
 
 def _parse_element(text: bytes) -> tuple[str, int | str]:
