@@ -4,9 +4,9 @@ Exit codes (documented in docs/cli.md; `compare` in docs/compare.md):
 
 ====  ==========================================================
 0     success; READY (compare)
-1     some input was rejected (ingest); MARGINAL (compare)
+1     some input was rejected, or a file not read to its end (ingest); MARGINAL (compare)
 2     usage error (bad option); NOT READY (compare)
-3     input or store problem (missing path, unreadable file, corrupt store)
+3     input or store problem (missing path, corrupt store)
 4     catalog problem (invalid pattern file, failing examples)
 5     Cloud Logging / Cloud Storage problem (quota, permission, credentials)
 6     another run holds the lock

@@ -55,10 +55,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from logaudit.errors import LockedError, LogauditError, StoreDamagedError, StoreError, StoreWriteError
+from logaudit.errors import (
+    InputError,
+    LockedError,
+    LogauditError,
+    StoreDamagedError,
+    StoreError,
+    StoreWriteError,
+)
 from logaudit.normalize import normalize_batch
 from logaudit.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
-from logaudit.sources.files import Batch, discover, iter_batches
+from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
 
 if TYPE_CHECKING:
     from logaudit.storecheck import CheckReport, RepairReport
@@ -92,7 +99,10 @@ def default_store_path() -> Path:
 
 @dataclass
 class SourceCounts:
-    """What one source (file or pull) contributed to an ingest."""
+    """What one source (file or pull) contributed to an ingest: read = new_rows + duplicates +
+    rejected. `format` is what the file was read as; `notes` are file-level findings
+    ({"level": "info"|"warning"|"error", "message", "hint"?, "byte"?}); an "error" note means the
+    file could not be read (to its end)."""
 
     source: str
     read: int = 0
@@ -100,6 +110,12 @@ class SourceCounts:
     duplicates: int = 0
     rejected: int = 0
     blank: int = 0
+    format: str = ""
+    notes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(n["level"] == "error" for n in self.notes)
 
 
 @dataclass
@@ -132,10 +148,16 @@ class IngestReport:
     def rejected(self) -> int:
         return sum(s.rejected for s in self.sources)
 
+    @property
+    def files_failed(self) -> int:
+        """Sources that could not be read, or not to their end (an "error" note)."""
+        return sum(s.failed for s in self.sources)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("rejects")
-        out.update(read=self.read, new_rows=self.new_rows, duplicates=self.duplicates, rejected=self.rejected)
+        out.update(read=self.read, new_rows=self.new_rows, duplicates=self.duplicates, rejected=self.rejected,
+                   files_failed=self.files_failed)
         return out
 
 
@@ -432,12 +454,7 @@ class Store:
                     for source, batches in sources:
                         counts = SourceCounts(source)
                         report.sources.append(counts)
-                        bytes_done = 0
-                        for batch in batches:
-                            self._ingest_batch(batch, counts, report, writer)
-                            bytes_done += batch.bytes_read
-                            if progress:
-                                progress(source, bytes_done, counts.read)
+                        self._ingest_source(batches, counts, report, writer, progress)
                     writer.close()
                 report.status = "complete"
             except BaseException as err:
@@ -472,9 +489,28 @@ class Store:
             if not failed:
                 raise
 
+    def _ingest_source(self, batches: Iterable[Batch], counts: SourceCounts, report: IngestReport,
+                       writer: _Writer, progress: Progress | None) -> None:
+        """Ingest one source's batches. A source that fails (InputError) gets an "error" note and
+        the ingest goes on with the next one; what it yielded before stays ingested."""
+        bytes_done = 0
+        try:
+            for batch in batches:
+                self._ingest_batch(batch, counts, report, writer)
+                bytes_done += batch.bytes_read
+                if progress:
+                    progress(counts.source, bytes_done, counts.read)
+        except InputError as err:
+            counts.notes.append(note("error", err.message, err.hint))
+        if counts.read and counts.rejected == counts.read and not any(n["level"] != "info" for n in counts.notes):
+            counts.notes.append(note("warning", f"none of its {counts.read} items is a LogEntry",
+                                     f"see the rejects for why; {EXPORT_HINT}"))
+
     def _ingest_batch(self, batch: Batch, counts: SourceCounts, report: IngestReport,
                       writer: _Writer) -> None:
         counts.blank += batch.blank
+        counts.format = counts.format or batch.format
+        counts.notes.extend(batch.notes)
         if len(batch.lines):
             rows, rejects = normalize_batch(batch.lines, batch.positions, batch.source)
         else:
@@ -483,9 +519,10 @@ class Store:
         counts.rejected += len(rejects) + len(batch.bad)
         room = MAX_REJECT_RECORDS - len(report.rejects)
         if (batch.bad or rejects) and room > 0:
-            texts = _texts_by_position(batch, [p for p, _ in rejects])
-            items = sorted(batch.bad + [(p, r, texts[p]) for p, r in rejects])[:room]
-            report.rejects += reject_records(batch.source, items)
+            found = _rejected_lines(batch, [p for p, _ in rejects])
+            items = [(r.position, r.reason, r.text, r.offset) for r in batch.bad]
+            items += [(p, r, *found[p]) for p, r in rejects]
+            report.rejects += reject_records(batch.source, sorted(items, key=lambda r: r[0])[:room])
         if rows.num_rows:
             writer.submit(rows, counts)
 
@@ -701,28 +738,36 @@ def _text_batch(source: str, texts: list[str], first: int) -> Batch:
     return Batch(source, pa.array(range(first, first + len(texts)), pa.int64()), pa.array(texts, pa.string()))
 
 
-def _texts_by_position(batch: Batch, positions: list[int]) -> dict[int, str]:
+def _rejected_lines(batch: Batch, positions: list[int]) -> dict[int, tuple[str, int | None]]:
+    """position -> (first 200 characters, byte offset or None) of the texts normalize rejected."""
     if not positions:
         return {}
     index = pc.index_in(pa.array(positions, pa.int64()), value_set=batch.positions).to_pylist()
-    lines = batch.lines
-    return {p: lines[i].as_py() for p, i in zip(positions, index, strict=True)}
+    lines, offsets = batch.lines, batch.offsets
+    return {p: (lines[i].as_py(), None if offsets is None else offsets[i].as_py())
+            for p, i in zip(positions, index, strict=True)}
 
 
-def reject_records(source: str, items: list[tuple[int, str, str]]) -> list[dict[str, Any]]:
-    """Reject records {source, position, reason, text} for (position, reason, line text).
+def reject_records(source: str, items: list[tuple]) -> list[dict[str, Any]]:
+    """Reject records {source, position, reason, text[, offset]} for (position, reason, text[, offset]).
 
-    The reason and the whole line are redacted (`load_redactor()`: rejected lines are log text
+    The reason and the whole text are redacted (`load_redactor()`: rejected lines are log text
     too) before the text is cut to `REJECT_TEXT_CHARS`, so a secret is never cut into a piece
-    the rules no longer recognise; a cut text also loses its last, partial word.
+    the rules no longer recognise; a cut text also loses its last, partial word. `offset` (the
+    byte offset in the file, when the reader knows it) is added when not None.
     """
     from logaudit.redact import load_redactor
 
     redactor = load_redactor()
-    texts = redactor.redact_all((text or "").strip() for _, _, text in items)
-    reasons = redactor.redact_all(reason for _, reason, _ in items)
-    return [{"source": source, "position": pos, "reason": reason, "text": _clip(text or "")}
-            for (pos, _, _), reason, text in zip(items, reasons, texts, strict=True)]
+    texts = redactor.redact_all((item[2] or "").strip() for item in items)
+    reasons = redactor.redact_all(item[1] for item in items)
+    records = []
+    for item, reason, text in zip(items, reasons, texts, strict=True):
+        record = {"source": source, "position": item[0], "reason": reason, "text": _clip(text or "")}
+        if len(item) > 3 and item[3] is not None:
+            record["offset"] = item[3]
+        records.append(record)
+    return records
 
 
 def _clip(text: str) -> str:

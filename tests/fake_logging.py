@@ -481,7 +481,10 @@ class _Handler(BaseHTTPRequestHandler):
             record.status = err.code
             self._error(err)
             return
-        payload = orjson.dumps(answer)
+        try:
+            payload = orjson.dumps(answer)
+        except TypeError:  # integers beyond 64 bits, which the real API can return in a Struct
+            payload = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()
         if kind in ("reset", "short"):
             record.status = -1
             self.send_response(200)

@@ -192,3 +192,27 @@ def test_names_and_windows():
     assert gcs.wanted("other/dump.json.gz", since, until)
     assert not gcs.wanted("other/notes.txt", None, None)
     assert not gcs.wanted("other/.hidden.json", None, None)
+
+
+def test_damaged_object_is_read_up_to_the_damage_and_the_others_still_are(emulator, store_dir):
+    """A truncated .gz in the bucket: what it holds is ingested, it gets an error note, the next
+    object is read, and the counts stay exact."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": emulator})
+    bucket = client.create_bucket("damaged-sink")
+    first = make_entries(400, prefix="cut")
+    packed = gzip.compress(b"".join(orjson.dumps(e) + b"\n" for e in first))
+    bucket.blob("a/cut.jsonl.gz").upload_from_string(packed[: len(packed) // 2])
+    bucket.blob("b/good.jsonl").upload_from_string(b"".join(orjson.dumps(e) + b"\n" for e in make_entries(3, prefix="ok")))
+    objects, sources = gcs.gcs_sources(["gs://damaged-sink/"], client=client)
+    report = Store(store_dir).ingest_batches(sources)
+    cut, good = report.sources
+    assert cut.source == "gs://damaged-sink/a/cut.jsonl.gz" and cut.failed
+    assert 0 < cut.new_rows < 400 and cut.rejected == 1 and cut.read == cut.new_rows + 1
+    assert cut.notes[0]["message"].startswith(f"the gzip data ends early at compressed byte {len(packed) // 2}")
+    assert (good.read, good.new_rows, good.failed) == (3, 3, False)
+    assert report.files_failed == 1
+    assert sorted(Store(store_dir).read_entries()["insert_id"].to_pylist()) == sorted(
+        [e["insertId"] for e in first[: cut.new_rows]] + ["ok00000000", "ok00000001", "ok00000002"])

@@ -36,7 +36,8 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
     or Cloud Storage sink exports given as gs://BUCKET/PREFIX.
 
     Exit code 0 when every entry was ingested, 1 when some input was rejected (see
-    STORE/rejects/), 3 when a path cannot be read or the store cannot be written (disk full,
+    STORE/rejects/) or a file could not be read to its end (the other files are still read),
+    3 when a path does not exist (nothing is read), the store cannot be written (disk full,
     read-only) or holds a damaged file, 5 when Cloud Storage fails or refuses, 6 when another
     process writes to the store.
     """
@@ -69,16 +70,25 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
                 f"{s.source}: {s.read} read, {s.new_rows} new, {s.duplicates} duplicate, {s.rejected} rejected"
                 + (f", {s.blank} blank lines" if s.blank else "")
             )
+        failed = f", {report.files_failed} damaged or unreadable files" if report.files_failed else ""
         click.echo(
             f"total: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate, "
-            f"{report.rejected} rejected in {report.seconds:.2f} s -> {store.root}"
+            f"{report.rejected} rejected{failed} in {report.seconds:.2f} s -> {store.root}"
         )
+        for s in report.sources:
+            for n in s.notes:
+                click.secho(f"{n['level']} {s.source}: {n['message']}", fg=_NOTE_COLOURS[n["level"]], err=True)
+                if n.get("hint"):
+                    click.secho(f"  hint: {n['hint']}", fg=_NOTE_COLOURS[n["level"]], err=True)
         for r in report.rejects[:20]:
             click.secho(f"rejected {r['source']}:{r['position']}: {r['reason']}", fg="yellow", err=True)
         if report.rejected > 20:
             click.secho(f"... {report.rejected - 20} more in {store.root}/rejects/{report.ingest_id}.jsonl", fg="yellow", err=True)
-    if report.rejected:
+    if report.rejected or report.files_failed:
         sys.exit(EXIT_REJECTED)
+
+
+_NOTE_COLOURS = {"info": None, "warning": "yellow", "error": "red"}
 
 
 @main.group()

@@ -7,7 +7,8 @@ A Cloud Storage sink writes hourly JSON-lines files
 window lists a handful of folders however many years the bucket holds; `open_sources` yields
 `(gs://uri, batches)` pairs for `Store.ingest_batches`, reading each object as a stream through
 `logaudit.sources.files.iter_stream_batches` (the same formats, deduplication and rejects as
-local files).
+local files; a damaged object is read up to the damage and gets an "error" note, and the
+ingest goes on with the next object).
 
 Selection is by hourly file: an hour that overlaps the window is read whole. Objects that do
 not follow the sink naming are read when their name ends in a log suffix (.json, .jsonl, ...,
@@ -205,8 +206,8 @@ def _object_batches(client: Any, obj: GcsObject, batch_size: int) -> Iterator[Ba
         raise _translate(err, obj.uri) from None
     except google.auth.exceptions.GoogleAuthError as err:
         raise SourceError(f"{obj.uri}: credentials failed: {err}", hint=CREDENTIALS_HINT) from None
-    except (OSError, EOFError) as err:
-        raise InputError(f"{obj.uri}: cannot read: {err}", hint="is the object complete? a truncated .gz cannot be read to the end") from err
+    except OSError as err:  # opening it; read errors and damaged data become notes on its batches
+        raise InputError(f"{obj.uri}: cannot read: {err}", hint="re-run the command: entries already stored are skipped") from err
 
 
 def open_sources(client: Any, objects: Sequence[GcsObject], *, batch_size: int = 100_000) -> Iterator[tuple[str, Iterator[Batch]]]:
