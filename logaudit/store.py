@@ -763,14 +763,15 @@ def reject_records(source: str, items: list[tuple]) -> list[dict[str, Any]]:
     reasons = redactor.redact_all(item[1] for item in items)
     records = []
     for item, reason, text in zip(items, reasons, texts, strict=True):
-        record = {"source": source, "position": item[0], "reason": reason, "text": _clip(text or "")}
+        record = {"source": source, "position": item[0], "reason": reason, "text": clip_reject_text(text or "")}
         if len(item) > 3 and item[3] is not None:
             record["offset"] = item[3]
         records.append(record)
     return records
 
 
-def _clip(text: str) -> str:
+def clip_reject_text(text: str) -> str:
+    """`text` cut to REJECT_TEXT_CHARS for a reject record, without its last partial word, ending in `…`."""
     if len(text) < REJECT_TEXT_CHARS:  # at the limit: maybe cut already (reader texts are)
         return text
     cut = text[:REJECT_TEXT_CHARS]

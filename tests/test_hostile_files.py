@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logaudit.sources.files import MAX_DEPTH, iter_stream_batches, json_depth
-from logaudit.store import Store
+from logaudit.store import Store, clip_reject_text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -174,7 +174,7 @@ def test_truncated_gzip_keeps_what_it_holds_and_the_next_files_are_read(tmp_path
     assert problem["message"].endswith(f"the data ends in line {complete + 1}")
     assert problem["byte"] == len(packed) // 2
     assert out["rejects"] == [{"source": str(cut), "position": complete + 1, "reason": "not valid JSON",
-                               "text": readable.split(b"\n")[-1][:200].decode()}]
+                               "text": clip_reject_text(readable.split(b"\n")[-1].decode())}]
     text = cli("ingest", "--quiet", "--store", tmp_path / "s2", cut, other)
     assert text.exit_code == 1
     assert f"error {cut}: the gzip data ends early" in text.stderr
