@@ -122,15 +122,16 @@ def _severity_sql(col: str) -> str:
 
     Names and `SEVERITY_ALIASES` in any case (ASCII only: byte and character counts agree),
     surrounding blanks ignored; digits are the numeric value truncated to its hundred, above 800
-    EMERGENCY (as Google's logging agent reads them). Lists, not a long CASE: a CASE costs
-    planning time on every batch.
+    EMERGENCY (as Google's logging agent reads them). The exact names are tried first; the rest
+    is looked up in lists, not a long CASE (each WHEN costs planning time on every batch).
     """
     text = f"trim({col}, ' ' || chr(9) || chr(10) || chr(13))"
     words = {**SEVERITY_NUM, **{alias: SEVERITY_NUM[name] for alias, name in SEVERITY_ALIASES.items()}}
     digits = f"CASE WHEN length(ltrim({text}, '0')) > 3 THEN 800 ELSE least(800, CAST({text} AS INTEGER) // 100 * 100) END"
-    return (f"coalesce(CASE WHEN strlen({text}) = length({text}) THEN {list(words.values())}"
+    exact = " ".join(f"WHEN '{name}' THEN {num}" for name, num in SEVERITY_NUM.items())  # what real entries hold
+    return (f"CASE {col} {exact} ELSE coalesce(CASE WHEN strlen({text}) = length({text}) THEN {list(words.values())}"
             f"[list_position({list(words)}, upper({text}))] END, "
-            f"CASE WHEN regexp_full_match({text}, '[0-9]+') THEN {digits} END)")
+            f"CASE WHEN regexp_full_match({text}, '[0-9]+') THEN {digits} END) END")
 
 
 def _int_sql(col: str, sql_type: str) -> str:
@@ -151,12 +152,10 @@ def _latency_ms_sql(col: str) -> str:
     missing field is 0, numbers may be strings). Exact: integer nanoseconds, then one division.
     NULL for anything else, a negative value or one beyond protobuf's Duration range."""
     # a string holding an escape is no Duration: it fails the pattern with its backslash
-    text = f"CASE WHEN starts_with({col}, '\"') THEN substr({col}, 2, length({col}) - 2) END"
-    decimal = f"TRY_CAST(rtrim({text}, 's') AS DECIMAL(21, 9))"
+    decimal = f"TRY_CAST(regexp_extract({col}, '^\"([0-9]{{1,12}}(\\.[0-9]{{1,9}})?)s\"$', 1) AS DECIMAL(21, 9))"
     seconds, nanos = f"json_extract_string({col}, '$.seconds')", f"json_extract_string({col}, '$.nanos')"
     return (
-        f"(CASE WHEN regexp_full_match({text}, '[0-9]{{1,12}}(\\.[0-9]{{1,9}})?s') AND {decimal} < {_MAX_DURATION_S + 1} "
-        f"THEN ({decimal} * 1000000000)::HUGEINT::DOUBLE / 1000000.0 "
+        f"(CASE WHEN {decimal} < {_MAX_DURATION_S + 1} THEN ({decimal} * 1000000000)::HUGEINT::DOUBLE / 1000000.0 "
         f"WHEN starts_with({col}, '{{') AND list_has_all(['seconds', 'nanos'], json_keys({col})) "
         f"AND coalesce(regexp_full_match({seconds}, '[0-9]{{1,12}}'), true) "
         f"AND coalesce(regexp_full_match({nanos}, '[0-9]{{1,9}}'), true) "
@@ -226,8 +225,8 @@ _PARSE_SELECT = f"""
     resource.type AS resource_type,
     coalesce(nullif(resource.labels.project_id, ''),
              CASE WHEN starts_with(logName, 'projects/') THEN split_part(logName, '/', 2) END) AS project_id,
-    coalesce(nullif(resource.labels.service_name, ''),
-             nullif(regexp_extract(resource.labels.revision_name, '^{_REVISION_RE}$', 1), '')) AS service,
+    CASE WHEN resource.labels.service_name <> '' THEN resource.labels.service_name
+         ELSE nullif(regexp_extract(resource.labels.revision_name, '^{_REVISION_RE}$', 1), '') END AS service,
     nullif(resource.labels.revision_name, '') AS revision,
     nullif(resource.labels.configuration_name, '') AS configuration,
     nullif(resource.labels.location, '') AS location,
