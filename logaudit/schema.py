@@ -27,20 +27,38 @@ SEVERITY_NUM: dict[str, int] = {
     "EMERGENCY": 800,
 }
 SEVERITY_NAME: dict[int, str] = {v: k for k, v in SEVERITY_NUM.items()}
+#: Other spellings of the levels, read case-insensitively like the names. These are the
+#: translations of Google's logging agent (fluent-plugin-google-cloud: log4j, java.util.logging,
+#: nginx, single letters), plus INFORMATIONAL (syslog), VERBOSE (.NET, Android) and PANIC (syslog's
+#: old name for EMERG). Digits are the numeric value: truncated to its hundred, above 800 EMERGENCY.
+SEVERITY_ALIASES: dict[str, str] = {
+    "WARN": "WARNING", "ERR": "ERROR", "FATAL": "CRITICAL", "CRIT": "CRITICAL", "EMERG": "EMERGENCY",
+    "PANIC": "EMERGENCY", "SEVERE": "ERROR", "INFORMATION": "INFO", "INFORMATIONAL": "INFO",
+    "TRACE": "DEBUG", "TRACE_INT": "DEBUG", "FINE": "DEBUG", "FINER": "DEBUG", "FINEST": "DEBUG",
+    "CONFIG": "DEBUG", "VERBOSE": "DEBUG",
+    "D": "DEBUG", "I": "INFO", "N": "NOTICE", "W": "WARNING", "E": "ERROR", "C": "CRITICAL", "A": "ALERT",
+    "F": "CRITICAL",
+}
+
+#: The instants a `timestamp[ns]` column holds: nanoseconds since 1970 in a signed 64-bit integer,
+#: less the two extreme values DuckDB reserves for -infinity/infinity (pandas reads the lowest as
+#: NaT): 1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z.
+MIN_TIMESTAMP_NS = -(2**63) + 2
+MAX_TIMESTAMP_NS = 2**63 - 2
 
 ENTRY_FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("timestamp", TS, "When the event happened (LogEntry.timestamp; receiveTimestamp when absent). UTC, ns."),
     ("receive_timestamp", TS, "When Cloud Logging received the entry. UTC, ns."),
     ("log_name", pa.string(), "Full logName, URL-encoded as given (projects/P/logs/run.googleapis.com%2Fstdout)."),
     ("log_id", pa.string(), "Decoded log id (run.googleapis.com/stdout)."),
-    ("insert_id", pa.string(), "LogEntry.insertId."),
-    ("severity", pa.string(), "Severity as given; null when the entry has none."),
-    ("severity_num", pa.int16(), "Numeric LogSeverity of `severity` (DEFAULT 0 ... EMERGENCY 800); null when absent/unknown."),
-    ("effective_severity", pa.string(), "`severity`, or when missing/DEFAULT, the level a person reads in the text."),
+    ("insert_id", pa.string(), "LogEntry.insertId; for an entry without one, `sha256:` and the SHA-256 of its canonical JSON."),
+    ("severity", pa.string(), "Severity as given (`error`, `WARN`, `500`); null when the entry has none."),
+    ("severity_num", pa.int16(), "LogSeverity level of `severity` (DEFAULT 0 ... EMERGENCY 800; `warn` 400, `450` 400); null when absent/unrecognised."),
+    ("effective_severity", pa.string(), "`severity`, or when missing/DEFAULT, the payload's `severity`/`level`, else the level a person reads in the entry."),
     ("effective_severity_num", pa.int16(), "Numeric value of `effective_severity`."),
     ("resource_type", pa.string(), "resource.type (cloud_run_revision, ...)."),
     ("project_id", pa.string(), "resource.labels.project_id, else the project in logName."),
-    ("service", pa.string(), "resource.labels.service_name."),
+    ("service", pa.string(), "resource.labels.service_name; when empty, the service in a Cloud Run revision name (SERVICE-NNNNN-xxx)."),
     ("revision", pa.string(), "resource.labels.revision_name (null when empty, e.g. audit entries)."),
     ("configuration", pa.string(), "resource.labels.configuration_name (null when empty)."),
     ("location", pa.string(), "resource.labels.location."),
@@ -48,18 +66,18 @@ ENTRY_FIELDS: list[tuple[str, pa.DataType, str]] = [
     ("trace", pa.string(), "LogEntry.trace."),
     ("span_id", pa.string(), "LogEntry.spanId."),
     ("trace_sampled", pa.bool_(), "LogEntry.traceSampled."),
-    ("http_method", pa.string(), "httpRequest.requestMethod."),
-    ("http_url", pa.string(), "httpRequest.requestUrl."),
-    ("http_path", pa.string(), "Path part of requestUrl, without query string."),
-    ("http_status", pa.int32(), "httpRequest.status."),
-    ("http_latency_ms", pa.float64(), "httpRequest.latency in milliseconds."),
-    ("http_user_agent", pa.string(), "httpRequest.userAgent."),
-    ("http_remote_ip", pa.string(), "httpRequest.remoteIp."),
+    ("http_method", pa.string(), "httpRequest.requestMethod (App Engine request logs: protoPayload.method)."),
+    ("http_url", pa.string(), "httpRequest.requestUrl (App Engine: protoPayload.resource, the path and query)."),
+    ("http_path", pa.string(), "Path part of http_url, without query string."),
+    ("http_status", pa.int32(), "httpRequest.status (App Engine: protoPayload.status)."),
+    ("http_latency_ms", pa.float64(), "httpRequest.latency (\"0.123s\" or {seconds, nanos}; App Engine: protoPayload.latency) in milliseconds."),
+    ("http_user_agent", pa.string(), "httpRequest.userAgent (App Engine: protoPayload.userAgent)."),
+    ("http_remote_ip", pa.string(), "httpRequest.remoteIp (App Engine: protoPayload.ip)."),
     ("http_server_ip", pa.string(), "httpRequest.serverIp."),
-    ("http_protocol", pa.string(), "httpRequest.protocol."),
+    ("http_protocol", pa.string(), "httpRequest.protocol (App Engine: protoPayload.httpVersion)."),
     ("http_request_size", pa.int64(), "httpRequest.requestSize (bytes)."),
-    ("http_response_size", pa.int64(), "httpRequest.responseSize (bytes)."),
-    ("message", pa.string(), "Human-readable text: textPayload, else jsonPayload.message/msg/..., else an audit rendering. ANSI codes stripped."),
+    ("http_response_size", pa.int64(), "httpRequest.responseSize (bytes; App Engine: protoPayload.responseSize)."),
+    ("message", pa.string(), "Human-readable text: textPayload, else jsonPayload.message/msg/..., else an audit rendering or protoPayload.status.message. ANSI codes stripped."),
     ("payload_type", pa.string(), "text | json | proto; null when the entry has no payload."),
     ("payload_json", pa.string(), "jsonPayload or protoPayload as JSON text."),
     ("payload_text", pa.string(), "textPayload exactly as given (ANSI codes kept)."),

@@ -64,6 +64,7 @@ from logaudit.errors import (
     StoreWriteError,
 )
 from logaudit.normalize import normalize_batch
+from logaudit.redact import load_redactor
 from logaudit.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
 from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
 
@@ -76,8 +77,10 @@ STORE_FORMAT = 1
 MARKER = "logaudit-store.json"
 #: Where `Store.repair` moves damaged files (never read by logaudit).
 QUARANTINE = "quarantine"
-#: Reject records kept per ingest (beyond this only the count grows).
+#: Reject records (and notes on unreadable fields) kept per ingest (beyond this only the count grows).
 MAX_REJECT_RECORDS = 10_000
+#: Notes on unreadable fields written to the manifest record and the JSON report.
+MAX_NOTES_SHOWN = 100
 #: Characters of a rejected line kept in its reject record (cut after redaction).
 REJECT_TEXT_CHARS = 200
 
@@ -112,6 +115,8 @@ class SourceCounts:
     blank: int = 0
     format: str = ""
     notes: list[dict[str, Any]] = field(default_factory=list)
+    #: Fields of stored entries that were given but could not be read (kept as null, with a note).
+    unreadable_fields: int = 0
 
     @property
     def failed(self) -> bool:
@@ -120,7 +125,8 @@ class SourceCounts:
 
 @dataclass
 class IngestReport:
-    """Counts for one ingest; `rejects` holds the first MAX_REJECT_RECORDS reject records."""
+    """Counts for one ingest; `rejects` holds the first MAX_REJECT_RECORDS reject records and
+    `field_notes` the first MAX_REJECT_RECORDS notes on unreadable fields of stored entries."""
 
     ingest_id: str
     started: str
@@ -129,6 +135,7 @@ class IngestReport:
     error: str | None = None  # why a failed ingest failed
     sources: list[SourceCounts] = field(default_factory=list)
     rejects: list[dict[str, Any]] = field(default_factory=list)
+    field_notes: list[dict[str, Any]] = field(default_factory=list)
     files_written: int = 0
     seconds: float = 0.0
 
@@ -153,12 +160,26 @@ class IngestReport:
         """Sources that could not be read, or not to their end (an "error" note)."""
         return sum(s.failed for s in self.sources)
 
+    @property
+    def unreadable_fields(self) -> int:
+        return sum(s.unreadable_fields for s in self.sources)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("rejects")
+        out["field_notes"] = out["field_notes"][:MAX_NOTES_SHOWN]
         out.update(read=self.read, new_rows=self.new_rows, duplicates=self.duplicates, rejected=self.rejected,
-                   files_failed=self.files_failed)
+                   files_failed=self.files_failed, unreadable_fields=self.unreadable_fields)
         return out
+
+    def add_notes(self, source: str, notes: list[tuple[int, str]], counts: SourceCounts) -> None:
+        """Count and keep notes on unreadable fields (from `normalize_batch(..., notes=...)`)."""
+        counts.unreadable_fields += len(notes)
+        room = MAX_REJECT_RECORDS - len(self.field_notes)
+        kept = notes[:max(room, 0)]
+        texts = load_redactor().redact_all(note for _, note in kept)  # a note may quote the field's value
+        self.field_notes.extend({"source": source, "position": pos, "note": text}
+                                for (pos, _), text in zip(kept, texts, strict=True))
 
 
 class Store:
@@ -511,10 +532,12 @@ class Store:
         counts.blank += batch.blank
         counts.format = counts.format or batch.format
         counts.notes.extend(batch.notes)
+        notes: list[tuple[int, str]] = []
         if len(batch.lines):
-            rows, rejects = normalize_batch(batch.lines, batch.positions, batch.source)
+            rows, rejects = normalize_batch(batch.lines, batch.positions, batch.source, notes=notes)
         else:
             rows, rejects = ENTRY_SCHEMA.empty_table(), []
+        report.add_notes(batch.source, notes, counts)
         counts.read += len(batch.lines) + len(batch.bad)
         counts.rejected += len(rejects) + len(batch.bad)
         room = MAX_REJECT_RECORDS - len(report.rejects)
@@ -532,28 +555,33 @@ class Store:
         Only key columns go through DuckDB. `index` (one per ingest) holds 64-bit hashes of the
         keys already stored in the partitions touched so far, so each partition's keys are read
         once per ingest, not once per batch; a hash hit is confirmed against the exact keys.
+
+        An entry without an insertId has its content hash as insert_id (`sha256:...`); stores
+        written before that kept such entries with a null insert_id, and those rows still match
+        it on (log_name, timestamp), so ingesting the same files again adds nothing.
         """
         index = index or _KeyIndex(self)
         con = duckdb.connect(config={"threads": 2})
         keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         con.register("k", keys)
-        keyed = con.sql(f"SELECT {_KEY_HASH} AS h, epoch_ns(timestamp) AS ns FROM k").fetchnumpy()
+        keyed = con.sql(f"SELECT {_KEY_HASH} AS h, epoch_ns(timestamp) AS ns, {_LEGACY_KEY_HASH} AS lh FROM k").fetchnumpy()
         idx, hashes, stamps = _first_occurrences(keys, keyed["h"], keyed["ns"])
+        legacy = keyed["lh"][idx]
         days = stamps // _NS_PER_DAY
         unique_days = np.unique(days)
         hit = np.zeros(len(idx), dtype=bool)
+        legacy_hit = np.zeros(len(idx), dtype=bool)
+        has_legacy = ~np.ma.getmaskarray(legacy)
         for day in unique_days:
             on_day = days == day
             hit[on_day] = index.contains(int(day), hashes[on_day])
-        if hit.any():
-            con.register("cand", keys.take(pa.array(idx[hit])))
-            files = [str(f) for d in np.unique(days[hit]) for f in index.files(int(d))]
-            stored = con.sql("""
-                SELECT c.i FROM cand c SEMI JOIN read_parquet($files) e
-                  ON c.log_name IS NOT DISTINCT FROM e.log_name
-                 AND c.insert_id IS NOT DISTINCT FROM e.insert_id
-                 AND c.timestamp = e.timestamp
-            """, params={"files": files}).fetchnumpy()["i"] if files else np.zeros(0, np.int64)
+            if has_legacy.any():
+                maybe = on_day & has_legacy
+                legacy_hit[maybe] = index.contains(int(day), np.ma.getdata(legacy)[maybe].astype(hashes.dtype))
+        if hit.any() or legacy_hit.any():
+            stored = np.concatenate([
+                self._stored(con, keys, idx[hit], days[hit], index, _EXACT_MATCH),
+                self._stored(con, keys, idx[legacy_hit], days[legacy_hit], index, _LEGACY_MATCH)])
             keep = ~np.isin(idx, stored)
             idx, hashes, stamps, days = idx[keep], hashes[keep], stamps[keep], days[keep]
         con.close()
@@ -564,6 +592,19 @@ class Store:
         if len(idx) == rows.num_rows and np.array_equal(idx, np.arange(len(idx))):
             return rows  # already unique and in order: skip copying every column
         return rows.take(pa.array(idx, pa.int64()))
+
+    @staticmethod
+    def _stored(con: duckdb.DuckDBPyConnection, keys: pa.Table, rows: np.ndarray, days: np.ndarray,
+                index: _KeyIndex, match: str) -> np.ndarray:
+        """The `rows` of `keys` whose key the store holds (`match` joins candidate c to stored e)."""
+        files = [str(f) for d in np.unique(days) for f in index.files(int(d))]
+        if not len(rows) or not files:
+            return np.zeros(0, np.int64)
+        con.register("cand", keys.take(pa.array(rows)))
+        found = con.sql(f"SELECT c.i FROM cand c SEMI JOIN read_parquet($files) e ON {match}",
+                        params={"files": files}).fetchnumpy()["i"]
+        con.unregister("cand")
+        return found
 
     def _write_partitions(self, rows: pa.Table) -> int:
         days = rows["timestamp"].cast(pa.int64()).to_numpy() // _NS_PER_DAY
@@ -605,6 +646,11 @@ class Store:
 
 
 _KEY_HASH = "hash(log_name, insert_id, epoch_ns(timestamp))"
+#: The key a content-hashed entry had in stores written before content hashes: a null insert_id.
+_LEGACY_KEY_HASH = "CASE WHEN starts_with(insert_id, 'sha256:') THEN hash(log_name, NULL::VARCHAR, epoch_ns(timestamp)) END"
+_EXACT_MATCH = ("c.log_name IS NOT DISTINCT FROM e.log_name AND c.insert_id IS NOT DISTINCT FROM e.insert_id "
+                "AND c.timestamp = e.timestamp")
+_LEGACY_MATCH = "c.log_name IS NOT DISTINCT FROM e.log_name AND c.timestamp = e.timestamp AND e.insert_id IS NULL"
 _NS_PER_DAY = 86_400 * 1_000_000_000
 
 
@@ -756,8 +802,6 @@ def reject_records(source: str, items: list[tuple]) -> list[dict[str, Any]]:
     the rules no longer recognise; a cut text also loses its last, partial word. `offset` (the
     byte offset in the file, when the reader knows it) is added when not None.
     """
-    from logaudit.redact import load_redactor
-
     redactor = load_redactor()
     texts = redactor.redact_all((item[2] or "").strip() for item in items)
     reasons = redactor.redact_all(item[1] for item in items)

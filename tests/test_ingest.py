@@ -361,3 +361,127 @@ def test_batch_dedup_keeps_entries_whose_hashes_collide():
     assert h.tolist() == [7, 7, 9, 11] and ns.tolist() == [5, 5, 6, 1]
     idx, _, _ = _first_occurrences(keys, np.array([1, 2, 3, 4, 5], dtype=np.uint64), stamps)
     assert idx.tolist() == [0, 1, 2, 3, 4]  # distinct hashes: nothing dropped, order kept
+
+
+# ---------------------------------------------------------------------------- identity without insertId
+def _without_insert_id() -> list[dict]:
+    """Four different entries sharing logName and timestamp, none with an insertId."""
+    base = {"logName": "projects/p/logs/converted", "timestamp": "2025-09-10T02:18:34.5Z",
+            "resource": {"type": "cloud_run_revision", "labels": {"service_name": "s", "revision_name": "s-00001-abc"}}}
+    return [
+        base | {"textPayload": "worker 1 started"},
+        base | {"textPayload": "worker 2 started"},
+        base | {"jsonPayload": {"message": "cache warm", "stats": {"hits": 3, "ratio": 0.75}}},
+        base | {"jsonPayload": {"message": "cache warm", "stats": {"hits": 4, "ratio": 0.75}}},
+    ]
+
+
+def test_entries_without_insert_id_are_kept_apart_and_stored_once_from_any_format(tmp_path, store_dir):
+    entries = _without_insert_id()
+    src = tmp_path / "src"
+    src.mkdir()
+    jsonl = write_jsonl(src / "a.jsonl", entries)
+    pretty = write_gcloud_json(src / "b.json", entries)  # pretty-printed, newest first
+    yml = write_gcloud_yaml(src / "c.yaml", entries)  # keys sorted
+    shuffled = src / "d.jsonl"  # other key order at every level, other number spelling
+    shuffled.write_text("".join(
+        json.dumps(json.loads(json.dumps(e, sort_keys=True)), indent=None, separators=(", ", ": "))
+        .replace("0.75", "0.750") + "\n" for e in reversed(entries)))
+    store = Store(store_dir)
+    first = store.ingest_paths([jsonl])
+    assert (first.read, first.new_rows, first.duplicates) == (4, 4, 0)
+    again = store.ingest_paths([jsonl, pretty, yml, shuffled])
+    assert [(s.read, s.new_rows, s.duplicates) for s in again.sources] == [(4, 0, 4)] * 4
+    table = store.read_entries()
+    assert sorted(table["message"].to_pylist()) == ["cache warm", "cache warm", "worker 1 started", "worker 2 started"]
+    assert all(i.startswith("sha256:") for i in table["insert_id"].to_pylist())
+    changed = [entries[0] | {"textPayload": "worker 3 started"}]
+    assert store.ingest_entries(changed, "more").new_rows == 1
+
+
+def test_entries_without_insert_id_from_a_pull_and_a_file_are_one(tmp_path, store_dir):
+    """The pull path reads entries through the same normalization, so the same key."""
+    from fake_logging import FakeLogging
+
+    from logaudit.sources import cloud_logging as cl
+
+    entries = [e | {"resource": {"type": "cloud_run_revision", "labels": {"service_name": "hello"}}}
+               for e in _without_insert_id()]
+    server = FakeLogging(entries, project="p").start()
+    try:
+        report = cl.pull(store_dir, "p", services=["hello"], since="2025-09-10T00:00:00Z",
+                         until="2025-09-11T00:00:00Z", endpoint=server.url, max_requests_per_minute=60_000)
+    finally:
+        server.stop()
+    assert (report.new_rows, report.duplicates) == (4, 0)
+    again = Store(store_dir).ingest_paths([write_gcloud_json(tmp_path / "b.json", entries)])
+    assert (again.new_rows, again.duplicates) == (0, 4)
+
+
+def test_a_store_written_before_content_ids_takes_the_same_files_again(tmp_path, store_dir):
+    """Rows stored earlier with a null insert_id match the same entries read again."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from logaudit.normalize import normalize_batch
+
+    entries = _without_insert_id()[:2]
+    store = Store(store_dir)
+    rows, _ = normalize_batch(pa.array([json.dumps(e) for e in entries]), pa.array([1, 2], pa.int64()), "old")
+    legacy = rows.set_column(rows.schema.get_field_index("insert_id"), "insert_id",
+                             pa.nulls(rows.num_rows, pa.string())).slice(0, 1)  # the old store merged the two
+    store._write_partitions(legacy)
+    report = store.ingest_paths([write_jsonl(tmp_path / "a.jsonl", entries)])
+    assert (report.new_rows, report.duplicates) == (0, 2)
+    other_time = entries[0] | {"timestamp": "2025-09-10T02:18:35Z"}
+    assert store.ingest_entries([other_time], "later").new_rows == 1
+    ids = store.read_entries()["insert_id"]
+    assert (ids.null_count, pc.sum(pc.starts_with(ids, "sha256:")).as_py()) == (1, 1)
+
+
+# ---------------------------------------------------------------------------- unreadable fields are noted
+def test_unreadable_fields_are_stored_as_null_counted_and_shown(tmp_path, store_dir, cli):
+    lines = [
+        {"logName": "projects/p/logs/run.googleapis.com%2Frequests", "timestamp": "2025-09-10T02:18:34Z",
+         "insertId": "a", "severity": "loud", "httpRequest": {"status": 200, "latency": "abc"}},
+        {"logName": "projects/p/logs/run.googleapis.com%2Frequests", "timestamp": "2025-09-10T02:18:35Z",
+         "insertId": "b", "severity": "error", "httpRequest": {"status": 503, "latency": {"seconds": 1, "nanos": 5}}},
+    ]
+    path = write_jsonl(tmp_path / "n.jsonl", lines)
+    result = cli("ingest", "--quiet", "--store", store_dir, path)
+    assert result.exit_code == 0  # the entries are stored: nothing was rejected
+    assert result.stdout.splitlines()[0] == f"{path}: 2 read, 2 new, 0 duplicate, 0 rejected, 2 unreadable fields stored as null"
+    assert result.stderr.splitlines() == [
+        f'note {path}:1: httpRequest.latency "abc" is not a Duration ("0.123s", or {{"seconds": 0, "nanos": '
+        '123000000}) from 0 to 315576000000 s; stored as null',
+        f'note {path}:1: severity "loud" is not a LogSeverity name, alias or number (see docs/entry-table.md); '
+        "read as no severity",
+    ]
+    rows = {r["insert_id"]: r for r in Store(store_dir).read_entries().to_pylist()}
+    assert (rows["a"]["http_latency_ms"], rows["a"]["severity"], rows["a"]["severity_num"]) == (None, "loud", None)
+    assert (rows["b"]["http_latency_ms"], rows["b"]["effective_severity"]) == (1000.000005, "ERROR")
+    record = Store(store_dir).manifest()[-1]
+    assert (record["unreadable_fields"], record["sources"][0]["unreadable_fields"]) == (2, 2)
+    assert [(n["position"], n["note"].split(" ")[0]) for n in record["field_notes"]] == [
+        (1, "httpRequest.latency"), (1, "severity")]
+    as_json = json.loads(cli("ingest", "--store", store_dir, "--format", "json", path).stdout)
+    assert (as_json["unreadable_fields"], len(as_json["field_notes"]), as_json["duplicates"]) == (2, 2, 2)
+
+
+def test_timestamp_rejects_name_the_wrong_part(tmp_path, store_dir):
+    path = write_jsonl(tmp_path / "t.jsonl", [
+        {"logName": "projects/p/logs/x", "insertId": "1", "timestamp": "2025-09-10T24:00:00Z"},
+        {"logName": "projects/p/logs/x", "insertId": "2", "timestamp": "2025-09-10T02:18:34+99:99"},
+        {"logName": "projects/p/logs/x", "insertId": "3", "timestamp": "9999-12-31T23:59:59Z"},
+        {"logName": "projects/p/logs/x", "insertId": "4", "timestamp": "2016-12-31T23:59:60Z"},
+    ])
+    report = Store(store_dir).ingest_paths([path])
+    assert (report.new_rows, report.rejected) == (1, 3)
+    assert [r["reason"] for r in report.rejects] == [
+        'timestamp "2025-09-10T24:00:00Z" is not a valid time: hour 24 is not in 00..23',
+        'timestamp "2025-09-10T02:18:34+99:99" is not a valid time: offset +99:99 is out of range '
+        "(hours 00..23, minutes 00..59)",
+        'timestamp "9999-12-31T23:59:59Z" is outside the range of times the store can hold '
+        "(1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z: nanoseconds since 1970 in 64 bits)",
+    ]
+    assert Store(store_dir).read_entries()["timestamp"][0].value == 1483228800 * 10**9  # 2017-01-01T00:00:00Z

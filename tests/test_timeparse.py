@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import oracle_rfc3339, rfc3339_texts
 
 from logaudit.errors import UsageError
 from logaudit.timeparse import (
+    TimestampError,
     format_ns,
     format_rfc3339,
     parse_duration,
@@ -60,9 +62,9 @@ def test_accepted_forms(text, expected):
     ("6 h", "--since '6 h': not a time"),
     ("-6h", "--since '-6h': not a time"),
     ("1.5h", "--since '1.5h': not a time"),
-    ("2025-13-01", "--since '2025-13-01': not a valid time (month must be in 1..12)"),
-    ("2025-09-09T25:00:00Z", "--since '2025-09-09T25:00:00Z': not a valid time (hour must be in 0..23)"),
-    ("2025-09-09T18:00:00+24:00", "--since '2025-09-09T18:00:00+24:00': not a valid time (offset +24:00 out of range)"),
+    ("2025-13-01", "--since '2025-13-01': not a valid time (month 13 is not in 01..12)"),
+    ("2025-09-09T25:00:00Z", "--since '2025-09-09T25:00:00Z': not a valid time (hour 25 is not in 00..23)"),
+    ("2025-09-09T18:00:00+24:00", "--since '2025-09-09T18:00:00+24:00': not a valid time (offset +24:00 is out of range (hours 00..23, minutes 00..59))"),
     ("2025-09-09+02:00", "--since '2025-09-09+02:00': not a time"),
     ("1757440800", "--since '1757440800': not a time"),
 ])
@@ -158,3 +160,90 @@ def test_format_and_parse_round_trip(instant):
 @given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))
 def test_nanosecond_round_trip(ns):
     assert parse_rfc3339_ns(format_ns(ns)) == ns
+
+
+# ---------------------------------------------------------------------------- strict RFC 3339 checks
+@pytest.mark.parametrize(("text", "detail"), [
+    ("2025-09-10T24:00:00Z", "hour 24 is not in 00..23"),
+    ("2025-09-10T02:18:34+99:99", "offset +99:99 is out of range (hours 00..23, minutes 00..59)"),
+    ("2025-09-10T02:18:34+24:00", "offset +24:00 is out of range (hours 00..23, minutes 00..59)"),
+    ("2025-09-10T02:18:34-05:60", "offset -05:60 is out of range (hours 00..23, minutes 00..59)"),
+    ("2025-09-10T02:60:00Z", "minute 60 is not in 00..59"),
+    ("2025-09-10T02:18:61Z", "second 61 is not in 00..60"),
+    ("2025-13-10T02:18:34Z", "month 13 is not in 01..12"),
+    ("2025-00-10T02:18:34Z", "month 00 is not in 01..12"),
+    ("2025-02-29T02:18:34Z", "day 29 is not in 01..28 for 2025-02"),
+    ("2025-09-00T02:18:34Z", "day 00 is not in 01..30 for 2025-09"),
+    ("2025-09-10T23:59:60Z", "second 60 (a leap second) is only possible at 23:59:60 UTC on the last day of a month"),
+    ("2016-12-31T22:59:60Z", "second 60 (a leap second) is only possible at 23:59:60 UTC on the last day of a month"),
+    ("2016-12-31T23:59:60+01:00", "second 60 (a leap second) is only possible at 23:59:60 UTC on the last day of a month"),
+])
+def test_rfc3339_rejects_say_which_part_is_wrong(text, detail):
+    with pytest.raises(TimestampError) as info:
+        parse_rfc3339_ns(text)
+    assert info.value.detail == detail
+    assert str(info.value) == f"{text!r} is not a valid time: {detail}"
+    with pytest.raises(UsageError) as usage:
+        parse_time(text, name="--until")
+    assert usage.value.message == f"--until {text!r}: not a valid time ({detail})"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # a leap second is the instant after 23:59:59 UTC, as POSIX time counts it; the fraction is kept
+    ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z"),
+    ("2016-12-31T23:59:60.5Z", "2017-01-01T00:00:00.500Z"),
+    ("2015-06-30T23:59:60.123456789Z", "2015-07-01T00:00:00.123456789Z"),
+    ("2017-01-01T00:59:60+01:00", "2017-01-01T00:00:00Z"),
+    ("2016-12-31T18:59:60-05:00", "2017-01-01T00:00:00Z"),
+    ("2025-04-30T23:59:60Z", "2025-05-01T00:00:00Z"),
+    ("0000-02-29T00:00:00Z", "0000-02-29T00:00:00Z"),  # year 0 is a leap year (proleptic Gregorian)
+    ("2000-02-29T00:00:00Z", "2000-02-29T00:00:00Z"),
+])
+def test_leap_seconds_and_leap_days(text, expected):
+    expected_ns = parse_rfc3339_ns(expected)
+    assert parse_rfc3339_ns(text) == expected_ns
+    if not text.startswith("0000"):
+        assert to_ns(parse_time(text)) == expected_ns // 1000 * 1000
+
+
+def test_shape_errors_have_no_detail():
+    for text in ("2025-09-10T02:18:34", "2025-09-10 02:18:34.1234567891Z", "2025-09-10T2:18:34Z", "x"):
+        with pytest.raises(TimestampError) as info:
+            parse_rfc3339_ns(text)
+        assert info.value.detail is None
+        assert str(info.value) == f"not an RFC 3339 timestamp: {text!r}"
+
+
+@settings(max_examples=1500, deadline=None)
+@given(rfc3339_texts)
+def test_parse_rfc3339_ns_agrees_with_an_independent_reading(text):
+    kind, value = oracle_rfc3339(text)
+    if kind == "ok":
+        assert parse_rfc3339_ns(text) == value
+        return
+    with pytest.raises(TimestampError) as info:
+        parse_rfc3339_ns(text)
+    assert info.value.detail == value
+
+
+@settings(max_examples=1000, deadline=None)
+@given(rfc3339_texts)
+def test_parse_time_agrees_with_an_independent_reading(text):
+    """--since/--until take the same times (to the microsecond), and refuse the same ones."""
+    kind, value = oracle_rfc3339(text)
+    if kind == "shape":
+        return  # parse_time takes more shapes (no seconds, no offset, +hhmm): see test_accepted_forms
+    if kind == "invalid":
+        with pytest.raises(UsageError) as info:
+            parse_time(text, name="--since")
+        assert info.value.message == f"--since {text!r}: not a valid time ({value})"
+        return
+    assert isinstance(value, int)
+    seconds, ns = divmod(value, 1_000_000_000)
+    if not -62135596800 <= seconds <= 253402300799:  # beyond datetime's years 1-9999
+        with pytest.raises(UsageError) as info:
+            parse_time(text, name="--since")
+        assert info.value.message == f"--since {text!r}: not a valid time (date value out of range)"
+        return
+    expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=ns // 1000)
+    assert parse_time(text) == expected

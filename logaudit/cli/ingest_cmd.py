@@ -11,7 +11,7 @@ import click
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.errors import StoreError, UsageError
 from logaudit.progress import byte_progress
-from logaudit.store import Store
+from logaudit.store import MAX_NOTES_SHOWN, Store
 
 EXIT_REJECTED = 1
 EXIT_DAMAGED = StoreError.exit_code
@@ -69,6 +69,7 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
             click.echo(
                 f"{s.source}: {s.read} read, {s.new_rows} new, {s.duplicates} duplicate, {s.rejected} rejected"
                 + (f", {s.blank} blank lines" if s.blank else "")
+                + (f", {s.unreadable_fields} unreadable fields stored as null" if s.unreadable_fields else "")
             )
         failed = f", {report.files_failed} damaged or unreadable files" if report.files_failed else ""
         click.echo(
@@ -84,6 +85,11 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
             click.secho(f"rejected {r['source']}:{r['position']}: {r['reason']}", fg="yellow", err=True)
         if report.rejected > 20:
             click.secho(f"... {report.rejected - 20} more in {store.root}/rejects/{report.ingest_id}.jsonl", fg="yellow", err=True)
+        for n in report.field_notes[:20]:
+            click.secho(f"note {n['source']}:{n['position']}: {n['note']}", fg="yellow", err=True)
+        if report.unreadable_fields > 20:
+            click.secho(f"... {report.unreadable_fields - 20} more notes (the first {MAX_NOTES_SHOWN} are in "
+                        f"{store.root}/manifest/{report.ingest_id}.json)", fg="yellow", err=True)
     if report.rejected or report.files_failed:
         sys.exit(EXIT_REJECTED)
 

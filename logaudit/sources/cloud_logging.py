@@ -690,7 +690,9 @@ class _PullWriter:
         first = self.position + 1
         self.position += len(texts)
         positions = pa.array(range(first, first + len(texts)), pa.int64())
-        rows, rejects = normalize_batch(pa.array(texts, pa.string()), positions, self.source)
+        notes: list[tuple[int, str]] = []
+        rows, rejects = normalize_batch(pa.array(texts, pa.string()), positions, self.source, notes=notes)
+        self.report.add_notes(self.source, notes, self.counts)
         self.counts.read += len(texts)
         self.counts.rejected += len(rejects)
         self.dirty = True
