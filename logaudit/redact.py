@@ -131,7 +131,7 @@ SECRET_RULES: list[Rule] = [
          "<redacted:private-key>"),
     # scheme://user:password@host - the password may hold `@`, `:` or `/`: up to the LAST `@`
     # (the user part holds no `<`: `<redacted:email>:<redacted>@` stays as it is)
-    Rule("url-password", r'([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#"\\<>]*:)(?:[^\s"\\]|\\[^\s])*@', r"\1<redacted>@"),
+    Rule("url-password", r'([A-Za-z][A-Za-z0-9+.-]*://[^\s:/?#"\\<>]*:)(?:[^\s"\\]|\\[^\s"])*@', r"\1<redacted>@"),
     *_key_value_rules("authorization", _AUTH_KEY, r"[^\s\"'\\,;&]+", scheme=True, numbers=False),
     *_key_value_rules("cookie", _COOKIE_KEY, r"[^\s\"'\\][^\r\n\"'\\]*", numbers=False),  # to the end of the line
     *_key_value_rules("secret-key", _SECRET_KEY, _BARE),

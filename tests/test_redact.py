@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from logaudit.errors import InputError, UsageError
@@ -183,6 +183,7 @@ json_docs = st.recursive(json_scalars, lambda inner: st.one_of(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_docs, st.booleans(), st.booleans(), st.integers(0, 2))
+@example([{"password": "Connected to redis://cache:6379/0", "api_key": "@"}], True, False, 1)  # a URL password ran over \"
 def test_json_text_stays_valid_json(doc, compact, ascii_only, depth):
     """payload_json and labels_json are redacted as text: the result must still parse, with the same
     keys - also JSON inside a JSON string (`depth` times), as when a logged line quotes JSON."""
