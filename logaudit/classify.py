@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 import regex
 
 from logaudit.catalog import Catalog, Condition, Pattern, normalize_for_re
+from logaudit.db import connect
 from logaudit.delimited import DelimitedPlan, delimited_plan, search_delimited
 from logaudit.errors import StoreError
 from logaudit.heap import tune_allocator
@@ -1843,7 +1844,7 @@ def _summarize(report: ClassifyReport, root: Path, files: list[Path], indexes: d
             report.matched_entries += int(i["summary"]["matched_rows"])
         _fill_report(report, files, file_indexes, patterns, keys, by_key, counts)
         return
-    con = duckdb.connect(config={"threads": 2})
+    con = connect()
     try:
         if files:
             if since is None and until is None:

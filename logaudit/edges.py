@@ -38,7 +38,7 @@ ROWS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "sev", "status
                 "audit_revision", "method", "path", "bin", "message", "template")
 HITS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "pattern_id")
 
-_TS = pa.timestamp("ns", tz="Etc/UTC")  # what DuckDB returns for TIMESTAMPTZ
+_TS = pa.timestamp("ns", tz="UTC")  # what DuckDB returns for TIMESTAMPTZ in the session zone of `db.connect`
 #: The columns of `FileAggregates` parts (see `_compute_base` / `_compute_cat`), without `filename`.
 BASE_SCHEMA = pa.schema([
     ("kind", pa.string()), ("bucket", pa.int64()), ("service", pa.string()), ("revision", pa.string()),

@@ -318,7 +318,7 @@ def _write_entries(audit: Audit, window: Window, path: Path) -> int:
     Redaction is vectorised (pyarrow, RE2) per batch of rows: one scan of each text column finds
     the values that may hold a secret, and those of all columns go through the rules at once.
     """
-    import duckdb
+    from logaudit.db import connect
 
     files = [str(f) for f in audit.store.entry_files(window.since, window.until)]
     texts = [f.name for f in ENTRY_SCHEMA if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS]
@@ -326,7 +326,7 @@ def _write_entries(audit: Audit, window: Window, path: Path) -> int:
     rows = 0
     try:
         if files:
-            con = duckdb.connect(config={"threads": 2})
+            con = connect()
             try:
                 rel = con.sql(f"""
                     SELECT {", ".join(ENTRY_SCHEMA.names)} FROM read_parquet($files, hive_partitioning = false)

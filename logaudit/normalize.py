@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from logaudit.db import connect
 from logaudit.schema import (
     ENTRY_COLUMNS,
     ENTRY_SCHEMA,
@@ -467,7 +468,7 @@ def _connection() -> duckdb.DuckDBPyConnection:
     costs binding and execution only (parsing the long SQL each time cost ~20 ms per batch)."""
     con = getattr(_local, "con", None)
     if con is None:
-        con = duckdb.connect(config={"threads": 2})
+        con = connect()
         # macros are checked when created: give them empty stand-ins for the per-batch tables
         con.register("batch", pa.table({"pos": pa.array([], pa.int64()), "line": pa.array([], pa.string())}))
         con.register("parsed", con.sql(_PARSE_SQL).to_arrow_table())

@@ -27,6 +27,7 @@ import pyarrow as pa
 
 from logaudit.catalog import Catalog, load_catalogs
 from logaudit.classify import register_views
+from logaudit.db import connect
 from logaudit.errors import UsageError
 from logaudit.redact import Redactor, load_redactor, redact_frame
 from logaudit.schema import SEVERITY_NUM
@@ -123,8 +124,7 @@ class Audit:
             return cached[0]
         if cached is not None:  # not closed here: a caller may still be using it (it closes when unused)
             self._rows.discard(window)
-        con = duckdb.connect(config={"threads": 2})
-        con.execute("SET enable_progress_bar = false")
+        con = connect()
         register_views(con, self.store, self.catalog, since=window.since, until=window.until)
         self._cons[window] = (con, files)
         self._made[id(con)] = files  # also for a connection replaced meanwhile but still in use

@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from logaudit.db import connect
 from logaudit.errors import (
     InputError,
     LockedError,
@@ -393,7 +394,7 @@ class Store:
                                  "first": None, "last": None, "bytes": sum(f.stat().st_size for f in files),
                                  "partitions": len({f.parent.name for f in files})}
         if files:
-            con = duckdb.connect()
+            con = connect(threads=None)
             row = con.execute(
                 "SELECT count(*), min(timestamp), max(timestamp) FROM read_parquet($files)",
                 {"files": [str(f) for f in files]},
@@ -561,7 +562,7 @@ class Store:
         it on (log_name, timestamp), so ingesting the same files again adds nothing.
         """
         index = index or _KeyIndex(self)
-        con = duckdb.connect(config={"threads": 2})
+        con = connect()
         keys = rows.select(list(DEDUP_KEY)).append_column("i", pa.array(np.arange(rows.num_rows, dtype=np.int64)))
         con.register("k", keys)
         keyed = con.sql(f"SELECT {_KEY_HASH} AS h, epoch_ns(timestamp) AS ns, {_LEGACY_KEY_HASH} AS lh FROM k").fetchnumpy()
@@ -704,7 +705,7 @@ class _KeyIndex:
             files = [str(f) for f in self.files(day)]
             chunks = []
             if files:
-                con = duckdb.connect(config={"threads": 2})
+                con = connect()
                 found = con.sql(f"SELECT {_KEY_HASH} AS h FROM read_parquet($files)", params={"files": files}).fetchnumpy()["h"]
                 con.close()
                 chunks.append(np.sort(found))

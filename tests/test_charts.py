@@ -22,6 +22,8 @@ from logaudit.render import _ms
 from logaudit.report import status_timeline
 from logaudit.store import Store
 
+pytestmark = pytest.mark.timezone  # times must be UTC in any local zone (tests/test_timezones.py)
+
 FIXTURES = Path(__file__).parent / "fixtures"
 SINCE, UNTIL = "2025-09-09T20:00:00Z", "2025-09-10T04:00:00Z"
 FLEET = "fleet"

@@ -356,6 +356,7 @@ def test_revision_choice_and_errors(sample_store):
         compare(audit, service="netra-auth-service")
 
 
+@pytest.mark.timezone
 def test_a_window_cut_equals_the_rows_inside_it_and_the_cache_changes_nothing(sample_store, tmp_path):
     store, _ = sample_store
     fresh = Store(tmp_path / "copy")
@@ -647,6 +648,7 @@ def test_template_masks_and_merge():
         merge_templates([], min_distinct=1)
 
 
+@pytest.mark.timezone
 @pytest.mark.parametrize("window", [{}, {"since": "2025-09-09T22:13:07.5Z", "until": "2025-09-10T03:41:00Z"},
                                     {"since": "2025-09-09T23:30:23Z", "until": "2025-09-10T03:41:10Z"}])
 def test_the_summary_verdict_takes_the_summarys_percentiles_and_they_equal_compares(sample_store, window):

@@ -105,6 +105,7 @@ def test_old_slices_are_pruned(store, monkeypatch):
     assert len(names) == 4 and sorted(n.split("-")[0] for n in names) == [_hour("2025-09-09T23:00")] * 2 + [_hour("2025-09-10T01:00")] * 2
 
 
+@pytest.mark.timezone
 def test_compare_over_a_cut_window_counts_the_rows_inside_it(store):
     first = compare(Audit(store), gate=Gate(), **WINDOW).to_dict()
     assert compare(Audit(store), gate=Gate(), **WINDOW).to_dict() == first  # from the slices
@@ -117,6 +118,7 @@ def test_compare_over_a_cut_window_counts_the_rows_inside_it(store):
 _NS = st.integers(min_value=0, max_value=50 * H)
 
 
+@pytest.mark.timezone
 @given(since=st.none() | _NS, until=st.none() | _NS)
 def test_hour_spans_are_exactly_the_parts_of_the_window_outside_whole_hours(since, until):
     spans = hour_spans(since, until, H)
@@ -136,6 +138,7 @@ def test_hour_spans_are_exactly_the_parts_of_the_window_outside_whole_hours(sinc
     assert all(a[1] == b[0] for a, b in zip(covered, covered[1:], strict=False))
 
 
+@pytest.mark.timezone
 def test_hour_spans_of_whole_hours_and_open_windows():
     assert hour_spans(None, None, H) == []
     assert hour_spans(H, 2 * H, H) == []

@@ -81,6 +81,7 @@ def run_cli(*args: str, **kw) -> subprocess.Popen:
 
 
 # ------------------------------------------------------------------------------ what is exported
+@pytest.mark.timezone
 def test_layout_manifest_and_contents(exported, sample):
     store, _ = sample
     dest, result = exported
@@ -271,6 +272,7 @@ def test_failures_are_one_line_and_non_zero(sample, tmp_path, cli):
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").glob("*/*"))
 
 
+@pytest.mark.timezone
 def test_period_naming_and_alignment():
     now = datetime(2026, 11, 28, 14, 37, 12, 345678, tzinfo=UTC)
     assert ex.export_window("24h", now=now) == (datetime(2026, 11, 27, 14, tzinfo=UTC), datetime(2026, 11, 28, 14, tzinfo=UTC))
@@ -313,6 +315,7 @@ def test_recovery_after_a_kill_between_the_fallback_renames(tmp_path):
 
 
 # ------------------------------------------------------------------------------ pulling first
+@pytest.mark.timezone
 def test_export_with_a_project_pulls_the_period_first(tmp_path, cli):
     entries = (make_entries(60, service="hello", revision="hello-00001-abc")
                + make_entries(60, service="hello", revision="hello-00002-def", prefix="f",
@@ -341,6 +344,7 @@ def test_export_with_a_project_pulls_the_period_first(tmp_path, cli):
         server.stop()
 
 
+@pytest.mark.timezone
 def test_nothing_to_export(sample, tmp_path, cli):
     store, _ = sample
     empty = cli("export", "--store", store.root, "--since", "2030-01-01T00:00:00Z", "--until", "2030-01-02T00:00:00Z",

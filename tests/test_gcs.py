@@ -98,6 +98,7 @@ def test_ingest_a_whole_sink_bucket(cli, sink, emulator, store_dir):
     assert (report["new_rows"], report["duplicates"], report["rejected"]) == (0, 28, 0)
 
 
+@pytest.mark.timezone
 def test_since_until_limit_the_hours_read(cli, sink, emulator, store_dir):
     result = cli("ingest", f"gs://{BUCKET}/run.googleapis.com/stdout/", "--since", "2026-11-28T09:30:00Z",
                  "--until", "2026-11-28T12:00:00Z", "--storage-endpoint", emulator, "--store", store_dir, "-q")
@@ -109,6 +110,7 @@ def test_since_until_limit_the_hours_read(cli, sink, emulator, store_dir):
     assert len(expected) == 1 + 2  # the 09:10 entry (its hour overlaps), the two stdout samples at 10h
 
 
+@pytest.mark.timezone
 def test_the_walk_lists_only_folders_in_the_window(sink):
     class Spy:
         def __init__(self, client):
@@ -178,6 +180,7 @@ def test_errors(cli, sink, emulator, store_dir):
     assert not list(Store(store_dir).root.glob("manifest/*.json"))
 
 
+@pytest.mark.timezone
 def test_names_and_windows():
     assert gcs.parse_gs_uri("gs://b-1/x/y") == ("b-1", "x/y")
     assert gcs.parse_gs_uri("gs://bucket") == ("bucket", "")

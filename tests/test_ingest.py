@@ -262,6 +262,7 @@ def test_manifest_records_each_ingest(tmp_path, reference_entries, store_dir):
     assert (info["entries"], info["first"], info["last"]) == (6, "2026-11-28T09:58:30.482917Z", "2026-11-28T10:00:02.000001Z")
 
 
+@pytest.mark.timezone
 def test_entries_partitioned_by_utc_date(tmp_path, store_dir):
     entries = [
         {"logName": "projects/p/logs/x", "insertId": "a", "timestamp": "2025-09-09T23:59:59.999999999Z"},

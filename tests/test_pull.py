@@ -95,6 +95,7 @@ def filters(server: FakeLogging) -> list[str]:
      'AND resource.labels.revision_name="r" AND timestamp>="2026-11-28T09:00:00Z" AND timestamp<"2026-11-28T12:00:00Z" '
      'AND severity>=ERROR AND (logName:"stderr")'),
 ])
+@pytest.mark.timezone
 def test_build_filter(options, expected):
     assert cl.build_filter(**options) == expected
 
@@ -110,6 +111,7 @@ def test_build_filter_rejects_bad_values():
         cl.build_filter(extra_filter="x" * 20_000)
 
 
+@pytest.mark.timezone
 def test_cli_sends_the_exact_request_and_stores_entries_verbatim(fake, cli, store_dir, reference_entries):
     entries = make_entries(95, same_ts=3) + [e for e in reference_entries if e["resource"]["labels"]["service_name"] == "hello"]
     for e in entries:
@@ -143,6 +145,7 @@ def test_cli_sends_the_exact_request_and_stores_entries_verbatim(fake, cli, stor
     assert record["sources"][0]["source"] == f"pull:{PROJECT}"
 
 
+@pytest.mark.timezone
 def test_dry_run_prints_the_filter_and_request_and_sends_nothing(fake, cli, store_dir):
     server = fake(make_entries(5))
     result = cli("pull", "-p", PROJECT, "-s", "hello", "-s", "api", "-r", "hello-00001-abc", "--since", SINCE, "--until", UNTIL,
@@ -355,6 +358,7 @@ def test_missing_credentials_say_how_to_log_in(cli, store_dir, tmp_path, monkeyp
 
 
 # ---------------------------------------------------------------------------- resume, exactly once
+@pytest.mark.timezone
 def test_rerun_of_a_completed_pull_fetches_only_the_boundary_page(fake, store_dir):
     entries = make_entries(57, same_ts=3)
     server = fake(entries)
@@ -374,6 +378,7 @@ def test_rerun_of_a_completed_pull_fetches_only_the_boundary_page(fake, store_di
     assert len(server.requests) == 7
 
 
+@pytest.mark.timezone
 def test_new_entries_after_a_completed_pull_are_picked_up(fake, store_dir):
     entries = make_entries(30)
     server = fake(entries)

@@ -16,6 +16,8 @@ from logaudit.redact import Redactor
 from logaudit.sample import BASELINE_REVISION, CANARY_REVISION, SampleConfig, SampleGenerator
 from logaudit.store import Store
 
+pytestmark = pytest.mark.timezone  # times must be UTC in any local zone (tests/test_timezones.py)
+
 SUMMARY_KEYS = {"window", "filters", "entries", "services", "revisions", "patterns", "endpoints", "unclassified"}
 
 

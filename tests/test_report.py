@@ -33,6 +33,8 @@ from logaudit.sample import CANARY_REVISION
 from logaudit.sources import cloud_logging as cl
 from logaudit.store import Store
 
+pytestmark = pytest.mark.timezone  # times must be UTC in any local zone (tests/test_timezones.py)
+
 SINCE, UNTIL = "2025-09-09T20:00:00Z", "2025-09-10T04:00:00Z"
 BACKEND = "netra-backend-staging"
 SECTIONS = ["Executive summary", "Key findings", "1. Error pattern analysis", "2. Per-revision health",

@@ -21,6 +21,8 @@ from logaudit.timeparse import (
     to_ns,
 )
 
+pytestmark = pytest.mark.timezone  # times must be UTC in any local zone (tests/test_timezones.py)
+
 NOW = datetime(2025, 9, 9, 18, 0, 0, tzinfo=UTC)
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 

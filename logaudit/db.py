@@ -1,0 +1,41 @@
+"""DuckDB connections: every connection logaudit opens comes from `connect`.
+
+A connection's session time zone is UTC, whatever the machine's zone (`TZ`): DuckDB casts a
+TIMESTAMP to TIMESTAMPTZ, truncates to days and hands TIMESTAMPTZ values to pandas in the
+session zone, so a local default would shift bucket labels and day boundaries. The progress
+bar is off (the CLI draws its own; DuckDB's would write over it).
+
+>>> from logaudit.db import connect
+>>> con = connect()
+>>> con.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+'UTC'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+#: Threads a connection uses unless told otherwise (the machines logaudit runs on are small and shared).
+DEFAULT_THREADS = 2
+
+# Session settings, not config: TimeZone needs the ICU extension, which loads with the first query.
+_SESSION = "SET TimeZone = 'UTC'; SET Calendar = 'gregorian'; SET enable_progress_bar = false"
+
+
+def connect(*, threads: int | None = DEFAULT_THREADS, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
+    """A new in-memory DuckDB connection: UTC session time zone, Gregorian calendar, no progress bar.
+
+    `threads=None` leaves DuckDB's default (one per core); `config` adds other DuckDB options
+    (e.g. `{"memory_limit": "2GB"}`).
+    """
+    options = dict(config or {})
+    if threads is not None:
+        options["threads"] = threads
+    con = duckdb.connect(config=options)
+    con.execute(_SESSION)
+    return con
+
+
+__all__ = ["DEFAULT_THREADS", "connect"]
