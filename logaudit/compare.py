@@ -44,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from logaudit.errors import UsageError
+from logaudit.errors import ExitCode, UsageError
 from logaudit.stats import (
     TestResult,
     bonferroni,
@@ -79,8 +79,8 @@ __all__ = [
 ]
 
 VERDICTS = ("READY", "MARGINAL", "NOT READY")
-#: Exit code of `logaudit compare` per verdict (errors use 3-6, usage errors 64).
-EXIT_CODES = {"READY": 0, "MARGINAL": 1, "NOT READY": 2}
+#: Exit code of `logaudit compare` per verdict (errors have codes of their own: `errors.ExitCode`).
+EXIT_CODES = {"READY": int(ExitCode.OK), "MARGINAL": int(ExitCode.MARGINAL), "NOT READY": int(ExitCode.NOT_READY)}
 JUDGEMENTS = ("Pass", "High", "Low", "Inconclusive")
 CORE_METRICS = ("request_error_rate", "entry_error_rate", "latency", "latency_p50", "latency_p95", "latency_p99")
 PATTERN_CATEGORIES = ("critical", "warning", "positive", "info")

@@ -1,21 +1,42 @@
 """Typed errors. The library raises these; only the CLI turns them into messages and exit codes.
 
-Exit codes (documented in docs/cli.md; `compare` in docs/compare.md):
+Exit codes, the same for every command (docs/cli.md has the table of which command returns which):
 
 ====  ==========================================================
 0     success; READY (compare)
-1     some input was rejected, or a file not read to its end (ingest); MARGINAL (compare)
-2     usage error (bad option); NOT READY (compare)
-3     input or store problem (missing path, corrupt store)
+1     MARGINAL (compare)
+2     NOT READY (compare)
+3     input or store problem (missing path, damaged store, refused write)
 4     catalog problem (invalid pattern file, failing examples)
 5     Cloud Logging / Cloud Storage problem (quota, permission, credentials)
-6     another run holds the lock
-64    usage error of `compare` only (bad option, bad gate file, nothing to
-      compare): 2 is NOT READY there, so a CI step can tell the two apart
+6     another run holds the store's (or the export's) lock
+7     some input was rejected, or a file was not read to its end (ingest, pull); the rest was stored
+64    bad usage (bad option or value, unknown --service / --revision, bad gate file)
+70    internal error: a bug (the traceback is in a file the message names)
+130   interrupted
 ====  ==========================================================
 """
 
 from __future__ import annotations
+
+from enum import IntEnum, unique
+
+
+@unique
+class ExitCode(IntEnum):
+    """The exit codes of the `logaudit` command (one meaning each)."""
+
+    OK = 0
+    MARGINAL = 1
+    NOT_READY = 2
+    INPUT = 3
+    CATALOG = 4
+    SOURCE = 5
+    LOCKED = 6
+    PARTIAL = 7
+    USAGE = 64
+    INTERNAL = 70
+    INTERRUPTED = 130
 
 
 class LogauditError(Exception):
@@ -25,7 +46,7 @@ class LogauditError(Exception):
     addresses are kept, since they name the accounts a permission error is about.
     """
 
-    exit_code = 3
+    exit_code: int = ExitCode.INPUT
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         from logaudit.redact import MESSAGES
@@ -88,22 +109,39 @@ class StoreDamagedError(StoreError):
 class LockedError(StoreError):
     """Another logaudit process holds the lock."""
 
-    exit_code = 6
+    exit_code = ExitCode.LOCKED
 
 
 class CatalogError(LogauditError):
     """A pattern catalog that does not load or whose examples fail."""
 
-    exit_code = 4
+    exit_code = ExitCode.CATALOG
 
 
 class SourceError(LogauditError):
     """Cloud Logging or Cloud Storage refused or failed."""
 
-    exit_code = 5
+    exit_code = ExitCode.SOURCE
 
 
 class UsageError(LogauditError):
     """An option value that makes no sense (bad duration, unknown format)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
+
+
+class UnknownFilterError(UsageError):
+    """A `--service` or `--revision` that the store does not hold (a misspelling, most likely).
+
+    `option` is "--service" or "--revision", `value` what was given, `choices` what the window
+    holds (its services, or the revisions of the service asked for) and `stored` what the whole
+    store holds.
+    """
+
+    def __init__(self, message: str, *, option: str, value: str, choices: list[str], stored: list[str],
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.option = option
+        self.value = value
+        self.choices = choices
+        self.stored = stored

@@ -249,6 +249,8 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
             store = store_or_path if isinstance(store_or_path, Store) else Store(store_or_path, create=False)
         audit = Audit(store, catalog, redactor=redactor)  # None: the configured default
         try:
+            if service is not None and not project:  # (what a pull brings is Cloud Logging's to say)
+                audit.window(since_t, until_t, service)  # UnknownFilterError: a service the store does not hold
             window = Window(since_t, until_t, None, None)
             services = [service] if service else audit.summary(since=window)["services"]
             for svc in services:

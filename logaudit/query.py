@@ -28,7 +28,7 @@ import pyarrow as pa
 from logaudit.catalog import Catalog, load_catalogs
 from logaudit.classify import register_views
 from logaudit.db import connect
-from logaudit.errors import UsageError
+from logaudit.errors import UnknownFilterError, UsageError
 from logaudit.redact import Redactor, load_redactor, redact_frame
 from logaudit.schema import SEVERITY_NUM
 from logaudit.store import Store
@@ -109,6 +109,7 @@ class Audit:
         self._cons: dict[Window, tuple[duckdb.DuckDBPyConnection, tuple[Path, ...]]] = {}
         self._rows: set[Window] = set()
         self._made: dict[int, tuple[Path, ...]] = {}
+        self._probe: duckdb.DuckDBPyConnection | None = None  # for the --service / --revision check
 
     # ------------------------------------------------------------------ plumbing
     def connection(self, window: Window) -> duckdb.DuckDBPyConnection:
@@ -154,11 +155,74 @@ class Audit:
             self._rows.add(window)
         return con
 
+    def window(self, since: Any = None, until: Any = None, service: str | None = None,
+               revision: str | None = None, *, now: datetime | None = None) -> Window:
+        """`resolve_window`, with `service` and `revision` checked against the store.
+
+        A service (or revision) the store holds no entry of is most likely misspelled: that raises
+        `UnknownFilterError` (a `UsageError`) naming the services (or the service's revisions)
+        the window holds. One the store holds, but not in this window, is an empty window.
+
+        >>> audit.window("6h", service="netra-backend-stagin")   # doctest: +SKIP
+        UnknownFilterError: --service 'netra-backend-stagin': the store holds no entry of this service
+          hint: services in this window: netra-auth-service, netra-backend-staging
+        """
+        w = resolve_window(since, until, service, revision, now=now)
+        if service is not None or revision is not None:
+            self._check_filters(w)
+        return w
+
     def _window(self, since: Any = None, until: Any = None, service: str | None = None,
                 revision: str | None = None) -> Window:
         if isinstance(since, Window):
             return since
-        return resolve_window(since, until, service, revision)
+        return self.window(since, until, service, revision)
+
+    def _check_filters(self, w: Window) -> None:
+        """Raise `UnknownFilterError` when no entry of the store has w's service (and revision)."""
+        if self._holds(w, Window(w.since, w.until)) or self._holds(w, Window()):
+            return
+        in_window, in_store = self._pairs(Window(w.since, w.until)), self._pairs(Window())
+        services = sorted({s for s, _ in in_window})
+        if w.service is not None and w.service not in {s for s, _ in in_store}:
+            raise UnknownFilterError(
+                f"--service {w.service!r}: the store holds no entry of this service", option="--service",
+                value=w.service, choices=services, stored=sorted({s for s, _ in in_store}),
+                hint=_listing("services", services, sorted({s for s, _ in in_store})))
+        if w.service is not None:
+            revisions = sorted({r for s, r in in_window if s == w.service and r is not None})
+            stored = sorted({r for s, r in in_store if s == w.service and r is not None})
+            raise UnknownFilterError(
+                f"--revision {w.revision!r}: the store holds no entry of this revision of service {w.service!r}",
+                option="--revision", value=w.revision or "", choices=revisions, stored=stored,
+                hint=_listing(f"revisions of {w.service}", revisions, stored))
+        revisions = sorted({r for _, r in in_window if r is not None})
+        by_service = "; ".join(f"{s}: {', '.join(sorted({r for x, r in in_window if x == s and r is not None}))}"
+                               for s in services)
+        raise UnknownFilterError(
+            f"--revision {w.revision!r}: the store holds no entry of this revision", option="--revision",
+            value=w.revision or "", choices=revisions, stored=sorted({r for _, r in in_store if r is not None}),
+            hint=f"revisions in this window: {by_service}" if by_service else
+            _listing("revisions", [], sorted({r for _, r in in_store if r is not None})))
+
+    def _scan(self, span: Window, select: str, where: str = "TRUE", params: dict[str, Any] | None = None,
+              *, limit: str = "") -> list[tuple]:
+        """Rows of a query straight over the entry files of `span` (no classification, no views)."""
+        files = [str(f) for f in self.store.entry_files(span.since, span.until)]
+        if not files:
+            return []
+        if self._probe is None:
+            self._probe = connect()
+        return self._probe.execute(f"SELECT {select} FROM read_parquet({_sql_list(files)}, hive_partitioning=false) "
+                                   f"WHERE {_time_sql(span)} AND {where} {limit}", params or {}).fetchall()
+
+    def _holds(self, w: Window, span: Window) -> bool:
+        where, params = self._filters(w)
+        return bool(self._scan(span, "1", where, params, limit="LIMIT 1"))
+
+    def _pairs(self, span: Window) -> list[tuple[str, str | None]]:
+        """The distinct (service, revision) pairs of the entries in `span` (services not null)."""
+        return self._scan(span, "DISTINCT service, revision", "service IS NOT NULL")
 
     @staticmethod
     def _filters(w: Window, alias: str = "") -> tuple[str, dict[str, Any]]:
@@ -532,6 +596,9 @@ class Audit:
     def close(self) -> None:
         for con, _ in self._cons.values():
             con.close()
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
         self._cons.clear()
         self._rows.clear()
         self._made.clear()
@@ -554,6 +621,15 @@ def json_path_key(name: str) -> str:
 
 def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _listing(what: str, in_window: list[str], in_store: list[str]) -> str:
+    """`services in this window: a, b`, or what the store holds when the window holds none."""
+    if in_window:
+        return f"{what} in this window: {', '.join(in_window)}"
+    if in_store:
+        return f"no {what} in this window; in the store: {', '.join(in_store)}"
+    return "the store holds no entries: ingest or pull logs first"
 
 
 def _time_sql(w: Window) -> str:

@@ -47,7 +47,7 @@ import pandas as pd
 
 from logaudit import charts
 from logaudit.errors import UsageError
-from logaudit.query import CATEGORIES, Audit, Window, resolve_window
+from logaudit.query import CATEGORIES, Audit, Window
 from logaudit.redact import redact_frame, redact_tree
 from logaudit.render import CATEGORY_TITLES, _md, _ms, _one_line, _pct, _short, empty_message, new_in_newest
 from logaudit.timeparse import format_rfc3339, parse_duration
@@ -343,22 +343,23 @@ class ReportResult:
                 "html": str(self.html) if self.html else None,
                 "charts": {k: str(v) for k, v in self.charts.items()},
                 "checklist": self.checklist, "generated_at": self.generated_at, "bucket": self.bucket,
-                "entries": self.summary["entries"], "verdict": (self.summary.get("verdict") or {}).get("verdict")}
+                "entries": self.summary["entries"], "verdict": (self.summary.get("verdict") or {}).get("verdict"),
+                "window": self.summary["window"], "services": self.summary["services"]}
 
 
-def parse_formats(formats: str | Iterable[str]) -> tuple[str, ...]:
-    """"md,html" / ["md"] -> ("md", "html"); UsageError for anything else."""
+def parse_formats(formats: str | Iterable[str], *, option: str = "--report-format") -> tuple[str, ...]:
+    """"md,html" / ["md"] -> ("md", "html"); UsageError (naming `option`) for anything else."""
     items = formats.split(",") if isinstance(formats, str) else list(formats)
     out: list[str] = []
     for item in items:
         name = item.strip().lower()
         name = {"markdown": "md", "htm": "html"}.get(name, name)
         if name not in FORMATS:
-            raise UsageError(f"--format {item!r}: not a report format", hint="md, html or md,html")
+            raise UsageError(f"{option} {item!r}: not a report format", hint="md, html or md,html")
         if name not in out:
             out.append(name)
     if not out:
-        raise UsageError("--format: give at least one of md, html")
+        raise UsageError(f"{option}: give at least one of md, html")
     return tuple(out)
 
 
@@ -458,7 +459,7 @@ def build_report(audit: Audit, *, since: Any = None, until: Any = None, service:
     from `now`) of `audit`'s store, optionally one service, into `out_dir`."""
     fmts = parse_formats(formats)
     generated = (now or datetime.now(UTC)).astimezone(UTC)
-    window = resolve_window(since, until, service, now=generated)
+    window = audit.window(since, until, service, now=generated)
     out = Path(out_dir)
     (out / "charts").mkdir(parents=True, exist_ok=True)
     for old in (out / "charts").glob("*.png"):

@@ -256,10 +256,10 @@ def test_failures_are_one_line_and_non_zero(sample, tmp_path, cli):
     cases = [
         (["--out", blocker, "--store", store.root], 3, f"error: export failed: --out {blocker}: cannot create the directory"),
         (["--out", tmp_path / "d", "--store", tmp_path / "no-store"], 3, "error: export failed: "),
-        (["--out", tmp_path / "d", "--store", store.root, "--since", "yesterday-ish"], 2,
+        (["--out", tmp_path / "d", "--store", store.root, "--since", "yesterday-ish"], 64,
          "error: export failed: --since 'yesterday-ish': not a time"),
-        (["--out", "s3://bucket/x", "--store", store.root], 2, "error: export failed: --out s3://bucket/x: only local"),
-        (["--out", tmp_path / "d", "--store", store.root, "--service", "../etc"], 2,
+        (["--out", "s3://bucket/x", "--store", store.root], 64, "error: export failed: --out s3://bucket/x: only local"),
+        (["--out", tmp_path / "d", "--store", store.root, "--service", "../etc"], 64,
          "error: export failed: --service '../etc': not a Cloud Run service name"),
     ]
     for args, code, start in cases:

@@ -80,7 +80,7 @@ def stored(store_dir) -> list[tuple]:
 
 def test_ingest_a_whole_sink_bucket(cli, sink, emulator, store_dir):
     result = cli("ingest", f"gs://{BUCKET}", "--storage-endpoint", emulator, "--store", store_dir, "-q")
-    assert result.exit_code == 1  # the broken line in manual/extra.jsonl is rejected
+    assert result.exit_code == 7  # the broken line in manual/extra.jsonl is rejected, the rest stored
     got = stored(store_dir)
     assert got == keys(sink["entries"])
     lines = result.stdout.splitlines()
@@ -172,11 +172,11 @@ def test_errors(cli, sink, emulator, store_dir):
     assert empty.exit_code == 3
     assert empty.stderr.splitlines()[0] == f"error: gs://{BUCKET}/run.googleapis.com/: no log files in the --since/--until window"
     local_only = cli("ingest", "somewhere.jsonl", "--since", "6h", "--store", store_dir)
-    assert local_only.exit_code == 2
+    assert local_only.exit_code == 64  # bad usage
     assert local_only.stderr == ("error: --since/--until select the hourly files of gs:// sink exports; "
                                  "local paths are read whole\n")
     bad = cli("ingest", "gs://", "--storage-endpoint", emulator, "--store", store_dir)
-    assert bad.exit_code == 2
+    assert bad.exit_code == 64
     assert not list(Store(store_dir).root.glob("manifest/*.json"))
 
 

@@ -174,7 +174,7 @@ def test_endpoint_from_the_environment_and_bad_endpoints(fake, cli, store_dir):
     assert len(server.requests) == 1
     assert_exactly(store_dir, server.entries)
     bad = cli("pull", "-p", PROJECT, "--endpoint", "127.0.0.1:8085", "--store", store_dir, "-q")
-    assert bad.exit_code == 2
+    assert bad.exit_code == 64
     assert bad.stderr == ("error: --endpoint '127.0.0.1:8085': expected a URL starting with http:// or https://\n"
                           "  hint: e.g. --endpoint http://127.0.0.1:8085\n")
 

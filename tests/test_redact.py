@@ -246,11 +246,11 @@ def test_a_bad_config_file_is_a_clear_usage_error(tmp_path, text, message):
         load_redactor(path)
 
 
-def test_a_bad_config_file_stops_the_cli_with_exit_2(tmp_path, cli):
+def test_a_bad_config_file_stops_the_cli_with_exit_64(tmp_path, cli):
     path = tmp_path / "redact.yaml"
     path.write_text("rules:\n  - {name: bad, pattern: '(?<=x)y'}\n")
     result = cli("summarize", "--store", tmp_path / "nostore", env={"LOGAUDIT_REDACT_CONFIG": str(path)})
-    assert result.exit_code == 2
+    assert result.exit_code == 64  # bad usage
     assert result.stderr.startswith("error: redaction rule 'bad': Invalid regular expression")
 
 

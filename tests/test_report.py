@@ -352,14 +352,14 @@ def test_no_planted_secret_in_any_output(report, sample, tmp_path, cli):
 def test_cli(report, sample, tmp_path, cli):
     store, _ = sample
     result = cli("report", "--store", store.root, "--since", SINCE, "--until", UNTIL, "--service", BACKEND,
-                 "--out", tmp_path / "r", "--format", "md")
+                 "--out", tmp_path / "r", "--report-format", "md")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"report of 4,242 entries{_verdict_suffix(result)}, 4 charts -> {tmp_path / 'r'}"
     assert lines[1:] == [f"  {tmp_path / 'r' / 'report.md'}", f"  {tmp_path / 'r' / 'summary.json'}"]
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["charts", "report.md", "summary.json"]
-    bad = cli("report", "--store", store.root, "--out", tmp_path / "x", "--format", "pdf")
-    assert bad.exit_code == 2 and "--format 'pdf': not a report format" in bad.stderr
+    bad = cli("report", "--store", store.root, "--out", tmp_path / "x", "--report-format", "pdf")
+    assert bad.exit_code == 64 and "--report-format 'pdf': not a report format" in bad.stderr
     missing = cli("report", "--store", tmp_path / "nowhere", "--out", tmp_path / "y")
     assert missing.exit_code == 3 and "no store here" in missing.stderr
 

@@ -74,7 +74,7 @@ def test_rejected_forms_name_the_option(text, message):
     with pytest.raises(UsageError) as info:
         parse_time(text, now=NOW, name="--since")
     assert info.value.message == message
-    assert info.value.exit_code == 2
+    assert info.value.exit_code == 64  # bad usage
 
 
 def test_hint_lists_the_accepted_forms():
@@ -147,7 +147,7 @@ def test_anything_else_is_a_usage_error_or_an_aware_utc_time(text):
     try:
         value = parse_time(text, now=NOW)
     except UsageError as err:
-        assert err.exit_code == 2
+        assert err.exit_code == 64
         assert repr(text) in err.message
     else:
         assert value.tzinfo is UTC

@@ -1,7 +1,10 @@
 """The `logaudit` command: a thin layer over the library.
 
 Each sub-command lives in its own module in this package, calls one library function, and
-lets `run_cli` turn typed library errors into a one-line message and an exit code.
+lets `handle_errors` turn typed library errors into a one-line message and an exit code. The
+group itself gives every command the same codes for the rest (docs/cli.md): 64 for any usage
+error (click's own included), 130 when interrupted, 70 with one line naming a traceback file
+for an unexpected exception (a bug).
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from logaudit.errors import InputError, LogauditError
+from logaudit.errors import ExitCode, InputError, LogauditError
 from logaudit.heap import tune_allocator
 
 
@@ -42,6 +46,11 @@ store_option = click.option(
 )
 
 
+catalog_option = click.option(
+    "--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
+    help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
+
+
 keep_emails_option = click.option(
     "--keep-emails", is_flag=True,
     help="Do not redact email addresses (secrets still are). Default: $LOGAUDIT_REDACT_CONFIG, else redacted.")
@@ -55,6 +64,7 @@ def make_redactor(*, no_redact: bool = False, keep_emails: bool = False) -> Any:
 
 
 def format_option(*choices: str, default: str = "text") -> Callable:
+    """`--format` (parameter `fmt`): how a command prints what it did; every reporting command has `json`."""
     return click.option(
         "--format",
         "fmt",
@@ -74,7 +84,7 @@ def handle_errors(fn: Callable) -> Callable:
 
     A failure of the operating system, DuckDB or Arrow that a damaged store file or a refused
     write explains becomes that typed error (`explain_failure`); anything else is a bug and
-    keeps its traceback.
+    goes on to the group, which reports it (exit 70).
     """
 
     @wraps(fn)
@@ -84,8 +94,7 @@ def handle_errors(fn: Callable) -> Callable:
         except LogauditError as err:
             _fail(err)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
+            interrupted()
         except Exception as err:
             typed = explain_failure(err, kwargs.get("store_dir"), uses_store="store_dir" in kwargs)
             if typed is None:
@@ -95,9 +104,62 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _fail(err: LogauditError) -> None:
+def _fail(err: LogauditError) -> NoReturn:
     click.secho(f"error: {err}", fg="red", err=True)
     sys.exit(err.exit_code)
+
+
+def interrupted(message: str = "interrupted") -> NoReturn:
+    """Ctrl-C or SIGTERM: one line, exit 130."""
+    click.echo(message, err=True)
+    sys.exit(ExitCode.INTERRUPTED)
+
+
+def report_bug(err: BaseException, *, what: str = "") -> NoReturn:
+    """An unexpected exception: one line saying it is a bug and where its traceback was written
+    (a file in the temp directory; also printed with `logaudit --debug`), exit 70. Secrets are redacted."""
+    import traceback
+
+    from logaudit.redact import MESSAGES
+
+    ctx = click.get_current_context(silent=True)
+    debug = bool(ctx is not None and ctx.find_root().params.get("debug"))
+    text = MESSAGES.redact("".join(traceback.format_exception(err)))
+    if debug:
+        click.echo(text, err=True, nl=False)
+    saved = _save_traceback(text)
+    detail = MESSAGES.redact(" ".join(str(err).split()))[:200]
+    where = f"traceback in {saved}" if saved else "the traceback could not be saved"
+    click.secho(f"error: {what}internal error (a bug in logaudit, please report it): {type(err).__name__}"
+                + (f": {detail}" if detail else "") + f"; {where}"
+                + ("" if debug else " (`logaudit --debug ...` prints it)"), fg="red", err=True)
+    sys.exit(ExitCode.INTERNAL)
+
+
+def _save_traceback(text: str) -> str | None:
+    """Write a bug's traceback, with the version and command line, to a new private file in the temp directory."""
+    import platform
+    import tempfile
+    from importlib.metadata import PackageNotFoundError, version
+
+    from logaudit.redact import MESSAGES
+
+    try:
+        release = version("logaudit")
+    except PackageNotFoundError:
+        release = "unknown"
+    ctx = click.get_current_context(silent=True)
+    args = ctx.meta.get("logaudit.args", sys.argv[1:]) if ctx is not None else sys.argv[1:]
+    head = (f"logaudit {release}, Python {platform.python_version()}, {platform.platform()}\n"
+            f"time: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
+            f"command: {MESSAGES.redact(' '.join(['logaudit', *map(str, args)]))}\n\n")
+    try:
+        fd, path = tempfile.mkstemp(prefix="logaudit-traceback-", suffix=".txt")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(head + text)
+    except OSError:
+        return None
+    return path
 
 
 def explain_failure(err: BaseException, store_dir: str | None, *, uses_store: bool = True) -> LogauditError | None:
@@ -143,6 +205,16 @@ _COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def _usage_exit_code() -> Iterator[None]:
+    """click's usage errors (unknown option, bad value, missing argument) exit with 64 like ours."""
+    try:
+        yield
+    except click.UsageError as err:
+        err.exit_code = ExitCode.USAGE
+        raise
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_COMMANDS))
@@ -152,10 +224,37 @@ class _LazyGroup(click.Group):
             importlib.import_module(f"logaudit.cli.{_COMMANDS[cmd_name]}")  # registers itself on `main`
         return super().get_command(ctx, cmd_name)
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        given = list(args)
+        with _usage_exit_code():
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        ctx.meta["logaudit.args"] = given  # for the traceback file of a bug
+        return ctx
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            with _usage_exit_code():
+                return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            interrupted()
+        except Exception as err:
+            report_bug(err)
+
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="logaudit")
-def main() -> None:
-    """Audit Google Cloud Run deployments from their logs."""
+@click.option("--debug", is_flag=True, envvar="LOGAUDIT_DEBUG",
+              help="On an internal error (exit 70), print the traceback too (env LOGAUDIT_DEBUG=1).")
+def main(debug: bool) -> None:
+    """Audit Google Cloud Run deployments from their logs.
+
+    Exit codes (every command; docs/cli.md): 0 success or READY, 1 MARGINAL, 2 NOT READY,
+    3 input or store problem, 4 catalog problem, 5 Cloud Logging / Cloud Storage problem,
+    6 store locked, 7 some input rejected (the rest stored), 64 bad usage, 70 internal error,
+    130 interrupted.
+    """
     tune_allocator()
     _show_notes()

@@ -12,10 +12,16 @@ from logaudit.catalog import (
     load_catalogs,
     run_self_test,
 )
-from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
-from logaudit.errors import CatalogError
-
-EXIT_CATALOG = CatalogError.exit_code
+from logaudit.cli import (
+    ExpandedPath,
+    catalog_option,
+    echo_json,
+    format_option,
+    handle_errors,
+    main,
+    store_option,
+)
+from logaudit.errors import ExitCode
 
 paths_argument = click.argument("paths", nargs=-1, type=ExpandedPath())
 
@@ -32,7 +38,7 @@ def _load_or_report(paths: list[str], collect: bool, fmt: str):
         if fmt != "json":
             raise
         echo_json({"ok": False, "problems": [p.to_dict() for p in err.problems]})
-        sys.exit(EXIT_CATALOG)
+        sys.exit(ExitCode.CATALOG)
 
 
 @main.group()
@@ -92,30 +98,32 @@ def test(paths: tuple[str, ...], fmt: str) -> None:
         click.echo(f"{status}: {report.patterns} patterns, {report.examples} examples, "
                    f"{report.counter_examples} counter-examples, {len(report.failures)} failure(s)")
     if not report.ok:
-        sys.exit(EXIT_CATALOG)
+        sys.exit(ExitCode.CATALOG)
 
 
 @main.command()
 @store_option
-@click.option("--patterns", "pattern_paths", multiple=True, type=ExpandedPath(),
-              help="Catalog file or directory (repeatable; default: $LOGAUDIT_PATTERNS, else ./patterns).")
+@catalog_option
+@click.option("--patterns", "pattern_paths", multiple=True, type=ExpandedPath(exists=True), hidden=True,
+              help="Deprecated: --catalog.")
 @click.option("--since", default=None, metavar="WHEN", help="Only entries from this time (6h, 2d, 2025-09-09T18:00:00Z).")
 @click.option("--until", default=None, metavar="WHEN", help="Only entries before this time.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes (default: up to 2).")
 @click.option("--all", "show_all", is_flag=True, help="List patterns without matches too.")
 @format_option("text", "json")
 @handle_errors
-def classify(store_dir: str | None, pattern_paths: tuple[str, ...], since: str | None, until: str | None,
-             workers: int | None, show_all: bool, fmt: str) -> None:
+def classify(store_dir: str | None, catalogs: tuple[str, ...], pattern_paths: tuple[str, ...], since: str | None,
+             until: str | None, workers: int | None, show_all: bool, fmt: str) -> None:
     """Classify the store's entries against the pattern catalogs (cached; only new work is done).
 
-    The results are what the `matches` view holds for queries; see docs/catalog.md.
+    The results are what the `matches` view holds for queries; see docs/catalog.md. Exit codes:
+    0 done, 3 no store, 4 bad catalog, 64 bad usage, 70 internal error, 130 interrupted.
     """
     from logaudit.classify import classify_store, require_store
     from logaudit.timeparse import parse_window
 
     lo, hi = parse_window(since, until)
-    cat = load_catalogs(_paths(pattern_paths))
+    cat = load_catalogs(_paths(catalogs + pattern_paths))
     store = require_store(store_dir)
     report = classify_store(store, cat, lo, hi, workers=workers)
     if fmt == "json":

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from logaudit.cli import (
     ExpandedPath,
+    catalog_option,
     echo_json,
     format_option,
     handle_errors,
@@ -16,32 +15,9 @@ from logaudit.cli import (
     make_redactor,
     store_option,
 )
-from logaudit.errors import UsageError
-
-#: Exit code of `compare` for usage errors (bad option, bad gate file, nothing to compare): EX_USAGE
-#: from sysexits.h, so that a CI step can tell them from the verdicts 0 / 1 / 2.
-USAGE_EXIT = 64
 
 
-class CompareUsageError(UsageError):
-    """A usage error of `compare` (exit 64 instead of 2, which means NOT READY here)."""
-
-    exit_code = USAGE_EXIT
-
-
-class _CompareCommand(click.Command):
-    """click reports bad options with exit 2; for `compare` 2 means NOT READY, so they exit 64."""
-
-    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
-                     **extra: Any) -> click.Context:
-        try:
-            return super().make_context(info_name, args, parent=parent, **extra)
-        except click.UsageError as err:
-            err.exit_code = USAGE_EXIT
-            raise
-
-
-@main.command("compare", cls=_CompareCommand)
+@main.command("compare")
 @click.option("--service", help="Cloud Run service (default: the one whose newest revision was deployed last).")
 @click.option("--baseline", help="Baseline revision (default: the revision before the canary).")
 @click.option("--canary", help="Canary revision (default: the service's newest revision).")
@@ -51,8 +27,7 @@ class _CompareCommand(click.Command):
 @click.option("--config", "gate_path", envvar="LOGAUDIT_GATE", type=ExpandedPath(dir_okay=False),
               help="Gate file with the thresholds (see docs/gate.example.yaml). Default: $LOGAUDIT_GATE, "
               "else built-in defaults.")
-@click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
-              help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
+@catalog_option
 @click.option("--all-metrics", is_flag=True, help="Text format: list every pattern rate, not only those that "
               "did not Pass.")
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
@@ -71,19 +46,16 @@ def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, c
     canary, and decides READY / MARGINAL / NOT READY under the gate's thresholds.
 
     Exit codes: 0 READY, 1 MARGINAL, 2 NOT READY; 3 no store or unreadable input,
-    4 bad catalog, 6 store locked, 64 usage error (bad option or gate file, nothing to compare).
+    4 bad catalog, 6 store locked, 64 bad usage (bad option or gate file, unknown service or
+    revision, nothing to compare), 70 internal error, 130 interrupted.
     """
     from logaudit.compare import compare, load_gate, render_markdown, render_text
     from logaudit.query import Audit
 
-    try:
-        gate = load_gate(gate_path) if gate_path else None
-        audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(no_redact=no_redact,
-                                                                                keep_emails=keep_emails))
-        result = compare(audit, service=service, baseline=baseline, canary=canary, since=since, until=until,
-                         gate=gate)
-    except UsageError as err:
-        raise CompareUsageError(err.message, hint=err.hint) from err
+    gate = load_gate(gate_path) if gate_path else None
+    audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(no_redact=no_redact,
+                                                                            keep_emails=keep_emails))
+    result = compare(audit, service=service, baseline=baseline, canary=canary, since=since, until=until, gate=gate)
     data = result.to_dict()
     if fmt == "json":
         echo_json(data)

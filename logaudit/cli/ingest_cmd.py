@@ -9,12 +9,9 @@ import sys
 import click
 
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
-from logaudit.errors import StoreError, UsageError
+from logaudit.errors import ExitCode, UsageError
 from logaudit.progress import byte_progress
 from logaudit.store import MAX_NOTES_SHOWN, Store
-
-EXIT_REJECTED = 1
-EXIT_DAMAGED = StoreError.exit_code
 
 
 @main.command()
@@ -35,11 +32,11 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
     """Ingest exported log files or directories (gcloud JSON/YAML, JSON Lines, .gz, sink layout),
     or Cloud Storage sink exports given as gs://BUCKET/PREFIX.
 
-    Exit code 0 when every entry was ingested, 1 when some input was rejected (see
-    STORE/rejects/) or a file could not be read to its end (the other files are still read),
-    3 when a path does not exist (nothing is read), the store cannot be written (disk full,
-    read-only) or holds a damaged file, 5 when Cloud Storage fails or refuses, 6 when another
-    process writes to the store.
+    Exit code 0 when every entry was ingested, 7 when some input was rejected (see
+    STORE/rejects/) or a file could not be read to its end (the other files are still read and
+    stored), 3 when a path does not exist (nothing is read), the store cannot be written (disk
+    full, read-only) or holds a damaged file, 5 when Cloud Storage fails or refuses, 6 when
+    another process writes to the store, 64 bad usage, 70 internal error, 130 interrupted.
     """
     from logaudit.sources import gcs
     from logaudit.sources.files import discover, iter_batches
@@ -91,7 +88,7 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
             click.secho(f"... {report.unreadable_fields - 20} more notes (the first {MAX_NOTES_SHOWN} are in "
                         f"{store.root}/manifest/{report.ingest_id}.json)", fg="yellow", err=True)
     if report.rejected or report.files_failed:
-        sys.exit(EXIT_REJECTED)
+        sys.exit(ExitCode.PARTIAL)
 
 
 _NOTE_COLOURS = {"info": None, "warning": "yellow", "error": "red"}
@@ -140,7 +137,7 @@ def store_check(store_dir: str | None, fmt: str, quick: bool) -> None:
     running that no process runs. Works on a read-only store.
 
     Exit code 0 when the store is clean, 3 when anything is damaged or stale (each problem is
-    listed with its file and its fix).
+    listed with its file and its fix) or there is no store.
     """
     report = Store(store_dir, create=False, verify=False).check(quick=quick)
     if fmt == "json":
@@ -157,7 +154,7 @@ def store_check(store_dir: str | None, fmt: str, quick: bool) -> None:
             click.echo(f"{len(report.problems)} problem(s) in {files} files checked in {report.store}{note}; "
                        f"`logaudit store repair --store {report.store}` fixes them")
     if not report.ok:
-        sys.exit(EXIT_DAMAGED)
+        sys.exit(ExitCode.INPUT)
 
 
 @store.command("repair")
@@ -168,7 +165,8 @@ def store_repair(store_dir: str | None, fmt: str) -> None:
     """Move damaged files to STORE/quarantine/<time>/, remove temporary files of writes that
     never finished, and mark ingests that are still `running` but have no process `interrupted`.
 
-    Holds the store's lock: exit code 6 while an ingest or pull runs, 3 on a read-only store.
+    Holds the store's lock: exit code 6 while an ingest or pull runs, 3 on a read-only store
+    or when there is no store.
     """
     report = Store(store_dir, create=False, verify=False).repair()
     if fmt == "json":

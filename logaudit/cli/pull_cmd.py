@@ -13,13 +13,21 @@ from typing import Any
 
 import click
 
-from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli import (
+    ExpandedPath,
+    echo_json,
+    format_option,
+    handle_errors,
+    interrupted,
+    main,
+    store_option,
+)
+from logaudit.errors import ExitCode
 from logaudit.schema import SEVERITY_NUM
 from logaudit.sources import cloud_logging as cl
 from logaudit.store import Store, default_store_path
 from logaudit.timeparse import format_ns, parse_duration
 
-EXIT_REJECTED = 1
 #: Seconds between plain progress lines when stderr is not a terminal.
 PLAIN_INTERVAL = 10.0
 
@@ -139,8 +147,9 @@ def pull(project: str, services: tuple[str, ...], revisions: tuple[str, ...], si
     exactly once. An interrupted pull (error, Ctrl-C, killed) resumes when the same command is
     run again; re-running a finished pull only asks for the last timestamp again.
 
-    Exit codes: 0 done, 1 some entries rejected, 2 bad option, 5 Cloud Logging failed or
-    refused (the message says how far it got), 6 store locked, 130 interrupted.
+    Exit codes: 0 done, 3 store problem, 5 Cloud Logging failed or refused (the message says how
+    far it got), 6 store locked, 7 some entries rejected (the rest stored), 64 bad usage,
+    70 internal error, 130 interrupted.
     """
     options = dict(services=services, revision=revisions, since=since, until=until, extra_filter=extra_filter,
                    severity_at_least=severity_at_least, endpoint=endpoint, page_size=page_size)
@@ -161,9 +170,7 @@ def pull(project: str, services: tuple[str, ...], revisions: tuple[str, ...], si
                              progress=progress, flush_entries=flush_entries, flush_seconds=flush_seconds,
                              request_timeout=request_timeout, backoff_initial=backoff_initial, **options)
     except KeyboardInterrupt:
-        click.echo("interrupted: the pages received so far are stored; run the same command again to resume",
-                   err=True)
-        sys.exit(130)
+        interrupted("interrupted: the pages received so far are stored; run the same command again to resume")
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -173,7 +180,7 @@ def pull(project: str, services: tuple[str, ...], revisions: tuple[str, ...], si
     else:
         _print_report(report, store)
     if report.rejected:
-        sys.exit(EXIT_REJECTED)
+        sys.exit(ExitCode.PARTIAL)
 
 
 def _stop_on_sigterm() -> Any:

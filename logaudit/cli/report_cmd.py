@@ -5,24 +5,28 @@ from __future__ import annotations
 
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from logaudit.cli import (
     ExpandedPath,
+    catalog_option,
     echo_json,
     explain_failure,
     format_option,
     handle_errors,
+    interrupted,
     keep_emails_option,
     main,
     make_redactor,
+    report_bug,
     store_option,
 )
+from logaudit.errors import ExitCode
 
-catalog_option = click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
-                              help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
+#: What `report --format` takes; a list of documents (the old meaning of --format) still works.
+OUTPUT_FORMATS = ("text", "json")
 
 
 @main.command()
@@ -31,27 +35,32 @@ catalog_option = click.option("--catalog", "catalogs", multiple=True, type=Expan
 @click.option("--service", help="Only this Cloud Run service.")
 @click.option("--out", "out_dir", default="logaudit-report", show_default=True, type=ExpandedPath(file_okay=False),
               help="Directory for report.md, report.html, summary.json and charts/.")
-@click.option("--format", "formats", default="md,html", show_default=True, metavar="md,html",
+@click.option("--report-format", "formats", default=None, show_default="md,html", metavar="md,html",
               help="Which documents to write: md, html or both (comma-separated).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Timeline bucket for the charts (default: 24-96 points over the window).")
 @catalog_option
 @keep_emails_option
 @store_option
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@click.option("--format", "fmt", default="text", show_default=True, metavar="[text|json]",
+              help="Output format of what was written (json: docs/report.md).")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
 @handle_errors
-def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str, bucket: str | None,
-           catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None, as_json: bool) -> None:
+def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str | None,
+           bucket: str | None, catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None, fmt: str,
+           as_json: bool) -> None:
     """Write a deployment report for a window: executive summary (with the compare verdict when
     available), error patterns, per-revision health, endpoints, new vs pre-existing issues, a
     readiness checklist and the data's provenance, with charts. Messages are redacted.
 
-    Exit codes: 0 written (also for an empty window, which the report says), 2 bad option,
-    3 no store, 4 bad catalog.
+    Exit codes: 0 written (also for an empty window, which the report says), 3 no store or a
+    write refused, 4 bad catalog, 64 bad usage (an unknown --service among them), 70 internal
+    error, 130 interrupted.
     """
     from logaudit.query import Audit
     from logaudit.report import build_report, parse_formats
 
+    fmt, formats = _report_formats(fmt, formats)
     fmts = parse_formats(formats)
     audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(keep_emails=keep_emails))
     try:
@@ -59,7 +68,7 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
                               bucket=bucket)
     finally:
         audit.close()
-    if as_json:
+    if as_json or fmt == "json":
         echo_json(result.to_dict())
         return
     verdict = (result.summary.get("verdict") or {}).get("verdict")
@@ -70,7 +79,27 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
             click.echo(f"  {path}")
 
 
-def _export_failed(err: Any) -> None:
+def _report_formats(fmt: str, formats: str | None) -> tuple[str, str]:
+    """(output format, documents): `--format md,html` is the old spelling of `--report-format md,html`."""
+    from logaudit.errors import UsageError
+    from logaudit.report import parse_formats
+
+    if fmt in OUTPUT_FORMATS:
+        return fmt, formats or "md,html"
+    try:
+        parse_formats(fmt, option="--format")
+    except UsageError:
+        raise UsageError(f"--format {fmt!r}: not an output format", hint="--format text or json; the documents to "
+                         "write are chosen with --report-format md, html or md,html") from None
+    if formats is not None:
+        raise UsageError(f"--format {fmt!r} and --report-format {formats!r}: give the documents once, "
+                         "with --report-format")
+    click.secho(f"note: --format {fmt} is deprecated: use --report-format {fmt} (--format is text or json)",
+                fg="yellow", err=True)
+    return "text", fmt
+
+
+def _export_failed(err: Any) -> NoReturn:
     reason = " ".join(err.message.split())
     hint = f" (hint: {' '.join(err.hint.split())})" if err.hint else ""
     click.secho(f"error: export failed: {reason}{hint}", fg="red", err=True)
@@ -120,9 +149,9 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
     same period replaces it atomically, a lock stops overlapping runs, a failed or killed run
     leaves the previous export intact.
 
-    Exit codes: 0 exported, 2 bad option, 3 store / destination problem, 4 bad catalog,
-    5 Cloud Logging / Cloud Storage failed, 6 another export to DEST is running, 130 interrupted.
-    On failure one line on stderr says why.
+    Exit codes: 0 exported, 3 store / destination problem, 4 bad catalog, 5 Cloud Logging /
+    Cloud Storage failed, 6 another export to DEST is running, 64 bad usage (an unknown --service
+    among them), 70 internal error, 130 interrupted. On failure one line on stderr says why.
     """
     from logaudit.errors import LogauditError
     from logaudit.export import export
@@ -142,24 +171,19 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
     except LogauditError as err:
         _export_failed(err)
     except KeyboardInterrupt:
-        click.echo("error: export interrupted; the previous export of the period is unchanged", err=True)
-        sys.exit(130)
+        interrupted("error: export interrupted; the previous export of the period is unchanged")
     except OSError as err:
         typed = explain_failure(err, store_dir)
         if typed is not None:
             _export_failed(typed)
         where = f"{err.filename}: " if err.filename else ""
         click.secho(f"error: export failed: {where}{err.strerror or err}", fg="red", err=True)
-        sys.exit(3)
-    except Exception as err:  # a bug: still one line for cron / Cloud Logging, and a failing exit code
+        sys.exit(ExitCode.INPUT)
+    except Exception as err:  # a bug: still one line for cron / Cloud Logging, and exit 70
         typed = explain_failure(err, store_dir)
         if typed is not None:
             _export_failed(typed)
-        from logaudit.redact import MESSAGES
-
-        text = MESSAGES.redact(" ".join(str(err).split()))[:300]  # e.g. a DuckDB error quoting a value
-        click.secho(f"error: export failed: unexpected {type(err).__name__}: {text}", fg="red", err=True)
-        sys.exit(3)
+        report_bug(err, what="export failed: ")
     finally:
         signal.signal(signal.SIGTERM, previous)
     if fmt == "json":

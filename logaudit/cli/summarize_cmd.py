@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from logaudit.cli import (
-    ExpandedPath,
+    catalog_option,
     echo_json,
     format_option,
     handle_errors,
@@ -21,8 +21,7 @@ from logaudit.cli import (
 @click.option("--until", help="Window end (exclusive), same forms. Default: now.")
 @click.option("--service", help="Only this Cloud Run service.")
 @click.option("--revision", help="Only this revision.")
-@click.option("--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
-              help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
+@catalog_option
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
 @keep_emails_option
 @store_option
@@ -32,8 +31,9 @@ def summarize(since: str | None, until: str | None, service: str | None, revisio
               catalogs: tuple[str, ...], no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
     """Summarize a window of the store: error patterns, revisions, endpoints, what is new.
 
-    Exit code 0 (also for an empty window, which is reported as such), 2 for bad options,
-    3 when there is no store, 4 for a bad catalog.
+    Exit code 0 (also for an empty window, which is reported as such), 3 when there is no
+    store, 4 for a bad catalog, 64 for bad options (a --service or --revision the store does not
+    hold is one: the message lists those the window holds), 70 internal error, 130 interrupted.
     """
     from logaudit.query import Audit
     from logaudit.render import render_markdown, render_text
