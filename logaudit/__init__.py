@@ -12,11 +12,13 @@ The public API, shared by the CLI and the notebooks:
 from logaudit import heap as _heap  # noqa: F401 - first: sets Arrow's allocator up before pyarrow loads
 from logaudit.errors import (
     CatalogError,
+    ExitCode,
     InputError,
     LockedError,
     LogauditError,
     SourceError,
     StoreError,
+    UnknownFilterError,
     UsageError,
 )
 from logaudit.normalize import normalize_entry, parse_timestamps
@@ -70,6 +72,7 @@ __all__ = [
     "ENTRY_SCHEMA",
     "SEVERITY_NUM",
     "CatalogError",
+    "ExitCode",
     "IngestReport",
     "InputError",
     "LockedError",
@@ -77,6 +80,7 @@ __all__ = [
     "SourceError",
     "Store",
     "StoreError",
+    "UnknownFilterError",
     "UsageError",
     "default_store_path",
     "normalize_entry",

@@ -279,3 +279,30 @@ def test_ctrl_c_is_exit_130(cli, store, monkeypatch, tmp_path):
     for args in (["summarize"], ["report", "--out", tmp_path / "r"]):
         result = cli(*args, "--store", store)
         assert (result.exit_code, result.stderr) == (130, "interrupted\n"), args
+
+
+# ------------------------------------------------------------------------------ the documented table
+def _table(text: str, heading: str) -> list[list[str]]:
+    """The rows of the first Markdown table after `heading`, header and rule left out."""
+    rows, started = [], False
+    for line in text[text.index(heading):].splitlines()[1:]:
+        if line.startswith("|"):
+            started = True
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif started:
+            break
+    return rows[2:]
+
+
+def test_readme_and_docs_document_every_code_and_every_command():
+    codes = sorted(int(c) for c in ExitCode)
+    cli_md = (REPO / "docs/cli.md").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert [int(r[0]) for r in _table(cli_md, "## Exit codes")] == codes
+    assert [int(r[0]) for r in _table(readme, "## Exit codes")] == codes
+    header = next(line for line in cli_md.splitlines() if line.startswith("| command | 0 |"))
+    assert [int(c) for c in header.strip("|").split("|")[1:]] == codes
+    matrix = _table(cli_md, "Which command returns which:")
+    documented = {name.strip("` ") for row in matrix for name in row[0].split(",")}
+    assert documented == {" ".join(p) for p in leaf_commands()}
+    assert all(row[1] == "✓" and row[-3:] == ["✓", "✓", "✓"] for row in matrix)  # 0, 64, 70, 130: every command

@@ -46,7 +46,7 @@ def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, c
     canary, and decides READY / MARGINAL / NOT READY under the gate's thresholds.
 
     Exit codes: 0 READY, 1 MARGINAL, 2 NOT READY; 3 no store or unreadable input,
-    4 bad catalog, 6 store locked, 64 bad usage (bad option or gate file, unknown service or
+    4 bad catalog, 64 bad usage (bad option or gate file, unknown service or
     revision, nothing to compare), 70 internal error, 130 interrupted.
     """
     from logaudit.compare import compare, load_gate, render_markdown, render_text
