@@ -39,6 +39,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from logaudit.display import plain, revision_label, service_label
 from logaudit.render import _ms
 
 #: Okabe & Ito (2008), "Color Universal Design".
@@ -91,6 +92,8 @@ _RC = {
     "figure.facecolor": "white",
     "savefig.facecolor": "white",
     "timezone": "UTC",
+    # labels come from the logs (revision names, titles): `$` is a dollar sign, never mathtext
+    "text.parse_math": False,
 }
 
 
@@ -166,10 +169,11 @@ def _revision_order(frame: pd.DataFrame, revisions: pd.DataFrame | None) -> list
     return order
 
 
-def _label(service: str, revision: str, many_services: bool) -> str:
-    if not many_services or str(revision).startswith(f"{service}-"):
-        return str(revision)
-    return f"{service}/{revision}"
+def _label(service: str | None, revision: str | None, many_services: bool) -> str:
+    rev = revision_label(revision)
+    if not many_services or (plain(service) is not None and rev.startswith(f"{service}-")):
+        return rev
+    return f"{service_label(service)}/{rev}"
 
 
 def _time_axis(ax: Any, lo: Any = None, hi: Any = None) -> None:
