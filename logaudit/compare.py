@@ -1340,7 +1340,8 @@ def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
     except GateError:
         raise
     except UsageError as err:
-        return None, err.message + (f" ({err.hint})" if err.hint else "")
+        # the hint's revision list explains it; advice on compare's options does not apply here
+        return None, err.message + (f" ({err.hint})" if err.hint and "--" not in err.hint else "")
     return result.verdict_dict(), None
 
 

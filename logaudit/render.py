@@ -143,7 +143,7 @@ def _verdict_text(con: Console, summary: dict[str, Any]) -> None:
     verdict = summary.get("verdict")
     if not verdict:
         if summary.get("verdict_note"):
-            con.print(Text.assemble(("verdict: none", "bold"), f" ({one_line(summary['verdict_note'])})"))
+            con.print(Text.assemble(("no verdict:", "bold"), f" {one_line(summary['verdict_note'])}"))
         return
     con.print(Text.assemble("verdict: ", (verdict["verdict"], _VERDICT_STYLE.get(verdict["verdict"], "bold")),
                             f" for {revision_label(verdict['canary'])} vs {revision_label(verdict['baseline'])}"
@@ -273,7 +273,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
                   f"score {verdict['score']:.0f})", ""]
         lines += [f"- {md_text(r)}" for r in verdict.get("reasons", [])] + [""]
     elif summary.get("verdict_note"):
-        lines += [f"**Verdict: none** ({md_text(summary['verdict_note'])})", ""]
+        lines += [f"**No verdict:** {md_text(summary['verdict_note'])}", ""]
     lines += ["## 1. Error pattern analysis", ""]
     for cat in CATEGORIES:
         pats = [p for p in summary["patterns"] if p["category"] == cat]
