@@ -262,7 +262,7 @@ def error_rate_timeline(timeline: pd.DataFrame, revisions: pd.DataFrame | None =
     frame["t"] = _utc_naive(frame["bucket"]).to_numpy() + step / 2
     lo, hi = frame["t"].min() - step / 2, frame["t"].max() + step / 2
     order = _revision_order(frame, revisions)
-    many_services = frame["service"].nunique() > 1
+    many_services = frame["service"].nunique(dropna=False) > 1
 
     fig = _figure(4.8)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.4])
@@ -453,7 +453,7 @@ def latency_by_revision(revisions: pd.DataFrame, *, title: str = "Request latenc
     if not len(revisions):
         return empty_figure(title)
     rows = revisions.reset_index(drop=True)
-    many_services = rows["service"].nunique() > 1
+    many_services = rows["service"].nunique(dropna=False) > 1
     labels = [_label(s, r, many_services) for s, r in zip(rows["service"], rows["revision"], strict=True)]
     values = {key: pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float) for key, col, _, _ in PERCENTILES}
     finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values.values()])

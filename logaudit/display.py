@@ -104,6 +104,9 @@ def revision_label(value: Any) -> str:
 _HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+_BREAKS = re.compile("[\t\n\v\f\r\x85\u2028\u2029]")
+
+
 def _visible(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -111,7 +114,7 @@ def _visible(match: re.Match[str]) -> str:
 
 def visible(text: str) -> str:
     """`text` with line breaks as spaces and control / bidi-override characters escaped; its spaces kept."""
-    return _HIDDEN.sub(_visible, re.sub(r"[\t\n\v\f\r]", " ", text))
+    return _HIDDEN.sub(_visible, _BREAKS.sub(" ", text))
 
 
 def one_line(text: str | None, width: int | None = None) -> str:
@@ -119,7 +122,7 @@ def one_line(text: str | None, width: int | None = None) -> str:
     characters are shown escaped (``\\x1b``, ``\\u202e``); longer than `width`: cut with an ellipsis."""
     if not text:
         return ""
-    line = _HIDDEN.sub(_visible, " ".join(text.split()))
+    line = " ".join(visible(text).split())
     if width is not None and len(line) > width:
         return line[: width - 1] + "\u2026"
     return line

@@ -82,7 +82,7 @@ def shown_first(items: list[dict[str, Any]], limit: int, rank: Any) -> tuple[lis
     return [x for i, x in enumerate(items) if i in keep], len(items) - limit
 
 
-def _endpoint_rank(e: dict[str, Any]) -> tuple[int, int]:
+def endpoint_rank(e: dict[str, Any]) -> tuple[int, int]:
     """Server errors first, then client errors, then the busiest."""
     status = e.get("status") or 0
     return (0 if status >= 500 else 1 if status >= 400 else 2, -(e.get("count") or 0))
@@ -197,7 +197,7 @@ def _revisions_text(con: Console, summary: dict[str, Any]) -> None:
 
 def _endpoints_text(con: Console, summary: dict[str, Any]) -> None:
     _rule(con, "3. Endpoint status")
-    endpoints, hidden = shown_first(summary["endpoints"], MAX_ENDPOINTS, _endpoint_rank)
+    endpoints, hidden = shown_first(summary["endpoints"], MAX_ENDPOINTS, endpoint_rank)
     if not endpoints:
         con.print(Text("no HTTP requests in this window"))
     cols = [Col("method"), Col("path"), *(Col(h, right=True) for h in ("status", "count", "share", "p95"))]

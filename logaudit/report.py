@@ -58,7 +58,16 @@ from logaudit.display import (
 from logaudit.errors import UsageError
 from logaudit.query import CATEGORIES, Audit, Window, resolve_window
 from logaudit.redact import redact_frame, redact_tree
-from logaudit.render import CATEGORY_TITLES, _ms, _pct, _short, empty_message, new_in_newest
+from logaudit.render import (
+    CATEGORY_TITLES,
+    _ms,
+    _pct,
+    _short,
+    empty_message,
+    endpoint_rank,
+    new_in_newest,
+    shown_first,
+)
 from logaudit.timeparse import format_rfc3339, parse_duration
 
 FORMATS = ("md", "html")
@@ -734,16 +743,16 @@ def _endpoints_section(summary: dict[str, Any], chart_files: dict[str, Path], fi
     if not endpoints:
         blocks.append(Para("No HTTP requests in this window."))
     else:
-        shown = endpoints[:MAX_ENDPOINTS]
+        shown, hidden = shown_first(endpoints, MAX_ENDPOINTS, endpoint_rank)
         blocks.append(Table(["service", "method", "path", "status", "count", "share", "p95"],
                             [[service_label(e["service"]), e["method"] or "-", ("code", e["path"] or "-"), str(e["status"]),
                               _count(e["count"]), _pct(e["share"]), _ms(e["latency_p95_ms"])] for e in shown],
                             align="lllrrrr",
                             row_class=["bad" if e["status"] >= 500 else "warn" if e["status"] >= 400 else ""
                                        for e in shown]))
-        if len(endpoints) > MAX_ENDPOINTS:
-            blocks.append(Para(f"{len(endpoints) - MAX_ENDPOINTS} more (service, method, path, status) rows "
-                               "are in summary.json."))
+        if hidden:
+            blocks.append(Para(f"{hidden} more (service, method, path, status) rows are in summary.json "
+                               "(the busiest 2xx/3xx ones are left out first)."))
     for service in summary["services"]:
         key = f"status-codes-{_file_slug(service)}"
         if key in chart_files:
