@@ -221,19 +221,21 @@ def print_table(con: Any, cols: Sequence[Col], rows: Sequence[Sequence[Any]], *,
         return sum(narrow[i] for i in idx) + _GAP * (len(idx) - 1) <= width
 
     head, rest = list(range(keys)), list(range(keys, len(cols)))
-    chunks: list[list[int]] = []
-    if fits(head + rest):
-        chunks = [rest]
-    else:
+    chunks: list[list[int]] = [rest]
+    if not fits(head + rest):
+        chunks = []
         for i in rest:
             if chunks and fits(head + chunks[-1] + [i]):
                 chunks[-1].append(i)
             elif fits(head + [i]):
                 chunks.append([i])
             else:
-                _print_blocks(con, cols, cells, keys, title, styles)
-                return
-    for n, chunk in enumerate(chunks or [[]]):
+                chunks = []
+                break
+        if not chunks:  # not even the ids and one more column fit side by side
+            _print_blocks(con, cols, cells, keys, title, styles)
+            return
+    for n, chunk in enumerate(chunks):
         idx = head + chunk
         table = _table(cols, idx, _widths(cols, idx, natural, narrow, width), title if n == 0 else None)
         for row, style in zip(cells, styles, strict=True):
