@@ -39,6 +39,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from logaudit.display import plain, revision_label, service_label
 from logaudit.render import _ms
 
 #: Okabe & Ito (2008), "Color Universal Design".
@@ -91,6 +92,8 @@ _RC = {
     "figure.facecolor": "white",
     "savefig.facecolor": "white",
     "timezone": "UTC",
+    # labels come from the logs (revision names, titles): `$` is a dollar sign, never mathtext
+    "text.parse_math": False,
 }
 
 
@@ -166,10 +169,11 @@ def _revision_order(frame: pd.DataFrame, revisions: pd.DataFrame | None) -> list
     return order
 
 
-def _label(service: str, revision: str, many_services: bool) -> str:
-    if not many_services or str(revision).startswith(f"{service}-"):
-        return str(revision)
-    return f"{service}/{revision}"
+def _label(service: str | None, revision: str | None, many_services: bool) -> str:
+    rev = revision_label(revision)
+    if not many_services or (plain(service) is not None and rev.startswith(f"{service}-")):
+        return rev
+    return f"{service_label(service)}/{rev}"
 
 
 def _time_axis(ax: Any, lo: Any = None, hi: Any = None) -> None:
@@ -258,7 +262,7 @@ def error_rate_timeline(timeline: pd.DataFrame, revisions: pd.DataFrame | None =
     frame["t"] = _utc_naive(frame["bucket"]).to_numpy() + step / 2
     lo, hi = frame["t"].min() - step / 2, frame["t"].max() + step / 2
     order = _revision_order(frame, revisions)
-    many_services = frame["service"].nunique() > 1
+    many_services = frame["service"].nunique(dropna=False) > 1
 
     fig = _figure(4.8)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.4])
@@ -449,7 +453,7 @@ def latency_by_revision(revisions: pd.DataFrame, *, title: str = "Request latenc
     if not len(revisions):
         return empty_figure(title)
     rows = revisions.reset_index(drop=True)
-    many_services = rows["service"].nunique() > 1
+    many_services = rows["service"].nunique(dropna=False) > 1
     labels = [_label(s, r, many_services) for s, r in zip(rows["service"], rows["revision"], strict=True)]
     values = {key: pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float) for key, col, _, _ in PERCENTILES}
     finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values.values()])

@@ -1327,10 +1327,11 @@ def compare(audit: Any, *, service: str | None = None, baseline: str | None = No
 
 
 def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
-                    aggregates: FileAggregates | None = None) -> dict[str, Any] | None:
-    """The `verdict` entry of `Audit.summary`: the comparison for the window's service (or the
-    service whose newest revision was deployed last) and revision (as canary), or None when
-    there are not two revisions to compare. `aggregates` already loaded for the window are reused."""
+                    aggregates: FileAggregates | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The `verdict` entry of `Audit.summary` and its `verdict_note`: the comparison for the
+    window's service (or the service whose newest revision was deployed last) and revision (as
+    canary) and None; or None and why there is none (e.g. only one revision per service).
+    `aggregates` already loaded for the window are reused."""
     try:
         gate = gate or default_gate()
         obs = observe(audit, service=window.service, canary=window.revision, since=window.since,
@@ -1338,9 +1339,10 @@ def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
         result = judge(obs, gate)
     except GateError:
         raise
-    except UsageError:
-        return None
-    return result.verdict_dict()
+    except UsageError as err:
+        # the hint's revision list explains it; advice on compare's options does not apply here
+        return None, err.message + (f" ({err.hint})" if err.hint and "--" not in err.hint else "")
+    return result.verdict_dict(), None
 
 
 def _exposure(b: Side, c: Side) -> tuple[str, float, float]:
@@ -1661,100 +1663,88 @@ def _change_text(m: dict[str, Any]) -> str:
 
 
 def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: bool = False) -> None:
-    """Print a comparison (`Comparison.to_dict()`) for a terminal."""
-    from rich.console import Console
-    from rich.table import Table
+    """Print a comparison (`Comparison.to_dict()`) for a terminal (`logaudit.display.make_console`:
+    log text never read as markup, every figure whole at any width)."""
+    from rich.text import Text
 
-    con = console or Console()
+    from logaudit.display import Col, make_console, more, one_line, print_table
+
+    con = console or make_console()
     w = result["windows"]
-    con.print(f"[bold]logaudit compare[/bold]  service {result['service']}")
+    con.print(Text.assemble(("logaudit compare", "bold"), f"  service {one_line(result['service'])}"))
     for side in ("baseline", "canary"):
         s = w[side]
-        con.print(f"  {side:<8} {result[side]}  {_short(s['since'])} .. {_short(s['until'])}  "
-                  f"{s['entries']:,} entries, {s['requests']:,} requests")
-    style = _STYLE.get(result["verdict"], "bold")
-    con.print(f"verdict: [{style}]{result['verdict']}[/{style}]  (score {result['score']:.0f}, exit code "
-              f"{result['exit_code']})")
+        con.print(Text(f"  {side:<8} {one_line(result[side])}  {_short(s['since'])} .. {_short(s['until'])}  "
+                       f"{s['entries']:,} entries, {s['requests']:,} requests"))
+    con.print(Text.assemble("verdict: ", (result["verdict"], _STYLE.get(result["verdict"], "bold")),
+                            f"  (score {result['score']:.0f}, exit code {result['exit_code']})"))
     for r in result["reasons"]:
-        con.print(f"  - {r}", highlight=False)
+        con.print(Text(f"  - {one_line(r)}"))
     con.print()
-    table = Table(show_edge=False, pad_edge=False)
-    for col, kw in (("metric (* critical)", {"no_wrap": True}), ("baseline", {"justify": "right"}),
-                    ("canary", {"justify": "right"}), ("change", {"justify": "right"}),
-                    ("adj. p", {"justify": "right"}), ("judgement", {}), ("unit", {"style": "dim"})):
-        table.add_column(col, **kw)
-    shown = 0
-    for m in result["metrics"]:
-        core = not m["name"].startswith("pattern:")
-        if not (all_metrics or core or m["judgement"] != "Pass"):
-            continue
-        shown += 1
-        js = _JSTYLE.get(m["judgement"], "")
-        table.add_row(m["name"] + (" *" if m["critical"] else ""), _value_text(m, "baseline"),
-                      _value_text(m, "canary"), _change_text(m), _p(m["p_adjusted"]),
-                      f"[{js}]{m['judgement']}[/{js}]", "%" if m["kind"] == "proportion" else m["unit"])
-    con.print(table)
-    hidden = len(result["metrics"]) - shown
+    shown = [m for m in result["metrics"]
+             if all_metrics or not m["name"].startswith("pattern:") or m["judgement"] != "Pass"]
+    cols = [Col("metric (* critical)"), Col("baseline", right=True), Col("canary", right=True),
+            Col("change", right=True), Col("adj. p", right=True), Col("judgement"), Col("unit", style="dim")]
+    print_table(con, cols, [[one_line(m["name"]) + (" *" if m["critical"] else ""), _value_text(m, "baseline"),
+                             _value_text(m, "canary"), _change_text(m), _p(m["p_adjusted"]),
+                             Text(m["judgement"], style=_JSTYLE.get(m["judgement"], "")),
+                             "%" if m["kind"] == "proportion" else one_line(m["unit"])] for m in shown])
+    hidden = len(result["metrics"]) - len(shown)
     if hidden:
-        con.print(f"[dim]{hidden} more pattern rates Pass (see --all-metrics or --format json)[/dim]")
+        con.print(Text(more(hidden, "pattern rates Pass", "see --all-metrics or --format json"), style="dim"))
     con.print()
     if result["new_patterns"]:
-        con.print("[bold]New patterns[/bold] (canary only)")
+        con.print(Text("New patterns", style="bold") + Text(" (canary only)"))
         for p in result["new_patterns"]:
-            flag = "" if p["significant"] else " [dim](not significant)[/dim]"
-            con.print(f"  {p['category']:<8} {p['id']}: {p['title']} ({p['canary']:,}, p={_p(p['p_value'])}){flag}",
-                      highlight=False)
+            con.print(Text.assemble(f"  {p['category']:<8} {one_line(p['id'])}: {one_line(p['title'])} "
+                                    f"({p['canary']:,}, p={_p(p['p_value'])})",
+                                    ("" if p["significant"] else " (not significant)", "dim")))
     if result["gone_patterns"]:
-        con.print("[bold]Gone patterns[/bold] (baseline only)")
+        con.print(Text("Gone patterns", style="bold") + Text(" (baseline only)"))
         for p in result["gone_patterns"]:
-            con.print(f"  {p['category']:<8} {p['id']}: {p['title']} ({p['baseline']:,} in the baseline)", highlight=False)
+            con.print(Text(f"  {p['category']:<8} {one_line(p['id'])}: {one_line(p['title'])} "
+                           f"({p['baseline']:,} in the baseline)"))
     if result["new_templates"]:
-        con.print("[bold]New unclassified templates[/bold] (canary only)")
+        con.print(Text("New unclassified templates", style="bold") + Text(" (canary only)"))
         for t in result["new_templates"]:
-            flag = "" if t["significant"] else " [dim](not significant)[/dim]"
-            con.print(f"  {t['severity']:<8} {_escape(_clip(t['template'], 110))} ({t['canary']:,}){flag}",
-                      highlight=False)
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+            con.print(Text.assemble(f"  {t['severity']:<8} {one_line(t['template'], 200)} ({t['canary']:,})",
+                                    ("" if t["significant"] else " (not significant)", "dim")))
 
 
 def render_markdown(result: dict[str, Any]) -> str:
-    """A comparison (`Comparison.to_dict()`) as Markdown (for a pull request or a CI summary)."""
+    """A comparison (`Comparison.to_dict()`) as Markdown (for a pull request or a CI summary); log
+    text is escaped (`logaudit.display.md_text`), every item listed."""
+    from logaudit.display import md_code, md_text, one_line
+
     w = result["windows"]
     lines = [f"# Canary comparison: {result['verdict']}", "",
-             f"Service `{result['service']}`: canary `{result['canary']}` vs baseline `{result['baseline']}`, "
+             f"Service {md_code(result['service'], table=False)}: canary {md_code(result['canary'], table=False)} "
+             f"vs baseline {md_code(result['baseline'], table=False)}, "
              f"score {result['score']:.0f} (exit code {result['exit_code']}).", "",
              "| side | revision | from | to | entries | requests |", "|---|---|---|---|---:|---:|"]
     for side in ("baseline", "canary"):
         s = w[side]
-        lines.append(f"| {side} | `{result[side]}` | {_short(s['since'])} | {_short(s['until'])} | {s['entries']:,} "
-                     f"| {s['requests']:,} |")
-    lines += ["", "## Reasons", ""] + [f"- {_md(r)}" for r in result["reasons"]]
+        lines.append(f"| {side} | {md_code(result[side])} | {_short(s['since'])} | {_short(s['until'])} | "
+                     f"{s['entries']:,} | {s['requests']:,} |")
+    lines += ["", "## Reasons", ""] + [f"- {md_text(r)}" for r in result["reasons"]]
     lines += ["", "## Metrics", "", "| metric | baseline | canary | change | test | adjusted p | effect | judgement |",
               "|---|---:|---:|---:|---|---:|---:|---|"]
     for m in result["metrics"]:
         eff = "-" if m["effect_size"] is None else f"{m['effect_size']:.2f}"
         crit = " (critical)" if m["critical"] else ""
-        lines.append(f"| {_md(m['name'])} | {_value_text(m, 'baseline')} | {_value_text(m, 'canary')} | "
+        lines.append(f"| {md_text(m['name'])} | {_value_text(m, 'baseline')} | {_value_text(m, 'canary')} | "
                      f"{_change_text(m)} | {m['test'] or '-'} | {_p(m['p_adjusted'])} | {eff} | "
                      f"**{m['judgement']}**{crit} |")
     for title, key, count in (("New patterns (canary only)", "new_patterns", "canary"),
                               ("Gone patterns (baseline only)", "gone_patterns", "baseline")):
         lines += ["", f"## {title}", ""]
         items = result[key]
-        lines += [f"- {p['category']}: `{p['id']}` {_md(p['title'])} ({p[count]:,})" for p in items] or ["None."]
+        lines += [f"- {p['category']}: {md_code(p['id'], table=False)} {md_text(p['title'])} ({p[count]:,})"
+                  for p in items] or ["None."]
     lines += ["", "## New unclassified templates (canary only)", ""]
-    lines += [f"- {t['severity']}: `{_md(_clip(t['template'], 140))}` ({t['canary']:,})"
+    lines += [f"- {t['severity']}: {md_code(one_line(t['template'], 140), table=False)} ({t['canary']:,})"
               + ("" if t["significant"] else " (not significant)") for t in result["new_templates"]] or ["None."]
     return "\n".join(lines) + "\n"
-
-
-def _md(text: str | None) -> str:
-    return (text or "").replace("|", "\\|").replace("`", "'")
 
 
 def _short(ts: str | None) -> str:

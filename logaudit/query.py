@@ -28,6 +28,7 @@ import pyarrow as pa
 from logaudit.catalog import Catalog, load_catalogs
 from logaudit.classify import register_views
 from logaudit.db import connect
+from logaudit.display import plain
 from logaudit.errors import UnknownFilterError, UsageError
 from logaudit.redact import Redactor, load_redactor, redact_frame
 from logaudit.schema import SEVERITY_NUM
@@ -533,18 +534,20 @@ class Audit:
                 return {"window": {"since": _iso(w.since), "until": _iso(w.until)},
                         "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
                         "revisions": [], "patterns": [], "endpoints": [], "unclassified": [], "verdict": None,
+                        "verdict_note": "no entries in this window",
                         "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]}}
             revisions = agg.revision_table(w.service, w.revision)
             patterns = self._summary_patterns(span, agg.pattern_rows(w.service, w.revision))
             endpoints = agg.endpoint_table(w.service, w.revision)
             unclassified = agg.template_table(w.service, w.revision)
-            # compare's verdict for the newest deploy in the window (None: no service has two revisions)
-            verdict = summary_verdict(self, w, aggregates=agg)
+            # compare's verdict for the newest deploy in the window (None and why: e.g. no service has two revisions)
+            verdict, verdict_note = summary_verdict(self, w, aggregates=agg)
         finally:
             agg.close()
         # every text once more, in one pass: examples and templates are redacted already, and
-        # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text
-        return self.redactor.redact_tree({
+        # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text; every
+        # value plain (a service DuckDB returns as NULL is None here, never NaN)
+        return self.redactor.redact_tree(plain({
             "window": {"since": _iso(w.since), "until": _iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
             "entries": entries,
@@ -575,7 +578,8 @@ class Audit:
                 for u in unclassified.itertuples()
             ],
             "verdict": verdict,
-        })
+            "verdict_note": verdict_note,
+        }))
 
     def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
                           ) -> list[dict[str, Any]]:

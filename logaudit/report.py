@@ -46,10 +46,28 @@ import orjson
 import pandas as pd
 
 from logaudit import charts
+from logaudit.display import (
+    label,
+    md_code,
+    md_inline,
+    md_lead,
+    one_line,
+    service_label,
+    visible,
+)
 from logaudit.errors import UsageError
 from logaudit.query import CATEGORIES, Audit, Window
 from logaudit.redact import redact_frame, redact_tree
-from logaudit.render import CATEGORY_TITLES, _md, _ms, _one_line, _pct, _short, empty_message, new_in_newest
+from logaudit.render import (
+    CATEGORY_TITLES,
+    _ms,
+    _pct,
+    _short,
+    empty_message,
+    endpoint_rank,
+    new_in_newest,
+    shown_first,
+)
 from logaudit.timeparse import format_rfc3339, parse_duration
 
 FORMATS = ("md", "html")
@@ -120,7 +138,11 @@ Block = Heading | Para | Fields | Bullets | Checklist | Table | Image | Rule
 
 
 def _runs(value: Runs) -> list[Run]:
-    return [value] if isinstance(value, str | tuple) else list(value)
+    if isinstance(value, str | tuple):
+        return [value]
+    if isinstance(value, list):
+        return value
+    return [label(value)]  # a stray number or missing value is shown, never iterated
 
 
 def _badge(state: bool | None, text: str | None = None) -> tuple[str, str]:
@@ -130,41 +152,39 @@ def _badge(state: bool | None, text: str | None = None) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------------------- Markdown
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
-
-
-def _md_text(text: str) -> str:
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def _md_runs(value: Runs) -> str:
-    out = []
+def _md_runs(value: Runs, *, table: bool = False) -> str:
+    out: list[str] = []
     for run in _runs(value):
         if isinstance(run, str):
-            out.append(_md_text(run))
+            out.append(md_inline(run) if out or table else md_lead(md_inline(run)))  # cells hold no blocks
             continue
         style, text = run
         if style == "code":
-            out.append(f"`{_md(text)}`" if text else "")
+            out.append(md_code(text, table=table))
         elif style in ("b", "em"):
             mark = "**" if style == "b" else "*"
             body = text.strip()
             lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()):]
-            out.append(f"{lead}{mark}{_md_text(body)}{mark}{trail}" if body else text)
+            out.append(f"{lead}{mark}{md_inline(body)}{mark}{trail}" if body else text)
         else:  # badges
-            out.append(f"**{_md_text(text)}**")
+            out.append(f"**{md_inline(text)}**")
     return "".join(out)
+
+
+def _md_piece(text: str) -> str:
+    """Text after a block's own marker (heading, label, cell, caption): escaped, on one line."""
+    return md_inline(one_line(text))
 
 
 def to_markdown(blocks: Sequence[Block]) -> str:
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Heading):
-            lines += [f"{'#' * block.level} {_md_text(block.text)}", ""]
+            lines += [f"{'#' * block.level} {_md_piece(block.text)}", ""]
         elif isinstance(block, Para):
             lines += [_md_runs(block.runs), ""]
         elif isinstance(block, Fields):
-            lines += [f"**{_md_text(label)}:** {_md_runs(value)}  " for label, value in block.items] + [""]
+            lines += [f"**{_md_piece(name)}:** {_md_runs(value)}  " for name, value in block.items] + [""]
         elif isinstance(block, Bullets):
             lines += [f"- {_md_runs(item)}" for item in block.items] + [""]
         elif isinstance(block, Checklist):
@@ -172,13 +192,13 @@ def to_markdown(blocks: Sequence[Block]) -> str:
                       for state, item in block.items] + [""]
         elif isinstance(block, Table):
             align = (block.align or "").ljust(len(block.headers), "l")
-            lines.append("| " + " | ".join(_md_text(h) for h in block.headers) + " |")
+            lines.append("| " + " | ".join(_md_piece(h) for h in block.headers) + " |")
             lines.append("|" + "|".join("---:" if a == "r" else "---" for a in align) + "|")
             for row in block.rows:
-                lines.append("| " + " | ".join(_md_runs(c).replace("\n", " ") for c in row) + " |")
+                lines.append("| " + " | ".join(_md_runs(c, table=True) for c in row) + " |")
             lines.append("")
         elif isinstance(block, Image):
-            lines += [f"![{_md_text(block.alt)}](charts/{block.path.name})", "", f"*{_md_text(block.caption)}*", ""]
+            lines += [f"![{_md_piece(block.alt)}](charts/{block.path.name})", "", f"*{_md_piece(block.caption)}*", ""]
         elif isinstance(block, Rule):
             lines += ["---", ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -241,10 +261,10 @@ def _html_runs(value: Runs) -> str:
     out = []
     for run in _runs(value):
         if isinstance(run, str):
-            out.append(html.escape(run))
+            out.append(_html_text(run))
             continue
         style, text = run
-        t = html.escape(text)
+        t = _html_text(text)
         if style == "code":
             out.append(f"<code>{t}</code>" if text else "")
         elif style == "b":
@@ -254,6 +274,11 @@ def _html_runs(value: Runs) -> str:
         else:
             out.append(f'<span class="badge {style}">{t}</span>')
     return "".join(out)
+
+
+def _html_text(text: str) -> str:
+    """Text as HTML text: tags and entities escaped, control and bidi-override characters shown escaped."""
+    return html.escape(visible(text))
 
 
 def _slug(text: str) -> str:
@@ -276,7 +301,7 @@ def to_html(blocks: Sequence[Block], title: str, *, footer: str = "") -> str:
              f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              '<meta name="generator" content="logaudit">',
-             f"<title>{html.escape(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", "<main>"]
+             f"<title>{_html_text(title)}</title>", f"<style>{CSS}</style>", "</head>", "<body>", "<main>"]
     used: set[str] = set()
     for block in blocks:
         if isinstance(block, Heading):
@@ -284,12 +309,12 @@ def to_html(blocks: Sequence[Block], title: str, *, footer: str = "") -> str:
             while anchor in used:
                 anchor += "-x"
             used.add(anchor)
-            parts.append(f'<h{block.level} id="{anchor}">{html.escape(block.text)}</h{block.level}>')
+            parts.append(f'<h{block.level} id="{anchor}">{_html_text(block.text)}</h{block.level}>')
         elif isinstance(block, Para):
             parts.append(f"<p>{_html_runs(block.runs)}</p>")
         elif isinstance(block, Fields):
-            parts.append('<dl class="meta">' + "".join(f"<dt>{html.escape(label)}</dt><dd>{_html_runs(value)}</dd>"
-                                                        for label, value in block.items) + "</dl>")
+            parts.append('<dl class="meta">' + "".join(f"<dt>{_html_text(name)}</dt><dd>{_html_runs(value)}</dd>"
+                                                        for name, value in block.items) + "</dl>")
         elif isinstance(block, Bullets):
             parts.append("<ul>" + "".join(f"<li>{_html_runs(item)}</li>" for item in block.items) + "</ul>")
         elif isinstance(block, Checklist):
@@ -297,7 +322,7 @@ def to_html(blocks: Sequence[Block], title: str, *, footer: str = "") -> str:
                                                         for state, item in block.items) + "</ul>")
         elif isinstance(block, Table):
             align = (block.align or "").ljust(len(block.headers), "l")
-            head = "".join(f'<th{" class=r" if a == "r" else ""}>{html.escape(h)}</th>'
+            head = "".join(f'<th{" class=r" if a == "r" else ""}>{_html_text(h)}</th>'
                            for h, a in zip(block.headers, align, strict=False))
             body = []
             for i, row in enumerate(block.rows):
@@ -308,8 +333,8 @@ def to_html(blocks: Sequence[Block], title: str, *, footer: str = "") -> str:
             parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
         elif isinstance(block, Image):
             data = base64.b64encode(block.path.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block.alt, quote=True)}">'
-                         f"<figcaption>{html.escape(block.caption)}</figcaption></figure>")
+            parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{_html_text(block.alt)}">'
+                         f"<figcaption>{_html_text(block.caption)}</figcaption></figure>")
         elif isinstance(block, Rule):
             parts.append("<hr>")
     if footer:
@@ -419,7 +444,7 @@ def readiness_checklist(summary: dict[str, Any]) -> list[dict[str, Any]]:
     for service, revs in _newest_by_service(summary).items():
         if len(revs) < 2:
             items.append({"service": service, "check": "comparison", "ok": None,
-                          "text": f"{service}: only one revision ({revs[0]['revision']}) in the window; "
+                          "text": f"{service_label(service)}: only one revision ({revs[0]['revision']}) in the window; "
                                   "nothing to compare it with"})
             continue
         new, old = revs[-1], revs[-2]
@@ -454,9 +479,11 @@ def readiness_checklist(summary: dict[str, Any]) -> list[dict[str, Any]]:
 # ============================================================================ the report
 def build_report(audit: Audit, *, since: Any = None, until: Any = None, service: str | None = None,
                  out_dir: str | os.PathLike = "logaudit-report", formats: str | Iterable[str] = FORMATS,
-                 bucket: str | None = None, now: datetime | None = None, title: str | None = None) -> ReportResult:
+                 bucket: str | None = None, now: datetime | None = None, title: str | None = None,
+                 with_charts: bool = True) -> ReportResult:
     """Write the report for one window (`since` inclusive, `until` exclusive; durations count back
-    from `now`) of `audit`'s store, optionally one service, into `out_dir`."""
+    from `now`) of `audit`'s store, optionally one service, into `out_dir`. `with_charts=False` draws
+    none (the documents without figures, in a fraction of the time)."""
     fmts = parse_formats(formats)
     generated = (now or datetime.now(UTC)).astimezone(UTC)
     window = audit.window(since, until, service, now=generated)
@@ -469,7 +496,7 @@ def build_report(audit: Audit, *, since: Any = None, until: Any = None, service:
     summary = audit.redactor.redact_tree(audit.summary(since=window))
     span = _span(window, summary)
     bucket = bucket or charts.bucket_for(span)
-    chart_files = _draw_charts(audit, window, summary, bucket, out / "charts")
+    chart_files = _draw_charts(audit, window, summary, bucket, out / "charts") if with_charts else {}
     generated_at = format_rfc3339(generated)
     checklist = readiness_checklist(summary) if summary["entries"] else []
     doc_title = audit.redactor.redact(
@@ -572,7 +599,7 @@ def _document(audit: Audit, window: Window, summary: dict[str, Any], checklist: 
     for service, revs in revs_by_service.items():
         newest = revs[-1]
         deployed = f", deployed {_short(newest['deploy_time'])}" if newest.get("deploy_time") else ""
-        meta.append((f"Newest revision ({service})" if len(revs_by_service) > 1 else "Newest revision",
+        meta.append((f"Newest revision ({service_label(service)})" if len(revs_by_service) > 1 else "Newest revision",
                      [("code", newest["revision"]), deployed]))
     meta.append(("Entries analysed", f"{summary['entries']:,}"))
     blocks += [Fields(meta), Rule()]
@@ -618,6 +645,8 @@ def _executive_summary(summary: dict[str, Any], checklist: list[dict[str, Any]])
                                 f"{counts.get('inconclusive', 0)} inconclusive"]))
         if verdict.get("reasons"):
             blocks.append(Bullets([str(r) for r in verdict["reasons"]]))
+    elif summary.get("verdict_note"):
+        blocks.append(Para([("b", "No verdict: "), summary["verdict_note"]]))
     news = {n["service"]: n for n in new_in_newest(summary)}
     findings: list[Runs] = []
     for cat in ("critical", "warning", "positive"):
@@ -632,7 +661,7 @@ def _executive_summary(summary: dict[str, Any], checklist: list[dict[str, Any]])
     for service, revs in _newest_by_service(summary).items():
         r = revs[-1]
         lat = r["latency_ms"]["p95"]
-        findings.append([("b", f"{service}: "),
+        findings.append([("b", f"{service_label(service)}: "),
                          "newest revision ", ("code", r["revision"]),
                          f" served {r['requests']:,} requests ({_pct(r['traffic_share'])} of the service's), "
                          f"5xx rate {_pct(r['request_error_rate'])}, ERROR+ entries {_pct(r['error_rate'])}, "
@@ -649,7 +678,7 @@ def _executive_summary(summary: dict[str, Any], checklist: list[dict[str, Any]])
 
 def _pattern_table(pats: list[dict[str, Any]]) -> Table:
     rows = [[p["title"], _count(p["count"]), _short(p["first_seen"]), _short(p["last_seen"]),
-             _revs_cell(p["by_revision"]), ("code", _one_line(p["example"], 160))] for p in pats]
+             _revs_cell(p["by_revision"]), ("code", one_line(p["example"], 160))] for p in pats]
     return Table(["pattern", "count", "first seen", "last seen", "revisions (count)", "example (redacted)"], rows,
                  align="lrllll")
 
@@ -671,7 +700,7 @@ def _patterns_section(summary: dict[str, Any], chart_files: dict[str, Path], fig
         blocks.append(Para("None: every WARNING+ message matched a catalog pattern."))
     else:
         blocks.append(Table(["count", "message template (redacted)", "first seen", "last seen", "revisions"],
-                            [[_count(u["count"]), ("code", _one_line(u["template"], 160)), _short(u["first_seen"]),
+                            [[_count(u["count"]), ("code", one_line(u["template"], 160)), _short(u["first_seen"]),
                               _short(u["last_seen"]), ", ".join(u["revisions"])] for u in summary["unclassified"]],
                             align="rllll"))
     if "patterns-by-revision" in chart_files:
@@ -684,7 +713,7 @@ def _revisions_section(summary: dict[str, Any], chart_files: dict[str, Path], fi
     blocks: list[Block] = [Heading(2, "2. Per-revision health"), Heading(3, "2.1 Traffic and request errors")]
     rows, classes = [], []
     for r in summary["revisions"]:
-        rows.append([r["service"], ("code", r["revision"]), _short(r["deploy_time"]) if r["deploy_time"] else "-",
+        rows.append([service_label(r["service"]), ("code", r["revision"]), _short(r["deploy_time"]) if r["deploy_time"] else "-",
                      _short(r["first_seen"]), _short(r["last_seen"]), _pct(r["traffic_share"]), _count(r["requests"]),
                      _count(r["status_4xx"]), _count(r["status_5xx"]), _pct(r["request_error_rate"])])
         classes.append("bad" if (r["request_error_rate"] or 0) >= 0.05 else "warn" if r["status_5xx"] else "")
@@ -715,16 +744,16 @@ def _endpoints_section(summary: dict[str, Any], chart_files: dict[str, Path], fi
     if not endpoints:
         blocks.append(Para("No HTTP requests in this window."))
     else:
-        shown = endpoints[:MAX_ENDPOINTS]
+        shown, hidden = shown_first(endpoints, MAX_ENDPOINTS, endpoint_rank)
         blocks.append(Table(["service", "method", "path", "status", "count", "share", "p95"],
-                            [[e["service"], e["method"] or "-", ("code", e["path"] or "-"), str(e["status"]),
+                            [[service_label(e["service"]), e["method"] or "-", ("code", e["path"] or "-"), str(e["status"]),
                               _count(e["count"]), _pct(e["share"]), _ms(e["latency_p95_ms"])] for e in shown],
                             align="lllrrrr",
                             row_class=["bad" if e["status"] >= 500 else "warn" if e["status"] >= 400 else ""
                                        for e in shown]))
-        if len(endpoints) > MAX_ENDPOINTS:
-            blocks.append(Para(f"{len(endpoints) - MAX_ENDPOINTS} more (service, method, path, status) rows "
-                               "are in summary.json."))
+        if hidden:
+            blocks.append(Para(f"{hidden} more (service, method, path, status) rows are in summary.json "
+                               "(the busiest 2xx/3xx ones are left out first)."))
     for service in summary["services"]:
         key = f"status-codes-{_file_slug(service)}"
         if key in chart_files:
@@ -746,13 +775,13 @@ def _new_issues_section(summary: dict[str, Any]) -> list[Block]:
         older = revs[:-1]
         older_names = [r["revision"] for r in older]
         older_entries = sum(r["entries"] for r in older)
-        blocks.append(Heading(3, f"4.{i} {n['service']}: {n['revision']} vs {', '.join(older_names)}"))
+        blocks.append(Heading(3, f"4.{i} {service_label(n['service'])}: {n['revision']} vs {', '.join(older_names)}"))
         items: list[Runs] = []
         for p in n["new_patterns"]:
             items.append([(_cat_badge(p["category"]), p["category"].upper()), " ", p["title"],
                           f": {p['by_revision'][n['revision']]:,} entries, first seen {_short(p['first_seen'])}"])
         for u in n["new_templates"]:
-            items.append([("warn", "UNCLASSIFIED"), " ", ("code", _one_line(u["template"], 140)), f": {u['count']:,} entries"])
+            items.append([("warn", "UNCLASSIFIED"), " ", ("code", one_line(u["template"], 140)), f": {u['count']:,} entries"])
         blocks.append(Para([("b", f"Introduced in {n['revision']}: "),
                             f"{len(n['new_patterns'])} pattern(s), {len(n['new_templates'])} unclassified template(s)"]))
         blocks.append(Bullets(items) if items else Para("No pattern or message template appears only in the newest revision."))
@@ -775,8 +804,8 @@ def _new_issues_section(summary: dict[str, Any]) -> list[Block]:
                             ", ".join(p["title"] for p in gone) if gone else "none"]))
         prev = revs[-2]
         metric_rows = []
-        for label, key, fmt in (("5xx rate", "request_error_rate", _pct), ("ERROR+ entry rate", "error_rate", _pct)):
-            metric_rows.append([label, fmt(prev[key]), fmt(newest[key]), _change(prev[key], newest[key], pct=True)])
+        for name, key, fmt in (("5xx rate", "request_error_rate", _pct), ("ERROR+ entry rate", "error_rate", _pct)):
+            metric_rows.append([name, fmt(prev[key]), fmt(newest[key]), _change(prev[key], newest[key], pct=True)])
         for q in ("p50", "p95", "p99"):
             a, b = prev["latency_ms"][q], newest["latency_ms"][q]
             metric_rows.append([f"latency {q}", _ms(a), _ms(b), _change(a, b)])

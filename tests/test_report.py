@@ -25,9 +25,10 @@ from fake_logging import FakeLogging, make_entries, ts_ns
 from test_charts import assert_print_png, png_info
 
 from logaudit.demo import sample_path
+from logaudit.display import md_code, md_text, one_line
 from logaudit.query import Audit
 from logaudit.redact import Redactor
-from logaudit.render import CATEGORY_TITLES, _md, _ms, _one_line, _pct, _short, new_in_newest
+from logaudit.render import CATEGORY_TITLES, _ms, _pct, _short, new_in_newest
 from logaudit.report import build_report, readiness_checklist, to_html
 from logaudit.sample import CANARY_REVISION
 from logaudit.sources import cloud_logging as cl
@@ -70,7 +71,7 @@ def headings(md: str) -> list[str]:
 
 
 def mdtext(text: str) -> str:
-    return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", text)
+    return md_text(text)
 
 
 # ------------------------------------------------------------------------------ structure and numbers
@@ -114,11 +115,11 @@ def test_pattern_rows_equal_the_summary(report):
     for p in result.summary["patterns"]:
         revs = ", ".join(f"{r} ({n:,})" for r, n in p["by_revision"].items())
         row = (f"| {mdtext(p['title'])} | {p['count']:,} | {_short(p['first_seen'])} | {_short(p['last_seen'])} "
-               f"| {revs} | `{_md(_one_line(p['example'], 160))}` |")
+               f"| {revs} | {md_code(one_line(p['example'], 160))} |")
         assert row in md, p["id"]
         assert f"<td class=r>{p['count']:,}</td>" in html
     for u in result.summary["unclassified"]:
-        assert f"| {u['count']:,} | `{_md(_one_line(u['template'], 160))}` |" in md
+        assert f"| {u['count']:,} | {md_code(one_line(u['template'], 160))} |" in md
 
 
 def test_revision_endpoint_and_new_issue_numbers_equal_the_summary(report):
@@ -134,7 +135,7 @@ def test_revision_endpoint_and_new_issue_numbers_equal_the_summary(report):
         assert (f"| `{r['revision']}` | {r['entries']:,} | {r['errors']:,} | {_pct(r['error_rate'])} | {_ms(lat['p50'])} "
                 f"| {_ms(lat['p95'])} | {_ms(lat['p99'])} |") in md
     for e in summary["endpoints"]:
-        assert (f"| {e['service']} | {e['method']} | `{_md(e['path'])}` | {e['status']} | {e['count']:,} "
+        assert (f"| {e['service']} | {e['method']} | {md_code(e['path'])} | {e['status']} | {e['count']:,} "
                 f"| {_pct(e['share'])} | {_ms(e['latency_p95_ms'])} |") in md
     (news,) = new_in_newest(summary)
     assert news["revision"] == CANARY_REVISION
@@ -144,7 +145,7 @@ def test_revision_endpoint_and_new_issue_numbers_equal_the_summary(report):
         assert line in md
     assert {p["id"] for p in news["new_patterns"]} == {"ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed"}
     for u in news["new_templates"]:
-        assert f"- **UNCLASSIFIED** `{_md(_one_line(u['template'], 140))}`: {u['count']:,} entries" in md
+        assert f"- **UNCLASSIFIED** {md_code(one_line(u['template'], 140), table=False)}: {u['count']:,} entries" in md
     canary = next(r for r in summary["revisions"] if r["revision"] == CANARY_REVISION)
     base = next(r for r in summary["revisions"] if r["service"] == BACKEND and r["revision"] != CANARY_REVISION)
     assert (f"| 5xx rate | {_pct(base['request_error_rate'])} | {_pct(canary['request_error_rate'])} "
@@ -251,7 +252,7 @@ def test_pull_filters_and_rejects_in_provenance(tmp_path):
     pulls = [m for m in store.manifest() if m["kind"] == "pull"]
     assert len(pulls) == 1
     assert "### 6.2 Pull filters" in md
-    assert f"- **my-project** ({_short(pulls[0]['started'])}, complete): `{_md(pulls[0]['query_filter'])}`" in md
+    assert f"- **my-project** ({_short(pulls[0]['started'])}, complete): {md_code(pulls[0]['query_filter'], table=False)}" in md
     assert "1 input lines rejected in total" in md
     assert "| pull | `" in md and "| ingest | `" in md
     assert result.summary["entries"] == 80

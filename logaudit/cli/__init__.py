@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import logging
 import os
 import sys
@@ -76,7 +75,10 @@ def format_option(*choices: str, default: str = "text") -> Callable:
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    """Print `obj` as strict JSON: missing values (NaN, NaT, ...) are null, never `NaN`."""
+    from logaudit.display import to_json
+
+    click.echo(to_json(obj))
 
 
 def handle_errors(fn: Callable) -> Callable:

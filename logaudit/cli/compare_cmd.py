@@ -62,8 +62,5 @@ def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, c
     elif fmt == "markdown":
         click.echo(render_markdown(data), nl=False)
     else:
-        from rich.console import Console
-
-        console = Console() if Console().is_terminal else Console(width=120)
-        render_text(data, console, all_metrics=all_metrics)
+        render_text(data, all_metrics=all_metrics)
     ctx.exit(result.exit_code)

@@ -39,6 +39,7 @@ OUTPUT_FORMATS = ("text", "json")
               help="Which documents to write: md, html or both (comma-separated).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Timeline bucket for the charts (default: 24-96 points over the window).")
+@click.option("--no-charts", is_flag=True, help="Draw no charts (the documents without figures; much faster).")
 @catalog_option
 @keep_emails_option
 @store_option
@@ -47,7 +48,7 @@ OUTPUT_FORMATS = ("text", "json")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
 @handle_errors
 def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str | None,
-           bucket: str | None, catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None, fmt: str,
+           bucket: str | None, no_charts: bool, catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None, fmt: str,
            as_json: bool) -> None:
     """Write a deployment report for a window: executive summary (with the compare verdict when
     available), error patterns, per-revision health, endpoints, new vs pre-existing issues, a
@@ -65,7 +66,7 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
     audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(keep_emails=keep_emails))
     try:
         result = build_report(audit, since=since, until=until, service=service, out_dir=out_dir, formats=fmts,
-                              bucket=bucket)
+                              bucket=bucket, with_charts=not no_charts)
     finally:
         audit.close()
     if as_json or fmt == "json":
