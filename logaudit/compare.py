@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from logaudit.catalog import describe_catalogs
 from logaudit.errors import UsageError
 from logaudit.stats import (
     TestResult,
@@ -498,6 +499,7 @@ class Comparison:
     score: float
     reasons: list[str]
     gate: Gate = field(default_factory=Gate)
+    catalogs: list[dict[str, Any]] = field(default_factory=list)  # Catalog.describe() of the audit
 
     @property
     def exit_code(self) -> int:
@@ -525,6 +527,7 @@ class Comparison:
             "gone_patterns": self.gone_patterns,
             "new_templates": self.new_templates,
             "gate": self.gate.to_dict(),
+            "catalogs": self.catalogs,
         }
 
     def verdict_dict(self) -> dict[str, Any]:
@@ -1323,7 +1326,9 @@ def compare(audit: Any, *, service: str | None = None, baseline: str | None = No
     elif not isinstance(gate, Gate):
         gate = load_gate(gate)
     obs = observe(audit, service=service, baseline=baseline, canary=canary, since=since, until=until, gate=gate)
-    return judge(obs, gate)
+    result = judge(obs, gate)
+    result.catalogs = audit.catalog.describe()
+    return result
 
 
 def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
@@ -1677,6 +1682,8 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
               f"{result['exit_code']})")
     for r in result["reasons"]:
         con.print(f"  - {r}", highlight=False)
+    if result.get("catalogs"):
+        con.print(f"catalogs: {describe_catalogs(result['catalogs'])}", markup=False, highlight=False, soft_wrap=True)
     con.print()
     table = Table(show_edge=False, pad_edge=False)
     for col, kw in (("metric (* critical)", {"no_wrap": True}), ("baseline", {"justify": "right"}),
@@ -1733,6 +1740,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         s = w[side]
         lines.append(f"| {side} | `{result[side]}` | {_short(s['since'])} | {_short(s['until'])} | {s['entries']:,} "
                      f"| {s['requests']:,} |")
+    if result.get("catalogs"):
+        lines += ["", f"Catalogs: {_md(describe_catalogs(result['catalogs']))}"]
     lines += ["", "## Reasons", ""] + [f"- {_md(r)}" for r in result["reasons"]]
     lines += ["", "## Metrics", "", "| metric | baseline | canary | change | test | adjusted p | effect | judgement |",
               "|---|---:|---:|---:|---|---:|---:|---|"]

@@ -12,6 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from logaudit.catalog import describe_catalogs
 from logaudit.query import CATEGORIES
 
 CATEGORY_TITLES = {
@@ -78,6 +79,8 @@ def render_text(summary: dict[str, Any], console: Console | None = None) -> None
     window = summary["window"]
     span = f"{_short(window['since']) if window['since'] else 'start of store'} .. {_short(window['until']) if window['until'] else 'now'}"
     con.print(f"[bold]logaudit summary[/bold]  {span}  (UTC, since inclusive, until exclusive)")
+    if summary.get("catalogs"):
+        con.print(f"catalogs: {describe_catalogs(summary['catalogs'])}", markup=False, highlight=False, soft_wrap=True)
     if summary["entries"] == 0:
         con.print(empty_message(summary))
         return
@@ -194,6 +197,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Deployment log summary", "",
              f"Window: {w['since'] or 'start of store'} to {w['until'] or 'now'} (UTC)  ",
              f"Entries: {summary['entries']:,}  ", f"Services: {', '.join(summary['services']) or '-'}", ""]
+    if summary.get("catalogs"):
+        lines += [f"Catalogs: {_md(describe_catalogs(summary['catalogs']))}", ""]
     if summary["entries"] == 0:
         return "\n".join([*lines, empty_message(summary), ""])
     verdict = summary.get("verdict")
