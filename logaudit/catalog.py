@@ -653,11 +653,12 @@ def _load_file(path: Path, col: _Collector, catalog: Catalog, index: dict[str, i
             catalog.patterns.append(pat)
         seen[pat.id] = pat
         mine.append(pat)
-    origin = "shipped" if _is_shipped(path) else "local"
-    catalog.sources.append(CatalogSource(name, version if isinstance(version, int) else 0, fname,
-                                         desc if isinstance(desc, str) else None, len(mine), origin,
-                                         resource_name(SHIPPED_PATTERNS, path.name) if origin == "shipped" else None,
-                                         _fingerprint(mine), overrides))
+    shipped = _is_shipped(path)
+    catalog.sources.append(CatalogSource(
+        name, version if isinstance(version, int) else 0, fname, desc if isinstance(desc, str) else None, len(mine),
+        origin="shipped" if shipped else "local",
+        resource=resource_name(SHIPPED_PATTERNS, path.name) if shipped else None,
+        fingerprint=_fingerprint(mine), overrides=overrides))
 
 
 def _valid_keys_hint(key: Any, valid: Iterable[str]) -> str:

@@ -14,6 +14,7 @@ durations before now (`30m`, `6h`, `2d`); datetimes must be timezone-aware.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -125,7 +126,9 @@ class Audit:
         if cached is not None:  # not closed here: a caller may still be using it (it closes when unused)
             self._rows.discard(window)
         con = duckdb.connect(config={"threads": 2})
-        con.execute("SET enable_progress_bar = false")
+        # in a Jupyter kernel without ipywidgets DuckDB refuses the setting (and shows no bar there)
+        with contextlib.suppress(duckdb.InvalidInputException):
+            con.execute("SET enable_progress_bar = false")
         register_views(con, self.store, self.catalog, since=window.since, until=window.until)
         self._cons[window] = (con, files)
         self._made[id(con)] = files  # also for a connection replaced meanwhile but still in use

@@ -108,3 +108,19 @@ def test_notebooks_use_only_the_public_api(path):
     source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     assert "._" not in source.replace("._repr", "")  # no private attributes or modules
     assert "SELECT" not in source.upper().replace("SELECTED", "")  # no SQL the library already has
+
+
+def test_the_library_works_in_a_kernel_without_ipywidgets(tmp_path):
+    """The core install has no Jupyter: a plain ipykernel (an editor's notebooks) has no
+    ipywidgets, and DuckDB refuses progress-bar settings there."""
+    from logaudit.demo import sample_path
+
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import sys\n"
+        "sys.modules['ipywidgets'] = None  # not installed, as with the core install and ipykernel alone\n"
+        "import logaudit\n"
+        f"store = logaudit.Store({str(tmp_path / 'store')!r})\n"
+        f"store.ingest_paths([{str(sample_path())!r}])\n"
+        "print(logaudit.Audit(store).entries_count(), 'entries')")])
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert [out.get("text") for out in book.cells[0].outputs if out.get("name") == "stdout"] == ["5000 entries\n"]
