@@ -34,6 +34,7 @@ from logaudit.catalog import (
     Catalog,
     CatalogLoadError,
     SelfTestReport,
+    default_catalog_paths,
     expand_paths,
     load_catalogs,
     run_self_test,
@@ -143,8 +144,10 @@ def save_patterns(catalog_file: str | os.PathLike, yaml_text: str, *,
                   other_catalogs: list[str | os.PathLike] | None = None) -> Catalog:
     """Append the drafted patterns to `catalog_file` (created if missing) and return the catalogs.
 
-    The new file is validated together with `other_catalogs` (default: the shipped `patterns/`)
-    before it replaces the old one, so a duplicate id or a broken regex never reaches the file.
+    The new file is validated together with `other_catalogs` (default: the catalogs a run uses,
+    `default_catalog_paths()`: the shipped ones plus $LOGAUDIT_CATALOG, whatever the working
+    directory) before it replaces the old one, so a duplicate id or a broken regex never
+    reaches the file. The returned catalog is the other catalogs followed by the file.
     """
     path = Path(catalog_file)
     draft_patterns(yaml_text)  # the draft alone must be valid first: clearer errors
@@ -158,8 +161,8 @@ def save_patterns(catalog_file: str | os.PathLike, yaml_text: str, *,
     else:
         name = re.sub(r"[^a-z0-9-]+", "-", path.stem.lower()).strip("-") or "catalog"
         new = f"catalog: {name}\nversion: 1\npatterns:\n" + body
-    others = [p for p in expand_paths(other_catalogs if other_catalogs is not None else ["patterns"])
-              if p.resolve() != path.resolve()] if (other_catalogs or Path("patterns").exists()) else []
+    others = expand_paths(other_catalogs) if other_catalogs is not None else default_catalog_paths()
+    others = [p for p in others if p.resolve() != path.resolve()]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".yaml", dir=path.parent)
     try:

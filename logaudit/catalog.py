@@ -12,13 +12,18 @@ A catalog is a YAML file (see docs/catalog.md for the full format)::
         examples: ["NO_TOKEN DEBUG: {}"]
 
 `load_catalogs` reads one or more files (or directories of ``*.yaml``), validates every pattern
-and returns one `Catalog`. Every problem is a `CatalogProblem` carrying ``file:line``, the pattern
-id and a hint; they are raised together as `CatalogLoadError` (a `CatalogError`, exit code 4).
+and returns one `Catalog`. `default_catalog_paths` says which files a run uses: the catalogs
+shipped inside the package, then the local ones asked for (``--catalog``, ``$LOGAUDIT_CATALOG``);
+never a folder that happens to be in the working directory. Every problem is a `CatalogProblem`
+carrying ``file:line``, the pattern id and a hint; they are raised together as `CatalogLoadError`
+(a `CatalogError`, exit code 4).
 `run_self_test` checks every example and counter-example through the classification engine.
 
->>> cat = load_catalogs(["patterns"])                      # doctest: +SKIP
->>> cat.get("ws-auth-no-token").category                   # doctest: +SKIP
+>>> cat = load_catalogs(default_catalog_paths())
+>>> cat.get("ws-auth-failure").category
 'critical'
+>>> [(s.name, s.origin) for s in cat.sources]
+[('cloud-run', 'shipped'), ('netra-backend', 'shipped')]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import difflib
 import fnmatch
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -39,8 +45,10 @@ import regex
 import yaml
 
 from logaudit.backtracking import Analysis, analyse
-from logaudit.errors import CatalogError
+from logaudit.errors import CatalogError, UsageError
 from logaudit.schema import ENTRY_FIELDS, SEVERITY_NUM, TEXT_COLUMNS
+from logaudit.shipped import PATTERNS as SHIPPED_PATTERNS
+from logaudit.shipped import resource_name, shipped_dir
 
 CATEGORIES: tuple[str, ...] = ("critical", "warning", "positive", "info")
 CATALOG_VERSION = 1
@@ -68,6 +76,11 @@ for _name, _typ, _ in ENTRY_FIELDS:
     else:
         _COLUMN_TYPES[_name] = "other"
 
+#: Local catalogs (files or directories, os.pathsep-separated) added to the shipped ones.
+CATALOG_ENV = "LOGAUDIT_CATALOG"
+#: Set (1, true, yes): leave the shipped catalogs out.
+NO_SHIPPED_ENV = "LOGAUDIT_NO_SHIPPED_CATALOGS"
+#: Deprecated: catalogs used *instead of* the shipped ones (its meaning before LOGAUDIT_CATALOG).
 DEFAULT_PATTERNS_ENV = "LOGAUDIT_PATTERNS"
 
 
@@ -264,13 +277,27 @@ class Pattern:
 
 @dataclass(frozen=True)
 class CatalogSource:
-    """One loaded file."""
+    """One loaded file: `origin` is "shipped" (package data, named by `resource`) or "local";
+    `patterns` how many patterns it defines, `overrides` how many of them replace an earlier
+    file's, `fingerprint` changes when any of them changes (as `Catalog.fingerprint`)."""
 
     name: str
     version: int
     file: str
     description: str | None
     patterns: int
+    origin: str = "local"
+    resource: str | None = None
+    fingerprint: str = ""
+    overrides: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """What outputs say about the file (`catalogs` in summary, compare and report JSON):
+        a shipped file by its resource name, the same on every machine; a local one by its absolute path."""
+        return {"name": self.name, "origin": self.origin,
+                "path": None if self.origin == "shipped" else os.path.abspath(self.file),
+                "resource": self.resource, "patterns": self.patterns, "overrides": self.overrides,
+                "fingerprint": self.fingerprint}
 
 
 @dataclass
@@ -299,14 +326,38 @@ class Catalog:
     @property
     def fingerprint(self) -> str:
         """Changes when any pattern's matching definition, id or category changes."""
-        h = hashlib.sha256()
-        for p in self.patterns:
-            h.update(f"{p.id}\0{p.category}\0{p.fingerprint}\n".encode())
-        return h.hexdigest()[:16]
+        return _fingerprint(self.patterns)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """The loaded files, in load order (`CatalogSource.to_dict`)."""
+        return [s.to_dict() for s in self.sources]
 
     def subset(self, ids: Iterable[str]) -> Catalog:
         wanted = set(ids)
         return Catalog([p for p in self.patterns if p.id in wanted], list(self.sources))
+
+
+def _fingerprint(patterns: Iterable[Pattern]) -> str:
+    h = hashlib.sha256()
+    for p in patterns:
+        h.update(f"{p.id}\0{p.category}\0{p.fingerprint}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def describe_catalogs(catalogs: Iterable[dict[str, Any]]) -> str:
+    """The catalogs of a run (`Catalog.describe()`) in one line of text.
+
+    >>> describe_catalogs([{"name": "cloud-run", "origin": "shipped", "path": None, "patterns": 40, "overrides": 0},
+    ...                    {"name": "team", "origin": "local", "path": "/srv/team.yaml", "patterns": 2, "overrides": 1}])
+    'cloud-run (shipped, 40 patterns), team (local /srv/team.yaml, 2 patterns, 1 override)'
+    """
+    parts = []
+    for c in catalogs:
+        where = "shipped" if c["origin"] == "shipped" else f"local {c['path']}"
+        overrides = c.get("overrides") or 0
+        extra = f", {overrides} override{'s' if overrides != 1 else ''}" if overrides else ""
+        parts.append(f"{c['name']} ({where}, {c['patterns']} pattern{'s' if c['patterns'] != 1 else ''}{extra})")
+    return ", ".join(parts) or "none"
 
 
 # ---------------------------------------------------------------------------------------- YAML
@@ -371,14 +422,75 @@ def _line_of(mapping: Any, key: str, default: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------- loading
-def default_catalog_paths() -> list[Path]:
-    """$LOGAUDIT_PATTERNS (os.pathsep-separated), else ./patterns, else the repository's patterns/."""
-    env = os.environ.get(DEFAULT_PATTERNS_ENV)
-    if env:
-        return [Path(p) for p in env.split(os.pathsep) if p]
-    if Path("patterns").is_dir():
-        return [Path("patterns")]
-    return [Path(__file__).resolve().parent.parent / "patterns"]
+def shipped_catalog_files() -> list[Path]:
+    """The catalog files shipped inside the package (`patterns/` in the repository), by name."""
+    return sorted(p for p in shipped_dir(SHIPPED_PATTERNS, CatalogError).iterdir()
+                  if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def default_catalog_paths(local: Iterable[str | os.PathLike] | None = None, *,
+                          shipped: bool | None = None) -> list[Path]:
+    """The catalog files a run uses: the shipped catalogs, then the `local` ones.
+
+    `local` are files or directories (None: ``$LOGAUDIT_CATALOG``, os.pathsep-separated); a
+    local pattern with a shipped pattern's id must say ``override: true``. `shipped=False`
+    leaves the shipped catalogs out (None: unless ``$LOGAUDIT_NO_SHIPPED_CATALOGS`` is set).
+    A local file that is a shipped file (``--catalog patterns/`` in the repository) is not
+    loaded twice. The deprecated ``$LOGAUDIT_PATTERNS``, when no local catalog is named, is
+    used instead of the shipped catalogs, as before (with a note). The working directory
+    plays no part.
+
+    >>> [p.name for p in default_catalog_paths([])]
+    ['cloud_run.yaml', 'netra_backend.yaml']
+    """
+    legacy = _env_paths(DEFAULT_PATTERNS_ENV)
+    if local is None:
+        local = _env_paths(CATALOG_ENV)
+        if legacy and not local:
+            _note_legacy_env("used instead of the shipped catalogs")
+            return expand_paths(legacy)
+    local = list(local)
+    if legacy:
+        _note_legacy_env(f"ignored: --catalog or ${CATALOG_ENV} names the local catalogs")
+    if shipped is None:
+        shipped = os.environ.get(NO_SHIPPED_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
+    if not shipped and not local:
+        raise UsageError("no catalogs to use: the shipped catalogs are left out and no local catalog is given",
+                         hint=f"add --catalog FILE_OR_DIR (or ${CATALOG_ENV}), or drop --no-shipped-catalogs "
+                              f"(${NO_SHIPPED_ENV})")
+    files = shipped_catalog_files() if shipped else []
+    known = {p.resolve() for p in files}
+    for raw in local:
+        found = expand_paths([raw])
+        if not found:
+            raise CatalogLoadError([CatalogProblem(str(raw), 0, None, "no catalog files found (*.yaml, *.yml)",
+                                                   "pass .yaml files or a directory holding them")])
+        files += [p for p in found if p.resolve() not in known]
+        known.update(p.resolve() for p in found)
+    return files
+
+
+def _env_paths(name: str) -> list[str]:
+    return [p for p in os.environ.get(name, "").split(os.pathsep) if p]
+
+
+_NOTED: set[str] = set()
+
+
+def _note_legacy_env(what: str) -> None:
+    """Say once per process that $LOGAUDIT_PATTERNS is deprecated and what it did."""
+    if what not in _NOTED:
+        _NOTED.add(what)
+        logging.getLogger("logaudit").warning(
+            "$%s is deprecated (%s): use $%s for catalogs added to the shipped ones, with $%s=1 for only your own",
+            DEFAULT_PATTERNS_ENV, what, CATALOG_ENV, NO_SHIPPED_ENV)
+
+
+def _is_shipped(path: Path) -> bool:
+    try:
+        return path.resolve().parent == shipped_dir(SHIPPED_PATTERNS, CatalogError).resolve()
+    except CatalogError:
+        return False
 
 
 def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -411,7 +523,7 @@ def load_catalogs(paths: Iterable[str | os.PathLike] | None = None, collect: boo
     is reported. A pattern id may appear once across all files, except that a later file may
     replace an earlier pattern by repeating its id with ``override: true``.
     """
-    files = expand_paths(default_catalog_paths() if paths is None else paths)
+    files = default_catalog_paths() if paths is None else expand_paths(paths)
     key = _files_key(files)
     hit = _LOADED.get(key) if key is not None else None
     if hit is not None:  # the same files, unchanged: a fresh Catalog of the same (immutable) patterns
@@ -508,7 +620,8 @@ def _load_file(path: Path, col: _Collector, catalog: Catalog, index: dict[str, i
         col.add(fname, doc.key_lines["patterns"], None, "'patterns' must be a list of mappings")
         patterns = []
     local: dict[str, int] = {}
-    count = 0
+    mine: list[Pattern] = []
+    overrides = 0
     for i, item in enumerate(patterns):
         line = patterns.item_lines[i] if isinstance(patterns, _LineList) else doc.line
         pat = _load_pattern(item, line, fname, name, col)
@@ -524,9 +637,12 @@ def _load_file(path: Path, col: _Collector, catalog: Catalog, index: dict[str, i
             if not pat.override:
                 col.add(fname, pat.line, pat.id,
                         f"duplicate id {pat.id!r} (already defined at {earlier.location})",
-                        "rename it, or add `override: true` to replace the earlier definition")
+                        "rename it, or add `override: true` to replace the earlier definition"
+                        + (f" (or run with --no-shipped-catalogs / ${NO_SHIPPED_ENV}=1 to use only your own catalogs)"
+                           if _is_shipped(Path(earlier.file)) else ""))
                 continue
             catalog.patterns[index[pat.id]] = pat
+            overrides += 1
         else:
             if pat.override:
                 col.add(fname, _line_of(item, "override", pat.line), pat.id,
@@ -536,9 +652,13 @@ def _load_file(path: Path, col: _Collector, catalog: Catalog, index: dict[str, i
             index[pat.id] = len(catalog.patterns)
             catalog.patterns.append(pat)
         seen[pat.id] = pat
-        count += 1
-    catalog.sources.append(CatalogSource(name, version if isinstance(version, int) else 0, fname,
-                                         desc if isinstance(desc, str) else None, count))
+        mine.append(pat)
+    shipped = _is_shipped(path)
+    catalog.sources.append(CatalogSource(
+        name, version if isinstance(version, int) else 0, fname, desc if isinstance(desc, str) else None, len(mine),
+        origin="shipped" if shipped else "local",
+        resource=resource_name(SHIPPED_PATTERNS, path.name) if shipped else None,
+        fingerprint=_fingerprint(mine), overrides=overrides))
 
 
 def _valid_keys_hint(key: Any, valid: Iterable[str]) -> str:
@@ -915,6 +1035,6 @@ def check_self_test(catalog: Catalog) -> SelfTestReport:
 __all__ = [
     "CATEGORIES", "Catalog", "CatalogLoadError", "CatalogProblem", "CatalogSource", "CatalogTestError",
     "Condition", "Example", "ExampleFailure", "Pattern", "SelfTestReport", "backtracking_risk",
-    "check_self_test", "default_catalog_paths", "expand_paths", "load_catalogs", "normalize_for_re",
-    "run_self_test",
+    "check_self_test", "default_catalog_paths", "describe_catalogs", "expand_paths", "load_catalogs",
+    "normalize_for_re", "run_self_test", "shipped_catalog_files",
 ]

@@ -44,6 +44,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from logaudit.catalog import describe_catalogs
 from logaudit.errors import ExitCode, UsageError
 from logaudit.stats import (
     TestResult,
@@ -498,6 +499,7 @@ class Comparison:
     score: float
     reasons: list[str]
     gate: Gate = field(default_factory=Gate)
+    catalogs: list[dict[str, Any]] = field(default_factory=list)  # Catalog.describe() of the audit
 
     @property
     def exit_code(self) -> int:
@@ -525,6 +527,7 @@ class Comparison:
             "gone_patterns": self.gone_patterns,
             "new_templates": self.new_templates,
             "gate": self.gate.to_dict(),
+            "catalogs": self.catalogs,
         }
 
     def verdict_dict(self) -> dict[str, Any]:
@@ -1323,7 +1326,9 @@ def compare(audit: Any, *, service: str | None = None, baseline: str | None = No
     elif not isinstance(gate, Gate):
         gate = load_gate(gate)
     obs = observe(audit, service=service, baseline=baseline, canary=canary, since=since, until=until, gate=gate)
-    return judge(obs, gate)
+    result = judge(obs, gate)
+    result.catalogs = audit.catalog.describe()
+    return result
 
 
 def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
@@ -1680,6 +1685,8 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
                             f"  (score {result['score']:.0f}, exit code {result['exit_code']})"))
     for r in result["reasons"]:
         con.print(Text(f"  - {one_line(r)}"))
+    if result.get("catalogs"):
+        con.print(Text(f"catalogs: {describe_catalogs(result['catalogs'])}"), soft_wrap=True)
     con.print()
     shown = [m for m in result["metrics"]
              if all_metrics or not m["name"].startswith("pattern:") or m["judgement"] != "Pass"]
@@ -1726,6 +1733,8 @@ def render_markdown(result: dict[str, Any]) -> str:
         s = w[side]
         lines.append(f"| {side} | {md_code(result[side])} | {_short(s['since'])} | {_short(s['until'])} | "
                      f"{s['entries']:,} | {s['requests']:,} |")
+    if result.get("catalogs"):
+        lines += ["", f"Catalogs: {md_text(describe_catalogs(result['catalogs']))}"]
     lines += ["", "## Reasons", ""] + [f"- {md_text(r)}" for r in result["reasons"]]
     lines += ["", "## Metrics", "", "| metric | baseline | canary | change | test | adjusted p | effect | judgement |",
               "|---|---:|---:|---:|---|---:|---:|---|"]

@@ -13,6 +13,7 @@ bar is off (the CLI draws its own; DuckDB's would write over it).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import duckdb
@@ -21,7 +22,7 @@ import duckdb
 DEFAULT_THREADS = 2
 
 # Session settings, not config: TimeZone needs the ICU extension, which loads with the first query.
-_SESSION = "SET TimeZone = 'UTC'; SET Calendar = 'gregorian'; SET enable_progress_bar = false"
+_SESSION = "SET TimeZone = 'UTC'; SET Calendar = 'gregorian'"
 
 
 def connect(*, threads: int | None = DEFAULT_THREADS, config: dict[str, Any] | None = None) -> duckdb.DuckDBPyConnection:
@@ -35,6 +36,9 @@ def connect(*, threads: int | None = DEFAULT_THREADS, config: dict[str, Any] | N
         options["threads"] = threads
     con = duckdb.connect(config=options)
     con.execute(_SESSION)
+    # in a Jupyter kernel without ipywidgets DuckDB refuses the setting (and shows no bar there)
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.execute("SET enable_progress_bar = false")
     return con
 
 

@@ -1,5 +1,8 @@
 """The bundled sample: where it is, and the main job run on it (`logaudit demo`).
 
+The sample is package data (`data/sample/` in the repository, `logaudit.shipped.sample` when
+installed): `SampleConfig()` written as gzipped JSON Lines.
+
 >>> from logaudit.demo import sample_path
 >>> sample_path().name
 'netra-staging.jsonl.gz'
@@ -7,21 +10,19 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from logaudit.sample import SampleConfig, write_sample
+from logaudit.errors import InputError
+from logaudit.shipped import SAMPLE, shipped_dir
 
-#: The committed sample: SampleConfig() written as gzipped JSON Lines.
-BUNDLED = Path(__file__).resolve().parent.parent / "data" / "sample" / "netra-staging.jsonl.gz"
+#: The file name of the bundled sample.
+SAMPLE_NAME = "netra-staging.jsonl.gz"
 
 
 def sample_path() -> Path:
-    """The bundled sample file; regenerated (byte-identical) when logaudit is installed without the repo."""
-    if BUNDLED.exists():
-        return BUNDLED
-    target = Path(tempfile.gettempdir()) / "logaudit-sample" / BUNDLED.name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_sample(target, SampleConfig())
-    return target
+    """The bundled sample file; `InputError` when the installation lacks it."""
+    path = shipped_dir(SAMPLE) / SAMPLE_NAME
+    if not path.is_file():
+        raise InputError(f"this installation of logaudit has no bundled sample ({SAMPLE}/{SAMPLE_NAME})",
+                         hint="reinstall logaudit: `pip install --force-reinstall logaudit`")
+    return path

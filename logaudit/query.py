@@ -25,7 +25,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from logaudit.catalog import Catalog, load_catalogs
+from logaudit.catalog import Catalog, default_catalog_paths, load_catalogs
 from logaudit.classify import register_views
 from logaudit.db import connect
 from logaudit.display import plain
@@ -84,15 +84,16 @@ def resolve_window(since: str | datetime | None = None, until: str | datetime | 
 
 
 def default_catalog() -> Catalog:
-    """The catalogs in $LOGAUDIT_PATTERNS (a file or directory), else the shipped `patterns/`."""
-    env = os.environ.get("LOGAUDIT_PATTERNS")
-    return load_catalogs([env] if env else None)
+    """The shipped catalogs plus those in $LOGAUDIT_CATALOG (`catalog.default_catalog_paths`)."""
+    return load_catalogs(default_catalog_paths())
 
 
 class Audit:
     """Analytics over one store, with one catalog and one redactor.
 
-    `catalog` may be a `Catalog`, catalog file/directory paths, or None for the default catalog.
+    `catalog` may be a `Catalog`, catalog file/directory paths (exactly those), or None for the
+    default: the shipped catalogs plus $LOGAUDIT_CATALOG (`default_catalog_paths(["team.yaml"])`
+    gives the shipped ones plus team.yaml).
     `redactor` redacts every text the methods return (default: `load_redactor()`, the default
     rules plus $LOGAUDIT_REDACT_CONFIG); `Redactor(enabled=False)` returns log text as stored.
     """
@@ -535,7 +536,8 @@ class Audit:
                         "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
                         "revisions": [], "patterns": [], "endpoints": [], "unclassified": [], "verdict": None,
                         "verdict_note": "no entries in this window",
-                        "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]}}
+                        "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]},
+                        "catalogs": self.catalog.describe()}
             revisions = agg.revision_table(w.service, w.revision)
             patterns = self._summary_patterns(span, agg.pattern_rows(w.service, w.revision))
             endpoints = agg.endpoint_table(w.service, w.revision)
@@ -546,7 +548,8 @@ class Audit:
             agg.close()
         # every text once more, in one pass: examples and templates are redacted already, and
         # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text; every
-        # value plain (a service DuckDB returns as NULL is None here, never NaN)
+        # value plain (a service DuckDB returns as NULL is None here, never NaN); `catalogs` (no
+        # log text) is added after
         return self.redactor.redact_tree(plain({
             "window": {"since": _iso(w.since), "until": _iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
@@ -579,7 +582,7 @@ class Audit:
             ],
             "verdict": verdict,
             "verdict_note": verdict_note,
-        }))
+        })) | {"catalogs": self.catalog.describe()}
 
     def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
                           ) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
+from logaudit.catalog import describe_catalogs
 from logaudit.display import (
     Col,
     make_console,
@@ -121,6 +122,8 @@ def render_text(summary: dict[str, Any], console: Console | None = None) -> None
     window = summary["window"]
     span = f"{_short(window['since']) if window['since'] else 'start of store'} .. {_short(window['until']) if window['until'] else 'now'}"
     con.print(Text.assemble(("logaudit summary", "bold"), f"  {span}  (UTC, since inclusive, until exclusive)"))
+    if summary.get("catalogs"):
+        con.print(Text(f"catalogs: {describe_catalogs(summary['catalogs'])}"), soft_wrap=True)
     if summary["entries"] == 0:
         con.print(Text(empty_message(summary)))
         return
@@ -265,6 +268,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines = ["# Deployment log summary", "",
              f"Window: {w['since'] or 'start of store'} to {w['until'] or 'now'} (UTC)  ",
              f"Entries: {summary['entries']:,}  ", f"Services: {services}", ""]
+    if summary.get("catalogs"):
+        lines += [f"Catalogs: {md_text(describe_catalogs(summary['catalogs']))}", ""]
     if summary["entries"] == 0:
         return "\n".join([*lines, empty_message(summary), ""])
     verdict = summary.get("verdict")

@@ -46,6 +46,7 @@ import orjson
 import pandas as pd
 
 from logaudit import charts
+from logaudit.catalog import describe_catalogs
 from logaudit.display import (
     label,
     md_code,
@@ -369,7 +370,8 @@ class ReportResult:
                 "charts": {k: str(v) for k, v in self.charts.items()},
                 "checklist": self.checklist, "generated_at": self.generated_at, "bucket": self.bucket,
                 "entries": self.summary["entries"], "verdict": (self.summary.get("verdict") or {}).get("verdict"),
-                "window": self.summary["window"], "services": self.summary["services"]}
+                "window": self.summary["window"], "services": self.summary["services"],
+                "catalogs": self.summary.get("catalogs", [])}
 
 
 def parse_formats(formats: str | Iterable[str], *, option: str = "--report-format") -> tuple[str, ...]:
@@ -872,7 +874,6 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
     w = summary["window"]
     blocks: list[Block] = [Heading(2, f"{number}. Window and data provenance")]
     filters = ", ".join(f"{k}={v}" for k, v in summary.get("filters", {}).items() if v) or "none"
-    files = ", ".join(Path(s.file).name for s in catalog.sources) if getattr(catalog, "sources", None) else "-"
     blocks.append(Fields([
         ("Window start (inclusive)", w["since"] or "start of store"),
         ("Window end (exclusive)", w["until"] or f"open (report generated {generated_at})"),
@@ -882,7 +883,8 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
                    f"to {_short(info['last'])}, {info['files']} files"]),
         ("Ingests and pulls", f"{len(records)} recorded; {info['rejected_total']:,} input lines rejected in total "
                               "(kept in the store's rejects/ folder, not shown here)"),
-        ("Pattern catalog", f"{len(catalog)} patterns from {files} (fingerprint {catalog.fingerprint})"),
+        ("Pattern catalogs", f"{len(catalog)} patterns from {describe_catalogs(catalog.describe())} "
+                             f"(fingerprint {catalog.fingerprint})"),
         ("Redaction", f"{'on' if audit.redactor.enabled else 'OFF'}, {len(audit.redactor.rules)} rules: "
                       "messages, examples and templates are redacted"),
         ("Timeline bucket", bucket),

@@ -610,11 +610,11 @@ def test_cli_check_reports_problems_with_exit_code_4(tmp_path):
           - {id: p1, title: T, category: fatal, regex: 'x'}
           - {id: p2, title: T, category: info, regex: '('}
     """)
-    result = _cli("catalog", "check", a)
+    result = _cli("catalog", "check", "--no-shipped-catalogs", a)
     assert result.exit_code == 4
     assert result.output == (f"error: {a}:4: p1: bad category 'fatal'\n"
                              "  hint: one of: critical, warning, positive, info\n")
-    result = _cli("catalog", "check", "--collect", a)
+    result = _cli("catalog", "check", "--no-shipped-catalogs", "--collect", a)
     assert result.exit_code == 4
     assert result.output.splitlines()[:3] == [
         "error: 2 problems in pattern catalogs:",
@@ -622,7 +622,7 @@ def test_cli_check_reports_problems_with_exit_code_4(tmp_path):
         "  hint: one of: critical, warning, positive, info",
     ]
     assert result.output.splitlines()[3] == f"{a}:5: p2: regex does not compile: missing ) at position 1"
-    result = _cli("catalog", "check", "--collect", "--format", "json", a)
+    result = _cli("catalog", "check", "--no-shipped-catalogs", "--collect", "--format", "json", a)
     assert result.exit_code == 4
     doc = json.loads(result.output)
     assert doc["ok"] is False
@@ -640,13 +640,14 @@ def test_cli_test_prints_failures(tmp_path):
             regex: 'hello'
             examples: ["goodbye"]
     """)
-    result = _cli("catalog", "test", a)
+    result = _cli("catalog", "test", "--no-shipped-catalogs", a)
     assert result.exit_code == 4
     assert result.output.splitlines() == [
+        f"catalogs: a (local {a}, 1 pattern)",
         f"FAIL {a}:8: p1: example 'goodbye': does not match",
         "FAILED: 1 patterns, 1 examples, 0 counter-examples, 1 failure(s)",
     ]
-    result = _cli("catalog", "test", "--format", "json", a)
+    result = _cli("catalog", "test", "--no-shipped-catalogs", "--format", "json", a)
     assert result.exit_code == 4
     assert json.loads(result.output)["failures"] == [
         {"pattern_id": "p1", "file": a, "line": 8, "kind": "example", "text": "goodbye", "reason": "does not match"}]
@@ -692,7 +693,7 @@ SLOW_WHY = ("`(?:x|a|aa)+` can match the same text in more than one way: the way
 
 def test_cli_check_notes_patterns_that_run_under_the_time_limit(tmp_path):
     a = write(tmp_path, "a.yaml", TIME_LIMITED)
-    result = _cli("catalog", "check", a)
+    result = _cli("catalog", "check", "--no-shipped-catalogs", a)
     assert result.exit_code == 0, result.output
     assert [line for line in result.output.splitlines() if "time limit" in line] == [
         f"{a}:4: slow: note: runs under a time limit on every text: {SLOW_WHY}",
@@ -701,7 +702,7 @@ def test_cli_check_notes_patterns_that_run_under_the_time_limit(tmp_path):
         f"{a}:16: fuzzy: note: runs under a time limit on every text: not analysed: a `{{` that is not a repeat "
         "count (fuzzy matching?) is not analysed",
     ]
-    doc = json.loads(_cli("catalog", "check", "--format", "json", a).output)
+    doc = json.loads(_cli("catalog", "check", "--no-shipped-catalogs", "--format", "json", a).output)
     assert [(p["id"], p["linear"], p["time_limit_note"] is not None) for p in doc["patterns"]] == [
         ("slow", False, True), ("needless", True, True), ("fuzzy", False, True)]
 
@@ -709,11 +710,11 @@ def test_cli_check_notes_patterns_that_run_under_the_time_limit(tmp_path):
 @pytest.mark.timeout(120)  # the counter-example took 53 s without a time limit
 def test_self_test_fails_examples_the_regex_times_out_on(tmp_path):
     a = write(tmp_path, "a.yaml", TIME_LIMITED)
-    result = _cli("catalog", "test", a)
+    result = _cli("catalog", "test", "--no-shipped-catalogs", a)
     assert result.exit_code == 4
-    assert result.output.splitlines()[0] == (
+    assert result.output.splitlines()[1] == (
         f"FAIL {a}:10: slow: counter_example '{'a' * 39}b': the regex timed out on it (over 0.1 s): runs under a "
         f"time limit on every text: {SLOW_WHY}")
-    assert result.output.splitlines()[1:] == [
+    assert result.output.splitlines()[2:] == [
         f"warning: {a}:11: needless: no examples", f"warning: {a}:16: fuzzy: no examples",
         "FAILED: 3 patterns, 1 examples, 1 counter-examples, 1 failure(s)"]

@@ -127,7 +127,7 @@ def test_the_store_really_holds_every_secret(world):
 @pytest.mark.parametrize("service", [*SERVICES, "req"])
 def test_summarize_shows_every_line_and_no_secret(world, service):
     cli, store, catalog = world["cli"], world["store"], world["catalog"]
-    outputs = {fmt: cli("summarize", "--store", store, "--catalog", catalog, "--service", service, "--format", fmt)
+    outputs = {fmt: cli("summarize", "--store", store, "--no-shipped-catalogs", "--catalog", catalog, "--service", service, "--format", fmt)
                for fmt in ("json", "markdown", "text")}
     assert {fmt: r.exit_code for fmt, r in outputs.items()} == {"json": 0, "markdown": 0, "text": 0}
     summary = json.loads(outputs["json"].stdout)
@@ -150,7 +150,7 @@ def test_the_report_and_its_charts_hold_no_secret(world):
     cli = world["cli"]
     for service in SERVICES:
         out = world["root"] / f"report-{service}"
-        result = cli("report", "--store", world["store"], "--catalog", world["catalog"], "--service", service,
+        result = cli("report", "--store", world["store"], "--no-shipped-catalogs", "--catalog", world["catalog"], "--service", service,
                      "--out", out)
         assert result.exit_code == 0, result.output
         md = (out / "report.md").read_text()
@@ -165,7 +165,7 @@ def test_the_report_and_its_charts_hold_no_secret(world):
 
 def test_the_exported_parquet_and_files_hold_no_secret_and_stay_valid_json(world):
     dest = world["root"] / "export"
-    result = world["cli"]("export", "--store", world["store"], "--catalog", world["catalog"], "--out", dest,
+    result = world["cli"]("export", "--store", world["store"], "--no-shipped-catalogs", "--catalog", world["catalog"], "--out", dest,
                           "--since", "2026-03-02T00:00:00Z", "--until", "2026-03-03T00:00:00Z", "--quiet")
     assert result.exit_code == 0, result.output
     files = sorted(p for p in dest.rglob("*") if p.is_file())
@@ -198,7 +198,7 @@ def test_the_exported_parquet_and_files_hold_no_secret_and_stay_valid_json(world
 def test_compare_holds_no_secret(world, service):
     cli = world["cli"]
     for fmt in ("json", "text", "markdown"):
-        result = cli("compare", "--store", world["store"], "--catalog", world["catalog"], "--service", service,
+        result = cli("compare", "--store", world["store"], "--no-shipped-catalogs", "--catalog", world["catalog"], "--service", service,
                      "--format", fmt)
         assert result.exit_code in (0, 1, 2), result.output
         assert _leaks(result.stdout) == [], fmt

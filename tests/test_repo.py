@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from logaudit.demo import BUNDLED
+from logaudit.demo import sample_path
 from logaudit.sample import SampleConfig, write_sample
 from logaudit.schema import schema_markdown
 
@@ -21,13 +21,13 @@ def test_entry_table_doc_matches_schema():
 
 
 def test_bundled_sample_is_the_generators_output(tmp_path):
-    fresh = tmp_path / BUNDLED.name
+    fresh = tmp_path / sample_path().name
     write_sample(fresh, SampleConfig())
-    assert gzip.decompress(fresh.read_bytes()) == gzip.decompress(BUNDLED.read_bytes())
+    assert gzip.decompress(fresh.read_bytes()) == gzip.decompress(sample_path().read_bytes())
 
 
 def test_bundled_sample_is_small():
-    assert BUNDLED.stat().st_size < 1_000_000
+    assert sample_path().stat().st_size < 1_000_000
 
 
 def test_ruff_clean():

@@ -230,7 +230,8 @@ def test_provenance_lists_sources_and_generation(report, sample):
     assert f"**Window end (exclusive):** {UNTIL}  " in md
     assert "**Entries in the window:** 5,000  " in md
     assert f"**Generated at:** {result.generated_at}  " in md
-    assert f"{len(audit.catalog)} patterns from cloud\\_run.yaml, netra\\_backend.yaml" in md
+    assert (f"**Pattern catalogs:** {len(audit.catalog)} patterns from cloud-run (shipped, 25 patterns), "
+            f"netra-backend (shipped, 25 patterns) (fingerprint {audit.catalog.fingerprint})  ") in md
     assert "0 input lines rejected in total" in md
 
 

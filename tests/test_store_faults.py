@@ -438,11 +438,12 @@ def test_tilde_in_paths_is_the_home_directory(tmp_path):
     (home / "logs").mkdir(parents=True)
     work.mkdir()
     shutil.copy(sample_path(), home / "logs" / "sample.jsonl.gz")
-    shutil.copytree(REPO / "patterns", home / "patterns")
-    env = {"HOME": str(home), "LOGAUDIT_STORE": "~/store", "LOGAUDIT_PATTERNS": "~/patterns"}
+    (home / "team.yaml").write_text("catalog: team\nversion: 1\npatterns:\n  - {id: team-redis-retry, title: Redis "
+                                    "retry, category: warning, regex: 'Retrying Redis connection'}\n")
+    env = {"HOME": str(home), "LOGAUDIT_STORE": "~/store", "LOGAUDIT_CATALOG": "~/team.yaml"}
     steps = [["ingest", "-q", "~/logs/sample.jsonl.gz"],
              ["summarize"],
-             ["report", "--out", "~/report", "--catalog", "~/patterns"],
+             ["report", "--out", "~/report", "--catalog", "~/team.yaml"],
              ["export", "--out", "~/exports", "--since", f"{DAY1}T00:00:00Z", "--until", f"{DAY2}T12:00:00Z",
               "--service", BACKEND]]
     for args in steps:
@@ -450,6 +451,8 @@ def test_tilde_in_paths_is_the_home_directory(tmp_path):
         assert result.returncode == 0, (args, result.stderr)
     assert len(list((home / "store" / "entries").glob("*/*.parquet"))) == 2
     assert (home / "report" / "report.md").is_file()
+    catalogs = json.loads((home / "report" / "summary.json").read_text())["catalogs"]
+    assert [(c["name"], c["path"]) for c in catalogs][-1] == ("team", str(home / "team.yaml"))
     assert list((home / "exports" / BACKEND).glob("*/_EXPORT.json"))
     assert list(work.iterdir()) == []  # no literal "~" folder
 

@@ -45,11 +45,6 @@ store_option = click.option(
 )
 
 
-catalog_option = click.option(
-    "--catalog", "catalogs", multiple=True, type=ExpandedPath(exists=True),
-    help="Pattern catalog file or directory (repeatable). Default: $LOGAUDIT_PATTERNS or patterns/.")
-
-
 keep_emails_option = click.option(
     "--keep-emails", is_flag=True,
     help="Do not redact email addresses (secrets still are). Default: $LOGAUDIT_REDACT_CONFIG, else redacted.")

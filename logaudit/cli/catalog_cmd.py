@@ -7,33 +7,27 @@ import sys
 import click
 
 from logaudit.catalog import (
+    NO_SHIPPED_ENV,
     CatalogLoadError,
-    default_catalog_paths,
+    describe_catalogs,
     load_catalogs,
     run_self_test,
 )
-from logaudit.cli import (
-    ExpandedPath,
-    catalog_option,
-    echo_json,
-    format_option,
-    handle_errors,
-    main,
-    store_option,
-)
+from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli.catalog_options import catalog_options, catalog_paths
 from logaudit.errors import ExitCode
 
 paths_argument = click.argument("paths", nargs=-1, type=ExpandedPath())
+no_shipped_option = click.option(
+    "--no-shipped-catalogs", is_flag=True, envvar=NO_SHIPPED_ENV,
+    help=f"Check only PATHS, without the catalogs shipped with logaudit (also ${NO_SHIPPED_ENV}=1).")
 
 
-def _paths(paths: tuple[str, ...]) -> list[str]:
-    return list(paths) if paths else [str(p) for p in default_catalog_paths()]
-
-
-def _load_or_report(paths: list[str], collect: bool, fmt: str):
-    """Load catalogs; with --format json, problems are printed as JSON (exit 4) instead of raised."""
+def _load_or_report(paths: tuple[str, ...], no_shipped: bool, collect: bool, fmt: str):
+    """Load the catalogs a run with these PATHS would use; with --format json, problems are
+    printed as JSON (exit 4) instead of raised."""
     try:
-        return load_catalogs(paths, collect=collect)
+        return load_catalogs(catalog_paths(paths, no_shipped), collect=collect)
     except CatalogLoadError as err:
         if fmt != "json":
             raise
@@ -48,30 +42,33 @@ def catalog() -> None:
 
 @catalog.command("check")
 @paths_argument
+@no_shipped_option
 @click.option("--collect", is_flag=True, help="Report every problem instead of stopping at the first.")
 @format_option("text", "json")
 @handle_errors
-def check(paths: tuple[str, ...], collect: bool, fmt: str) -> None:
-    """Load and validate catalog files (default: $LOGAUDIT_PATTERNS, else ./patterns).
+def check(paths: tuple[str, ...], no_shipped_catalogs: bool, collect: bool, fmt: str) -> None:
+    """Load and validate the shipped catalogs together with the catalog files or directories
+    PATHS (default: $LOGAUDIT_CATALOG), as `--catalog PATHS` would load them.
 
     Problems are reported as FILE:LINE: PATTERN-ID: message, with a hint; exit code 4. A regex
     that may backtrack catastrophically is a problem unless marked `allow_backtracking: true`.
     """
     from logaudit.classify import plan_pattern
 
-    cat = _load_or_report(_paths(paths), collect, fmt)
+    cat = _load_or_report(paths, no_shipped_catalogs, collect, fmt)
     plans = {p.id: plan_pattern(p) for p in cat}
     if fmt == "json":
         echo_json({
             "ok": True,
-            "catalogs": [{"name": s.name, "file": s.file, "patterns": s.patterns} for s in cat.sources],
+            "catalogs": [s.to_dict() | {"file": s.file} for s in cat.sources],
             "patterns": [p.to_dict() | {"engine_mode": plans[p.id].mode, "engine_note": plans[p.id].note,
                                         "linear": p.analysis.linear, "time_limit_note": p.time_limit_note}
                          for p in cat],
         })
         return
     for src in cat.sources:
-        click.echo(f"{src.file}: catalog {src.name}, {src.patterns} patterns")
+        click.echo(f"{src.resource or src.file}: catalog {src.name} ({src.origin}), {src.patterns} patterns"
+                   + (f", {src.overrides} replacing earlier ones" if src.overrides else ""))
     for p in cat:
         for note in (plans[p.id].note, p.time_limit_note):
             if note:
@@ -81,15 +78,18 @@ def check(paths: tuple[str, ...], collect: bool, fmt: str) -> None:
 
 @catalog.command("test")
 @paths_argument
+@no_shipped_option
 @format_option("text", "json")
 @handle_errors
-def test(paths: tuple[str, ...], fmt: str) -> None:
-    """Run every example and counter-example; exit code 4 when any fails."""
-    cat = _load_or_report(_paths(paths), True, fmt)
+def test(paths: tuple[str, ...], no_shipped_catalogs: bool, fmt: str) -> None:
+    """Run every example and counter-example of the shipped catalogs and of PATHS (default:
+    $LOGAUDIT_CATALOG), loaded as `--catalog PATHS` would load them; exit code 4 when any fails."""
+    cat = _load_or_report(paths, no_shipped_catalogs, True, fmt)
     report = run_self_test(cat)
     if fmt == "json":
-        echo_json(report.to_dict())
+        echo_json(report.to_dict() | {"catalogs": cat.describe()})
     else:
+        click.echo(f"catalogs: {describe_catalogs(cat.describe())}")
         for f in report.failures:
             click.secho(f"FAIL {f}", fg="red")
         for pid in report.without_examples:
@@ -103,16 +103,14 @@ def test(paths: tuple[str, ...], fmt: str) -> None:
 
 @main.command()
 @store_option
-@catalog_option
-@click.option("--patterns", "pattern_paths", multiple=True, type=ExpandedPath(exists=True), hidden=True,
-              help="Deprecated: --catalog.")
+@catalog_options("--patterns")
 @click.option("--since", default=None, metavar="WHEN", help="Only entries from this time (6h, 2d, 2025-09-09T18:00:00Z).")
 @click.option("--until", default=None, metavar="WHEN", help="Only entries before this time.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes (default: up to 2).")
 @click.option("--all", "show_all", is_flag=True, help="List patterns without matches too.")
 @format_option("text", "json")
 @handle_errors
-def classify(store_dir: str | None, catalogs: tuple[str, ...], pattern_paths: tuple[str, ...], since: str | None,
+def classify(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalogs: bool, since: str | None,
              until: str | None, workers: int | None, show_all: bool, fmt: str) -> None:
     """Classify the store's entries against the pattern catalogs (cached; only new work is done).
 
@@ -123,11 +121,11 @@ def classify(store_dir: str | None, catalogs: tuple[str, ...], pattern_paths: tu
     from logaudit.timeparse import parse_window
 
     lo, hi = parse_window(since, until)
-    cat = load_catalogs(_paths(catalogs + pattern_paths))
+    cat = load_catalogs(catalog_paths(catalogs, no_shipped_catalogs))
     store = require_store(store_dir)
     report = classify_store(store, cat, lo, hi, workers=workers)
     if fmt == "json":
-        echo_json(report.to_dict())
+        echo_json(report.to_dict() | {"catalogs": cat.describe()})
         return
     by_id = cat.by_id
     rows = [(by_id[pid].category, pid, n) for pid, n in report.matches.items() if n or show_all]
@@ -137,6 +135,7 @@ def classify(store_dir: str | None, catalogs: tuple[str, ...], pattern_paths: tu
         if report.timeouts.get(pid) or report.skipped.get(pid):
             extra = f"  ({report.timeouts.get(pid, 0)} timeouts, {report.skipped.get(pid, 0)} skipped)"
         click.echo(f"{category:9s} {n:9d}  {pid}{extra}")
+    click.echo(f"catalogs: {describe_catalogs(cat.describe())}")
     click.echo(
         f"{report.entries} entries in {report.files} files: {report.matched_entries} classified, "
         f"{report.unclassified} unclassified; {report.files_evaluated} files and {report.patterns_evaluated} "

@@ -6,7 +6,6 @@ import click
 
 from logaudit.cli import (
     ExpandedPath,
-    catalog_option,
     echo_json,
     format_option,
     handle_errors,
@@ -15,6 +14,7 @@ from logaudit.cli import (
     make_redactor,
     store_option,
 )
+from logaudit.cli.catalog_options import catalog_options, catalog_paths
 
 
 @main.command("compare")
@@ -27,7 +27,7 @@ from logaudit.cli import (
 @click.option("--config", "gate_path", envvar="LOGAUDIT_GATE", type=ExpandedPath(dir_okay=False),
               help="Gate file with the thresholds (see docs/gate.example.yaml). Default: $LOGAUDIT_GATE, "
               "else built-in defaults.")
-@catalog_option
+@catalog_options()
 @click.option("--all-metrics", is_flag=True, help="Text format: list every pattern rate, not only those that "
               "did not Pass.")
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
@@ -38,7 +38,7 @@ from logaudit.cli import (
 @handle_errors
 def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, canary: str | None,
                 since: str | None, until: str | None, gate_path: str | None, catalogs: tuple[str, ...],
-                all_metrics: bool, no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
+                no_shipped_catalogs: bool, all_metrics: bool, no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
     """Compare a canary revision with its baseline from their logs; exit with the verdict.
 
     Judges the request and entry error rates, latency and every catalog pattern's rate
@@ -53,7 +53,7 @@ def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, c
     from logaudit.query import Audit
 
     gate = load_gate(gate_path) if gate_path else None
-    audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(no_redact=no_redact,
+    audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(no_redact=no_redact,
                                                                             keep_emails=keep_emails))
     result = compare(audit, service=service, baseline=baseline, canary=canary, since=since, until=until, gate=gate)
     data = result.to_dict()

@@ -11,7 +11,6 @@ import click
 
 from logaudit.cli import (
     ExpandedPath,
-    catalog_option,
     echo_json,
     explain_failure,
     format_option,
@@ -23,6 +22,7 @@ from logaudit.cli import (
     report_bug,
     store_option,
 )
+from logaudit.cli.catalog_options import catalog_options, catalog_paths
 from logaudit.errors import ExitCode
 
 #: What `report --format` takes; a list of documents (the old meaning of --format) still works.
@@ -39,8 +39,7 @@ OUTPUT_FORMATS = ("text", "json")
               help="Which documents to write: md, html or both (comma-separated).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Timeline bucket for the charts (default: 24-96 points over the window).")
-@click.option("--no-charts", is_flag=True, help="Draw no charts (the documents without figures; much faster).")
-@catalog_option
+@catalog_options()
 @keep_emails_option
 @store_option
 @click.option("--format", "fmt", default="text", show_default=True, metavar="[text|json]",
@@ -48,7 +47,8 @@ OUTPUT_FORMATS = ("text", "json")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
 @handle_errors
 def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str | None,
-           bucket: str | None, no_charts: bool, catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None, fmt: str,
+           bucket: str | None, no_charts: bool, catalogs: tuple[str, ...], no_shipped_catalogs: bool, keep_emails: bool,
+           store_dir: str | None, fmt: str,
            as_json: bool) -> None:
     """Write a deployment report for a window: executive summary (with the compare verdict when
     available), error patterns, per-revision health, endpoints, new vs pre-existing issues, a
@@ -63,7 +63,7 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
 
     fmt, formats = _report_formats(fmt, formats)
     fmts = parse_formats(formats)
-    audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(keep_emails=keep_emails))
+    audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(keep_emails=keep_emails))
     try:
         result = build_report(audit, since=since, until=until, service=service, out_dir=out_dir, formats=fmts,
                               bucket=bucket, with_charts=not no_charts)
@@ -126,7 +126,7 @@ def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
               help="Round 'now' down to a multiple of this, so re-runs export the same period ('none' to disable).")
 @click.option("--report-format", "formats", default="md,html", show_default=True, metavar="md,html",
               help="Report documents in each period.")
-@catalog_option
+@catalog_options()
 @keep_emails_option
 @store_option
 @click.option("--credentials", "credentials_file", default=None, type=ExpandedPath(exists=True, dir_okay=False),
@@ -141,8 +141,8 @@ def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
 @format_option("text", "json")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors.")
 def export_command(since: str, until: str | None, dest: str, project: str | None, service: str | None, align: str,
-                   formats: str, catalogs: tuple[str, ...], keep_emails: bool, store_dir: str | None,
-                   credentials_file: str | None,
+                   formats: str, catalogs: tuple[str, ...], no_shipped_catalogs: bool, keep_emails: bool,
+                   store_dir: str | None, credentials_file: str | None,
                    storage_endpoint: str | None, logging_endpoint: str | None, max_requests_per_minute: float,
                    lock_ttl: str, fmt: str, quiet: bool) -> None:
     """Export a period per service to DEST/<service>/<period>/: entries (Parquet, redacted),
@@ -165,7 +165,7 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
         if logging_endpoint:
             pull_options["endpoint"] = logging_endpoint
         result = export(store_dir, dest, since=since, until=until, project=project, service=service,
-                        catalog=list(catalogs) or None, formats=formats, align=align, pull_options=pull_options,
+                        catalog=catalog_paths(catalogs, no_shipped_catalogs), formats=formats, align=align, pull_options=pull_options,
                         redactor=make_redactor(keep_emails=keep_emails),
                         storage_endpoint=storage_endpoint, credentials_file=credentials_file, lock_ttl=ttl,
                         progress=None if quiet or fmt == "json" else lambda msg: click.echo(msg, err=True))

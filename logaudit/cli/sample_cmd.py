@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
+from logaudit.cli.catalog_options import catalog_options, catalog_paths
 from logaudit.demo import sample_path
 from logaudit.sample import SampleConfig, write_sample
 from logaudit.store import Store
@@ -38,21 +39,23 @@ def sample(out: str, entries: int, seed: int, start: str, hours: float, no_regre
 
 @main.command()
 @store_option
+@catalog_options()
 @format_option("text", "json", "markdown")
 @handle_errors
-def demo(store_dir: str | None, fmt: str) -> None:
+def demo(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalogs: bool, fmt: str) -> None:
     """Ingest the bundled sample (a staging deploy of netra-backend) and summarize it.
 
-    Needs no cloud account: the sample is in data/sample/ (or regenerated identically).
-    Afterwards try `logaudit summarize --since 2025-09-10T00:00:00Z` or `logaudit compare`.
+    Needs no cloud account: the sample is shipped with logaudit (`data/sample/` in the
+    repository). Afterwards try `logaudit summarize --since 2025-09-10T00:00:00Z` or `logaudit compare`.
     """
     from logaudit.query import Audit
     from logaudit.render import render_markdown, render_text
 
+    paths = catalog_paths(catalogs, no_shipped_catalogs)
     store = Store(store_dir)
     path = sample_path()
     report = store.ingest_paths([path])
-    summary = Audit(store).summary()
+    summary = Audit(store, paths).summary()
     if fmt == "json":
         echo_json(summary)
         return

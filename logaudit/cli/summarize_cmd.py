@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from logaudit.cli import (
-    catalog_option,
     echo_json,
     format_option,
     handle_errors,
@@ -14,6 +13,7 @@ from logaudit.cli import (
     make_redactor,
     store_option,
 )
+from logaudit.cli.catalog_options import catalog_options, catalog_paths
 
 
 @main.command()
@@ -21,14 +21,14 @@ from logaudit.cli import (
 @click.option("--until", help="Window end (exclusive), same forms. Default: now.")
 @click.option("--service", help="Only this Cloud Run service.")
 @click.option("--revision", help="Only this revision.")
-@catalog_option
+@catalog_options()
 @click.option("--no-redact", is_flag=True, help="Show messages without redacting secrets (never for shared output).")
 @keep_emails_option
 @store_option
 @format_option("text", "json", "markdown")
 @handle_errors
 def summarize(since: str | None, until: str | None, service: str | None, revision: str | None,
-              catalogs: tuple[str, ...], no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
+              catalogs: tuple[str, ...], no_shipped_catalogs: bool, no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
     """Summarize a window of the store: error patterns, revisions, endpoints, what is new.
 
     Exit code 0 (also for an empty window, which is reported as such), 3 when there is no
@@ -38,7 +38,7 @@ def summarize(since: str | None, until: str | None, service: str | None, revisio
     from logaudit.query import Audit
     from logaudit.render import render_markdown, render_text
 
-    audit = Audit(store_dir, list(catalogs) or None, redactor=make_redactor(no_redact=no_redact, keep_emails=keep_emails))
+    audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(no_redact=no_redact, keep_emails=keep_emails))
     summary = audit.summary(since=since, until=until, service=service, revision=revision)
     if fmt == "json":
         echo_json(summary)
