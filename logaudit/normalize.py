@@ -36,6 +36,7 @@ from logaudit.schema import (
     SEVERITY_ALIASES,
     SEVERITY_NUM,
 )
+from logaudit.sources.files import loads_exact
 from logaudit.timeparse import TimestampError, format_ns, parse_rfc3339_ns
 
 # The structure DuckDB parses each line into. Anything not named here is ignored; payloads and
@@ -559,9 +560,10 @@ def content_id(text: str) -> str:
     True
     """
     try:
-        canonical = orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS)
+        canonical = orjson.dumps(loads_exact(text.encode("utf-8", "surrogatepass")), option=orjson.OPT_SORT_KEYS)
     except (orjson.JSONDecodeError, TypeError):
-        # NaN/Infinity or lone surrogates, which orjson refuses: the standard library reads them
+        # NaN/Infinity, lone surrogates or integers beyond 64 bits, which orjson refuses: the
+        # standard library reads them
         try:
             canonical = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
                                    ensure_ascii=False).encode("utf-8", "surrogatepass")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -89,3 +90,11 @@ run() {{ name=$1; shift; rc=0; "{sys.executable}" -m logaudit "$@" >"{out}/$name
     return {p.stem: subprocess.CompletedProcess([p.stem], int(p.read_text()), (out / f"{p.stem}.out").read_text(),
                                                 (out / f"{p.stem}.err").read_text())
             for p in out.glob("*.rc")}
+
+
+# Hypothesis profiles: "ci" (the default) keeps each property test's own max_examples; "long"
+# (`pytest --hypothesis-profile long`) raises them, and tests/test_fuzz.py scales its example
+# counts by the loaded profile's max_examples (docs/testing.md).
+settings.register_profile("ci", deadline=None)
+settings.register_profile("long", deadline=None, max_examples=4000)
+settings.load_profile("ci")

@@ -24,6 +24,7 @@ without being held.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -288,19 +289,46 @@ def sniff(head: bytes) -> Layout:
         whole_line = bool(newline) or len(head) < HEAD_BYTES
         if first_line.strip() != b"{" and whole_line:  # one object per line
             key = _wrapper_key(first_line, whole=True)
+            if key is None and not _parses(first_line):
+                key = _wrapper_key_past(head[i + len(first_line):])
+                if key is None and not head[i + len(first_line):].strip():  # one line: stream its start
+                    key = _wrapper_key(first_line, whole=False)
+                    return _wrapped_layout(head, i, key) if key else Layout("jsonl")
             return Layout("wrapped-lines", i, key=key) if key else Layout("jsonl")
         key = _wrapper_key(head[i:], whole=False)
         if key is None and first_line.strip() != b"{":
             return Layout("jsonl")
         if key is None:
             return Layout("objects", i, indent=b"")
-        m = re.compile(rb'"' + re.escape(json.dumps(key, ensure_ascii=False).encode()[1:-1]) + rb'"\s*:\s*\[').search(head, i)
-        if m is None:
-            return Layout("objects", i, indent=b"")
-        return _element_layout("wrapped", head, _skip_space(head, m.end()), m.end(), key)
+        return _wrapped_layout(head, i, key)
     if _YAML_START.match(head, i):
         return Layout("yaml")
     return Layout("jsonl")
+
+
+def _wrapped_layout(head: bytes, i: int, key: str) -> Layout:
+    """One object wrapping the entries in a list under `key`, read element by element."""
+    m = re.compile(_key_pattern(key)).search(head, i)
+    if m is None:
+        return Layout("objects", i, indent=b"")
+    return _element_layout("wrapped", head, _skip_space(head, m.end()), m.end(), key)
+
+
+def _parses(text: bytes) -> bool:
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _wrapper_key_past(rest: bytes) -> str | None:
+    """The wrapper key of the first whole line in `rest` that is valid JSON (None when that line
+    is not a wrapper): a damaged first line does not decide how the other lines are read."""
+    for line in rest.split(b"\n")[1:-1]:
+        if line.strip() and _parses(line):
+            return _wrapper_key(line, whole=True)
+    return None
 
 
 def _element_layout(fmt: str, head: bytes, first: int, after_open: int, key: str | None = None) -> Layout:
@@ -507,9 +535,11 @@ def _jsonl_batches(fh: IO[bytes], source: str, batch_size: int, layout: Layout, 
             continue
         carry = bytes(buf[end:size])
         data = memoryview(buf)[:end]
-        if line_no == 0 and bytes(data[:3]) == b"\xef\xbb\xbf":
+        bom = line_no == 0 and bytes(data[:3]) == b"\xef\xbb\xbf"
+        if bom:
             data[:3] = b"   "
         positions, lines, bad, blank, count, json_like = _split_lines(data, line_no, scratch)
+        json_like += bom and bytes(data[3:4]) == b"{"  # the mark's blanks hid the line's `{`
         line_no += count
         summary.items += count - blank
         summary.json_like += json_like
@@ -728,6 +758,8 @@ class _ElementReader:
             self.element = 0  # an empty array or wrapper: no entry at all
             return
         kind, detail = parsed or _parse_element(text)
+        if kind != "ok" and not more and (kind == "too deep" or len(group) == 1) and _closes_outer(text):
+            self.closed = True  # a broken last entry, then the `]` (and `}`) that close the array: not truncated
         if kind == "ok":
             end = int(detail)
             self._accept(n, text, end, offset, group, more)
@@ -759,13 +791,43 @@ class _ElementReader:
         after = tail.lstrip()
         after = after[1:].lstrip() if after.startswith(b",") else after
         rest = after.rstrip()
-        if not rest or self._closes(rest, more):
+        if not rest:
             return
         at = offset + end + len(tail) - len(after)
+        if rest.startswith(b"]") and self.layout.format in ("array", "wrapped"):
+            self._after_close(n, rest, at, more)
+            return
+        if self._closes(rest, more):
+            return
         if rest[:1] in _VALUE_START:  # the next element, in the same piece (`[1, "x", {...}]`)
             self.queue.appendleft((at, after, more))
             return
         self.out.reject(n, f"unexpected text after entry {n} (byte {at}): not part of any entry", rest, at)
+
+    def _after_close(self, n: int, rest: bytes, at: int, more: bool) -> None:
+        """`rest` (at byte `at`) starts with the `]` that closes the list of entries. What follows
+        the array (or the object wrapping the list) is nothing, another array (or wrapping
+        object: pages back to back), whose entries are read on, or text, which is rejected."""
+        self.closed = True
+        wrapped = self.layout.format == "wrapped"
+        end = _wrapper_end(rest) if wrapped else 1
+        if end is None:
+            return
+        trailing = rest[end:].lstrip()
+        if not trailing:
+            return
+        at += len(rest) - len(trailing)
+        start = re.match(rb"\{\s*" + _key_pattern(self.layout.key or "") if wrapped else rb"\[", trailing)
+        if start is not None:
+            self.closed = False
+            body = trailing[start.end():].lstrip()
+            if body.startswith(b"]"):  # an empty one
+                self._after_close(n, body, at + len(trailing) - len(body), more)
+            elif body:
+                self.queue.appendleft((at + len(trailing) - len(body), body, more))
+            return
+        what = "object that wraps the entries" if wrapped else "array of entries"
+        self.out.reject(n, f"unexpected text after the {what} (byte {at}): not part of any entry", trailing, at)
 
     def _closes(self, rest: bytes, more: bool) -> bool:
         """Whether `rest` is the end of the array (or wrapper) that holds the entries."""
@@ -775,6 +837,31 @@ class _ElementReader:
             self.closed = True
             return True
         return False
+
+
+def _wrapper_end(rest: bytes) -> int | None:
+    """Where the object wrapping the entries ends in `rest`, which starts with the `]` closing
+    its list (other keys may follow it); None when it does not end in `rest`."""
+    probe = b'{"":[' + rest
+    try:
+        orjson.loads(probe)
+    except orjson.JSONDecodeError as err:
+        if err.msg != "unexpected content after document":
+            return None
+        return len(probe.decode("utf-8", "replace")[: err.pos].encode()) - 5
+    return len(rest)
+
+
+def _key_pattern(key: str) -> bytes:
+    """A regular expression for `"key": [` as JSON writes the key."""
+    return rb'"' + re.escape(json.dumps(key, ensure_ascii=False).encode()[1:-1]) + rb'"\s*:\s*\['
+
+
+def _closes_outer(text: bytes) -> bool:
+    """Whether `text` (an element that does not parse, at the end of the data) closes more
+    brackets than it opens (strings aside): it ends with the `]` of the array that holds it."""
+    bare = _QUOTE_OR_ESCAPE.sub(b'""', text)
+    return bare.count(b"]") + bare.count(b"}") > bare.count(b"[") + bare.count(b"{")
 
 
 _VALUE_START = frozenset(bytes([c]) for c in b'{["-0123456789tfn')
@@ -825,7 +912,7 @@ def _wrapped_lines_batches(fh: IO[bytes], source: str, batch_size: int, layout: 
         if not body:
             continue
         try:
-            value = orjson.loads(body)
+            value = loads_exact(body)
         except orjson.JSONDecodeError as err:
             element += 1
             out.reject(element, f"line {line_no} is not valid JSON: {err.msg} at column {err.colno}", body, here)
@@ -840,10 +927,7 @@ def _wrapped_lines_batches(fh: IO[bytes], source: str, batch_size: int, layout: 
             continue
         for item in items:
             element += 1
-            try:
-                text = orjson.dumps(item)
-            except TypeError:
-                text = b"[" * (MAX_DEPTH + 1)  # orjson refuses beyond 254 levels
+            text = dumps_exact(item)
             if _too_deep(text):
                 out.reject(element, f"entry {element} (line {line_no}) is {DEPTH_REASON}", b"", here)
             else:
@@ -851,6 +935,31 @@ def _wrapped_lines_batches(fh: IO[bytes], source: str, batch_size: int, layout: 
         if out.full():
             yield out.flush()
     yield out.flush()
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")  # 2**64 has 20 digits
+
+
+def loads_exact(text: bytes) -> Any:
+    """`orjson.loads(text)`, except that integers beyond 64 bits stay exact integers (orjson
+    reads them as floats); raises orjson.JSONDecodeError for text that is not JSON."""
+    value = orjson.loads(text)
+    if _LONG_NUMBER.search(text):  # maybe such an integer: the standard library reads it exactly
+        with contextlib.suppress(RecursionError):
+            value = json.loads(text)
+    return value
+
+
+def dumps_exact(value: Any) -> bytes:
+    """JSON text of a parsed value, integers beyond 64 bits included (orjson refuses them); a
+    value too deep to write comes back as text nested deeper than MAX_DEPTH."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # an integer beyond 64 bits, or more than 254 levels
+        try:
+            return json.dumps(value, ensure_ascii=False).encode()
+        except RecursionError:
+            return b"[" * (MAX_DEPTH + 1)
 
 
 # ---------------------------------------------------------------------------------- YAML
@@ -981,6 +1090,9 @@ def _finish_yaml(doc: _YamlDoc, out: _Collector) -> None:
             return
         value = yaml.load(text, Loader=loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
+        if "maximum nesting depth" in str(getattr(err, "problem", None)):  # the parser's own limit
+            out.reject(doc.line, f"{where} is {DEPTH_REASON}", text, doc.offset)
+            return
         mark = getattr(err, "problem_mark", None)
         at = f" (line {doc.line + mark.line})" if mark is not None else ""
         out.reject(doc.line, f"{where} is not valid YAML{at}: {getattr(err, 'problem', None) or err}", text, doc.offset)
