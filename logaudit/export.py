@@ -82,7 +82,7 @@ from logaudit.redact import Redactor
 from logaudit.report import FORMATS, build_report, parse_formats
 from logaudit.schema import ENTRY_SCHEMA
 from logaudit.store import Store
-from logaudit.timeparse import format_rfc3339, parse_duration
+from logaudit.timeparse import clamp_window, format_rfc3339, parse_duration
 
 FORMAT = "logaudit-export/1"
 MANIFEST = "_EXPORT.json"
@@ -166,7 +166,7 @@ def export_window(since: Any, until: Any = None, *, align: str | None = DEFAULT_
         if step <= timedelta(0):
             raise UsageError(f"--align {align!r}: must be positive")
         now = floor_time(now, step)
-    w = resolve_window(since, until, now=now)
+    w = resolve_window(since, until, now=now, clamp=False)  # the period as asked; queries clamp it
     lo, hi = w.since, w.until or now
     if lo >= hi:
         raise UsageError(f"empty period: {format_rfc3339(lo)} is not before {format_rfc3339(hi)}",
@@ -251,7 +251,7 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
         try:
             if service is not None and not project:  # (what a pull brings is Cloud Logging's to say)
                 audit.window(since_t, until_t, service)  # UnknownFilterError: a service the store does not hold
-            window = Window(since_t, until_t, None, None)
+            window = Window(*clamp_window(since_t, until_t), None, None)
             services = [service] if service else audit.summary(since=window)["services"]
             for svc in services:
                 say(f"exporting {svc} {period}")
@@ -277,7 +277,7 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
                     formats: tuple[str, ...], project: str | None) -> PeriodExport:
     export_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     with target.staging(service, period, export_id) as folder:
-        window = Window(since, until, service, None)
+        window = Window(*clamp_window(since, until), service, None)
         entries = _write_entries(audit, window, folder / "entries.parquet")
         _write_matches(audit, window, folder / "matches.parquet")
         compare_doc, compare_status = _compare(audit, service, since, until)

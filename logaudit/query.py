@@ -34,7 +34,7 @@ from logaudit.redact import Redactor, load_redactor, redact_frame
 from logaudit.schema import SEVERITY_NUM
 from logaudit.store import Store
 from logaudit.templates import template_sql
-from logaudit.timeparse import format_rfc3339, parse_duration, parse_time
+from logaudit.timeparse import clamp_window, format_rfc3339, parse_duration, parse_time
 
 CATEGORIES = ("critical", "warning", "positive", "info")
 
@@ -62,8 +62,9 @@ class Window:
 
 def resolve_window(since: str | datetime | None = None, until: str | datetime | None = None,
                    service: str | None = None, revision: str | None = None,
-                   *, now: datetime | None = None) -> Window:
-    """Turn user input (durations, RFC 3339 text, aware datetimes) into a `Window`."""
+                   *, now: datetime | None = None, clamp: bool = True) -> Window:
+    """Turn user input (durations, RFC 3339 text, aware datetimes) into a `Window`; bounds beyond
+    what a store holds are clamped (`timeparse.clamp_window`) unless `clamp=False`."""
     now = now or datetime.now(UTC)
 
     def one(value: str | datetime | None, name: str) -> datetime | None:
@@ -80,7 +81,7 @@ def resolve_window(since: str | datetime | None = None, until: str | datetime | 
     lo, hi = one(since, "--since"), one(until, "--until")
     if lo is not None and hi is not None and lo >= hi:
         raise UsageError(f"--since {format_rfc3339(lo)} is not before --until {format_rfc3339(hi)}")
-    return Window(lo, hi, service, revision)
+    return Window(*(clamp_window(lo, hi) if clamp else (lo, hi)), service, revision)
 
 
 def default_catalog() -> Catalog:

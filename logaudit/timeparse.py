@@ -175,6 +175,33 @@ def parse_time(text: str, *, now: datetime | None = None, name: str = "time") ->
         raise UsageError(f"{name} {text!r}: not a valid time ({err})", hint=f"expected {FORMS}") from err
 
 
+#: The first and last instants a store holds (`schema.MIN_TIMESTAMP_NS` / `MAX_TIMESTAMP_NS`,
+#: repeated here so that this module needs nothing but the standard library).
+_STORE_FIRST = datetime(1677, 9, 21, 0, 12, 43, 145224, tzinfo=UTC)  # .145224194
+_STORE_LAST = datetime(2262, 4, 11, 23, 47, 16, 854775, tzinfo=UTC)  # .854775806
+
+
+def clamp_window(lo: datetime | None, hi: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """A window's bounds as a store can compare them, same entries selected: a start before the
+    first instant a store holds is no start, an end after the last is no end. A start after the
+    last instant or an end before the first is a UsageError (no entry can be there).
+
+    >>> clamp_window(datetime(1000, 1, 1, tzinfo=UTC), datetime(3000, 1, 1, tzinfo=UTC))
+    (None, None)
+    """
+    if lo is not None and lo > _STORE_LAST:
+        raise UsageError(f"--since {format_rfc3339(lo)} is after the last time a store can hold "
+                         "(2262-04-11T23:47:16.854775806Z)")
+    if hi is not None and hi <= _STORE_FIRST:
+        raise UsageError(f"--until {format_rfc3339(hi)} is before the first time a store can hold "
+                         "(1677-09-21T00:12:43.145224194Z)")
+    if lo is not None and lo <= _STORE_FIRST:
+        lo = None
+    if hi is not None and hi > _STORE_LAST:
+        hi = None
+    return lo, hi
+
+
 def parse_window(since: str | None, until: str | None, *, now: datetime | None = None,
                  default_since: str | None = None) -> tuple[datetime | None, datetime | None]:
     """Parse `--since/--until` against one `now`; check since < until. Either may be None."""
@@ -186,7 +213,7 @@ def parse_window(since: str | None, until: str | None, *, now: datetime | None =
     if lo is not None and hi is not None and lo >= hi:
         raise UsageError(f"--since {format_rfc3339(lo)} is not before --until {format_rfc3339(hi)}",
                          hint="the window is [since, until): since must be earlier")
-    return lo, hi
+    return clamp_window(lo, hi)
 
 
 def format_rfc3339(value: datetime) -> str:

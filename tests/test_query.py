@@ -174,6 +174,22 @@ def test_window_edges_are_exact_across_a_day_boundary(tmp_path):
     assert audit.entries_count(until="2025-09-10T00:00:00Z") == 1
 
 
+def test_windows_reaching_past_what_a_store_holds(tmp_path, sample):
+    """Bounds beyond the store's nanosecond range select what they mean, also in an export
+    (a window from 1677-09-21T00:12:43Z made DuckDB fail converting it)."""
+    stamps = ["1677-09-21T00:12:43.145224194Z", "2025-09-10T00:00:00Z", "2262-04-11T23:47:16.854775806Z"]
+    audit = Audit(_store_with(tmp_path, stamps))
+    assert audit.entries_count(since="1677-09-21T00:12:43Z") == 3
+    assert audit.entries_count(since="1600-01-01T00:00:00Z", until="2262-04-11T23:47:16.854775Z") == 2
+    assert audit.entries_count(until="3000-01-01T00:00:00Z") == 3
+    store = sample[0]
+    from logaudit.export import export
+
+    result = export(store, tmp_path / "out", since="1677-09-21T00:12:43Z", until="2025-09-09T18:00:00Z",
+                    service="netra-backend-staging", formats="md")
+    assert [p.entries for p in result.periods] == [0]
+
+
 def test_parameters_cannot_inject(tmp_path):
     audit = Audit(_store_with(tmp_path, ["2025-09-10T00:00:00Z"], service="o'brien"))
     assert audit.entries_count(service="o'brien") == 1

@@ -249,3 +249,24 @@ def test_parse_time_agrees_with_an_independent_reading(text):
         return
     expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=ns // 1000)
     assert parse_time(text) == expected
+
+
+def test_bounds_beyond_what_a_store_holds_select_the_same_entries():
+    """The fuzz test's export window started at 1677-09-21T00:12:43Z, before the first
+    nanosecond a store holds: DuckDB failed converting it ("Could not convert Timestamp")."""
+    assert parse_window("1677-09-21T00:12:43Z", "2262-04-12T00:00:00Z") == (None, None)
+    assert parse_window("1000-01-01T00:00:00Z", "2025-01-01T00:00:00Z") == \
+        (None, datetime(2025, 1, 1, tzinfo=UTC))
+    assert parse_window("1677-09-21T00:12:44Z", None) == (datetime(1677, 9, 21, 0, 12, 44, tzinfo=UTC), None)
+
+
+@pytest.mark.parametrize(("since", "until", "message"), [
+    (None, "1677-09-21T00:12:43Z", "--until 1677-09-21T00:12:43Z is before the first time a store can hold "
+                                   "(1677-09-21T00:12:43.145224194Z)"),
+    ("2262-04-12T00:00:00Z", None, "--since 2262-04-12T00:00:00Z is after the last time a store can hold "
+                                   "(2262-04-11T23:47:16.854775806Z)"),
+])
+def test_a_window_no_entry_can_be_in_is_a_usage_error(since, until, message):
+    with pytest.raises(UsageError) as err:
+        parse_window(since, until)
+    assert err.value.message == message

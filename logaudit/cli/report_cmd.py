@@ -39,6 +39,7 @@ OUTPUT_FORMATS = ("text", "json")
               help="Which documents to write: md, html or both (comma-separated).")
 @click.option("--bucket", default=None, metavar="DURATION",
               help="Timeline bucket for the charts (default: 24-96 points over the window).")
+@click.option("--no-charts", is_flag=True, help="Draw no charts (the documents without figures; much faster).")
 @catalog_options()
 @keep_emails_option
 @store_option

@@ -1057,6 +1057,13 @@ def _yaml_batches(fh: IO[bytes], source: str, batch_size: int, layout: Layout, s
             if out.full():
                 yield out.flush()
             continue
+        if bare.startswith((b"%YAML ", b"%TAG ")) and doc.size:
+            # a directive ends the document before it (writers that concatenate documents
+            # each with its own `%YAML 1.1` leave out the `...` the spec asks for)
+            _finish_yaml(doc, out)
+            doc, version = _YamlDoc(number, here, None), None
+            if out.full():
+                yield out.flush()
         if bare.startswith(b"%") and not doc.size:
             if bare.startswith(b"%YAML "):
                 version = doc.version = bare[6:].strip()
