@@ -49,7 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from logaudit.templates import merge_templates, template, template_sql  # noqa: E402
+from logaudit.analysis.templates import merge_templates, template, template_sql  # noqa: E402
 
 # The masks logaudit shipped first, kept here as the reference point.
 MASKS_V0: list[tuple[str, str]] = [
@@ -297,7 +297,7 @@ def sample_corpus(entries: int, seed: int) -> list[tuple[str, str]]:
     """Held-out lines: the WARNING/ERROR lines no catalog pattern matches in `logaudit.sample`'s
     generator (cache misses, Redis retries, rate-limiter fallbacks, Python-logging warnings from 3
     loggers, loguru errors from 3 call sites), with the generator's event kind and logger as truth."""
-    from logaudit.sample import SampleConfig, SampleGenerator
+    from logaudit.sources.sample import SampleConfig, SampleGenerator
 
     out = []
     for e in SampleGenerator(SampleConfig(entries=entries, seed=seed)):
