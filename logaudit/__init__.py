@@ -21,6 +21,7 @@ from logaudit.core.errors import (
     UnknownFilterError,
     UsageError,
 )
+from logaudit.core.version import __version__
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.normalize import normalize_entry, parse_timestamps
 from logaudit.store.schema import ENTRY_COLUMNS, ENTRY_SCHEMA
@@ -54,9 +55,9 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'logaudit' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "Audit",
     "authoring",
     "charts",
