@@ -89,3 +89,13 @@ def test_no_module_imports_the_package_root():
             elif isinstance(node, ast.Import):
                 found += [f"{_module_name(p)}: import logaudit" for a in node.names if a.name == "logaudit"]
     assert found == []
+
+
+def test_importing_logaudit_changes_nothing_in_the_process():
+    """No environment change, and no heavy library loaded: names load on first use."""
+    code = ("import os, sys\nbefore = dict(os.environ)\nimport logaudit\nassert dict(os.environ) == before\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pyarrow', 'duckdb', 'pandas', 'numpy')))\n"
+            "print(logaudit.Store.__module__, logaudit.__version__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "logaudit.store.store 0.1.0"]

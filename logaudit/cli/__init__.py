@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import click
 
 from logaudit.core.errors import ExitCode, InputError, LogauditError
-from logaudit.core.memory import tune_allocator
+from logaudit.core.memory import tune_memory
 from logaudit.core.secret_rules import redact_message
 
 
@@ -251,5 +251,11 @@ def main(debug: bool) -> None:
     6 store locked, 7 some input rejected (the rest stored), 64 bad usage, 70 internal error,
     130 interrupted.
     """
-    tune_allocator()
     _show_notes()
+
+
+def run() -> None:
+    """The `logaudit` console script and `python -m logaudit`: tune memory first (before any
+    command's module loads pyarrow; docs/architecture.md, "Memory"), then the command line."""
+    tune_memory()
+    main()
