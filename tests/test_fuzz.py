@@ -653,6 +653,7 @@ def export_window(w: World) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------------ the fuzz tests
+@pytest.mark.slow
 @fuzz_settings(60)
 @given(inp=inputs())
 def test_ingest_keeps_counts_writes_only_the_store_and_leaks_nothing(inp):
@@ -667,6 +668,7 @@ def test_ingest_keeps_counts_writes_only_the_store_and_leaks_nothing(inp):
         check_no_leaks(w, inp.checked_secrets())
 
 
+@pytest.mark.slow
 @fuzz_settings(25)
 @given(inp=inputs(damage=False))
 def test_every_format_stores_what_json_lines_store(inp):
@@ -708,6 +710,7 @@ def _reasons(store: Path) -> list[str]:
     return [_WHERE.sub("", r["reason"]) for r in _stored_rejects(store)]
 
 
+@pytest.mark.slow
 @fuzz_settings(8)
 @given(inp=inputs(max_entries=6))
 def test_the_whole_pipeline_stays_inside_its_directories_and_leaks_nothing(inp):
@@ -838,6 +841,7 @@ def test_entries_without_insert_id_that_differ_beyond_64_bits_are_two_entries():
         assert (got["read"], got["new_rows"], got["duplicates"]) == (2, 2, 0)
 
 
+@pytest.mark.slow
 def test_the_real_cli_on_the_whole_corpus_writes_only_where_told(tmp_path):
     """The entry point as cron runs it (a subprocess) on every corpus file at once: exact
     totals, no traceback, and nothing written outside the store and the report folder, though

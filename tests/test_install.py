@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel
+
 REPO = Path(__file__).resolve().parents[1]
 #: Distributions that are Jupyter (or only there for it): none may be in the core install.
 JUPYTER = re.compile(r"^(jupyter.*|notebook.*|ipykernel|ipython|ipywidgets|nbclient|nbconvert|nbformat)$")

@@ -70,6 +70,7 @@ def test_there_are_three_notebooks():
                                            "03_catalog_authoring.ipynb"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_the_bundled_sample(path, tmp_path):
     book = run(path, {"LOGAUDIT_NEW_CATALOG": str(tmp_path / "team.yaml")}, tmp_path)
@@ -83,6 +84,7 @@ def test_notebook_runs_on_the_bundled_sample(path, tmp_path):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_on_an_empty_store_says_so(path, tmp_path):
     from logaudit.store.store import Store
@@ -110,6 +112,7 @@ def test_notebooks_use_only_the_public_api(path):
     assert "SELECT" not in source.upper().replace("SELECTED", "")  # no SQL the library already has
 
 
+@pytest.mark.slow
 def test_the_library_works_in_a_kernel_without_ipywidgets(tmp_path):
     """The core install has no Jupyter: a plain ipykernel (an editor's notebooks) has no
     ipywidgets, and DuckDB refuses progress-bar settings there."""

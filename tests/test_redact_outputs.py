@@ -124,6 +124,7 @@ def test_the_store_really_holds_every_secret(world):
     assert not _leaks(audit.sql("SELECT * FROM entries").to_json(date_format="iso").replace("\\/", "/"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("service", [*SERVICES, "req"])
 def test_summarize_shows_every_line_and_no_secret(world, service):
     cli, store, catalog = world["cli"], world["store"], world["catalog"]
@@ -146,6 +147,7 @@ def test_summarize_shows_every_line_and_no_secret(world, service):
     assert {Redactor().redact(f"{marker(LINES.index(c))} {c['line']}") for c in lines} <= examples
 
 
+@pytest.mark.slow
 def test_the_report_and_its_charts_hold_no_secret(world):
     cli = world["cli"]
     for service in SERVICES:
@@ -163,6 +165,7 @@ def test_the_report_and_its_charts_hold_no_secret(world):
         assert shown == len(SERVICES[service])
 
 
+@pytest.mark.slow
 def test_the_exported_parquet_and_files_hold_no_secret_and_stay_valid_json(world):
     dest = world["root"] / "export"
     result = world["cli"]("export", "--store", world["store"], "--no-shipped-catalogs", "--catalog", world["catalog"], "--out", dest,
@@ -218,6 +221,7 @@ def test_audit_methods_return_redacted_text(world):
     assert len(_leaks(raw.unclassified(limit=None).to_json(date_format="iso"))) > 10  # opting out shows the stored text
 
 
+@pytest.mark.slow
 def test_rejected_lines_are_listed_redacted(world, tmp_path):
     cli = world["cli"]
     bad = tmp_path / "bad.jsonl"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from logaudit.sources.bundled import sample_path
 from logaudit.sources.sample import SampleConfig, write_sample
 from logaudit.store.schema import schema_markdown
@@ -36,6 +38,7 @@ def test_ruff_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_every_cli_command_is_found_where_the_lazy_table_says():
     """`logaudit X` imports only X's module: the table must name every command and the right module."""
     import importlib

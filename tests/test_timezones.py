@@ -57,6 +57,7 @@ def _in_zone(zone: str, *args: str, timeout: float) -> subprocess.CompletedProce
                           env={**os.environ, "TZ": zone})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("zone", ZONES)
 def test_bucket_labels_and_days_are_utc_in_any_zone(store, zone):
     done = _in_zone(zone, "-c", _PROBE, str(store), timeout=300)

@@ -2,7 +2,7 @@
 
 The loop the catalog-authoring notebook walks through:
 
->>> draft = draft_patterns('''
+>>> draft = draft_patterns(r'''
 ... - id: redis-retry
 ...   title: Redis connection retried
 ...   category: warning

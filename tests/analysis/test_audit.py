@@ -40,6 +40,7 @@ def summary(sample):
     return Audit(store).summary()
 
 
+@pytest.mark.slow
 def test_summary_json_contract(summary):
     assert set(summary) >= SUMMARY_KEYS
     assert set(summary["revisions"][0]) >= {"service", "revision", "first_seen", "last_seen", "entries", "errors",
@@ -124,6 +125,7 @@ def test_unclassified_templates_group_like_the_generator(summary, sample):
     assert rate["revisions"] == [CANARY_REVISION]
 
 
+@pytest.mark.slow
 def test_no_planted_secret_appears_in_any_output(summary, sample, cli):
     store, truth, _ = sample
     assert len(truth.secrets) == 8
@@ -276,6 +278,7 @@ def _direct_summary(audit, **window):
             "endpoints": endpoints, "unclassified": unclassified}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("window", [
     {},
     # cuts both entry files of the sample (it crosses midnight): cached aggregates and rows mixed
@@ -298,6 +301,7 @@ def test_summary_equals_the_per_part_queries(sample, window):
     assert Audit(store).summary(**window) == got
 
 
+@pytest.mark.slow
 def test_summary_examples_break_timestamp_ties_like_the_per_part_queries(tmp_path, sample):
     _, _, entries = sample
     # many entries share a timestamp (cut to the minute), spread over several entry files
@@ -358,6 +362,7 @@ def test_extracted_fields_are_counted(sample):
     assert all(len(values) <= 10 for values in sessions.values())
 
 
+@pytest.mark.slow
 def test_demo_runs_the_main_job_on_the_bundled_sample(tmp_path, cli):
     result = cli("demo", "--store", tmp_path / "demo")
     assert result.exit_code == 0

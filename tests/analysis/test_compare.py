@@ -212,6 +212,7 @@ def test_sample_latency_shift_is_close_to_scipy_on_the_raw_values(sample_result)
     assert m.baseline == pytest.approx(np.mean(lat[BASELINE_REVISION]))
 
 
+@pytest.mark.slow
 def test_no_regression_is_ready(tmp_path):
     audit = Audit(_store(tmp_path / "s", SampleConfig(regression=False)))
     r = compare(audit, gate=Gate())
@@ -288,6 +289,7 @@ def test_zero_error_baseline(tmp_path):
     assert (m.p_value, m.change, m.judgement, clean.verdict) == (1.0, 0.0, "Pass", "READY")
 
 
+@pytest.mark.slow
 def test_zero_requests_on_one_side_and_on_both(tmp_path):
     logs = [_entry(i, _ts(11, 5000 + i), "svc-2", text=f"worker step {i} done", severity="INFO") for i in range(300)]
     r = compare(_synthetic(tmp_path / "a", _requests("svc-1", 10, 500), logs), gate=Gate())
@@ -344,6 +346,7 @@ def test_revision_choice_and_errors(sample_store):
         compare(audit, service="netra-auth-service")
 
 
+@pytest.mark.slow
 @pytest.mark.timezone
 def test_a_window_cut_equals_the_rows_inside_it_and_the_cache_changes_nothing(sample_store, tmp_path):
     store, _ = sample_store
@@ -438,6 +441,7 @@ def test_gate_partial_rules_keep_their_other_defaults(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- the CLI
+@pytest.mark.slow
 def test_cli_exit_codes_and_formats(sample_store, cli, tmp_path):
     store, truth = sample_store
     result = cli("compare", "--store", store.root)
@@ -484,6 +488,7 @@ def test_cli_usage_errors_exit_64_and_others_keep_their_codes(sample_store, cli,
     assert result.exit_code == 3 and "no store here" in result.stderr
 
 
+@pytest.mark.slow
 def test_summary_carries_the_verdict(sample_store, cli):
     store, _ = sample_store
     summary = Audit(store).summary()
@@ -559,6 +564,7 @@ def _observations_from_generator(config: SampleConfig, catalog: dict) -> Observa
                          for t in sorted({t for t, _ in templates})])
 
 
+@pytest.mark.slow
 def test_false_positive_rate_on_200_generated_same_distribution_pairs():
     """200 generated deployments whose canary behaves like its baseline (regression=False; ~330 canary
     entries, ~170 canary requests each), judged by the real `judge`: at most 5 % NOT READY."""
@@ -600,6 +606,7 @@ def _null_pair(rng: np.random.Generator, n_base: int, n_can: int) -> Observation
                         [t for t in templates if t.baseline or t.canary])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("n_base", "n_can"), [(2000, 450), (400, 120), (20_000, 20_000), (5000, 250)])
 def test_false_positive_rate_on_pure_null_draws(n_base, n_can):
     rng = np.random.default_rng(n_base + n_can)
@@ -609,6 +616,7 @@ def test_false_positive_rate_on_pure_null_draws(n_base, n_can):
 
 
 # ------------------------------------------------------------------------------------ templates
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.sampled_from(list("aZ_-0189.:=@' \"/x()[]{}<>,;&fF+é٣\t")), max_size=60))
 def test_template_sql_equals_python(text):

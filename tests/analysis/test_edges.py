@@ -69,6 +69,7 @@ def _same(store: Store, window: dict) -> dict:
     return got
 
 
+@pytest.mark.slow
 def test_windows_cutting_the_same_hours_reuse_their_slices(store):
     _same(store, WINDOW)
     made = _slices(store)
@@ -80,6 +81,7 @@ def test_windows_cutting_the_same_hours_reuse_their_slices(store):
     assert _slices(store) == made
 
 
+@pytest.mark.slow
 def test_a_new_entry_file_in_a_cut_hour_makes_a_new_slice(store):
     before = _same(store, WINDOW)["entries"]
     old = set(_slices(store))
@@ -90,6 +92,7 @@ def test_a_new_entry_file_in_a_cut_hour_makes_a_new_slice(store):
     assert sorted(name.split("-")[0] for name in new) == [_hour("2025-09-09T21:00")] * 2  # hour 02's files did not change
 
 
+@pytest.mark.slow
 def test_a_damaged_slice_is_rebuilt(store):
     _same(store, WINDOW)
     folder = store.root / "cache" / f"compare-v{AGGREGATE_VERSION}" / "edges"
@@ -99,6 +102,7 @@ def test_a_damaged_slice_is_rebuilt(store):
     assert damaged.read_bytes()[:6] == b"ARROW1"
 
 
+@pytest.mark.slow
 def test_old_slices_are_pruned(store, monkeypatch):
     monkeypatch.setattr(edges, "KEEP", 4)
     _same(store, WINDOW)
@@ -146,6 +150,7 @@ def test_hour_spans_of_whole_hours_and_open_windows():
     assert hour_spans(H, 2 * H, H) == []
 
 
+@pytest.mark.slow
 def test_a_slice_damaged_inside_its_data_is_rebuilt(store):
     import pyarrow as pa
     import pyarrow.feather as feather
@@ -161,6 +166,7 @@ def test_a_slice_damaged_inside_its_data_is_rebuilt(store):
     feather.read_table(path).validate(full=True)
 
 
+@pytest.mark.slow
 def test_one_audit_sees_what_is_ingested_after_it_was_opened(store):
     audit = Audit(store)
     before = audit.summary(**WINDOW)
@@ -173,6 +179,7 @@ def test_one_audit_sees_what_is_ingested_after_it_was_opened(store):
     assert sum(p["count"] for p in after["patterns"]) > sum(p["count"] for p in before["patterns"])
 
 
+@pytest.mark.slow
 def test_a_slice_made_before_a_file_was_classified_is_not_reused(store):
     from logaudit.analysis.observe import FileAggregates
     from logaudit.analysis.window import Window, resolve_window

@@ -76,6 +76,7 @@ def test_poisson_rate_test_edge_cases():
     assert poisson_rate_test(0, 100, 0, 100).effect_size == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.integers(1, 400), st.integers(1, 400), st.data())
 def test_fisher_and_binomial_equal_scipy_property(nb, nc, data):

@@ -271,6 +271,7 @@ def hostile_texts(draw):
     return u + v * k + s
 
 
+@pytest.mark.slow
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(patterns(), st.lists(hostile_texts(), min_size=1, max_size=4))
 def test_accepted_patterns_read_within_the_proven_bound(tree, texts):
@@ -306,6 +307,7 @@ def test_the_analysis_never_crashes(src, ignore_case):
     assert found.linear + (found.risk is not None) + (found.unanalysed is not None) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rx", "tree", "pump", "grows"), [
     ("(?:a|aa)+c", ("cat", [("rep", ("alt", [("lit", "a"), ("cat", [("lit", "a"), ("lit", "a")])]), 1, None, ""),
                            ("lit", "c")]), "a", 2.0),

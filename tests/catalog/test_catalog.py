@@ -651,6 +651,7 @@ def test_cli_test_prints_failures(tmp_path):
         {"pattern_id": "p1", "file": a, "line": 8, "kind": "example", "text": "goodbye", "reason": "does not match"}]
 
 
+@pytest.mark.slow
 def test_special_case_folds_match_the_regex_module():
     """The engine's table of non-ASCII characters that fold onto ASCII letters is complete."""
     from logaudit.catalog.translate import _SPECIAL_FOLDS

@@ -93,6 +93,7 @@ def test_the_shipped_files_named_again_are_loaded_once():
     assert [p.name for p in default_catalog_paths([REPO / "patterns" / "cloud_run.yaml"])] == SHIPPED
 
 
+@pytest.mark.slow
 def test_local_catalogs_are_added_to_the_shipped_ones(store, tmp_path):
     team = write(tmp_path, "team.yaml", TEAM)
     result = cli("summarize", "--store", store, "--catalog", team, "--format", "json")
@@ -116,6 +117,7 @@ def test_local_catalogs_are_added_to_the_shipped_ones(store, tmp_path):
     assert edited[:2] == got[:2] and edited[2]["fingerprint"] != got[2]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_text_and_markdown_say_which_catalogs_in_one_line(store, tmp_path):
     team = write(tmp_path, "team.yaml", TEAM)
     line = f"{SHIPPED_LINE}, team (local {team}, 2 patterns, 1 override)"
@@ -127,6 +129,7 @@ def test_text_and_markdown_say_which_catalogs_in_one_line(store, tmp_path):
     assert [t for t in plain if t.startswith("catalogs:")] == [f"catalogs: {SHIPPED_LINE}"]
 
 
+@pytest.mark.slow
 def test_compare_and_report_say_which_catalogs(store, tmp_path):
     team = write(tmp_path, "team.yaml", TEAM)
     line = f"{SHIPPED_LINE}, team (local {team}, 2 patterns, 1 override)"

@@ -163,6 +163,7 @@ LITERAL = st.text(ALPHABET, min_size=1, max_size=4)
 MESSAGE = st.one_of(st.none(), st.text(ALPHABET, max_size=30))
 
 
+@pytest.mark.slow
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(literals=st.lists(st.tuples(LITERAL, st.booleans()), min_size=1, max_size=8),
        messages=st.lists(MESSAGE, max_size=40))
@@ -181,6 +182,7 @@ PIECES = st.sampled_from([
 ])
 
 
+@pytest.mark.slow
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parts=st.lists(PIECES, min_size=1, max_size=5), messages=st.lists(st.text(ALPHABET, max_size=20), max_size=20))
 def test_regex_catalogs_match_like_a_regex_search_loop(parts, messages):
@@ -245,6 +247,7 @@ def test_low_cardinality_fields_are_matched_per_distinct_value():
                       strict=True)) == sorted(expected)
 
 
+@pytest.mark.slow
 def test_repeated_short_messages_are_matched_once_each_and_expanded_exactly():
     shorts = ["Agent request completed", "Worker 7 ready", "Worker 12 ready", "ok"]
     msgs = [shorts[i % 4] if i % 3 else f"request {i:06d} took {i % 997} ms and then enough further words to be a long message" for i in
@@ -272,6 +275,7 @@ def test_repeated_short_messages_are_matched_once_each_and_expanded_exactly():
                       strict=True)) == sorted(expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(paths=st.lists(st.none() | st.sampled_from(["/api/a", "/api/bb", "/x", "/api/" + "z" * 30, "é/api/a"]),
                       min_size=1, max_size=40),
@@ -307,6 +311,7 @@ def test_dictionary_encoded_columns_match_like_plain_ones(paths, services, unuse
         sorted(expected)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), null_share=st.sampled_from([0.0, 0.2]), encoded=st.booleans())
 def test_when_on_values_shared_by_many_rows_agrees_with_the_reference(seed, null_share, encoded):
@@ -416,6 +421,7 @@ SLOW = r"(?:a|aa)+b(?<=xb)"  # 53 s on a 41-character line with no time limit
 SLOW_LINES = ["a" * 39 + f"b{i}" for i in range(10)]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)  # a guard against hanging (53 s per line before), not a speed test
 def test_the_53_second_line_is_bounded_at_any_length():
     """Texts up to LONG_TEXT had no time limit: a pattern not proven linear gets one on every text."""
@@ -453,6 +459,7 @@ def test_re2_forms_re2_refuses_are_not_used():
     assert match_texts(pat, ["x" + "ab" * 3 + "y" + "z" + "q" * 2000]) == [{}]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_classify_reports_timed_out_and_skipped_texts_with_the_fix(tmp_path):
     from click.testing import CliRunner
@@ -487,6 +494,7 @@ def test_classify_reports_timed_out_and_skipped_texts_with_the_fix(tmp_path):
     assert doc["slow_patterns"] == report.slow_patterns  # from the cache: the same counts
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_classify_table_lists_slow_patterns_in_its_metadata():
     pats = [pattern(SLOW, "slow", allow_backtracking=True), pattern(r"b\d", "fine")]
@@ -698,6 +706,7 @@ def test_shipped_catalogs_on_hand_written_entries():
 # ----------------------------------------------------------------------------- end to end with the sample
 
 
+@pytest.mark.slow
 def test_sample_findings_counted_exactly_as_generated(tmp_path):
     from logaudit.sources.sample import SampleConfig, SampleGenerator
     from logaudit.store.store import Store
@@ -768,6 +777,7 @@ def test_cli_classify(tmp_path):
 _BOUND = st.none() | st.integers(min_value=0, max_value=700)
 
 
+@pytest.mark.slow
 @given(values=st.lists(st.none() | st.integers(min_value=0, max_value=700), min_size=1, max_size=60),
        cond=st.one_of(
            st.tuples(st.sampled_from([">=", "<=", "eq"]), st.integers(min_value=0, max_value=700))

@@ -56,6 +56,7 @@ def test_other_shapes_have_none(src):
     assert delimited_plan(pattern(src)) is None
 
 
+@pytest.mark.slow
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts=st.lists(TEXT, min_size=1, max_size=40), src=st.sampled_from(SHAPES))
 def test_decided_texts_equal_a_regex_search(texts, src):
@@ -71,6 +72,7 @@ def test_decided_texts_equal_a_regex_search(texts, src):
             assert got.groups[name][i].as_py() == (m.group(name) if m else None), (src, text, name)
 
 
+@pytest.mark.slow
 @settings(max_examples=PROPERTY_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(texts=st.lists(TEXT, min_size=1, max_size=40), src=st.sampled_from(SHAPES))

@@ -31,8 +31,10 @@ def _faults(mode: str) -> int:
     return int(out.stdout)
 
 
-@pytest.mark.skipif(not tune_allocator(), reason="glibc's allocator thresholds are not available here")
+@pytest.mark.slow
 def test_tuned_process_reuses_freed_blocks_instead_of_faulting_them_in():
+    if not tune_allocator():
+        pytest.skip("glibc's allocator thresholds are not available here")
     # untuned, glibc maps or trims most of the 192 MB of each round and faults it in again (13k
     # faults over the last three rounds on the reference machine); tuned, the heap keeps it (0)
     default, tuned = _faults("default"), _faults("tuned")
@@ -52,6 +54,7 @@ def test_tune_memory_keeps_arrows_freed_memory_unless_the_user_chose():
     assert _run(show, env | {"MIMALLOC_PURGE_DELAY": "25"}).stdout.split() == ["25", "25"]
 
 
+@pytest.mark.slow
 def test_the_command_line_tunes_memory_before_pyarrow_loads():
     """`logaudit` (the console script's `run`) sets mimalloc up before a command's module imports pyarrow."""
     code = ("import os, sys\nfrom logaudit.cli import run\nassert 'pyarrow' not in sys.modules\n"

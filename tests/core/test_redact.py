@@ -157,6 +157,7 @@ texts_with_secrets = st.lists(st.one_of(st.sampled_from(_PIECES), st.sampled_fro
                                         st.text(string.printable, max_size=12)), max_size=6).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts_with_secrets)
 def test_redaction_is_idempotent(text):
@@ -164,6 +165,7 @@ def test_redaction_is_idempotent(text):
     assert Redactor().redact(once) == once
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(texts_with_secrets)
 def test_the_trigger_finds_every_text_a_rule_changes(text):
@@ -182,6 +184,7 @@ json_docs = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=5)), max_leaves=12)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_docs, st.booleans(), st.booleans(), st.integers(0, 2))
 @example([{"password": "Connected to redis://cache:6379/0", "api_key": "@"}], True, False, 1)  # a URL password ran over \"

@@ -216,6 +216,7 @@ def test_shape_errors_have_no_detail():
         assert str(info.value) == f"not an RFC 3339 timestamp: {text!r}"
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(rfc3339_texts)
 def test_parse_rfc3339_ns_agrees_with_an_independent_reading(text):
@@ -228,6 +229,7 @@ def test_parse_rfc3339_ns_agrees_with_an_independent_reading(text):
     assert info.value.detail == value
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, deadline=None)
 @given(rfc3339_texts)
 def test_parse_time_agrees_with_an_independent_reading(text):

@@ -81,6 +81,7 @@ def run_cli(*args: str, **kw) -> subprocess.Popen:
 
 
 # ------------------------------------------------------------------------------ what is exported
+@pytest.mark.slow
 @pytest.mark.timezone
 def test_layout_manifest_and_contents(exported, sample):
     store, _ = sample
@@ -127,6 +128,7 @@ def test_layout_manifest_and_contents(exported, sample):
         assert manifest["compare"]["status"] == "unavailable"
 
 
+@pytest.mark.slow
 def test_no_secret_leaves_in_any_exported_file(exported, sample):
     store, truth = sample
     dest, _ = exported
@@ -158,6 +160,7 @@ def test_no_secret_leaves_in_any_exported_file(exported, sample):
 
 
 # ------------------------------------------------------------------------------ idempotent and atomic
+@pytest.mark.slow
 def test_rerun_replaces_the_period_and_leaves_one_copy(sample, exported, tmp_path):
     store, _ = sample
     first = exported[1]
@@ -194,6 +197,7 @@ def _kill_midway(sample, dest: Path, sig: int) -> tuple[subprocess.Popen, str, s
     pytest.fail("could not catch an export mid-way")
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_the_previous_export_intact(sample, exported, tmp_path):
     store, _ = sample
     copy_of(exported, tmp_path)
@@ -212,6 +216,7 @@ def test_a_killed_run_leaves_the_previous_export_intact(sample, exported, tmp_pa
     assert sorted(p.name for p in (tmp_path / BACKEND).iterdir()) == [PERIOD]
 
 
+@pytest.mark.slow
 def test_sigterm_cleans_up_and_says_so(sample, exported, tmp_path):
     copy_of(exported, tmp_path)
     before = tree(tmp_path / BACKEND / PERIOD)
@@ -222,6 +227,7 @@ def test_sigterm_cleans_up_and_says_so(sample, exported, tmp_path):
     assert sorted(p.name for p in (tmp_path / BACKEND).iterdir()) == [PERIOD]  # staging removed on the way out
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_one_wins(sample, tmp_path):
     store, _ = sample
     args = ("--store", store.root, "--since", SINCE, "--until", UNTIL, "--service", BACKEND, "--out", tmp_path)
@@ -315,6 +321,7 @@ def test_recovery_after_a_kill_between_the_fallback_renames(tmp_path):
 
 
 # ------------------------------------------------------------------------------ pulling first
+@pytest.mark.slow
 @pytest.mark.timezone
 def test_export_with_a_project_pulls_the_period_first(tmp_path, cli):
     entries = (make_entries(60, service="hello", revision="hello-00001-abc")
@@ -429,6 +436,7 @@ def names(client, bucket_name: str, prefix: str = "") -> list[str]:
     return sorted(b.name for b in client.list_blobs(bucket_name, prefix=prefix))
 
 
+@pytest.mark.slow
 def test_gs_every_service_then_one_replaced_through_its_manifest(sample, emulator, bucket, cli):
     store, truth = sample
     gbucket, client = bucket
@@ -604,6 +612,7 @@ def hostile_store(tmp_path_factory):
     return base, store, names
 
 
+@pytest.mark.slow
 def test_service_names_from_the_logs_stay_inside_dest(hostile_store, cli):
     base, store, names = hostile_store
     dest = base / "deep" / "out"
@@ -635,6 +644,7 @@ def test_service_folders_are_distinct_and_reversible(a, b):
         assert unquote(fa, errors="surrogatepass") == a
 
 
+@pytest.mark.slow
 def test_a_symbolic_link_in_dest_does_not_lead_outside(sample, tmp_path, cli):
     store, _ = sample
     dest, outside = tmp_path / "dest", tmp_path / "outside"
@@ -650,6 +660,7 @@ def test_a_symbolic_link_in_dest_does_not_lead_outside(sample, tmp_path, cli):
     assert list(outside.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_gs_object_names_from_the_logs_stay_under_the_prefix(hostile_store, emulator, bucket, cli):
     base, store, names = hostile_store
     gbucket, client = bucket
@@ -666,6 +677,7 @@ def test_gs_object_names_from_the_logs_stay_under_the_prefix(hostile_store, emul
         assert ex.read_manifest(dest, name, HOSTILE_PERIOD, client=client)["service"] == name
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_a_full_disk_fails_the_export_and_keeps_the_previous_one(sample, tmp_path):
     store, _ = sample

@@ -163,6 +163,7 @@ def test_latency_without_requests_says_so(fleet):
 
 
 # ------------------------------------------------------------------------------ single revision
+@pytest.mark.slow
 def test_single_revision(sample_audit, tmp_path):
     service = "netra-auth-service"
     w = {"since": SINCE, "until": UNTIL, "service": service}
@@ -192,6 +193,7 @@ def test_single_revision(sample_audit, tmp_path):
     assert_print_png(charts.save_png(lat, tmp_path / "lat.png"))
 
 
+@pytest.mark.slow
 def test_status_bars_add_up_to_the_requests(sample_audit, tmp_path):
     from logaudit.analysis.window import resolve_window
 
@@ -207,6 +209,7 @@ def test_status_bars_add_up_to_the_requests(sample_audit, tmp_path):
 
 
 # ------------------------------------------------------------------------------ many revisions
+@pytest.mark.slow
 def test_many_revisions_timeline(fleet, tmp_path):
     fig = charts.error_rate_timeline(fleet["timeline"], fleet["revisions"], service=FLEET)
     top, bottom = fig.axes
@@ -227,6 +230,7 @@ def test_many_revisions_timeline(fleet, tmp_path):
     assert_print_png(charts.save_png(fig, tmp_path / "fleet-timeline.png"), (7.5, 4.8))
 
 
+@pytest.mark.slow
 def test_many_revisions_heatmap_status_latency(fleet, tmp_path):
     heat = charts.pattern_heatmap(fleet["patterns"], fleet["revisions"])
     ax = heat.axes[0]
@@ -256,6 +260,7 @@ def test_many_revisions_heatmap_status_latency(fleet, tmp_path):
 
 
 # ------------------------------------------------------------------------------ conventions
+@pytest.mark.slow
 def test_axes_are_utc_whatever_the_local_zone(sample_audit, monkeypatch):
     monkeypatch.setenv("TZ", "Asia/Kolkata")
     time.tzset()

@@ -37,7 +37,8 @@ from logaudit.sources.sample import CANARY_REVISION
 from logaudit.store import pull as store_pull
 from logaudit.store.store import Store
 
-pytestmark = pytest.mark.timezone  # times must be UTC in any local zone (tests/test_timezones.py)
+# times must be UTC in any local zone (tests/test_timezones.py); whole reports with charts are slow
+pytestmark = [pytest.mark.timezone, pytest.mark.slow]
 
 SINCE, UNTIL = "2025-09-09T20:00:00Z", "2025-09-10T04:00:00Z"
 BACKEND = "netra-backend-staging"

@@ -297,6 +297,7 @@ def markup(tmp_path_factory):
 
 
 # ============================================================================ bugs
+@pytest.mark.slow
 def test_requests_without_a_service_render_in_every_output(no_service, cli, tmp_path):
     outputs = {}
     for fmt in ("text", "json", "markdown"):
@@ -328,6 +329,7 @@ def test_requests_without_a_service_render_in_every_output(no_service, cli, tmp_
     assert strict_json((tmp_path / "report" / "summary.json").read_text())["revisions"][-1]["service"] is None
 
 
+@pytest.mark.slow
 def test_log_text_is_never_read_as_markup(markup, cli, tmp_path):
     text = cli("summarize", "--store", markup.root, env={"COLUMNS": "200"}).stdout
     for message in MARKUP_MESSAGES:
@@ -349,6 +351,7 @@ def test_log_text_is_never_read_as_markup(markup, cli, tmp_path):
     assert "<script>" not in (tmp_path / "r" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_endpoints_that_collided_are_shown_whole(tmp_path):
     for columns in (80, 120, 160):
         result = run_piped("demo", "--store", tmp_path / "demo", columns=columns)
@@ -393,6 +396,7 @@ def test_text_says_how_many_items_it_leaves_out(demo):
     assert all(f"- {r}" in md for r in _reasons())  # Markdown lists everything
 
 
+@pytest.mark.slow
 def test_a_window_with_only_the_canary_says_why_there_is_no_verdict(demo, cli):
     store, _ = demo
     args = ("summarize", "--store", store.root, "--since", "2025-09-10T02:30:00Z")
@@ -419,6 +423,7 @@ def test_chart_labels_from_the_logs_are_literal(tmp_path):
 
 
 # ============================================================================ terminals
+@pytest.mark.slow
 @pytest.mark.parametrize("columns", [80, 120, 200])
 def test_summarize_text_shows_every_figure_whole_at_any_width(demo, columns):
     store, summary = demo
@@ -441,6 +446,7 @@ def test_summarize_text_shows_every_figure_whole_at_any_width(demo, columns):
         assert "…" not in line or (columns >= 160 and line.rstrip().endswith("…")), line
 
 
+@pytest.mark.slow
 def test_terminal_output_is_coloured_only_without_no_color(demo):
     store, _ = demo
     piped = run_piped("summarize", "--store", store.root, columns=80).stdout
@@ -452,6 +458,7 @@ def test_terminal_output_is_coloured_only_without_no_color(demo):
     assert code == 0 and plain == piped
 
 
+@pytest.mark.slow
 def test_compare_text_fits_and_counts_what_it_hides(demo):
     store, _ = demo
     result = run_piped("compare", "--store", store.root, "--format", "json", columns=80)
@@ -571,6 +578,7 @@ def _check_compare_outputs(audit: Audit, width: int) -> None:
             assert squash(one_line(p["id"])) in shown
 
 
+@pytest.mark.slow
 @settings(max_examples=RENDER_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 @given(entries=log_entries(), width=st.sampled_from([60, 80, 120, 200]))

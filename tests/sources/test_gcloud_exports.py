@@ -25,7 +25,8 @@ from fake_logging import FakeLogging, make_entries, ts_ns
 from logaudit.store.store import Store
 
 GCLOUD = shutil.which("gcloud")
-pytestmark = pytest.mark.skipif(GCLOUD is None, reason="needs the Google Cloud SDK (`gcloud`) on PATH")
+pytestmark = [pytest.mark.skipif(GCLOUD is None, reason="needs the Google Cloud SDK (`gcloud`) on PATH"),
+              pytest.mark.slow]  # real gcloud against the fake server
 
 PROJECT = "gcloud-export-test"
 #: Plain strings that YAML 1.1 turns into booleans, null, numbers (sexagesimal 10:30 = 630,

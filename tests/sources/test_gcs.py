@@ -78,6 +78,7 @@ def stored(store_dir) -> list[tuple]:
     return sorted(zip(t["log_name"].to_pylist(), t["insert_id"].to_pylist(), t["timestamp"].cast("int64").to_pylist(), strict=True))
 
 
+@pytest.mark.slow
 def test_ingest_a_whole_sink_bucket(cli, sink, emulator, store_dir):
     result = cli("ingest", f"gs://{BUCKET}", "--storage-endpoint", emulator, "--store", store_dir, "-q")
     assert result.exit_code == 7  # the broken line in manual/extra.jsonl is rejected, the rest stored

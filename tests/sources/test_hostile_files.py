@@ -149,6 +149,7 @@ def test_one_broken_object_keeps_the_rest(store_dir, tmp_path, layout):
     assert keys(Store(store_dir)) == sorted(e["insertId"] for i, e in enumerate(items) if i != 9)
 
 
+@pytest.mark.slow
 def test_truncated_gzip_keeps_what_it_holds_and_the_next_files_are_read(tmp_path, cli, store_dir):
     items = make_entries(2000)
     whole = b"".join(orjson.dumps(e) + b"\n" for e in items)
@@ -244,6 +245,7 @@ def test_read_error_mid_file_keeps_what_was_read(store_dir):
     assert problem["byte"] == ok
 
 
+@pytest.mark.slow
 def test_unreadable_file_is_reported_and_the_others_are_read(tmp_path):
     """Permission denied. Root reads any file, so as root the CLI runs without the capabilities
     that bypass file permissions (setpriv)."""
@@ -493,6 +495,7 @@ def adjacent(spans: list[tuple[int, int]], damaged: set[int], size: int) -> set[
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", list(LAYOUTS))
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
@@ -509,6 +512,7 @@ def test_mutated_files_keep_every_entry_not_adjacent_to_the_damage(fmt, data):
     assert must <= set(stored), (muts, report.rejects)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cut=st.integers(10, 3000), garbage=st.binary(max_size=8), where=st.integers(0, 3000))
 def test_mutated_gzip_keeps_what_gzip_recovers(cut, garbage, where):

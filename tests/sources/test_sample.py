@@ -114,6 +114,7 @@ def test_exact_entry_count(n: int) -> None:
     assert sum(gen.truth.effective_severity.values()) == n
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None)
 @given(
     entries=st.integers(0, 2500),
@@ -203,6 +204,7 @@ def test_truth_agrees_with_an_independent_reading(default_sample: tuple[list[dic
         assert {k: c[k] for k in want} == want, key
 
 
+@pytest.mark.slow
 def test_kind_counts_match_message_markers(default_sample: tuple[list[dict], SampleTruth]) -> None:
     entries, truth = default_sample
     markers = {
@@ -314,6 +316,7 @@ def test_regression_is_canary_only(default_sample: tuple[list[dict], SampleTruth
     assert not any(r == BASELINE_REVISION and "Rate limiter" in t for r, t in truth.unclassified_templates)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [7, 11])
 def test_without_regression_both_revisions_have_the_same_kinds(seed: int) -> None:
     _, truth = sample_entries(SampleConfig(entries=20000, seed=seed, regression=False))
@@ -528,6 +531,7 @@ def test_file_layouts(tmp_path: Path) -> None:
     assert (tmp_path / "e.jsonl").read_bytes() == b""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["s.jsonl", "s.json.gz", "s.yaml"])
 def test_files_are_deterministic(tmp_path: Path, name: str) -> None:
     fmt = name.split(".")[1]

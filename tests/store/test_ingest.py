@@ -53,6 +53,7 @@ def stored_keys(store: Store) -> list[tuple]:
                       [t.value for t in table["timestamp"].to_pylist()], strict=True))
 
 
+@pytest.mark.slow
 def test_same_entries_in_every_format_ingest_to_one_copy_each(tmp_path, reference_entries):
     src = tmp_path / "src"
     src.mkdir()
@@ -294,6 +295,7 @@ def test_opening_a_missing_store_without_create(tmp_path):
         Store(tmp_path / "none", create=False)
 
 
+@pytest.mark.slow
 def test_cli_ingest_exit_codes_and_counts(tmp_path, reference_entries, cli, store_dir):
     good = write_jsonl(tmp_path / "good.jsonl", reference_entries)
     result = cli("ingest", "--quiet", "--store", store_dir, good)
@@ -377,6 +379,7 @@ def _without_insert_id() -> list[dict]:
     ]
 
 
+@pytest.mark.slow
 def test_entries_without_insert_id_are_kept_apart_and_stored_once_from_any_format(tmp_path, store_dir):
     entries = _without_insert_id()
     src = tmp_path / "src"
@@ -400,6 +403,7 @@ def test_entries_without_insert_id_are_kept_apart_and_stored_once_from_any_forma
     assert store.ingest_entries(changed, "more").new_rows == 1
 
 
+@pytest.mark.slow
 def test_entries_without_insert_id_from_a_pull_and_a_file_are_one(tmp_path, store_dir):
     """The pull path reads entries through the same normalization, so the same key."""
     from fake_logging import FakeLogging

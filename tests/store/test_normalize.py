@@ -211,6 +211,7 @@ def test_bad_timestamps_are_none(text):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(
     moment=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1)),
@@ -245,6 +246,7 @@ _entry_keys = st.sampled_from([
 _ts_values = st.sampled_from(["2025-09-10T02:18:34Z", "2025-09-10T02:18:34.123456789+01:00", "bad", ""]) | _json
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.dictionaries(_entry_keys, _json | _ts_values, max_size=8) | _json, min_size=1, max_size=12))
 def test_normalization_never_raises_and_accounts_for_every_input(values):
@@ -372,6 +374,7 @@ def test_edge_timestamps_are_kept_exactly(text, expected):
     assert parse_timestamps([text]) == [want]
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.one_of(rfc3339_texts, boundary_texts()), min_size=1, max_size=60))
 def test_timestamps_agree_with_an_independent_reading(texts):
@@ -413,6 +416,7 @@ def test_severity_spellings(given, num, effective):
     assert notes == expected_notes
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(severity_values, min_size=1, max_size=50))
 def test_severity_agrees_with_the_documented_table(values):
@@ -489,6 +493,7 @@ def test_unreadable_latency_is_null_with_a_note(latency):
                          '123000000}) from 0 to 315576000000 s; stored as null')]
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None)
 @given(st.lists(latency_values, min_size=1, max_size=50))
 def test_latency_agrees_with_an_independent_reading(values):

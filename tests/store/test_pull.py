@@ -181,6 +181,7 @@ def test_endpoint_from_the_environment_and_bad_endpoints(fake, cli, store_dir):
 
 
 # ---------------------------------------------------------------------------- faults
+@pytest.mark.slow
 def test_429_bursts_without_retry_info(fake, store_dir):
     entries = make_entries(60)
     server = fake(entries, faults={2: "429", 3: "429", 4: "429", 7: "429"})
@@ -191,6 +192,7 @@ def test_429_bursts_without_retry_info(fake, store_dir):
     assert (report.pages, report.requests, report.new_rows, report.duplicates) == (6, 10, 60, 0)
 
 
+@pytest.mark.slow
 def test_429_retry_info_is_honoured(fake, store_dir):
     entries = make_entries(40)
     server = fake(entries, faults={2: "429:0.4", 4: "429-header:0.3"})
@@ -203,6 +205,7 @@ def test_429_retry_info_is_honoured(fake, store_dir):
     assert report.quota_wait_seconds >= 0.7
 
 
+@pytest.mark.slow
 def test_server_quota_is_respected_by_pacing(fake, store_dir):
     entries = make_entries(110)
     # A token bucket holding 3 requests: the real quota is per minute (60 in any minute), so this is
@@ -223,6 +226,7 @@ def test_server_quota_is_respected_by_pacing(fake, store_dir):
     assert report.retries == {}
 
 
+@pytest.mark.slow
 def test_client_faster_than_the_server_quota_backs_off_and_completes(fake, store_dir):
     entries = make_entries(150)
     server = fake(entries, quota_per_minute=600, quota_burst=2)
@@ -234,6 +238,7 @@ def test_client_faster_than_the_server_quota_backs_off_and_completes(fake, store
     assert report.pages == 15
 
 
+@pytest.mark.slow
 def test_500_and_503_on_random_pages(fake, store_dir):
     entries = make_entries(200, same_ts=4)
     server = fake(entries, random_faults={"500": 0.2, "503": 0.2}, seed=3)
@@ -245,6 +250,7 @@ def test_500_and_503_on_random_pages(fake, store_dir):
     assert report.pages == 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("spec", "kind"), [("reset", "connection"), ("short", "connection"), ("truncate", "truncated")])
 def test_broken_bodies_are_retried(fake, store_dir, spec, kind):
     entries = make_entries(50)
@@ -263,6 +269,7 @@ def test_timeouts_are_retried(fake, store_dir):
     assert report.retries == {"timeout": 1}
 
 
+@pytest.mark.slow
 def test_expired_page_token_restarts_from_the_boundary(fake, store_dir):
     entries = make_entries(10) + make_entries(25, start_ns=ts_ns("2026-11-28T10:30:00Z"), step_ns=0, prefix="same") \
         + make_entries(10, start_ns=ts_ns("2026-11-28T11:00:00Z"), prefix="late")
@@ -275,6 +282,7 @@ def test_expired_page_token_restarts_from_the_boundary(fake, store_dir):
     assert report.duplicates == 10  # the boundary page came back once
 
 
+@pytest.mark.slow
 def test_gives_up_after_a_bounded_time_and_says_how_to_resume(fake, cli, store_dir):
     entries = make_entries(100)
     server = fake(entries, faults=lambda n, body: "503" if n >= 4 else None)
@@ -359,6 +367,7 @@ def test_missing_credentials_say_how_to_log_in(cli, store_dir, tmp_path, monkeyp
 
 
 # ---------------------------------------------------------------------------- resume, exactly once
+@pytest.mark.slow
 @pytest.mark.timezone
 def test_rerun_of_a_completed_pull_fetches_only_the_boundary_page(fake, store_dir):
     entries = make_entries(57, same_ts=3)
@@ -379,6 +388,7 @@ def test_rerun_of_a_completed_pull_fetches_only_the_boundary_page(fake, store_di
     assert len(server.requests) == 7
 
 
+@pytest.mark.slow
 @pytest.mark.timezone
 def test_new_entries_after_a_completed_pull_are_picked_up(fake, store_dir):
     entries = make_entries(30)
@@ -394,6 +404,7 @@ def test_new_entries_after_a_completed_pull_are_picked_up(fake, store_dir):
     assert_exactly(store_dir, entries + later)
 
 
+@pytest.mark.slow
 def test_a_different_filter_has_its_own_cursor(fake, store_dir):
     entries = make_entries(20) + make_entries(20, service="api", prefix="api")
     server = fake(entries)
@@ -405,6 +416,7 @@ def test_a_different_filter_has_its_own_cursor(fake, store_dir):
     assert_exactly(store_dir, entries)
 
 
+@pytest.mark.slow
 def test_many_entries_sharing_one_timestamp_across_page_boundaries(fake, store_dir):
     entries = make_entries(5, prefix="a") + make_entries(37, start_ns=ts_ns("2026-11-28T10:30:00Z"), step_ns=0, prefix="same") \
         + make_entries(8, start_ns=ts_ns("2026-11-28T11:00:00Z"), prefix="z")
@@ -427,6 +439,7 @@ def test_many_entries_sharing_one_timestamp_across_page_boundaries(fake, store_d
     assert store_pull.load_cursor(store_dir, PROJECT, BASE).boundary_keys == [[entries[-1]["logName"], entries[-1]["insertId"]]]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_pages_received_and_resumes(fake, store_dir):
     entries = make_entries(80)
     server = fake(entries)
@@ -449,6 +462,7 @@ def test_ctrl_c_keeps_the_pages_received_and_resumes(fake, store_dir):
     assert_exactly(store_dir, entries)
 
 
+@pytest.mark.slow
 def test_terminated_then_killed_mid_pull_then_rerun(fake, store_dir):
     entries = make_entries(1000, same_ts=7)
     server = fake(entries)
@@ -520,6 +534,7 @@ def test_plain_progress_lines_when_not_a_terminal(fake, cli, store_dir, monkeypa
     assert quiet.stderr == ""
 
 
+@pytest.mark.slow
 def test_progress_bar_on_a_terminal(fake, store_dir):
     import io
 

@@ -32,6 +32,8 @@ from logaudit.sources.bundled import sample_path
 from logaudit.store.schema import ENTRY_SCHEMA
 from logaudit.store.store import Store
 
+pytestmark = pytest.mark.slow  # faults injected into real processes, mounts and disks
+
 REPO = Path(__file__).resolve().parents[2]
 BACKEND = "netra-backend-staging"
 DAY1, DAY2 = "2025-09-09", "2025-09-10"  # the sample's two date partitions: 2530 and 2470 entries
@@ -133,16 +135,20 @@ READ_COMMANDS = {
     "report": ["report", "--out", "{tmp}/report"],
     "store-info": ["store", "info"],
     "classify": ["classify"],
-    "ingest": ["ingest", "-q", str(sample_path())],
+    "ingest": ["ingest", "-q", "{sample}"],
 }
+
+
+def read_command(command: str, tmp: object = None) -> list[str]:
+    """READ_COMMANDS[command] with its placeholders filled in (at run time, not at collection)."""
+    return [a.replace("{tmp}", str(tmp)).replace("{sample}", str(sample_path())) for a in READ_COMMANDS[command]]
 
 
 @pytest.mark.parametrize("command", READ_COMMANDS)
 def test_a_truncated_entry_file_is_named_with_its_fix(store, tmp_path, command):
     bad = entry_file(store, DAY1)
     bad.write_bytes(bad.read_bytes()[:5000])
-    args = [a.replace("{tmp}", str(tmp_path)) for a in READ_COMMANDS[command]]
-    result = logaudit(*args, "--store", store)
+    result = logaudit(*read_command(command, tmp_path), "--store", store)
     message = f"{bad}: damaged entry file: truncated or damaged Parquet file (no footer at the end)"
     assert (result.returncode, result.stdout, result.stderr) == (3, "", f"error: {message}\n{damaged_hint(store)}\n")
     if command == "ingest":  # the ingest that met the damage says so in the manifest
@@ -167,7 +173,7 @@ def test_a_foreign_parquet_file_is_named(store, command):
     foreign = store / "entries" / f"date={DAY1}" / "part-0-foreign.parquet"
     pq.write_table(pa.table({"foo": [1, 2]}), foreign)
     shutil.rmtree(store / "matches")  # classification reads the file itself
-    result = logaudit(*READ_COMMANDS[command], "--store", store)
+    result = logaudit(*read_command(command), "--store", store)
     what = f"not a logaudit entry file: no columns timestamp, receive_timestamp, log_name, log_id and {len(ENTRY_SCHEMA) - 4} more"
     assert (result.returncode, result.stderr) == (3, f"error: {foreign}: {what}\n{damaged_hint(store)}\n")
 
