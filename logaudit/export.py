@@ -1,52 +1,14 @@
 """Scheduled exports: a frozen, shareable record of one period of logs, per service.
 
-`export` (and `logaudit export`, made for cron, Cloud Run jobs and Cloud Scheduler) does, under
-a lock:
+`export` (`logaudit export`, made for cron, Cloud Run jobs and Cloud Scheduler) pulls the period
+first when a project is given, classifies it, and writes per service ``DEST/<service>/<period>/``:
+the redacted entries, their matches, the summary, the comparison, the report, and
+``_EXPORT.json`` last. A directory DEST is swapped in atomically; on ``gs://`` readers go through
+``_EXPORT.json`` (`read_manifest`). One run at a time: a second one raises `LockedError`.
+docs/export.md has the layout, the guarantees and the schedules.
 
-1. an incremental pull of the period from Cloud Logging into the store, when a project is given
-   (the pull's cursor makes a re-run ask only for what is new);
-2. classification against the pattern catalog (cached in the store);
-3. per service, into ``DEST/<service>/<period>/``:
-
-   ===================  ==================================================================
-   ``entries.parquet``  the period's entries (the canonical entry table), free-text columns
-                        (messages, payloads, URLs, labels, ...) redacted (vectorised, RE2);
-                        JSON columns stay valid JSON
-   ``matches.parquet``  which pattern each classified entry matched
-   ``summary.json``     `Audit.summary` of the period (what `summarize --format json` prints)
-   ``compare.json``     `compare` of the period (baseline vs canary), when there is one
-   ``report.md``        the report (see logaudit.present.report), ``report.html`` self-contained,
-   ``report.html``      ``charts/*.png``
-   ``_EXPORT.json``     the export manifest: window, files with sizes and SHA-256, counts;
-                        written last - a period without it is incomplete
-   ===================  ==================================================================
-
-The period is ``<since>_<until>`` in UTC, e.g. ``2025-09-09T2000Z_2025-09-10T0400Z``. Relative
-windows (``--since 24h``) count back from *now rounded down to* `align` (default one hour), so a
-re-run within the same hour, or a retry of a failed run, exports the same period again.
-
-Guarantees
-----------
-Local DEST: the period is built in ``DEST/<service>/.staging-<period>-<id>/`` (same file system),
-every file fsync'ed, then swapped in with one atomic ``renameat2(RENAME_EXCHANGE)`` (Linux; a
-rename pair elsewhere, repaired by the next run) and the previous copy deleted. A reader sees the
-old period or the new one, never a mix; a run killed at any point leaves the previous export as
-it was; staging left by a killed run is removed by the next run.
-
-``gs://BUCKET/PREFIX``: Cloud Storage has no rename, so the files go to a fresh prefix
-``<service>/<period>/<export id>/`` and ``<service>/<period>/_EXPORT.json`` - one object,
-replaced in a single request - is written last and names that prefix. Readers must go through
-``_EXPORT.json`` (`read_manifest`); a period without it is incomplete. After the manifest is
-written the previous export's objects are deleted. A run killed mid-upload leaves the old
-manifest and its files untouched, plus unreferenced objects under its own export id, which the
-next export of the same period deletes. Between writing the new manifest and deleting the old
-objects a listing shows both versions; the manifest always names exactly one.
-
-Lock: local DEST, ``DEST/.logaudit-export.lock`` held with flock (released by the kernel if the
-process dies); gs://, the object ``PREFIX/.logaudit-export.lock`` created with
-``if_generation_match=0`` (only one creator can succeed) and deleted at the end; a lock object
-older than `lock_ttl` (a run that was killed) is taken over. A second run raises `LockedError`
-(exit code 6).
+>>> period_name(datetime(2025, 9, 9, 20, tzinfo=UTC), datetime(2025, 9, 10, 4, tzinfo=UTC))
+'2025-09-09T2000Z_2025-09-10T0400Z'
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 `FileAggregates` (`logaudit.analysis.observe`) keeps aggregates per entry file and hour. A window that starts or ends
 mid-hour (``--since 6h`` at any time of day) needs the rows of the two hours it cuts. Reading
-them from the entry files decodes whole row groups and runs several SQL aggregations, about
-60 ms for a 10M-entry store whatever the size of the cut. Instead, the first window that cuts an
+them from the entry files decodes whole row groups and runs several SQL aggregations
+(docs/compare.md, "Speed", has the figures). Instead, the first window that cuts an
 hour keeps that hour's rows as an Arrow file (only the columns the aggregates use, the pattern
 matches, and the templates of unmatched messages), sorted by time. Any later window cutting the
 same hour, at any instant, takes a contiguous range of it and aggregates it in Arrow:

@@ -1,34 +1,16 @@
-"""Compare a canary revision with its baseline from their logs, and say whether it is ready.
+"""Judging: is a canary revision ready, compared with its baseline?
 
-Canary judges (Kayenta, Argo Rollouts, Flagger, Cloud Run Release Manager) read metrics:
-success rate, latency. None of them can say "this revision logs a critical error the previous
-one never did". `compare` judges both, Kayenta-style, from what is in the store:
-
-* **metrics**, each judged ``Pass`` / ``High`` / ``Low`` / ``Inconclusive`` with the numbers
-  behind it: request error rate (5xx / requests, Fisher's exact test), entry error rate
-  (effective severity >= ERROR per entry, Fisher), latency (Mann-Whitney U on the
-  distribution; Mood's quantile test on p50 / p95 / p99), and the rate of every catalog
-  pattern (per 1k requests, or per 1k entries where there are no requests; exact Poisson
-  test). P-values are adjusted for testing many metrics at once (Holm by default);
-* **new patterns** (seen in the canary, never in the baseline), **gone patterns** (fixed) and
-  **new unclassified templates** (WARNING+ messages no pattern matches, grouped by template,
-  in the canary only);
-* a **verdict** -- ``READY`` / ``MARGINAL`` / ``NOT READY`` -- with a score (share of judged
-  metrics that Pass) and the reasons, under thresholds from a YAML gate file (`load_gate`,
-  docs/gate.example.yaml; every key has a default).
-
-DuckDB aggregates per entry file (counts and a latency histogram per revision, pattern
-counts, unclassified templates) and the aggregates are cached per file, so a comparison of 10M
-entries reads kilobytes; no row reaches Python. The tests run on the aggregates
-(`logaudit.analysis.stats`, numpy only). `observe` does the SQL, `judge` the statistics, so the judging
-can be exercised on counts alone.
+`compare` observes both revisions (`logaudit.analysis.observe`: DuckDB aggregates per entry file,
+cached) and `judge` tests every metric on the aggregates (`logaudit.analysis.stats`): the error
+rates, latency, each catalog pattern's rate, new and gone patterns, new unclassified templates,
+under the thresholds of a gate file (`logaudit.analysis.gate`). The verdict, READY, MARGINAL or
+NOT READY, comes with a score and the reasons. docs/compare.md has the method, the gate keys and
+the verdict rules.
 
 >>> from logaudit.analysis.audit import Audit
 >>> result = compare(Audit("logaudit-store"))          # doctest: +SKIP
 >>> result.verdict, result.exit_code                    # doctest: +SKIP
 ('NOT READY', 2)
-
-See docs/compare.md for the method, the gate keys and the verdict rules.
 """
 
 from __future__ import annotations

@@ -1,32 +1,15 @@
-"""Classification: which catalog patterns each stored entry matches, fast and cached.
+"""The matching engine: which of many patterns each text of an entry table matches, and their fields.
 
-How an entry column is matched against many patterns (see docs/catalog.md for the long form):
+A bulk Hyperscan scan of the column (every pattern as a superset expression:
+`logaudit.catalog.translate`) finds the candidates, `when` conditions filter them, and what the
+translation cannot decide goes to the `regex` module (or RE2 for long ASCII texts, or
+`logaudit.catalog.delimited` in bulk). Texts are cut to `max_chars`; a pattern not proven linear
+runs under `REGEX_TIMEOUT` within a budget. docs/catalog.md, "How matching works", has the method.
 
-1. **Bulk scan.** Every pattern is translated (from the ``re`` parse tree) into a byte-level
-   Hyperscan expression that matches a *superset* of what the pattern matches, followed by
-   ``[^\\xff]*\\xff``. The column's values are joined with a ``0xFF`` separator (a byte that never
-   occurs in UTF-8) and scanned once by all patterns together; each (pattern, row) pair is
-   reported once, at the row's separator. This is linear-time whatever the pattern is.
-2. **Conditions.** `when` conditions are evaluated vectorised on the candidate rows only.
-3. **Verification.** A candidate is accepted as is when the translation is exact (for
-   patterns built of literals, classes, ``.``, repeats, alternation and ``^``/``$``/``\\b`` at
-   the ends it is, on ASCII text always and elsewhere when no Unicode class is involved).
-   Otherwise, and whenever fields must be extracted, the `regex` module decides, which keeps
-   look-around, backreferences, possessive quantifiers and fuzzy matching working -- except for
-   literal-delimited patterns on many candidates, which `logaudit.catalog.delimited` decides in bulk
-   with NumPy (same answers, property-tested). Repeated values are decided once. Texts
-   longer than `LONG_TEXT` go to RE2 (linear time, via pyarrow) when they are ASCII and the
-   pattern has an RE2 form, else to `regex` with a timeout.
-4. **Bounds.** Texts are cut to `max_chars` before matching. A pattern not proven linear
-   (`logaudit.catalog.backtracking`, or marked `allow_backtracking`) runs under `REGEX_TIMEOUT` on every
-   text, and each pattern's time-limited searches have a budget per evaluation
-   (`PATTERN_BUDGET` + `TEXT_BUDGET` per text); texts that come while it is over budget are
-   skipped. Cut texts, timeouts and skipped texts are counted and reported.
-
-Results are cached per entry file and per pattern fingerprint under ``STORE/matches/``, so a
-new ingest classifies only its new files and editing one pattern re-evaluates only that one
-(`classify_store`). `register_views` exposes ``entries``, ``matches``, ``patterns`` and
-``unclassified`` as DuckDB views.
+>>> from logaudit.catalog.catalog import default_catalog_paths, load_catalogs
+>>> pattern = load_catalogs(default_catalog_paths()).get("ws-auth-failure")
+>>> match_texts(pattern, ["HANDLING AUTH FAILURE: NO_TOKEN: no JWT (close_connection: True)", "all good"])
+[{'error_code': 'NO_TOKEN', 'reason': 'no JWT', 'close_connection': 'True'}, None]
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """Pull Cloud Run entries from the Cloud Logging API into the store: every entry exactly once,
 as fast as the read quota allows, resumable after any interruption.
 
-How a pull works
-----------------
-* `build_filter` turns the options into one Logging query: resource type, service and revision
-  labels, time bounds, severity and the user's own expression, joined with `AND`.
-* A pager thread POSTs `entries:list` (`orderBy: "timestamp asc"`, up to 1000 entries a page)
-  through the official client's REST connection, so entries arrive as the raw JSON the API sent
-  (nanosecond timestamps, receiveTimestamp). Requests are paced by a token bucket (a burst of one,
-  then one request every 60/N s). 429 is retried after the server's RetryInfo / Retry-After, or
-  with exponential backoff; 500/502/503/504, connection resets, timeouts and truncated bodies with
-  exponential backoff and jitter; a request that keeps failing for `max_retry_seconds` ends the
-  pull with a message saying how far it got.
-* The calling thread writes pages to the store every few pages (`flush_entries` / `flush_seconds`),
-  deduplicated on (logName, insertId, timestamp), and after each durable write saves a cursor,
-  `STORE/cursors/<key>.json`, keyed by the project and the filter without its time bounds. It
-  records the range covered and the last timestamp written (the boundary) with the keys seen there.
-* A later pull of the same query whose `--since` falls inside the covered range starts again at
-  `timestamp>="<boundary>"`: page tokens are never carried across runs (they expire). Entries at
-  the boundary come back and are dropped by the deduplication, so none is lost or stored twice,
-  whether the previous run finished, failed, was interrupted with Ctrl-C or killed outright.
+`pull` runs the pager of `logaudit.sources.cloud_logging` on its own thread and writes its pages to
+the store every few pages, deduplicated; after each durable write it saves a cursor under
+``STORE/cursors/``, keyed by the project and the filter without its time bounds, so that a later
+pull of the same query resumes at the boundary whether the previous run finished, failed, was
+interrupted or killed. docs/pull.md has the details.
 
->>> build_filter(services=["hello"], severity_at_least="error")
-'resource.type="cloud_run_revision" AND resource.labels.service_name="hello" AND severity>=ERROR'
+>>> cursor_path("logaudit-store", "my-project", 'resource.type="cloud_run_revision"')
+PosixPath('logaudit-store/cursors/de6e05353971fd18fdce60b5.json')
 """
 
 from __future__ import annotations
