@@ -31,7 +31,7 @@ from conftest import ingest_bundled_sample  # noqa: E402
 from logaudit.analysis.audit import Audit  # noqa: E402
 from logaudit.analysis.window import Window
 from logaudit.core.redact import Redactor  # noqa: E402
-from logaudit.export import _write_entries  # noqa: E402
+from logaudit.period_export import _write_entries  # noqa: E402
 
 SHAPES = {
     "dotted words before a URL": lambda n: "a." * (n // 4) + "a://x:" + "y" * (n // 2),

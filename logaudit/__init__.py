@@ -4,7 +4,7 @@ The public API, shared by the command line and the notebooks (docs/architecture.
 loads on first use, so `import logaudit` is fast and changes nothing in the process:
 
 >>> import logaudit
->>> report = logaudit.Store("logaudit-store").ingest_paths(["data/sample"])  # doctest: +SKIP
+>>> report = logaudit.ingest(["data/sample"], "logaudit-store")     # doctest: +SKIP
 >>> audit = logaudit.Audit("logaudit-store")                        # doctest: +SKIP
 >>> audit.revisions(since="6h")                                     # doctest: +SKIP
 >>> logaudit.compare(audit).verdict                                 # doctest: +SKIP
@@ -42,6 +42,8 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "IngestReport": ("logaudit.store.store", "IngestReport"),
     "Store": ("logaudit.store.store", "Store"),
     "default_store_path": ("logaudit.store.store", "default_store_path"),
+    "ingest": ("logaudit.store.ingest", "ingest"),
+    "pull": ("logaudit.store.pull", "pull"),
     # catalog
     "load_catalogs": ("logaudit.catalog.catalog", "load_catalogs"),
     "default_catalog_paths": ("logaudit.catalog.catalog", "default_catalog_paths"),
@@ -54,7 +56,10 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "load_gate": ("logaudit.analysis.gate", "load_gate"),
     "authoring": ("logaudit.analysis.authoring", None),
     # present
+    "build_report": ("logaudit.present.report", "build_report"),
     "charts": ("logaudit.present.charts", None),
+    # export
+    "export": ("logaudit.period_export", "export"),
 }
 
 

@@ -69,11 +69,11 @@ def test_the_private_name_scan_finds_both_forms():
     source = ("from logaudit.store import store\nfrom logaudit.store.layout import _x, atomic_write\n"
               "import logaudit.catalog.engine as engine\nfrom logaudit.analysis import window as w\n"
               "store._version()\nengine._plain\nw.iso\nlogaudit.core.db._SESSION\nself._own\n")
-    assert private_uses(source, "logaudit.export") == [
-        "logaudit.export:2: from logaudit.store.layout import _x",
-        "logaudit.export:5: store._version",
-        "logaudit.export:6: engine._plain",
-        "logaudit.export:8: logaudit.core.db._SESSION",
+    assert private_uses(source, "logaudit.period_export") == [
+        "logaudit.period_export:2: from logaudit.store.layout import _x",
+        "logaudit.period_export:5: store._version",
+        "logaudit.period_export:6: engine._plain",
+        "logaudit.period_export:8: logaudit.core.db._SESSION",
     ]
     assert private_uses("from logaudit.store.store import _relative\n", "logaudit.store.store") == []
 
@@ -99,3 +99,14 @@ def test_importing_logaudit_changes_nothing_in_the_process():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["[]", "logaudit.store.store 0.1.0"]
+
+
+def test_every_public_name_loads_and_the_functions_stay_functions():
+    """Each name of `logaudit.__all__` loads; importing the modules behind them first changes nothing."""
+    code = ("import logaudit.period_export, logaudit.store.pull, logaudit.store.ingest\nimport logaudit\n"
+            "missing = [n for n in logaudit.__all__ if getattr(logaudit, n, None) is None]\n"
+            "print(missing, [getattr(logaudit, n).__module__ for n in ('export', 'pull', 'ingest', 'compare', 'build_report')])")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == ("[] ['logaudit.period_export', 'logaudit.store.pull', 'logaudit.store.ingest', "
+                                   "'logaudit.analysis.judge', 'logaudit.present.report']")

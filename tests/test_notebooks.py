@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -127,3 +128,16 @@ def test_the_library_works_in_a_kernel_without_ipywidgets(tmp_path):
         "print(logaudit.Audit(store).entries_count(), 'entries')")])
     NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     assert [out.get("text") for out in book.cells[0].outputs if out.get("name") == "stdout"] == ["5000 entries\n"]
+
+
+def test_the_notebooks_use_only_what_logaudit_exports():
+    """A notebook is written against `import logaudit` and the names it exports, nothing deeper."""
+    import logaudit
+
+    for path in NOTEBOOKS:
+        book = nbformat.read(path, as_version=4)
+        code = "\n".join(c.source for c in book.cells if c.cell_type == "code")
+        imports = sorted(set(re.findall(r"^\s*(?:from|import)\s+(logaudit[\w.]*)", code, flags=re.M)))
+        assert imports == ["logaudit"], path.name
+        used = set(re.findall(r"\blogaudit\.(\w+)", code))
+        assert used and used <= set(logaudit.__all__), (path.name, sorted(used - set(logaudit.__all__)))

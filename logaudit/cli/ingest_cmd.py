@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
-import os
 import sys
 
 import click
 
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
-from logaudit.core.errors import ExitCode, UsageError
+from logaudit.core.errors import ExitCode
 from logaudit.core.progress import byte_progress
-from logaudit.store.store import MAX_NOTES_SHOWN, Store
+from logaudit.store.ingest import ingest as ingest_into
+from logaudit.store.store import MAX_NOTES_SHOWN, Store, store_root
 
 
 @main.command()
@@ -38,27 +37,10 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
     full, read-only) or holds a damaged file, 5 when Cloud Storage fails or refuses, 6 when
     another process writes to the store, 64 bad usage, 70 internal error, 130 interrupted.
     """
-    from logaudit.core.timeparse import parse_window
-    from logaudit.sources import gcs
-    from logaudit.sources.files import discover, iter_batches
-
-    remote = [p for p in paths if gcs.is_gs_uri(p)]
-    local = [os.path.expanduser(p) for p in paths if not gcs.is_gs_uri(p)]
-    if (since or until) and not remote:
-        raise UsageError("--since/--until select the hourly files of gs:// sink exports; local paths are read whole")
-    if not remote:
-        store = Store(store_dir)
-        with byte_progress(paths, enabled=not quiet and fmt == "text") as progress:
-            report = store.ingest_paths(paths, progress=progress)
-    else:
-        lo, hi = parse_window(since, until)
-        files = discover(local) if local else []
-        _, remote_sources = gcs.gcs_sources(remote, since=lo, until=hi, endpoint=storage_endpoint,
-                                            credentials_file=credentials_file)
-        sources = itertools.chain([(str(f), iter_batches(f)) for f in files], remote_sources)
-        store = Store(store_dir)
-        with byte_progress(paths, enabled=not quiet and fmt == "text") as progress:
-            report = store.ingest_batches(sources, progress=progress)
+    with byte_progress(paths, enabled=not quiet and fmt == "text") as progress:
+        report = ingest_into(paths, store_dir, since=since, until=until, storage_endpoint=storage_endpoint,
+                             credentials_file=credentials_file, progress=progress)
+    root = store_root(store_dir)
     if fmt == "json":
         echo_json(report.to_dict() | {"rejects": report.rejects[:100]})
     else:
@@ -71,7 +53,7 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
         failed = f", {report.files_failed} damaged or unreadable files" if report.files_failed else ""
         click.echo(
             f"total: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate, "
-            f"{report.rejected} rejected{failed} in {report.seconds:.2f} s -> {store.root}"
+            f"{report.rejected} rejected{failed} in {report.seconds:.2f} s -> {root}"
         )
         for s in report.sources:
             for n in s.notes:
@@ -81,12 +63,12 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
         for r in report.rejects[:20]:
             click.secho(f"rejected {r['source']}:{r['position']}: {r['reason']}", fg="yellow", err=True)
         if report.rejected > 20:
-            click.secho(f"... {report.rejected - 20} more in {store.root}/rejects/{report.ingest_id}.jsonl", fg="yellow", err=True)
+            click.secho(f"... {report.rejected - 20} more in {root}/rejects/{report.ingest_id}.jsonl", fg="yellow", err=True)
         for n in report.field_notes[:20]:
             click.secho(f"note {n['source']}:{n['position']}: {n['note']}", fg="yellow", err=True)
         if report.unreadable_fields > 20:
             click.secho(f"... {report.unreadable_fields - 20} more notes (the first {MAX_NOTES_SHOWN} are in "
-                        f"{store.root}/manifest/{report.ingest_id}.json)", fg="yellow", err=True)
+                        f"{root}/manifest/{report.ingest_id}.json)", fg="yellow", err=True)
     if report.rejected or report.files_failed:
         sys.exit(ExitCode.PARTIAL)
 

@@ -157,7 +157,7 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
     """
     from logaudit.core.errors import LogauditError
     from logaudit.core.timeparse import parse_duration
-    from logaudit.export import export
+    from logaudit.period_export import export
 
     previous = signal.signal(signal.SIGTERM, _terminate)  # Cloud Run / cron kill: clean up like Ctrl-C
     try:

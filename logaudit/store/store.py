@@ -103,6 +103,11 @@ def default_store_path() -> Path:
     return Path(os.environ.get("LOGAUDIT_STORE") or DEFAULT_STORE).expanduser()
 
 
+def store_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder of the store at `root` (`~` expanded), or of the default store (`default_store_path`)."""
+    return Path(root).expanduser() if root is not None else default_store_path()
+
+
 @dataclass
 class SourceCounts:
     """What one source (file or pull) contributed to an ingest: read = new_rows + duplicates +
@@ -196,7 +201,7 @@ class Store:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, create: bool = True, verify: bool = True) -> None:
-        self.root = Path(root).expanduser() if root is not None else default_store_path()
+        self.root = store_root(root)
         self._verified: set[Path] = set()  # entry files whose Parquet framing was checked (they never change)
         self._writable: bool | None = None
         self.marker_problem: str | None = None
@@ -873,4 +878,4 @@ def _rfc3339(value: Any) -> str | None:
     return str(value)
 
 
-__all__ = ["DEFAULT_STORE", "IngestReport", "SourceCounts", "Store", "WriteSession", "default_store_path", "require_store"]
+__all__ = ["DEFAULT_STORE", "IngestReport", "SourceCounts", "Store", "WriteSession", "default_store_path", "require_store", "store_root"]

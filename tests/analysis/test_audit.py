@@ -186,7 +186,7 @@ def test_windows_reaching_past_what_a_store_holds(tmp_path, sample):
     assert audit.entries_count(since="1600-01-01T00:00:00Z", until="2262-04-11T23:47:16.854775Z") == 2
     assert audit.entries_count(until="3000-01-01T00:00:00Z") == 3
     store = sample[0]
-    from logaudit.export import export
+    from logaudit.period_export import export
 
     result = export(store, tmp_path / "out", since="1677-09-21T00:12:43Z", until="2025-09-09T18:00:00Z",
                     service="netra-backend-staging", formats="md")

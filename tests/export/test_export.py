@@ -28,7 +28,7 @@ from fake_logging import FakeLogging, make_entries, ts_ns
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logaudit import export as ex
+from logaudit import period_export as ex
 from logaudit.analysis.audit import Audit
 from logaudit.core.errors import LockedError, SourceError, UsageError
 from logaudit.core.redact import Redactor

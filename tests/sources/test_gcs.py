@@ -220,3 +220,24 @@ def test_damaged_object_is_read_up_to_the_damage_and_the_others_still_are(emulat
     assert report.files_failed == 1
     assert sorted(Store(store_dir).read_entries()["insert_id"].to_pylist()) == sorted(
         [e["insertId"] for e in first[: cut.new_rows]] + ["ok00000000", "ok00000001", "ok00000002"])
+
+
+def test_the_library_ingests_local_files_and_gs_uris_in_one_call(sink, emulator, tmp_path):
+    """`logaudit.ingest` is what `logaudit ingest` runs: the same sources, counts and rows."""
+    import logaudit
+
+    local = tmp_path / "dump.jsonl"
+    local.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sink["reference"]))
+    store = tmp_path / "store"
+    report = logaudit.ingest([local, f"gs://{BUCKET}/cloudaudit.googleapis.com/"], store, storage_endpoint=emulator)
+    assert [(s.source, s.new_rows, s.duplicates) for s in report.sources] == [
+        (str(local), 6, 0),
+        (f"gs://{BUCKET}/cloudaudit.googleapis.com/activity/2026/11/28/09:00:00_09:59:59_S0.json", 0, 2),
+    ]
+    assert stored(store) == keys(sink["reference"])
+    with pytest.raises(UsageError, match="^--since/--until select the hourly files of gs:// sink exports"):
+        logaudit.ingest([local], store, since="6h")
+    missing = tmp_path / "never-made"
+    with pytest.raises(logaudit.SourceError, match="no-such-bucket"):
+        logaudit.ingest(["gs://no-such-bucket/logs/"], missing, storage_endpoint=emulator)
+    assert not missing.exists()  # the bucket is listed before the store is opened
