@@ -57,6 +57,10 @@ def store(tmp_path_factory) -> Path:
     return store.root
 
 
+#: A terminal wide enough for the catalogs line not to wrap.
+WIDE = {"COLUMNS": "1000"}
+
+
 def cli(*args: object, env: dict | None = None):
     from logaudit.cli import main
 
@@ -119,11 +123,16 @@ def test_local_catalogs_are_added_to_the_shipped_ones(store, tmp_path):
 def test_text_and_markdown_say_which_catalogs_in_one_line(store, tmp_path):
     team = write(tmp_path, "team.yaml", TEAM)
     line = f"{SHIPPED_LINE}, team (local {team}, 2 patterns, 1 override)"
-    text = cli("summarize", "--store", store, "--catalog", team).stdout.splitlines()
+    text = cli("summarize", "--store", store, "--catalog", team, env=WIDE).stdout.splitlines()
     assert [t for t in text if t.startswith("catalogs:")] == [f"catalogs: {line}"]
+    # in a narrower terminal the line wraps (nothing is cut): the words are all there
+    narrow = cli("summarize", "--store", store, "--catalog", team, env={"COLUMNS": "80"}).stdout.splitlines()
+    at = next(i for i, t in enumerate(narrow) if t.startswith("catalogs:"))
+    assert "".join(narrow[at:]).replace(" ", "").startswith(f"catalogs: {line}".replace(" ", ""))
+    assert max(len(t) for t in narrow) <= 80
     markdown = cli("summarize", "--store", store, "--catalog", team, "--format", "markdown").stdout.splitlines()
     assert [t for t in markdown if t.startswith("Catalogs:")] == [f"Catalogs: {line}"]
-    plain = cli("summarize", "--store", store).stdout.splitlines()
+    plain = cli("summarize", "--store", store, env=WIDE).stdout.splitlines()
     assert [t for t in plain if t.startswith("catalogs:")] == [f"catalogs: {SHIPPED_LINE}"]
 
 
@@ -135,7 +144,7 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     catalogs = json.loads(compared.stdout)["catalogs"]
     assert [(c["name"], c["origin"], c["patterns"], c["overrides"]) for c in catalogs] == [
         ("cloud-run", "shipped", 25, 0), ("netra-backend", "shipped", 25, 0), ("team", "local", 2, 1)]
-    text = cli("compare", "--store", store, "--catalog", team).stdout.splitlines()
+    text = cli("compare", "--store", store, "--catalog", team, env=WIDE).stdout.splitlines()
     assert [t for t in text if t.startswith("catalogs:")] == [f"catalogs: {line}"]
     markdown = cli("compare", "--store", store, "--catalog", team, "--format", "markdown").stdout.splitlines()
     assert [t for t in markdown if t.startswith("Catalogs:")] == [f"Catalogs: {line}"]
@@ -168,7 +177,7 @@ def test_only_local_catalogs_with_no_shipped_catalogs(store, tmp_path):
 
 def test_no_catalog_at_all_is_a_usage_error(store):
     result = cli("summarize", "--store", store, "--no-shipped-catalogs")
-    assert result.exit_code == 2
+    assert result.exit_code == 64  # bad usage (docs/cli.md)
     assert result.output == (
         "error: no catalogs to use: the shipped catalogs are left out and no local catalog is given\n"
         "  hint: add --catalog FILE_OR_DIR (or $LOGAUDIT_CATALOG), or drop --no-shipped-catalogs "
