@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from operator import eq
 
 _VARIABLE = "|".join([
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?",  # timestamps
@@ -190,3 +191,224 @@ def _merge_round(groups: list[str], width: int, min_distinct: int) -> dict[str, 
                 for g in gs:
                     rename[g] = merged
     return rename
+
+
+# ------------------------------------------------------------------------------------ grouping
+_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|Sep(?:t(?:ember)?)?|"
+          r"Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
+_WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? +"
+_CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+_ZONE = r"(?: ?(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})\b)?"
+_UNIT = r"(?:ms|us|ns|s|m|h|d|min|sec|[KMGT]i?B|[kKMG]|B|x)?"
+#: `mask` passes, in order: (pattern, replacement). RE2 syntax without look-around, so that DuckDB
+#: (`mask_sql`) gives exactly what Python gives; the number pass runs twice because a match takes
+#: the character after it, which may be the one before the next number (`rdd_11_0`).
+GROUP_MASKS: list[tuple[str, str]] = [
+    ("|".join([
+        # date-times: `Sun Dec 04 04:47:44 2005`, `Dec 10 06:55:46`, `Sep 3, 2025 10:00`, `10/Oct/2000:13:55:36 -0700`
+        rf"\b(?:{_WEEKDAY})?{_MONTH} +\d{{1,2}}(?:,? +\d{{4}} +{_CLOCK}|,? +\d{{4}}\b| +{_CLOCK}(?: +\d{{4}}\b)?){_ZONE}",
+        rf"\b\d{{1,2}}[/ -]{_MONTH}[/ -]\d{{4}}(?:[: ]{_CLOCK})?(?: [+-]\d{{4}}\b)?",
+        # ISO-like dates with an optional time and zone, day-first dates, clock times
+        rf"\b\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}(?:[T -]\d{{1,2}}[:.]\d{{2}}[:.]\d{{2}}(?:[.,]\d+)?)?{_ZONE}\b",
+        r"\b\d{1,2}/\d{1,2}/\d{2,4}\b",
+        rf"\b{_CLOCK}{_ZONE}\b",
+        r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # UUIDs
+        r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b",  # emails
+        r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?\b",  # IPv4[:port]
+        r"\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,}\b",  # IPv6, MAC addresses
+        r"\b0[xX][0-9a-fA-F]+\b",  # 0x hex
+    ]), "<*>"),
+    # hex ids (8+) and numbers, with a minus sign, decimals, a unit (`37ms`, `5.2KB`); not inside a
+    # word (`jk2`, `ee0`, `gpt-4o` stay), but after `_`, `-`, `.` or `/` (`blk_<*>`, `core.<*>`)
+    (rf"(^|[^0-9A-Za-z])(?:[0-9a-fA-F]{{8,}}|\d+(?:\.\d+)*)({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
+    (rf"(^|[^0-9A-Za-z])(?:[0-9a-fA-F]{{8,}}|\d+(?:\.\d+)*)({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
+    (r"(^|[\s_=(\[,:])-<\*>", r"\1<*>"),  # a negative number is a number: blk_-<*> is blk_<*>
+    (r"<\*>(?:[ ,]*<\*>)+", "<*>"),  # a run of variables is one variable
+    (r"[ \t\n\r\f\v]+", " "),  # whitespace runs are one space
+]
+_STARS = re.compile(GROUP_MASKS[-2][0])
+_GROUP_COMPILED = [(re.compile(p, re.ASCII), r) for p, r in GROUP_MASKS]
+#: `group_templates`: at least this share of a message's words equal a group's template for it to join.
+SIMILARITY = 0.5
+
+# words: a URL whole, else a run of characters other than spaces and `=,;:()[]{}"` (an apostrophe
+# between letters, as in `can't`, belongs to the word; other apostrophes are quotes)
+_WORD = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"'()\[\]{},;]+|(?:[^\s=,;:()\[\]{}"']|(?<=\w)'(?=\w))+""")
+_VARIABLE_WORD = re.compile(r"\d|<\*>")
+_PATH = re.compile(r"\.{0,2}/|~/|[A-Za-z][A-Za-z0-9+.-]*://")
+_UNITS = frozenset(["b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib", "byte", "bytes", "ms", "us", "ns", "s",
+                    "sec", "secs", "second", "seconds", "m", "min", "mins", "minute", "minutes", "h", "hr", "hrs",
+                    "hour", "hours", "milliseconds", "microseconds", "nanoseconds"])
+# identifiers that explain: CONSTANT_CASE (DATABASE_URL, NOT_FOUND), dotted names (app.monitoring.metrics),
+# exception classes (ModuleNotFoundError)
+_IDENTIFIER = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[A-Z]{3,}|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|"
+                         r"[A-Z]\w*(?:Error|Exception|Warning|Exit|Interrupt)", re.ASCII)
+
+
+def mask(message: str) -> str:
+    """The first step of `group_templates`: what always varies becomes `<*>`, whitespace runs one space.
+
+    Masked: dates and times in common formats, UUIDs, emails, IPv4 (with a port) and IPv6
+    addresses, hex (`0x..`, or 8+ hex digits), numbers (negative, decimal, with a unit such as
+    `37ms`), then a run of `<*>` becomes one. Words, quoted values and identifiers are left to the
+    grouping. `mask(mask(m)) == mask(m)`.
+
+    >>> mask("Deleting block blk_-1046472716157313227 at  2025-09-03 10:00:01,123 took 3.5s")
+    'Deleting block blk_<*> at <*> took <*>s'
+    """
+    text = message[:MAX_TEMPLATE_CHARS]
+    for pattern, replacement in _GROUP_COMPILED:
+        text = pattern.sub(replacement, text)
+    return text.strip(" ")
+
+
+def mask_sql(column: str) -> str:
+    """A DuckDB expression computing `mask(column)` in bulk (same result, checked by the tests)."""
+    expr = f"left({column}, {MAX_TEMPLATE_CHARS})"
+    for pattern, replacement in GROUP_MASKS:
+        pat = pattern.replace("'", "''")
+        expr = f"regexp_replace({expr}, '{pat}', '{replacement}', 'g')"
+    return f"trim({expr}, ' ')"
+
+
+def _tokens(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(words, separators): separators[i] comes before words[i]; the last one ends the text.
+
+    A word containing `<*>` repeated (`blk_<*> blk_<*> blk_<*>`) is kept once: a list of any length.
+    """
+    words: list[str] = []
+    seps: list[str] = []
+    pos = 0
+    for m in _WORD.finditer(text):
+        word, sep = m.group(), text[pos:m.start()]
+        pos = m.end()
+        if words and word == words[-1] and "<*>" in word and sep.strip(" ,") == "":
+            continue
+        words.append(word)
+        seps.append(sep)
+    seps.append(text[pos:])
+    return tuple(words), tuple(seps)
+
+
+def _is_variable(values: set[str], min_distinct: int) -> bool:
+    """Whether a word position taking `values` (2 or more) in one group is a variable."""
+    if any(_VARIABLE_WORD.search(v) for v in values):
+        return True
+    if all(v.lower() in _UNITS for v in values) or all(_PATH.match(v) for v in values):
+        return True
+    return len(values) >= min_distinct and not any(_IDENTIFIER.fullmatch(v) for v in values)
+
+
+def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
+                    min_distinct: int = MIN_DISTINCT) -> list[str]:
+    """One template per message: messages that say the same thing with other values share one.
+
+    Deterministic and independent of order and repetitions: the result depends only on the set
+    of distinct messages (so group what is compared, e.g. both revisions, in one call). The
+    module docstring has the rules.
+
+    >>> group_templates(["Login failed for user alice: account locked", "Connect to redis at 10.0.0.1:6379",
+    ...                  "Login failed for user bob: account locked", "Connect to postgres at 10.0.0.2:5432",
+    ...                  "Login failed for user carol: account locked", "Login failed for user dave: account locked"])[:4]
+    ['Login failed for user <*>: account locked', 'Connect to redis at <*>', \
+'Login failed for user <*>: account locked', 'Connect to postgres at <*>']
+    """
+    messages = list(messages)
+    masked = {m: mask(m) for m in set(messages)}
+    tokens = {t: _tokens(t) for t in set(masked.values())}
+    # Drain's tree, flattened: a leaf per word count, separators and first word (unless it varies)
+    leaves: dict[tuple, list[tuple[str, ...]]] = defaultdict(list)
+    for t in sorted(tokens):
+        words, seps = tokens[t]
+        first = words[0] if words and not _VARIABLE_WORD.search(words[0]) else "<*>"
+        leaves[(len(words), seps, first)].append(words)
+    found: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
+    for (_, seps, _), members in leaves.items():
+        for cluster in _cluster(members, similarity):
+            for words, template in _split(cluster, min_distinct).items():
+                found[(words, seps)] = template
+    merged = _merge({(template, seps) for (_, seps), template in found.items()}, similarity, min_distinct)
+    text = {key: _render(merged[(template, key[1])], key[1]) for key, template in found.items()}
+    return [text[tokens[masked[m]]] for m in messages]
+
+
+def _cluster(members: list[tuple[str, ...]], similarity: float) -> list[list[tuple[str, ...]]]:
+    """Drain's leaf step: each word list joins the group whose template it is most similar to, or starts one."""
+    groups: list[tuple[list[str], list[tuple[str, ...]]]] = []
+    need = similarity * len(members[0])
+    for words in members:
+        best, best_same = None, -1
+        for template, group in groups:
+            same = sum(map(eq, template, words))
+            if same > best_same:
+                best, best_same = (template, group), same
+        if best is not None and (best_same >= need or not words):
+            template, group = best
+            for i, w in enumerate(words):
+                if template[i] != w:
+                    template[i] = "<*>"
+            group.append(words)
+        else:
+            groups.append((list(words), [words]))
+    return [g for _, g in groups]
+
+
+def _split(cluster: list[tuple[str, ...]], min_distinct: int) -> dict[tuple[str, ...], tuple[str, ...]]:
+    """{words: template}: a position whose values are variables becomes `<*>`; other varying positions split."""
+    template = list(cluster[0])
+    keys = []
+    for i in range(len(template)):
+        values = {w[i] for w in cluster}
+        if len(values) > 1:
+            if _is_variable(values, min_distinct):
+                template[i] = _star(values)
+            else:
+                keys.append(i)
+    out = {}
+    for words in cluster:
+        for i in keys:
+            template[i] = words[i]
+        out[words] = tuple(template)
+    return out
+
+
+def _merge(templates: set[tuple[tuple[str, ...], tuple[str, ...]]], similarity: float, min_distinct: int) -> dict:
+    """{(template, separators): merged template}: templates that differ in one position only, where the
+    values they take together are variables, are one when `similarity` of the words stay fixed (Drain's
+    tree keeps apart messages whose first words differ, and its similarity short ones)."""
+    final = {t: t[0] for t in templates}
+    current = set(templates)
+    while True:
+        rename: dict[tuple, tuple[str, ...]] = {}
+        by_shape: dict[tuple, list[tuple[str, ...]]] = defaultdict(list)
+        for words, seps in sorted(current):
+            by_shape[(len(words), seps)].append(words)
+        for (width, seps), members in by_shape.items():
+            need = similarity * width
+            for i in range(width):
+                buckets: dict[tuple[str, ...], list[tuple[str, ...]]] = defaultdict(list)
+                for words in members:
+                    if (words, seps) not in rename:
+                        buckets[words[:i] + words[i + 1:]].append(words)
+                for rest, same in buckets.items():
+                    if sum(w != "<*>" for w in rest) < need:
+                        continue
+                    values = {w[i] for w in same}
+                    if len(values) > 1 and _is_variable(values, min_distinct):
+                        star = _star(values)
+                        for words in same:
+                            rename[(words, seps)] = (*words[:i], star, *words[i + 1:])
+        if not rename:
+            return final
+        final = {t: rename.get((w, t[1]), w) for t, w in final.items()}
+        current = {(rename.get(t, t[0]), t[1]) for t in current}
+
+
+def _star(values: set[str]) -> str:
+    """The template word for a variable position: `<*>` with the prefix and suffix all values share."""
+    pre, suf = _common_edges(sorted(values))
+    return pre + "<*>" + suf
+
+
+def _render(words: tuple[str, ...], seps: tuple[str, ...]) -> str:
+    return _STARS.sub("<*>", seps[0] + "".join(w + s for w, s in zip(words, seps[1:], strict=True)))
