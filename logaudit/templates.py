@@ -200,40 +200,56 @@ _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? +"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
 _ZONE = r"(?: ?(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})\b)?"
 _UNIT = r"(?:ms|us|ns|s|m|h|d|min|sec|[KMGT]i?B|[kKMG]|B|x)?"
+_NUMBER = r"(?:\d+(?:\.\d+)*|[0-9a-fA-F]{8,})"
+_NEGATIVE_AFTER = r"[ _=(\[,:]"
+_DATES_BY_NAME = "|".join([
+    # `Sun Dec 04 04:47:44 2005`, `Dec 10 06:55:46`, `Sep 3, 2025 10:00`, `Sep 3, 2025`, `10/Oct/2000:13:55:36 -0700`
+    rf"\b(?:{_WEEKDAY})?{_MONTH} +\d{{1,2}}(?:,? +\d{{4}} +{_CLOCK}|,? +\d{{4}}\b| +{_CLOCK}(?: +\d{{4}}\b)?){_ZONE}",
+    rf"\b\d{{1,2}}[/ -]{_MONTH}[/ -]\d{{4}}(?:[: ]{_CLOCK})?(?: [+-]\d{{4}}\b)?",
+])
+_VALUES = "|".join([
+    rf"\b\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}(?:[T -]\d{{1,2}}[:.]\d{{2}}[:.]\d{{2}}(?:[.,]\d+)?)?{_ZONE}\b",  # ISO-like
+    r"\b\d{1,2}/\d{1,2}/\d{2,4}\b",  # 9/3/2025
+    rf"\b{_CLOCK}{_ZONE}\b",  # 10:00:01.5
+    r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # UUIDs
+    r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?\b",  # IPv4[:port]
+    r"\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,}\b",  # IPv6, MAC addresses
+    r"\b0[xX][0-9a-fA-F]+\b",  # 0x hex
+])
 #: `mask` passes, in order: (pattern, replacement). RE2 syntax without look-around, so that DuckDB
-#: (`mask_sql`) gives exactly what Python gives; the number pass runs twice because a match takes
-#: the character after it, which may be the one before the next number (`rdd_11_0`).
+#: (`mask_sql`) gives what Python gives; the number pass runs twice because a match takes the
+#: character after it, which may be the one before the next number (`rdd_11_0`). Python does the
+#: same with look-around in one pass, and skips a pass when a substring test shows it cannot match.
 GROUP_MASKS: list[tuple[str, str]] = [
-    ("|".join([
-        # date-times: `Sun Dec 04 04:47:44 2005`, `Dec 10 06:55:46`, `Sep 3, 2025 10:00`, `10/Oct/2000:13:55:36 -0700`
-        rf"\b(?:{_WEEKDAY})?{_MONTH} +\d{{1,2}}(?:,? +\d{{4}} +{_CLOCK}|,? +\d{{4}}\b| +{_CLOCK}(?: +\d{{4}}\b)?){_ZONE}",
-        rf"\b\d{{1,2}}[/ -]{_MONTH}[/ -]\d{{4}}(?:[: ]{_CLOCK})?(?: [+-]\d{{4}}\b)?",
-        # ISO-like dates with an optional time and zone, day-first dates, clock times
-        rf"\b\d{{4}}[-/.]\d{{1,2}}[-/.]\d{{1,2}}(?:[T -]\d{{1,2}}[:.]\d{{2}}[:.]\d{{2}}(?:[.,]\d+)?)?{_ZONE}\b",
-        r"\b\d{1,2}/\d{1,2}/\d{2,4}\b",
-        rf"\b{_CLOCK}{_ZONE}\b",
-        r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # UUIDs
-        r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b",  # emails
-        r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?::\d{1,5})?\b",  # IPv4[:port]
-        r"\b[0-9a-fA-F]{1,4}(?::[0-9a-fA-F]{0,4}){2,}\b",  # IPv6, MAC addresses
-        r"\b0[xX][0-9a-fA-F]+\b",  # 0x hex
-    ]), "<*>"),
-    # hex ids (8+) and numbers, with a minus sign, decimals, a unit (`37ms`, `5.2KB`); not inside a
-    # word (`jk2`, `ee0`, `gpt-4o` stay), but after `_`, `-`, `.` or `/` (`blk_<*>`, `core.<*>`)
-    (rf"(^|[^0-9A-Za-z])(?:[0-9a-fA-F]{{8,}}|\d+(?:\.\d+)*)({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
-    (rf"(^|[^0-9A-Za-z])(?:[0-9a-fA-F]{{8,}}|\d+(?:\.\d+)*)({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
-    (r"(^|[\s_=(\[,:])-<\*>", r"\1<*>"),  # a negative number is a number: blk_-<*> is blk_<*>
-    (r"<\*>(?:[ ,]*<\*>)+", "<*>"),  # a run of variables is one variable
     (r"[ \t\n\r\f\v]+", " "),  # whitespace runs are one space
+    (_DATES_BY_NAME, "<*>"),
+    (r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", "<*>"),  # emails
+    (_VALUES, "<*>"),
+    # numbers (decimal, with a unit such as `37ms` or `5.2KB`) and hex ids of 8+ digits: not inside a
+    # word (`jk2`, `ee0`, `gpt-4o` stay), but after `_`, `-`, `.`, `/` (`blk_<*>`, `core.<*>`, `node-<*>`)
+    (rf"(^|[^0-9A-Za-z]){_NUMBER}({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
+    (rf"(^|[^0-9A-Za-z]){_NUMBER}({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
+    (rf"(^|{_NEGATIVE_AFTER})-<\*>", r"\1<*>"),  # a negative number is a number: blk_-<*> is blk_<*>
+    (r"<\*>(?:[ ,]*<\*>)+", "<*>"),  # a run of variables is one variable
 ]
-_STARS = re.compile(GROUP_MASKS[-2][0])
-_GROUP_COMPILED = [(re.compile(p, re.ASCII), r) for p, r in GROUP_MASKS]
+_MONTH_HINT = re.compile("Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec")  # every `_MONTH` starts so
+_DIGIT = re.compile(r"\d", re.ASCII)
+_HEX8 = re.compile(r"[0-9a-fA-F]{8}")
+_DATES_BY_NAME_RE = re.compile(_DATES_BY_NAME, re.ASCII)
+_EMAIL_RE = re.compile(GROUP_MASKS[2][0], re.ASCII)
+_VALUES_RE = re.compile(_VALUES, re.ASCII)
+_NUMBER_RE = re.compile(rf"(?<![0-9A-Za-z]){_NUMBER}(?={_UNIT}(?![0-9A-Za-z]))", re.ASCII)
+_NEGATIVE_RE = re.compile(rf"(?:(?<={_NEGATIVE_AFTER})|^)-<\*>", re.ASCII)
+_SPACES = re.compile(GROUP_MASKS[0][0])
+_STARS = re.compile(GROUP_MASKS[-1][0])
 #: `group_templates`: at least this share of a message's words equal a group's template for it to join.
 SIMILARITY = 0.5
+#: `group_templates`: plain words are a variable (taking `MIN_DISTINCT` values) only beside this many fixed words.
+_MIN_FIXED = 2
 
-# words: a URL whole, else a run of characters other than spaces and `=,;:()[]{}"` (an apostrophe
-# between letters, as in `can't`, belongs to the word; other apostrophes are quotes)
-_WORD = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s"'()\[\]{},;]+|(?:[^\s=,;:()\[\]{}"']|(?<=\w)'(?=\w))+""")
+# words: a URL whole, else a run of characters other than spaces and `=,;:()[]{}"'` (an apostrophe
+# inside a word, as in `can't`, belongs to it; other apostrophes are quotes)
+_WORD = re.compile(r"""([A-Za-z][A-Za-z0-9+.-]*://[^\s"'()\[\]{},;]+|[^\s=,;:()\[\]{}"']+(?:'[^\s=,;:()\[\]{}"']+)*)""")
 _VARIABLE_WORD = re.compile(r"\d|<\*>")
 _PATH = re.compile(r"\.{0,2}/|~/|[A-Za-z][A-Za-z0-9+.-]*://")
 _UNITS = frozenset(["b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib", "byte", "bytes", "ms", "us", "ns", "s",
@@ -257,8 +273,21 @@ def mask(message: str) -> str:
     'Deleting block blk_<*> at <*> took <*>s'
     """
     text = message[:MAX_TEMPLATE_CHARS]
-    for pattern, replacement in _GROUP_COMPILED:
-        text = pattern.sub(replacement, text)
+    if "  " in text or not text.isprintable():
+        text = _SPACES.sub(" ", text)
+    if _MONTH_HINT.search(text):
+        text = _DATES_BY_NAME_RE.sub("<*>", text)
+    if "@" in text:
+        text = _EMAIL_RE.sub("<*>", text)
+    digit = _DIGIT.search(text)
+    if digit or ":" in text:
+        text = _VALUES_RE.sub("<*>", text)
+    if digit or _HEX8.search(text):
+        text = _NUMBER_RE.sub("<*>", text)
+        if "-<*>" in text:
+            text = _NEGATIVE_RE.sub("<*>", text)
+    if "<*>" in text:
+        text = _STARS.sub("<*>", text)
     return text.strip(" ")
 
 
@@ -276,27 +305,23 @@ def _tokens(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
     A word containing `<*>` repeated (`blk_<*> blk_<*> blk_<*>`) is kept once: a list of any length.
     """
-    words: list[str] = []
-    seps: list[str] = []
-    pos = 0
-    for m in _WORD.finditer(text):
-        word, sep = m.group(), text[pos:m.start()]
-        pos = m.end()
-        if words and word == words[-1] and "<*>" in word and sep.strip(" ,") == "":
-            continue
-        words.append(word)
-        seps.append(sep)
-    seps.append(text[pos:])
+    parts = _WORD.split(text)
+    words, seps = parts[1::2], parts[0::2]
+    if len(set(words)) < len(words):
+        keep = [i for i, w in enumerate(words)
+                if not (i and w == words[i - 1] and "<*>" in w and seps[i].strip(" ,") == "")]
+        words, seps = [words[i] for i in keep], [seps[i] for i in keep] + seps[-1:]
     return tuple(words), tuple(seps)
 
 
-def _is_variable(values: set[str], min_distinct: int) -> bool:
-    """Whether a word position taking `values` (2 or more) in one group is a variable."""
+def _is_variable(values: set[str], min_distinct: int, fixed: int) -> bool:
+    """Whether a word position taking `values` (2 or more) in one group, where `fixed` other words
+    are the same in all messages, is a variable."""
     if any(_VARIABLE_WORD.search(v) for v in values):
         return True
     if all(v.lower() in _UNITS for v in values) or all(_PATH.match(v) for v in values):
         return True
-    return len(values) >= min_distinct and not any(_IDENTIFIER.fullmatch(v) for v in values)
+    return len(values) >= min_distinct and fixed >= _MIN_FIXED and not any(_IDENTIFIER.fullmatch(v) for v in values)
 
 
 def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
@@ -329,7 +354,8 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
                 found[(words, seps)] = template
     merged = _merge({(template, seps) for (_, seps), template in found.items()}, similarity, min_distinct)
     text = {key: _render(merged[(template, key[1])], key[1]) for key, template in found.items()}
-    return [text[tokens[masked[m]]] for m in messages]
+    by_mask = {t: text[key] for t, key in tokens.items()}
+    return [by_mask[masked[m]] for m in messages]
 
 
 def _cluster(members: list[tuple[str, ...]], similarity: float) -> list[list[tuple[str, ...]]]:
@@ -356,11 +382,12 @@ def _cluster(members: list[tuple[str, ...]], similarity: float) -> list[list[tup
 def _split(cluster: list[tuple[str, ...]], min_distinct: int) -> dict[tuple[str, ...], tuple[str, ...]]:
     """{words: template}: a position whose values are variables becomes `<*>`; other varying positions split."""
     template = list(cluster[0])
+    columns = [{w[i] for w in cluster} for i in range(len(template))]
+    fixed = sum(len(values) == 1 and "<*>" not in template[i] for i, values in enumerate(columns))
     keys = []
-    for i in range(len(template)):
-        values = {w[i] for w in cluster}
+    for i, values in enumerate(columns):
         if len(values) > 1:
-            if _is_variable(values, min_distinct):
+            if _is_variable(values, min_distinct, fixed):
                 template[i] = _star(values)
             else:
                 keys.append(i)
@@ -391,10 +418,11 @@ def _merge(templates: set[tuple[tuple[str, ...], tuple[str, ...]]], similarity: 
                     if (words, seps) not in rename:
                         buckets[words[:i] + words[i + 1:]].append(words)
                 for rest, same in buckets.items():
-                    if sum(w != "<*>" for w in rest) < need:
+                    fixed = sum("<*>" not in w for w in rest)
+                    if fixed < need:
                         continue
                     values = {w[i] for w in same}
-                    if len(values) > 1 and _is_variable(values, min_distinct):
+                    if len(values) > 1 and _is_variable(values, min_distinct, fixed):
                         star = _star(values)
                         for words in same:
                             rename[(words, seps)] = (*words[:i], star, *words[i + 1:])
