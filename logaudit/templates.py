@@ -200,7 +200,7 @@ _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? +"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
 _ZONE = r"(?: ?(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})\b)?"
 _UNIT = r"(?:ms|us|ns|s|m|h|d|min|sec|[KMGT]i?B|[kKMG]|B|x)?"
-_NUMBER = r"(?:\d+(?:\.\d+)*|[0-9a-fA-F]{8,})"
+_NUMBER = r"(?:\d+|[0-9a-fA-F]{8,})"
 _NEGATIVE_AFTER = r"[ _=(\[,:]"
 _DATES_BY_NAME = "|".join([
     # `Sun Dec 04 04:47:44 2005`, `Dec 10 06:55:46`, `Sep 3, 2025 10:00`, `Sep 3, 2025`, `10/Oct/2000:13:55:36 -0700`
@@ -225,12 +225,13 @@ GROUP_MASKS: list[tuple[str, str]] = [
     (_DATES_BY_NAME, "<*>"),
     (r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", "<*>"),  # emails
     (_VALUES, "<*>"),
-    # numbers (decimal, with a unit such as `37ms` or `5.2KB`) and hex ids of 8+ digits: not inside a
-    # word (`jk2`, `ee0`, `gpt-4o` stay), but after `_`, `-`, `.`, `/` (`blk_<*>`, `core.<*>`, `node-<*>`)
+    # numbers (with a unit such as `37ms` or `5KB`) and hex ids of 8+ digits: not inside a word (`jk2`,
+    # `ee0`, `gpt-4o` stay), but after `_`, `-`, `/` or a dot (`blk_<*>`, `node-<*>`, `core.<*>`)
     (rf"(^|[^0-9A-Za-z]){_NUMBER}({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
     (rf"(^|[^0-9A-Za-z]){_NUMBER}({_UNIT})([^0-9A-Za-z]|$)", r"\1<*>\2\3"),
     (rf"(^|{_NEGATIVE_AFTER})-<\*>", r"\1<*>"),  # a negative number is a number: blk_-<*> is blk_<*>
-    (r"<\*>(?:[ ,]*<\*>)+", "<*>"),  # a run of variables is one variable
+    # a run of variables is one variable: `<*> <*>`, `<*>, <*>`, and a decimal `<*>.<*>` (`5.2KB` is `<*>KB`)
+    (r"<\*>(?:[ ,]*<\*>|\.<\*>)+", "<*>"),
 ]
 _MONTH_HINT = re.compile("Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec")  # every `_MONTH` starts so
 _DIGIT = re.compile(r"\d", re.ASCII)
@@ -284,8 +285,8 @@ def mask(message: str) -> str:
         text = _VALUES_RE.sub("<*>", text)
     if digit or _HEX8.search(text):
         text = _NUMBER_RE.sub("<*>", text)
-        if "-<*>" in text:
-            text = _NEGATIVE_RE.sub("<*>", text)
+    if "-<*>" in text:
+        text = _NEGATIVE_RE.sub("<*>", text)
     if "<*>" in text:
         text = _STARS.sub("<*>", text)
     return text.strip(" ")
@@ -433,9 +434,28 @@ def _merge(templates: set[tuple[tuple[str, ...], tuple[str, ...]]], similarity: 
 
 
 def _star(values: set[str]) -> str:
-    """The template word for a variable position: `<*>` with the prefix and suffix all values share."""
-    pre, suf = _common_edges(sorted(values))
+    """The template word for a variable position: `<*>` with the literal prefix and suffix all values
+    share, each ending at a punctuation mark (`user:<*>`, `blk_<*>` stays `<*>` when values differ there)."""
+    heads = [v.split("<*>", 1)[0] for v in values]
+    tails = [v.rsplit("<*>", 1)[-1] for v in values]
+    pre = _edge(heads, 1)
+    room = min(len(v) - len(pre) if "<*>" not in v else len(t) for v, t in zip(values, tails, strict=True))
+    suf = _edge([t[len(t) - room:] for t in tails], -1)
     return pre + "<*>" + suf
+
+
+def _edge(texts: list[str], direction: int) -> str:
+    """The longest common prefix (direction 1) or suffix (-1) of `texts` that ends (starts) at a non-word character."""
+    common = texts[0] if direction == 1 else texts[0][::-1]
+    for t in texts[1:]:
+        t = t if direction == 1 else t[::-1]
+        n = 0
+        while n < len(common) and n < len(t) and t[n] == common[n]:
+            n += 1
+        common = common[:n]
+    while common and not _EDGE.match(common[-1]):
+        common = common[:-1]
+    return common if direction == 1 else common[::-1]
 
 
 def _render(words: tuple[str, ...], seps: tuple[str, ...]) -> str:
