@@ -200,7 +200,7 @@ _WEEKDAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? +"
 _CLOCK = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
 _ZONE = r"(?: ?(?:Z|UTC|GMT|[+-]\d{2}:?\d{2})\b)?"
 _UNIT = r"(?:ms|us|ns|s|m|h|d|min|sec|[KMGT]i?B|[kKMG]|B|x)?"
-_NUMBER = r"(?:\d+|[0-9a-fA-F]{8,})"
+_NUMBER = r"(?:[0-9a-fA-F]{8,}|\d+)"  # hex first: `00000000001d` is an id, not 1 day
 _NEGATIVE_AFTER = r"[ _=(\[,:]"
 _DATES_BY_NAME = "|".join([
     # `Sun Dec 04 04:47:44 2005`, `Dec 10 06:55:46`, `Sep 3, 2025 10:00`, `Sep 3, 2025`, `10/Oct/2000:13:55:36 -0700`
@@ -245,6 +245,7 @@ _SPACES = re.compile(GROUP_MASKS[0][0])
 _STARS = re.compile(GROUP_MASKS[-1][0])
 #: `group_templates`: at least this share of a message's words equal a group's template for it to join.
 SIMILARITY = 0.5
+_ROUTE_WORDS = 2
 #: `group_templates`: plain words are a variable (taking `MIN_DISTINCT` values) only beside this many fixed words.
 _MIN_FIXED = 2
 
@@ -342,12 +343,11 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
     messages = list(messages)
     masked = {m: mask(m) for m in set(messages)}
     tokens = {t: _tokens(t) for t in set(masked.values())}
-    # Drain's tree, flattened: a leaf per word count, separators and first word (unless it varies)
+    # Drain's tree, flattened: a leaf per word count, separators and first fixed words
     leaves: dict[tuple, list[tuple[str, ...]]] = defaultdict(list)
     for t in sorted(tokens):
         words, seps = tokens[t]
-        first = words[0] if words and not _VARIABLE_WORD.search(words[0]) else "<*>"
-        leaves[(len(words), seps, first)].append(words)
+        leaves[(len(words), seps, _route(words))].append(words)
     found: dict[tuple[tuple[str, ...], tuple[str, ...]], tuple[str, ...]] = {}
     for (_, seps, _), members in leaves.items():
         for cluster in _cluster(members, similarity):
@@ -357,6 +357,17 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
     text = {key: _render(merged[(template, key[1])], key[1]) for key, template in found.items()}
     by_mask = {t: text[key] for t, key in tokens.items()}
     return [by_mask[masked[m]] for m in messages]
+
+
+def _route(words: tuple[str, ...]) -> tuple[str, ...]:
+    """Drain's tree: the first `_ROUTE_WORDS` words without digits (words with digits or `<*>` are variables)."""
+    out: list[str] = []
+    for w in words:
+        if not _VARIABLE_WORD.search(w):
+            out.append(w)
+            if len(out) == _ROUTE_WORDS:
+                break
+    return tuple(out)
 
 
 def _cluster(members: list[tuple[str, ...]], similarity: float) -> list[list[tuple[str, ...]]]:
