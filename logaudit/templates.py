@@ -1,28 +1,66 @@
-"""Message templates: the same line with different ids, numbers or quoted values is one template.
+"""Message templates: messages that say the same thing with other values share one template.
 
-Used to group unclassified messages (`Audit.unclassified`) and to find new error templates in a
-canary (`compare`). Grouping happens in two stages:
+**The grouping** is `group_templates(messages) -> list[str]` (one template per message, also
+`logaudit.group_templates`), for the unclassified messages of `summarize`, `compare`, the report
+and the notebooks. It is data-driven, after Drain (He et al., ICWS 2017):
 
-1. **Masks** (`template`, and `template_sql` for DuckDB): variable parts become `<*>`:
-   quoted strings, the value of a logfmt ``key=value``, timestamps, UUIDs, emails, IPv6 and
-   IPv4 addresses (with a port), hex strings of 8+ characters (or 6+ after `_`/`-`, as in
-   `ws_conn_3e732c`), tokens that mix letters and digits the way ids do (``8fKq2LmZa``,
-   ``x2kqz``, ``1m30s``), and numbers (a unit suffix such as `ms` stays). The rules are
-   RE2-compatible and applied in the same passes, with ASCII semantics, by Python (`template`)
-   and DuckDB (`template_sql`), so both give the same templates.
-2. **Merge** (`merge_templates`, on the distinct templates of a result, in Python): templates
-   that differ in one or two whitespace-separated words only are merged when each such word
-   takes at least `MIN_DISTINCT` different values (``Login failed for user alice|bob|carol|
-   dave: ...`` is one message about many users; ``connect to redis`` / ``connect to postgres``
-   stay two). `compare` uses both stages; the grouping accuracy of each is measured by
-   benchmarks/bench_templates.py (see docs/compare.md).
+1. **Masks** (`mask`, and `mask_sql`: the same in DuckDB) replace what always varies by `<*>`:
+   dates and times in common formats (ISO, `Dec 10 06:55:46`, `Sun Dec 04 04:47:44 2005`,
+   `10/Oct/2000:13:55:36 -0700`, `9/3/2025`, clock times), UUIDs, emails, IPv4 (with a port),
+   IPv6 and MAC addresses, `0x` hex, hex ids of 8+ digits, and numbers: negative (`blk_-42` and
+   `blk_42` are both `blk_<*>`), decimal, with a unit (`37ms` is `<*>ms`), after `_ - . /` in a
+   name (`core.<*>`, `node-<*>`) but not inside a word (`jk2_init`, `ee0`, `gpt-4o` stay).
+   Whitespace runs are one space; a run of variables (`<*> <*>`, `<*>, <*>`, `<*>.<*>`) is one.
+   Words, quoted values and identifiers are left to the next steps.
+2. **Words**: the masked text is split on whitespace and ``= , ; : ( ) [ ] { } " '`` (kept in
+   the template as they are; a URL is one word, an apostrophe inside a word belongs to it). A
+   word with `<*>` repeated (`blk_<*> blk_<*> ...`) is kept once: a list of any length.
+3. **Drain's tree**: messages with the same number of words, the same separators and the same
+   first two words without digits share a leaf; there, in sorted order, each message joins the
+   group whose template has the most of its words in place, if that is at least `SIMILARITY`
+   (half) of them, else starts a group.
+4. **What varies**, in each group, word position by position: a position is a variable (`<*>`,
+   keeping the literal prefix and suffix all values share up to a punctuation mark, as in
+   `user:<*>:profile`) when a value has a digit or `<*>`, when all values are units (`ms`, `KB`,
+   `seconds`) or all are paths or URLs, or when it takes at least `MIN_DISTINCT` (4) plain words
+   beside at least two fixed words and none is an identifier (CONSTANT_CASE such as
+   `DATABASE_URL`, a dotted name such as `app.monitoring.metrics`, an exception class such as
+   `ModuleNotFoundError`). Any other varying position splits the group, a template per value. So
+   `connect to redis` / `connect to postgres` stay two templates, `Login failed for user
+   alice|bob|carol|dave` is one, `No module named 'netra_backend.app.monitoring'` keeps its
+   module (different modules: a template each), and a quoted value is masked only when it varies
+   like a value.
+5. **Merge**: groups whose templates differ in one position only are one when the values there,
+   taken together, are a variable by the same rule and at least half the words stay fixed
+   (messages whose first words vary; the same event split over leaves).
+
+`group_templates` is deterministic and independent of order and repetitions: the result depends
+only on the set of distinct messages. A template depends on the other messages of the call, so
+group everything that is compared (both revisions) in one call. `mask` is idempotent and
+`group_templates` gives the same on masked messages as on the messages, so a window's messages
+can be reduced in DuckDB first (`SELECT DISTINCT mask_sql(message)`) and the distinct masked
+messages grouped in Python (100,000 distinct messages: about 1.6 s of one core; see
+benchmarks/bench_templates.py and docs/compare.md for speed and accuracy). Only the first
+`MAX_TEMPLATE_CHARS` characters of a message count.
+
+**The first stages**, used by `summarize` and `compare` until they call `group_templates`:
+
+1. `template` (and `template_sql`): per-message masks that also hide every quoted string, the
+   value of a logfmt ``key=value``, and tokens that mix letters and digits the way ids do
+   (``8fKq2LmZa``, ``x2kqz``, ``1m30s``). The rules are RE2-compatible and applied in the same
+   passes, with ASCII semantics, by Python (`template`) and DuckDB (`template_sql`).
+2. `merge_templates`, on the distinct templates of a result: templates that differ in one or two
+   whitespace-separated words only are merged when each such word takes at least `MIN_DISTINCT`
+   different values.
 
 >>> template("Cache miss for key user:48213:profile after 37ms")
 'Cache miss for key user:<*>:profile after <*>ms'
->>> template("Retrying Redis connection to 10.0.3.7:6379 (attempt 2)")
-'Retrying Redis connection to <*> (attempt <*>)'
 >>> template("Request req_8fKq2LmZa timed out after 30s (user=alice)")
 'Request <*> timed out after <*>s (user=<*>)'
+>>> group_templates(["Cache miss for key user:48213:profile after 37ms", "Cache miss for key user:7:profile after 5ms",
+...                  "Missing configuration value: DATABASE_URL"])
+['Cache miss for key user:<*>:profile after <*>ms', 'Cache miss for key user:<*>:profile after <*>ms', \
+'Missing configuration value: DATABASE_URL']
 """
 
 from __future__ import annotations
@@ -331,8 +369,8 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
     """One template per message: messages that say the same thing with other values share one.
 
     Deterministic and independent of order and repetitions: the result depends only on the set
-    of distinct messages (so group what is compared, e.g. both revisions, in one call). The
-    module docstring has the rules.
+    of distinct messages (so group what is compared, e.g. both revisions, in one call). A `None`
+    message gets `None`, as with `template`. The module docstring has the rules.
 
     >>> group_templates(["Login failed for user alice: account locked", "Connect to redis at 10.0.0.1:6379",
     ...                  "Login failed for user bob: account locked", "Connect to postgres at 10.0.0.2:5432",
@@ -341,8 +379,9 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
 'Login failed for user <*>: account locked', 'Connect to postgres at <*>']
     """
     messages = list(messages)
-    masked = {m: mask(m) for m in set(messages)}
-    tokens = {t: _tokens(t) for t in set(masked.values())}
+    masked: dict[str | None, str | None] = {m: mask(m) for m in set(messages) if m is not None}
+    masked[None] = None
+    tokens = {t: _tokens(t) for t in set(masked.values()) if t is not None}
     # Drain's tree, flattened: a leaf per word count, separators and first fixed words
     leaves: dict[tuple, list[tuple[str, ...]]] = defaultdict(list)
     for t in sorted(tokens):
@@ -355,8 +394,9 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
                 found[(words, seps)] = template
     merged = _merge({(template, seps) for (_, seps), template in found.items()}, similarity, min_distinct)
     text = {key: _render(merged[(template, key[1])], key[1]) for key, template in found.items()}
-    by_mask = {t: text[key] for t, key in tokens.items()}
-    return [by_mask[masked[m]] for m in messages]
+    by_mask: dict[str | None, str | None] = {t: text[key] for t, key in tokens.items()}
+    by_mask[None] = None
+    return [by_mask[masked[m]] for m in messages]  # type: ignore[misc]
 
 
 def _route(words: tuple[str, ...]) -> tuple[str, ...]:

@@ -88,6 +88,7 @@ def test_group_templates_is_exported_and_handles_empty_input():
     assert group_templates([]) == []
     assert group_templates(["", "  \t", "ok"]) == ["", "", "ok"]
     assert group_templates(iter(["a 1", "a 2"])) == ["a <*>", "a <*>"]
+    assert group_templates([None, "a 1", None]) == [None, "a <*>", None]  # as template(None)
 
 
 def test_mask_examples():
