@@ -69,6 +69,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from operator import eq
+from os.path import commonprefix
 
 _VARIABLE = "|".join([
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?",  # timestamps
@@ -497,13 +498,7 @@ def _star(values: set[str]) -> str:
 
 def _edge(texts: list[str], direction: int) -> str:
     """The longest common prefix (direction 1) or suffix (-1) of `texts` that ends (starts) at a non-word character."""
-    common = texts[0] if direction == 1 else texts[0][::-1]
-    for t in texts[1:]:
-        t = t if direction == 1 else t[::-1]
-        n = 0
-        while n < len(common) and n < len(t) and t[n] == common[n]:
-            n += 1
-        common = common[:n]
+    common = commonprefix(texts if direction == 1 else [t[::-1] for t in texts])
     while common and not _EDGE.match(common[-1]):
         common = common[:-1]
     return common if direction == 1 else common[::-1]
