@@ -404,8 +404,9 @@ def print_speed(n: int, repeats: int = 3) -> None:
     print(f"\nspeed: {n:,} distinct generated messages, best of {repeats}, CPU seconds of one process")
     for name, sec in best.items():
         print(f"{name:<18} {sec:6.2f} s  {n / sec:10,.0f} msg/s")
-    if "drain3" in best:
-        print(f"group_templates / drain3 time: {best['group_templates'] / best['drain3']:.2f}")
+    for other in ("drain3", "drain3 after mask"):
+        if other in best:
+            print(f"group_templates / {other} time: {best['group_templates'] / best[other]:.2f}")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

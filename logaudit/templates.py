@@ -70,6 +70,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from operator import eq
 from os.path import commonprefix
+from typing import overload
 
 _VARIABLE = "|".join([
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: ?(?:Z|[+-]\d{2}:?\d{2}))?",  # timestamps
@@ -284,6 +285,7 @@ _SPACES = re.compile(GROUP_MASKS[0][0])
 _STARS = re.compile(GROUP_MASKS[-1][0])
 #: `group_templates`: at least this share of a message's words equal a group's template for it to join.
 SIMILARITY = 0.5
+#: `group_templates`: messages share a leaf of the tree when their first this many fixed words are the same.
 _ROUTE_WORDS = 2
 #: `group_templates`: plain words are a variable (taking `MIN_DISTINCT` values) only beside this many fixed words.
 _MIN_FIXED = 2
@@ -365,8 +367,17 @@ def _is_variable(values: set[str], min_distinct: int, fixed: int) -> bool:
     return len(values) >= min_distinct and fixed >= _MIN_FIXED and not any(_IDENTIFIER.fullmatch(v) for v in values)
 
 
-def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
-                    min_distinct: int = MIN_DISTINCT) -> list[str]:
+@overload
+def group_templates(messages: Iterable[str], *, similarity: float = ..., min_distinct: int = ...) -> list[str]: ...
+
+
+@overload
+def group_templates(messages: Iterable[str | None], *, similarity: float = ...,
+                    min_distinct: int = ...) -> list[str | None]: ...
+
+
+def group_templates(messages: Iterable[str | None], *, similarity: float = SIMILARITY,
+                    min_distinct: int = MIN_DISTINCT) -> list[str | None]:
     """One template per message: messages that say the same thing with other values share one.
 
     Deterministic and independent of order and repetitions: the result depends only on the set
@@ -397,7 +408,7 @@ def group_templates(messages: Iterable[str], *, similarity: float = SIMILARITY,
     text = {key: _render(merged[(template, key[1])], key[1]) for key, template in found.items()}
     by_mask: dict[str | None, str | None] = {t: text[key] for t, key in tokens.items()}
     by_mask[None] = None
-    return [by_mask[masked[m]] for m in messages]  # type: ignore[misc]
+    return [by_mask[masked[m]] for m in messages]
 
 
 def _route(words: tuple[str, ...]) -> tuple[str, ...]:
