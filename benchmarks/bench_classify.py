@@ -41,14 +41,11 @@ import logaudit  # noqa: E402, I001, F401
 import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from logaudit.catalog import load_catalogs  # noqa: E402
-from logaudit.classify import (  # noqa: E402
-    classify_store,
-    compile_patterns,
-    match_table,
-    read_entry_file,
-)
-from logaudit.heap import tune_allocator  # noqa: E402
+from logaudit.catalog.cache import read_entry_file  # noqa: E402
+from logaudit.catalog.catalog import load_catalogs  # noqa: E402
+from logaudit.catalog.classify import classify_store  # noqa: E402
+from logaudit.catalog.engine import compile_patterns, match_table  # noqa: E402
+from logaudit.core.memory import tune_allocator  # noqa: E402
 
 
 class Timing:
@@ -71,8 +68,8 @@ class Timing:
 
 
 def build_store(out: Path, entries: int, seed: int) -> Path:
-    from logaudit.sample import SampleConfig, SampleGenerator
-    from logaudit.store import Store
+    from logaudit.sources.sample import SampleConfig, SampleGenerator
+    from logaudit.store.store import Store
 
     root = out / f"store-{entries}-{seed}"
     if (root / ".complete").exists():
@@ -174,7 +171,7 @@ def main() -> None:
     tuned = tune_allocator()  # as the command line does on start
     args.out.mkdir(parents=True, exist_ok=True)
     store_root = build_store(args.out, args.entries, args.seed)
-    from logaudit.store import Store
+    from logaudit.store.store import Store
 
     store = Store(store_root)
     cat = load_catalogs(args.patterns or [ROOT / "patterns"])

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     root = store.root
     if args.build_only:
         return 0
-    from logaudit.compare import compare
-    from logaudit.query import Audit
+    from logaudit.analysis.audit import Audit
+    from logaudit.analysis.judge import compare
 
     t0 = time.perf_counter()
     first = compare(Audit(root))

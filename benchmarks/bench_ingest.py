@@ -25,8 +25,15 @@ from pathlib import Path
 
 BASELINE = r"""
 import sys, duckdb, json
-from logaudit.normalize import _PARSE_SELECT, _FINISH_CTES, _KEEP_SQL, _DERIVED_SELECT, _DERIVED, _STRUCTURE
-from logaudit.schema import ENTRY_COLUMNS
+from logaudit.store.normalize import (
+    _PARSE_SELECT,
+    _FINISH_CTES,
+    _KEEP_SQL,
+    _DERIVED_SELECT,
+    _DERIVED,
+    _STRUCTURE,
+)
+from logaudit.store.schema import ENTRY_COLUMNS
 src, out = sys.argv[1], sys.argv[2]
 def duck_type(v):
     if isinstance(v, dict):
@@ -61,7 +68,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the generated file and store")
     args = parser.parse_args()
-    from logaudit.sample import SampleConfig, write_sample
+    from logaudit.sources.sample import SampleConfig, write_sample
 
     work = Path(tempfile.mkdtemp(prefix="logaudit-bench-"))
     src = work / "entries.jsonl"
@@ -71,7 +78,7 @@ def main() -> None:
 
     base_s, base_rss = run([sys.executable, "-c", BASELINE, str(src), str(work / "baseline.parquet")])
     ours_s, ours_rss = run([sys.executable, "-m", "logaudit", "ingest", "--quiet", "--store", str(work / "store"), str(src)])
-    from logaudit.store import Store
+    from logaudit.store.store import Store
 
     stored = Store(work / "store").info()["entries"]
     assert stored == args.entries, f"store holds {stored} entries, expected {args.entries}"

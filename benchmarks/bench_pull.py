@@ -33,7 +33,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fake_logging import FakeLogging, make_entries, ts_ns  # noqa: E402
 
 from logaudit.sources import cloud_logging as cl  # noqa: E402
-from logaudit.store import Store  # noqa: E402
+from logaudit.store import pull as store_pull  # noqa: E402
+from logaudit.store.store import Store  # noqa: E402
 
 PROJECT = "bench-project"
 SINCE, UNTIL = "2026-11-28T00:00:00Z", "2026-11-29T00:00:00Z"
@@ -63,11 +64,11 @@ def serve(conn, n: int, quota: float, faults: dict[int, str] | None) -> None:
         conn.send([r.fault for r in server.requests if r.status != 200])
 
 
-def run(url: str, n: int, quota: float, page_size: int) -> tuple[float, cl.PullReport]:
+def run(url: str, n: int, quota: float, page_size: int) -> tuple[float, store_pull.PullReport]:
     store_dir = Path(tempfile.mkdtemp(prefix="bench-pull-"))
     try:
         t0 = time.perf_counter()
-        report = cl.pull(store_dir, PROJECT, services=["hello"], since=SINCE, until=UNTIL, endpoint=url,
+        report = store_pull.pull(store_dir, PROJECT, services=["hello"], since=SINCE, until=UNTIL, endpoint=url,
                          max_requests_per_minute=quota, page_size=page_size, seed=1)
         seconds = time.perf_counter() - t0
         table = Store(store_dir).read_entries()

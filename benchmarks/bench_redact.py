@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from common import bench_store  # noqa: E402
 from conftest import ingest_bundled_sample  # noqa: E402
 
+from logaudit.analysis.audit import Audit  # noqa: E402
+from logaudit.analysis.window import Window
+from logaudit.core.redact import Redactor  # noqa: E402
 from logaudit.export import _write_entries  # noqa: E402
-from logaudit.query import Audit, Window  # noqa: E402
-from logaudit.redact import Redactor  # noqa: E402
 
 SHAPES = {
     "dotted words before a URL": lambda n: "a." * (n // 4) + "a://x:" + "y" * (n // 2),

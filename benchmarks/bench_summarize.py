@@ -29,8 +29,8 @@ import duckdb  # noqa: E402
 import pandas as pd  # noqa: E402
 from common import bench_store  # noqa: E402
 
-from logaudit.query import Audit  # noqa: E402
-from logaudit.timeparse import format_rfc3339  # noqa: E402
+from logaudit.analysis.audit import Audit  # noqa: E402
+from logaudit.core.timeparse import format_rfc3339  # noqa: E402
 
 
 def best_of(fn, runs: int = 3) -> tuple[float, object]:

@@ -16,7 +16,7 @@
    * **exact**: one group per distinct message (what `GROUP BY message` does);
    * **masks v0**: the masks logaudit shipped first (timestamps, quotes, UUIDs, emails, IPs, hex,
      numbers);
-   * **logaudit masks**: `logaudit.templates.template` (the masks above plus logfmt values and
+   * **logaudit masks**: `logaudit.analysis.templates.template` (the masks above plus logfmt values and
      mixed letter/digit tokens), the same in SQL (`template_sql`);
    * **logaudit masks + merge**: then `merge_templates`, which merges templates that differ in
      one word position only when that position takes many distinct values;
@@ -66,7 +66,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from logaudit.templates import group_templates, mask, mask_sql, merge_templates, template, template_sql  # noqa: E402
+from logaudit.analysis.templates import (  # noqa: E402
+    group_templates,
+    mask,
+    mask_sql,
+    merge_templates,
+    template,
+    template_sql,
+)
 
 LOGHUB = ["HDFS", "Hadoop", "Spark", "Zookeeper", "BGL", "HPC", "Apache", "OpenSSH"]
 #: Drain's GA on these 8 as published (logparser's Drain README, original labels, per-dataset settings).
@@ -416,7 +423,7 @@ def sample_corpus(entries: int, seed: int) -> list[tuple[str, str]]:
     """Held-out lines: the WARNING/ERROR lines no catalog pattern matches in `logaudit.sample`'s
     generator (cache misses, Redis retries, rate-limiter fallbacks, Python-logging warnings from 3
     loggers, loguru errors from 3 call sites), with the generator's event kind and logger as truth."""
-    from logaudit.sample import SampleConfig, SampleGenerator
+    from logaudit.sources.sample import SampleConfig, SampleGenerator
 
     out = []
     for e in SampleGenerator(SampleConfig(entries=entries, seed=seed)):

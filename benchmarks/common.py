@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from logaudit.sample import SampleConfig, SampleGenerator
-from logaudit.store import Store
+from logaudit.sources.sample import SampleConfig, SampleGenerator
+from logaudit.store.store import Store
 
 
 def bench_store(entries: int = 10_000_000, days: float = 10, path: str | os.PathLike | None = None) -> tuple[Store, dict]:

@@ -9,8 +9,8 @@ The public API, shared by the CLI and the notebooks:
 >>> audit.revisions(since="6h")                       # doctest: +SKIP
 """
 
-from logaudit import heap as _heap  # noqa: F401 - first: sets Arrow's allocator up before pyarrow loads
-from logaudit.errors import (
+from logaudit.core import memory as _memory  # noqa: F401 - first: sets Arrow's allocator up before pyarrow loads
+from logaudit.core.errors import (
     CatalogError,
     ExitCode,
     InputError,
@@ -21,29 +21,30 @@ from logaudit.errors import (
     UnknownFilterError,
     UsageError,
 )
-from logaudit.normalize import normalize_entry, parse_timestamps
-from logaudit.schema import ENTRY_COLUMNS, ENTRY_SCHEMA, SEVERITY_NUM
-from logaudit.store import IngestReport, Store, default_store_path
+from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store.normalize import normalize_entry, parse_timestamps
+from logaudit.store.schema import ENTRY_COLUMNS, ENTRY_SCHEMA
+from logaudit.store.store import IngestReport, Store, default_store_path
 
 
 def __getattr__(name: str):
     """Heavier parts load on first use, so `import logaudit` and the CLI stay fast."""
     lazy = {
-        "Audit": ("logaudit.query", "Audit"),
-        "Window": ("logaudit.query", "Window"),
-        "Redactor": ("logaudit.redact", "Redactor"),
-        "load_catalogs": ("logaudit.catalog", "load_catalogs"),
-        "default_catalog_paths": ("logaudit.catalog", "default_catalog_paths"),
-        "classify_store": ("logaudit.classify", "classify_store"),
-        "SampleConfig": ("logaudit.sample", "SampleConfig"),
-        "SampleGenerator": ("logaudit.sample", "SampleGenerator"),
-        "sample_path": ("logaudit.demo", "sample_path"),
-        "template": ("logaudit.templates", "template"),
-        "group_templates": ("logaudit.templates", "group_templates"),
-        "compare": ("logaudit.compare", "compare"),
-        "load_gate": ("logaudit.compare", "load_gate"),
-        "charts": ("logaudit.charts", None),
-        "authoring": ("logaudit.authoring", None),
+        "Audit": ("logaudit.analysis.audit", "Audit"),
+        "Window": ("logaudit.analysis.window", "Window"),
+        "Redactor": ("logaudit.core.redact", "Redactor"),
+        "load_catalogs": ("logaudit.catalog.catalog", "load_catalogs"),
+        "default_catalog_paths": ("logaudit.catalog.catalog", "default_catalog_paths"),
+        "classify_store": ("logaudit.catalog.classify", "classify_store"),
+        "SampleConfig": ("logaudit.sources.sample", "SampleConfig"),
+        "SampleGenerator": ("logaudit.sources.sample", "SampleGenerator"),
+        "sample_path": ("logaudit.sources.bundled", "sample_path"),
+        "template": ("logaudit.analysis.templates", "template"),
+        "group_templates": ("logaudit.analysis.templates", "group_templates"),
+        "compare": ("logaudit.analysis.judge", "compare"),
+        "load_gate": ("logaudit.analysis.gate", "load_gate"),
+        "charts": ("logaudit.present.charts", None),
+        "authoring": ("logaudit.analysis.authoring", None),
     }
     if name in lazy:
         import importlib

@@ -14,8 +14,8 @@ a lock:
                         JSON columns stay valid JSON
    ``matches.parquet``  which pattern each classified entry matched
    ``summary.json``     `Audit.summary` of the period (what `summarize --format json` prints)
-   ``compare.json``     `logaudit.compare` of the period (baseline vs canary), when available
-   ``report.md``        the report (see logaudit.report), ``report.html`` self-contained,
+   ``compare.json``     `compare` of the period (baseline vs canary), when there is one
+   ``report.md``        the report (see logaudit.present.report), ``report.html`` self-contained,
    ``report.html``      ``charts/*.png``
    ``_EXPORT.json``     the export manifest: window, files with sizes and SHA-256, counts;
                         written last - a period without it is incomplete
@@ -57,7 +57,6 @@ import ctypes
 import errno
 import fcntl
 import hashlib
-import importlib.util
 import os
 import re
 import shutil
@@ -76,13 +75,15 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from logaudit.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
-from logaudit.query import Audit, Window, resolve_window
-from logaudit.redact import Redactor
-from logaudit.report import FORMATS, build_report, parse_formats
-from logaudit.schema import ENTRY_SCHEMA
-from logaudit.store import Store
-from logaudit.timeparse import clamp_window, format_rfc3339, parse_duration
+from logaudit.analysis.audit import Audit
+from logaudit.analysis.judge import compare
+from logaudit.analysis.window import Window, resolve_window
+from logaudit.core.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
+from logaudit.core.redact import Redactor
+from logaudit.core.timeparse import clamp_window, format_rfc3339, parse_duration
+from logaudit.present.report import FORMATS, build_report, parse_formats
+from logaudit.store.schema import ENTRY_SCHEMA
+from logaudit.store.store import Store
 
 FORMAT = "logaudit-export/1"
 MANIFEST = "_EXPORT.json"
@@ -116,7 +117,7 @@ class PeriodExport:
     entries: int
     files: list[dict[str, Any]]
     replaced: bool  # a previous export of the same period was replaced
-    compare: dict[str, Any]  # {"status": "written" | "skipped" | "unavailable", ...}
+    compare: dict[str, Any]  # {"status": "written" | "skipped", ...}
 
 
 @dataclass
@@ -264,9 +265,9 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
 
 def _pull(store: Store, project: str, service: str | None, since: datetime, until: datetime,
           credentials_file: str | os.PathLike | None, options: dict[str, Any]) -> dict[str, Any]:
-    from logaudit.sources import cloud_logging as cl
+    from logaudit.store import pull as store_pull
 
-    report = cl.pull(store, project, services=[service] if service else (), since=since, until=until,
+    report = store_pull.pull(store, project, services=[service] if service else (), since=since, until=until,
                      credentials_file=credentials_file, **options)
     keep = ("project", "status", "filter", "query_filter", "since", "until", "entries", "new_rows", "duplicates",
             "rejected", "requests", "pages", "resumed_from", "boundary", "ingest_id")
@@ -301,11 +302,7 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
 
 
 def _compare(audit: Audit, service: str, since: datetime, until: datetime) -> tuple[dict | None, dict[str, Any]]:
-    """compare.json content and a status for the manifest; only when logaudit.compare exists."""
-    if importlib.util.find_spec("logaudit.compare") is None:
-        return None, {"status": "unavailable", "reason": "logaudit.compare is not installed"}
-    from logaudit.compare import compare
-
+    """compare.json content and a status for the manifest."""
     try:
         doc = compare(audit, service=service, since=since, until=until).to_dict()
     except LogauditError as err:
@@ -320,7 +317,7 @@ def _write_entries(audit: Audit, window: Window, path: Path) -> int:
     Redaction is vectorised (pyarrow, RE2) per batch of rows: one scan of each text column finds
     the values that may hold a secret, and those of all columns go through the rules at once.
     """
-    from logaudit.db import connect
+    from logaudit.core.db import connect
 
     files = [str(f) for f in audit.store.entry_files(window.since, window.until)]
     texts = [f.name for f in ENTRY_SCHEMA if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS]
@@ -535,7 +532,7 @@ class _LocalTarget(_Target):
 def _write_faults(where: Path) -> Iterator[None]:
     """A write the operating system refuses (disk full, quota, read-only) while building the
     period `where` becomes StoreWriteError naming the file (else the period)."""
-    from logaudit.store import WRITE_ERRNOS, write_failure
+    from logaudit.store.store import WRITE_ERRNOS, write_failure
 
     try:
         yield

@@ -44,9 +44,9 @@ def cli():
 
 def ingest_bundled_sample(folder: Path):
     """A store holding the bundled sample, and the generator's truth for it (counts, planted secrets)."""
-    from logaudit.demo import sample_path
-    from logaudit.sample import SampleConfig, SampleGenerator
-    from logaudit.store import Store
+    from logaudit.sources.bundled import sample_path
+    from logaudit.sources.sample import SampleConfig, SampleGenerator
+    from logaudit.store.store import Store
 
     gen = SampleGenerator(SampleConfig())
     for _ in gen:

@@ -1,5 +1,6 @@
 """Independent readings of the formats logaudit normalizes, for property tests: each says what
-the documented rule gives (value, or why not) without using logaudit's code."""
+the documented rule gives (value, or why not) without using logaudit's code; and what the sample
+generator's events must be counted as."""
 
 from __future__ import annotations
 
@@ -178,3 +179,42 @@ latency_values = st.one_of(
     st.text(max_size=8), st.integers(-5, 10**6), st.floats(allow_nan=False, allow_infinity=False), st.none(),
     st.sampled_from(["0s", "0.001115s", "1e3s", " 1s", "1s ", "1.s", ".5s", "NaNs", "infs", "{}", '{"seconds":1}']),
 )
+
+
+# ---------------------------------------------------------------------------- the sample's truth
+#: pattern id -> the generator's kinds it must count exactly (seed findings and platform lines)
+EXPECTED_KINDS: dict[str, tuple[str, ...]] = {
+    "ws-no-token-debug": ("ws_no_token_debug",),
+    "ws-auth-failure": ("ws_auth_failure",),
+    "ws-rejected-no-jwt": ("ws_rejected_no_jwt",),
+    "dependency-validation-failed": ("dependency_validation_failed",),
+    "startup-validation-failures-detected": ("startup_failures_header",),
+    "golden-path-chat-broken": ("golden_path_chat_broken",),
+    "golden-path-jwt-failure": ("golden_path_jwt_failure",),
+    "golden-path-other-failure": (),
+    "golden-path-business-risk": ("golden_path_business_risk",),
+    "startup-validation-bypassed": ("startup_validation_bypassed",),
+    "demo-mode-auth-bypass": ("demo_mode_bypass",),
+    "request-session-completed": ("session_completed",),
+    "db-session-created": ("db_session_created",),
+    "thread-creation-working": ("thread_created",),
+    "request-session-create-failed": ("session_create_failed",),
+    "leaked-session-detected": ("leaked_session",),
+    "startup-sequence-failed": ("startup_sequence_failed",),
+    "agent-request-completed": ("agent_request_json",),
+    "api-agents-not-found": ("req_agents_404",),
+    "api-threads-forbidden": ("req_threads_403",),
+    "chat-api-server-error": ("req_chat_500",),
+    "health-check-ok": ("req_health",),
+    "auth-token-issued": ("auth_token_issued",),
+    "auth-verify-rejected": ("auth_verify_401",),
+    "container-exit": ("container_exit",),
+    "gunicorn-worker-boot-failed": ("gunicorn_worker_boot_failed",),
+    "malformed-response-503": ("req_malformed_503",),
+    "instance-started": ("instance_started",),
+    "http-server-error": ("req_chat_500", "req_malformed_503"),
+    "secret-jwt-logged": ("secret_leak_jwt",),
+    "secret-bearer-token-logged": ("secret_leak_bearer",),
+    "secret-google-api-key-logged": ("secret_leak_api_key",),
+    "secret-database-password-logged": ("secret_leak_db_url",),
+}

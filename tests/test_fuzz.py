@@ -48,7 +48,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from logaudit.sources.files import Yaml12Loader
-from logaudit.store import Store
+from logaudit.store.store import Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HOSTILE = FIXTURES / "hostile"
@@ -545,7 +545,8 @@ class World:
 
 #: HOME is inside the watched folder; matplotlib keeps its font cache where it already is.
 MPLCONFIGDIR = __import__("matplotlib").get_configdir()
-RENDER_MODULES = ("logaudit/render.py", "logaudit/report.py", "logaudit/charts.py", "logaudit/display.py")
+RENDER_MODULES = ("logaudit/present/summary.py", "logaudit/present/report.py", "logaudit/present/charts.py",
+                  "logaudit/present/display.py")
 
 
 def _area(err: BaseException) -> str:

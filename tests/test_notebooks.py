@@ -85,7 +85,7 @@ def test_notebook_runs_on_the_bundled_sample(path, tmp_path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_on_an_empty_store_says_so(path, tmp_path):
-    from logaudit.store import Store
+    from logaudit.store.store import Store
 
     Store(tmp_path / "empty")
     book = run(path, {"LOGAUDIT_STORE": str(tmp_path / "empty"), "LOGAUDIT_NEW_CATALOG": str(tmp_path / "t.yaml")}, tmp_path)
@@ -113,7 +113,7 @@ def test_notebooks_use_only_the_public_api(path):
 def test_the_library_works_in_a_kernel_without_ipywidgets(tmp_path):
     """The core install has no Jupyter: a plain ipykernel (an editor's notebooks) has no
     ipywidgets, and DuckDB refuses progress-bar settings there."""
-    from logaudit.demo import sample_path
+    from logaudit.sources.bundled import sample_path
 
     book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "import sys\n"

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from logaudit.query import Audit
-from logaudit.redact import Redactor
+from logaudit.analysis.audit import Audit
+from logaudit.core.redact import Redactor
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "fixtures" / "secrets-corpus.yaml").read_text())
 LINES = CORPUS["secrets"]

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from logaudit.demo import sample_path
-from logaudit.sample import SampleConfig, write_sample
-from logaudit.schema import schema_markdown
+from logaudit.sources.bundled import sample_path
+from logaudit.sources.sample import SampleConfig, write_sample
+from logaudit.store.schema import schema_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 

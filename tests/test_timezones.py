@@ -23,9 +23,10 @@ ZONES = ("Asia/Kolkata", "America/Los_Angeles")
 
 _PROBE = """
 import json, sys
-from logaudit.db import connect
-from logaudit.query import Audit, resolve_window
-from logaudit.report import status_timeline
+from logaudit.core.db import connect
+from logaudit.analysis.audit import Audit
+from logaudit.analysis.window import resolve_window
+from logaudit.present.report import status_timeline
 
 audit = Audit(sys.argv[1])
 w = {"since": "2025-09-09T20:00:00Z", "until": "2025-09-10T04:00:00Z", "service": "netra-backend-staging"}
@@ -89,7 +90,7 @@ def test_time_sensitive_tests_pass_in_other_zones(tmp_path):
 def test_every_connection_comes_from_the_factory():
     """One place sets the session (UTC, no progress bar): no other module of logaudit connects itself."""
     import logaudit
-    from logaudit.db import connect
+    from logaudit.core.db import connect
 
     root = Path(logaudit.__file__).parent
     others = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")

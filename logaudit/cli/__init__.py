@@ -21,8 +21,8 @@ from typing import Any, NoReturn
 
 import click
 
-from logaudit.errors import ExitCode, InputError, LogauditError
-from logaudit.heap import tune_allocator
+from logaudit.core.errors import ExitCode, InputError, LogauditError
+from logaudit.core.memory import tune_allocator
 
 
 class ExpandedPath(click.Path):
@@ -52,7 +52,7 @@ keep_emails_option = click.option(
 
 def make_redactor(*, no_redact: bool = False, keep_emails: bool = False) -> Any:
     """The redactor of a command: disabled with --no-redact, else the configured one (emails kept with --keep-emails)."""
-    from logaudit.redact import Redactor, load_redactor
+    from logaudit.core.redact import Redactor, load_redactor
 
     return Redactor(enabled=False) if no_redact else load_redactor(emails=False if keep_emails else None)
 
@@ -71,7 +71,7 @@ def format_option(*choices: str, default: str = "text") -> Callable:
 
 def echo_json(obj: Any) -> None:
     """Print `obj` as strict JSON: missing values (NaN, NaT, ...) are null, never `NaN`."""
-    from logaudit.display import to_json
+    from logaudit.present.display import to_json
 
     click.echo(to_json(obj))
 
@@ -117,7 +117,7 @@ def report_bug(err: BaseException, *, what: str = "") -> NoReturn:
     (a file in the temp directory; also printed with `logaudit --debug`), exit 70. Secrets are redacted."""
     import traceback
 
-    from logaudit.redact import MESSAGES
+    from logaudit.core.redact import MESSAGES
 
     ctx = click.get_current_context(silent=True)
     debug = bool(ctx is not None and ctx.find_root().params.get("debug"))
@@ -139,7 +139,7 @@ def _save_traceback(text: str) -> str | None:
     import tempfile
     from importlib.metadata import PackageNotFoundError, version
 
-    from logaudit.redact import MESSAGES
+    from logaudit.core.redact import MESSAGES
 
     try:
         release = version("logaudit")
@@ -163,7 +163,7 @@ def explain_failure(err: BaseException, store_dir: str | None, *, uses_store: bo
     """The typed error behind an untyped failure of a command using the store at `store_dir`
     (None: the default store): what `Store.explain` finds, else an OSError as one line naming
     its file. Commands that use no store pass `uses_store=False`."""
-    from logaudit.store import WRITE_ERRNOS, Store, write_failure
+    from logaudit.store.store import WRITE_ERRNOS, Store, write_failure
 
     store = None
     if uses_store:

@@ -6,16 +6,11 @@ import sys
 
 import click
 
-from logaudit.catalog import (
-    NO_SHIPPED_ENV,
-    CatalogLoadError,
-    describe_catalogs,
-    load_catalogs,
-    run_self_test,
-)
+from logaudit.catalog.catalog import NO_SHIPPED_ENV, CatalogLoadError, describe_catalogs, load_catalogs
+from logaudit.catalog.selftest import run_self_test
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
-from logaudit.errors import ExitCode
+from logaudit.core.errors import ExitCode
 
 paths_argument = click.argument("paths", nargs=-1, type=ExpandedPath())
 no_shipped_option = click.option(
@@ -53,7 +48,7 @@ def check(paths: tuple[str, ...], no_shipped_catalogs: bool, collect: bool, fmt:
     Problems are reported as FILE:LINE: PATTERN-ID: message, with a hint; exit code 4. A regex
     that may backtrack catastrophically is a problem unless marked `allow_backtracking: true`.
     """
-    from logaudit.classify import plan_pattern
+    from logaudit.catalog.translate import plan_pattern
 
     cat = _load_or_report(paths, no_shipped_catalogs, collect, fmt)
     plans = {p.id: plan_pattern(p) for p in cat}
@@ -119,8 +114,9 @@ def classify(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalo
     The results are what the `matches` view holds for queries; see docs/catalog.md. Exit codes:
     0 done, 3 no store, 4 bad catalog, 64 bad usage, 70 internal error, 130 interrupted.
     """
-    from logaudit.classify import classify_store, require_store
-    from logaudit.timeparse import parse_window
+    from logaudit.catalog.classify import classify_store
+    from logaudit.core.timeparse import parse_window
+    from logaudit.store.store import require_store
 
     lo, hi = parse_window(since, until)
     cat = load_catalogs(catalog_paths(catalogs + pattern_paths, no_shipped_catalogs))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from logaudit.catalog import CATALOG_ENV, NO_SHIPPED_ENV, default_catalog_paths
+from logaudit.catalog.catalog import CATALOG_ENV, NO_SHIPPED_ENV, default_catalog_paths
 from logaudit.cli import ExpandedPath
 
 

@@ -49,8 +49,10 @@ def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, c
     4 bad catalog, 64 bad usage (bad option or gate file, unknown service or
     revision, nothing to compare), 70 internal error, 130 interrupted.
     """
-    from logaudit.compare import compare, load_gate, render_markdown, render_text
-    from logaudit.query import Audit
+    from logaudit.analysis.audit import Audit
+    from logaudit.analysis.gate import load_gate
+    from logaudit.analysis.judge import compare
+    from logaudit.present.comparison import render_markdown, render_text
 
     gate = load_gate(gate_path) if gate_path else None
     audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(no_redact=no_redact,

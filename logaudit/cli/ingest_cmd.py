@@ -9,9 +9,9 @@ import sys
 import click
 
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
-from logaudit.errors import ExitCode, UsageError
-from logaudit.progress import byte_progress
-from logaudit.store import MAX_NOTES_SHOWN, Store
+from logaudit.core.errors import ExitCode, UsageError
+from logaudit.core.progress import byte_progress
+from logaudit.store.store import MAX_NOTES_SHOWN, Store
 
 
 @main.command()
@@ -38,9 +38,9 @@ def ingest(paths: tuple[str, ...], store_dir: str | None, fmt: str, quiet: bool,
     full, read-only) or holds a damaged file, 5 when Cloud Storage fails or refuses, 6 when
     another process writes to the store, 64 bad usage, 70 internal error, 130 interrupted.
     """
+    from logaudit.core.timeparse import parse_window
     from logaudit.sources import gcs
     from logaudit.sources.files import discover, iter_batches
-    from logaudit.timeparse import parse_window
 
     remote = [p for p in paths if gcs.is_gs_uri(p)]
     local = [os.path.expanduser(p) for p in paths if not gcs.is_gs_uri(p)]

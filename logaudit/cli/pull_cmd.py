@@ -22,11 +22,12 @@ from logaudit.cli import (
     main,
     store_option,
 )
-from logaudit.errors import ExitCode
-from logaudit.schema import SEVERITY_NUM
+from logaudit.core.errors import ExitCode
+from logaudit.core.timeparse import format_ns, parse_duration
 from logaudit.sources import cloud_logging as cl
-from logaudit.store import Store, default_store_path
-from logaudit.timeparse import format_ns, parse_duration
+from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store import pull as store_pull
+from logaudit.store.store import Store, default_store_path
 
 #: Seconds between plain progress lines when stderr is not a terminal.
 PLAIN_INTERVAL = 10.0
@@ -155,7 +156,7 @@ def pull(project: str, services: tuple[str, ...], revisions: tuple[str, ...], si
                    severity_at_least=severity_at_least, endpoint=endpoint, page_size=page_size)
     root = store_dir if store_dir is not None else default_store_path()
     if dry_run:
-        plan = cl.plan_pull(root, project, **options)
+        plan = store_pull.plan_pull(root, project, **options)
         _print_plan(plan, fmt, max_requests_per_minute)
         return
     retry_seconds = parse_duration(max_retry_time, name="--max-retry-time").total_seconds()
@@ -165,7 +166,7 @@ def pull(project: str, services: tuple[str, ...], revisions: tuple[str, ...], si
     previous = _stop_on_sigterm()
     try:
         with pull_progress(not quiet and fmt == "text") as progress:
-            report = cl.pull(root, project, credentials_file=credentials_file,
+            report = store_pull.pull(root, project, credentials_file=credentials_file,
                              max_requests_per_minute=max_requests_per_minute, max_retry_seconds=retry_seconds,
                              progress=progress, flush_entries=flush_entries, flush_seconds=flush_seconds,
                              request_timeout=request_timeout, backoff_initial=backoff_initial, **options)
@@ -191,7 +192,7 @@ def _stop_on_sigterm() -> Any:
     def stop(signum: int, frame: Any) -> None:
         # only a flag: an exception raised here could land anywhere, e.g. inside a DuckDB query,
         # which would turn it into an error of its own; the pull checks the flag twice a second
-        cl.request_stop()
+        store_pull.request_stop()
 
     return signal.signal(signal.SIGTERM, stop)
 
@@ -217,7 +218,7 @@ def json_text(obj: object) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False)
 
 
-def _print_report(report: cl.PullReport, store: Store) -> None:
+def _print_report(report: store_pull.PullReport, store: Store) -> None:
     if report.status == "up-to-date":
         click.echo(f"pull {report.project}: nothing to request, the store already covers the window "
                    f"(up to {report.boundary or report.resumed_from}) -> {store.root}")

@@ -23,7 +23,7 @@ from logaudit.cli import (
     store_option,
 )
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
-from logaudit.errors import ExitCode
+from logaudit.core.errors import ExitCode
 
 #: What `report --format` takes; a list of documents (the old meaning of --format) still works.
 OUTPUT_FORMATS = ("text", "json")
@@ -59,8 +59,8 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
     write refused, 4 bad catalog, 64 bad usage (an unknown --service among them), 70 internal
     error, 130 interrupted.
     """
-    from logaudit.query import Audit
-    from logaudit.report import build_report, parse_formats
+    from logaudit.analysis.audit import Audit
+    from logaudit.present.report import build_report, parse_formats
 
     fmt, formats = _report_formats(fmt, formats)
     fmts = parse_formats(formats)
@@ -83,8 +83,8 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
 
 def _report_formats(fmt: str, formats: str | None) -> tuple[str, str]:
     """(output format, documents): `--format md,html` is the old spelling of `--report-format md,html`."""
-    from logaudit.errors import UsageError
-    from logaudit.report import parse_formats
+    from logaudit.core.errors import UsageError
+    from logaudit.present.report import parse_formats
 
     if fmt in OUTPUT_FORMATS:
         return fmt, formats or "md,html"
@@ -109,7 +109,7 @@ def _export_failed(err: Any) -> NoReturn:
 
 
 def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised by the kill tests
-    from logaudit.sources.cloud_logging import request_stop
+    from logaudit.store.pull import request_stop
 
     request_stop()  # a pull inside the export stops even if the interrupt lands in a DuckDB query
     raise KeyboardInterrupt
@@ -155,9 +155,9 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
     Cloud Storage failed, 6 another export to DEST is running, 64 bad usage (an unknown --service
     among them), 70 internal error, 130 interrupted. On failure one line on stderr says why.
     """
-    from logaudit.errors import LogauditError
+    from logaudit.core.errors import LogauditError
+    from logaudit.core.timeparse import parse_duration
     from logaudit.export import export
-    from logaudit.timeparse import parse_duration
 
     previous = signal.signal(signal.SIGTERM, _terminate)  # Cloud Run / cron kill: clean up like Ctrl-C
     try:

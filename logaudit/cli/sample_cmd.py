@@ -9,9 +9,9 @@ import click
 
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
-from logaudit.demo import sample_path
-from logaudit.sample import SampleConfig, write_sample
-from logaudit.store import Store
+from logaudit.sources.bundled import sample_path
+from logaudit.sources.sample import SampleConfig, write_sample
+from logaudit.store.store import Store
 
 
 @main.command()
@@ -48,8 +48,8 @@ def demo(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalogs: 
     Needs no cloud account: the sample is shipped with logaudit (`data/sample/` in the
     repository). Afterwards try `logaudit summarize --since 2025-09-10T00:00:00Z` or `logaudit compare`.
     """
-    from logaudit.query import Audit
-    from logaudit.render import render_markdown, render_text
+    from logaudit.analysis.audit import Audit
+    from logaudit.present.summary import render_markdown, render_text
 
     paths = catalog_paths(catalogs, no_shipped_catalogs)
     store = Store(store_dir)

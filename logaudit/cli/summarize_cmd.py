@@ -35,8 +35,8 @@ def summarize(since: str | None, until: str | None, service: str | None, revisio
     store, 4 for a bad catalog, 64 for bad options (a --service or --revision the store does not
     hold is one: the message lists those the window holds), 70 internal error, 130 interrupted.
     """
-    from logaudit.query import Audit
-    from logaudit.render import render_markdown, render_text
+    from logaudit.analysis.audit import Audit
+    from logaudit.present.summary import render_markdown, render_text
 
     audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(no_redact=no_redact, keep_emails=keep_emails))
     summary = audit.summary(since=since, until=until, service=service, revision=revision)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from logaudit.errors import InputError, LogauditError
+from logaudit.core.errors import InputError, LogauditError
 
 #: The shipped pattern catalogs (`patterns/` in the repository).
 PATTERNS = "logaudit.shipped.patterns"

@@ -10,7 +10,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from logaudit.errors import SourceError, UsageError
+from logaudit.core.errors import SourceError, UsageError
 
 CREDENTIALS_HINT = (
     "run `gcloud auth application-default login` (Application Default Credentials), "

@@ -43,7 +43,7 @@ import orjson
 import pyarrow as pa
 import yaml
 
-from logaudit.errors import InputError
+from logaudit.core.errors import InputError
 
 #: File names taken from a directory walk (sink exports are `.json`; gz variants too).
 LOG_SUFFIXES = (".json", ".jsonl", ".ndjson", ".yaml", ".yml", ".log")

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from logaudit.errors import InputError, SourceError, UsageError
+from logaudit.core.errors import InputError, SourceError, UsageError
 from logaudit.sources.credentials import CREDENTIALS_HINT, google_credentials
 from logaudit.sources.files import LOG_SUFFIXES, Batch, iter_stream_batches
 

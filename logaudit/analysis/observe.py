@@ -1,0 +1,742 @@
+"""Observing: pick the two revisions and aggregate, per entry file and cached, what `judge` needs."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from logaudit.analysis.comparison import (
+    BUCKET_NS,
+    LATENCY_BINS_PER_E,
+    Observations,
+    PatternCounts,
+    Side,
+    TemplateCounts,
+)
+from logaudit.analysis.gate import Gate
+from logaudit.core.errors import UsageError
+from logaudit.sources.severity import SEVERITY_NUM
+
+# ========================================================================================== SQL
+#: Bump when what the per-file aggregates hold changes.
+AGGREGATE_VERSION = "4"
+_BASE_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "first_ts", "last_ts", "n", "errors",
+                     "requests", "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path",
+                     "status", "latencies")
+_CAT_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "key", "sev", "n", "first_ts", "example",
+                    "example_ts", "example_file", "example_row")
+#: Aggregates are kept per hour of each file (`bucket`: hours since the epoch), so that a window
+#: cutting a file needs the file's rows again only for the hours it cuts.
+
+
+_BUCKET_SQL = f"epoch_ns(timestamp) // {BUCKET_NS}"
+
+
+def observe(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
+            since: Any = None, until: Any = None, gate: Gate | None = None,
+            aggregates: FileAggregates | None = None) -> Observations:
+    """Pick the two revisions and aggregate what `judge` needs.
+
+    Aggregates are computed per entry file in DuckDB (counts, latency histogram, pattern
+    counts, unclassified templates) and cached next to the store's classification cache
+    (``STORE/cache/compare-vN/``); entry files are immutable, so a later comparison only reads
+    the small cached aggregates of the files inside its window and aggregates again the
+    files a --since/--until boundary cuts. The result is the same as aggregating the
+    window's rows directly (tested).
+    """
+    from logaudit.analysis.templates import merge_templates
+    from logaudit.analysis.window import Window, resolve_window
+
+    gate = gate or Gate()
+    w0 = since if isinstance(since, Window) else resolve_window(since, until)
+    window = Window(w0.since, w0.until)
+    level = SEVERITY_NUM[gate.new_templates.min_severity]
+    own = aggregates is None or aggregates.window != window or aggregates.level != level
+    # the connection brings the classification up to date and has the views for the window
+    agg = FileAggregates(audit, audit.connection(window), window, level) if own else aggregates
+    try:
+        revisions = agg.revisions()
+        service, base_side, can_side = _pick(revisions, service, baseline, canary)
+        agg.fill(service, base_side, can_side)
+        patterns = agg.patterns(service, base_side.revision, can_side.revision)
+        trows = agg.templates(service, base_side.revision, can_side.revision, level)
+    finally:
+        if own:
+            agg.close()
+    mapping = merge_templates({t: nb + nc for t, nb, nc, _, _ in trows})
+    merged: dict[str, TemplateCounts] = {}
+    for t, nb, nc, sev, example in trows:
+        key = mapping.get(t, t)
+        cur = merged.get(key)
+        if cur is None:
+            merged[key] = TemplateCounts(key, nb, nc, sev, example)
+        else:
+            cur.baseline += nb
+            cur.canary += nc
+            cur.max_severity = max(cur.max_severity, sev)
+            cur.example = cur.example or example
+    # templates are made from redacted messages; their examples are redacted here (one pass)
+    templates = sorted(merged.values(), key=lambda x: (-x.canary, -x.baseline, x.template))
+    examples = audit.redactor.redact_all(tc.example for tc in templates)
+    for tc, example in zip(templates, examples, strict=True):
+        tc.example = example or None
+    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+
+
+class FileAggregates:
+    """Per-entry-file aggregates for `observe` and `Audit.summary`, merged per window.
+
+    Cached under STORE/cache/compare-vN/ (N: the format version). Per file: counts, a latency
+    histogram and deploy times per revision, endpoint counts with their latencies, pattern
+    counts with first/last match, and unclassified templates. They are loaded into temporary
+    tables of the window's connection (`logaudit_cmp_base`, `logaudit_cmp_cat`).
+    """
+
+    def __init__(self, audit: Any, con: Any, window: Any, level: int) -> None:
+        import pyarrow as pa
+
+        from logaudit.analysis.templates import MASKS, MAX_TEMPLATE_CHARS
+
+        self.con = con
+        self.window = window
+        self.level = level
+        self._lat_tables: list[str] = []
+        self.root = Path(audit.store.root)
+        self.writable = audit.store.writable  # a read-only store: aggregates are computed, not cached
+        self.files = audit.classified_files(window, con)
+        self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
+        pats = con.execute("SELECT pattern_id, fingerprint FROM patterns ORDER BY ALL").fetchall()
+        self.fingerprints = [fp for _, fp in pats]
+        self.categories = {pid: (cat, title) for pid, cat, title in
+                           con.execute("SELECT pattern_id, category, title FROM patterns").fetchall()}
+        self.redactor = audit.redactor
+        # templates are made from redacted messages: other rules, other templates
+        ident = "\n".join([AGGREGATE_VERSION, str(level), str(MAX_TEMPLATE_CHARS), repr(MASKS),
+                           *(f"{a}\t{b}" for a, b in pats), *("\t".join(r) for r in self.redactor.rules)])
+        self.cat_tag = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self._names: list[str] = []
+        self.pa = pa
+        base_parts, cat_parts = self._load()
+        self._register("logaudit_cmp_base", base_parts, _BASE_SCHEMA_COLS)
+        self._register("logaudit_cmp_cat", cat_parts, _CAT_SCHEMA_COLS)
+        self._redact_paths()
+
+    def _redact_paths(self) -> None:
+        """Request paths can carry emails and tokens: redacted here, so endpoints merge after redaction."""
+        if not self.redactor.enabled:
+            return
+        hit = "kind = 'endpoint' AND regexp_matches(path, $trigger)"
+        params = {"trigger": self.redactor.trigger}
+        if self.con.execute(f"SELECT count(*) FROM logaudit_cmp_base WHERE {hit}", params).fetchone()[0]:
+            self.con.execute(f"UPDATE logaudit_cmp_base SET path = {self.redactor.sql('path')} WHERE {hit}", params)
+
+    # -------------------------------------------------------------------------- cache plumbing
+    def _key(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root / "entries").as_posix()
+        except ValueError:
+            return path.resolve().as_posix()
+
+    def _folder(self, key: str) -> Path:
+        return self.cache / (key[:-8] if key.endswith(".parquet") else key)
+
+    def _load(self) -> tuple[list[Any], list[Any]]:
+        """Cached aggregate files and freshly computed tables (files missing, or cut by the window)
+        for the two views; each part is a list of parquet paths or Arrow tables."""
+        sizes = {f: f.stat().st_size for f in self.files}
+        base_paths = {f: self._folder(self._key(f)) / f"base-{sizes[f]}.parquet" for f in self.files}
+        base_cached = [f for f in self.files if _intact(base_paths[f])]
+        base_missing = [f for f in self.files if f not in set(base_cached)]
+        fresh_base: dict[Path, Any] = {}
+        if base_missing:
+            fresh = self._compute_base(base_missing)
+            for f in base_missing:
+                part = _rows_of(fresh, str(f)).drop_columns(["filename"])
+                self._write(base_paths[f].parent, base_paths[f].name, "base-", part)
+                fresh_base[f] = part
+        if self.window.since is None and self.window.until is None:
+            whole = list(self.files)
+            cut: list[Path] = []
+            partial: list[Path] = []
+            ranges = {}
+        else:
+            ranges = self._ranges(base_cached, base_paths, fresh_base)
+            whole = [f for f in self.files if self._inside(ranges.get(f))]
+            cut = [f for f in self.files if f not in set(whole) and self._overlaps(ranges.get(f))]
+            partial = [f for f in cut if self._in_partial_hours(ranges[f])]
+        # files a window boundary cuts: their whole hours inside the window from the cache, their
+        # rows again only for the hours the boundary cuts
+        base_parts: list[Any] = [[str(base_paths[f]) for f in whole if f not in fresh_base]]
+        base_parts += [fresh_base[f] for f in whole if f in fresh_base]
+        base_parts += self._hours_inside([base_paths[f] for f in cut if f not in fresh_base],
+                                         [fresh_base[f] for f in cut if f in fresh_base])
+        from logaudit.analysis.edges import EdgeSlices
+
+        edge_base, edge_cat = EdgeSlices(self).aggregates(self._spans(), self.files, ranges, partial) \
+            if partial else (None, None)
+        if edge_base is not None:
+            base_parts.append(edge_base)
+        cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
+        cat_missing = [f for f in whole + cut if not _intact(cat_paths[f])]
+        fresh_cat: dict[Path, Any] = {}
+        if cat_missing:
+            fresh = self._compute_cat(cat_missing)
+            for f in cat_missing:
+                fresh_cat[f] = _rows_of(fresh, str(f)).drop_columns(["filename"])
+                self._write(cat_paths[f].parent, cat_paths[f].name, "cat-", fresh_cat[f])
+            self._prune()
+        cat_parts: list[Any] = [[str(cat_paths[f]) for f in whole if f not in fresh_cat]]
+        cat_parts += [fresh_cat[f] for f in whole if f in fresh_cat]
+        cat_parts += self._hours_inside([cat_paths[f] for f in cut if f not in fresh_cat],
+                                        [fresh_cat[f] for f in cut if f in fresh_cat])
+        if edge_cat is not None:
+            cat_parts.append(edge_cat)
+        return base_parts, cat_parts
+
+    def _full_hours(self) -> tuple[int | None, int | None]:
+        """The buckets wholly inside the window: lo <= bucket < hi (None: unbounded)."""
+        w = self.window
+        lo = None if w.since is None else -(-_epoch_ns(w.since) // BUCKET_NS)
+        hi = None if w.until is None else _epoch_ns(w.until) // BUCKET_NS
+        return lo, hi
+
+    def _hours_inside(self, paths: list[Path], tables: list[Any]) -> list[Any]:
+        """Parts of cached aggregates (files, or tables just computed) limited to the window's whole hours."""
+        import pyarrow.compute as pc
+
+        lo, hi = self._full_hours()
+        conds = [c for c in (None if lo is None else f"bucket >= {lo}", None if hi is None else f"bucket < {hi}") if c]
+        parts: list[Any] = []
+        if paths:
+            parts.append(("filtered", [str(p) for p in paths], " AND ".join(conds) or "TRUE"))
+        for t in tables:
+            keep = [m for m in (None if lo is None else pc.greater_equal(t["bucket"], lo),
+                                None if hi is None else pc.less(t["bucket"], hi)) if m is not None]
+            parts.append(t.filter(pc.and_(*keep) if len(keep) == 2 else keep[0]) if keep else t)
+        return parts
+
+    def _spans(self) -> list[tuple[int, int, int]]:
+        """The (hour, start ns, end ns) pieces of the window in the hours it cuts."""
+        from logaudit.analysis.edges import hour_spans
+
+        w = self.window
+        return hour_spans(None if w.since is None else _epoch_ns(w.since),
+                          None if w.until is None else _epoch_ns(w.until), BUCKET_NS)
+
+    def _in_partial_hours(self, rng: tuple[Any, Any]) -> bool:
+        """Whether a file spanning `rng` has rows in an hour the window cuts (else the cache serves it all)."""
+        lo_ts, hi_ts = (_epoch_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
+        return any(lo_ts < b and hi_ts >= a for _, a, b in self._spans())
+
+    def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
+                ) -> dict[Path, tuple[Any, Any]]:
+        """First and last timestamp of each entry file, from its aggregates."""
+        out = {f: _time_range(t) for f, t in fresh.items()}
+        if cached:
+            by_cache = {str(paths[f]): f for f in cached}
+            rows = self.con.execute("""
+                SELECT filename, min(first_ts), max(last_ts) FROM read_parquet($paths, filename=true)
+                WHERE kind = 'rev' GROUP BY filename
+            """, {"paths": list(by_cache)}).fetchall()
+            for name, lo, hi in rows:
+                out[by_cache[name]] = (lo, hi)
+        return out
+
+    def _inside(self, rng: tuple[Any, Any] | None) -> bool:
+        if rng is None or rng[0] is None:
+            return False
+        lo, hi = rng
+        w = self.window
+        return (w.since is None or lo >= w.since) and (w.until is None or hi < w.until)
+
+    def _overlaps(self, rng: tuple[Any, Any] | None) -> bool:
+        """Whether a file whose timestamps span `rng` has rows in the window (files are listed by day)."""
+        if rng is None or rng[0] is None:
+            return False
+        lo, hi = rng
+        w = self.window
+        return (w.until is None or lo < w.until) and (w.since is None or hi >= w.since)
+
+    def _write(self, folder: Path, name: str, prefix: str, table: Any) -> None:
+        """Write atomically; other versions of the same kind in the folder go. Never fails the comparison."""
+        import uuid
+
+        import pyarrow.parquet as pq
+
+        if not self.writable:
+            return
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+            pq.write_table(table, tmp, compression="zstd")
+            os.replace(tmp, folder / name)
+            for old in folder.glob(f"{prefix}*.parquet"):
+                if old.name != name:
+                    old.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _prune(self) -> None:
+        """Drop cached aggregates of entry files that no longer exist (compacted away)."""
+        import shutil
+
+        if not self.writable:
+            return
+        try:
+            for part in self.cache.glob("date=*"):
+                for folder in part.iterdir():
+                    if folder.is_dir() and not (self.root / "entries" / part.name / f"{folder.name}.parquet").exists():
+                        shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
+
+    def _register(self, name: str, parts: list[Any], cols: tuple[str, ...]) -> None:
+        """A temporary table of cached aggregate files (lists of paths; ("filtered", paths, where))
+        and Arrow tables (read once, queried several times)."""
+        paths = [p for part in parts if isinstance(part, list) for p in part]
+        tables = [t for t in parts if not isinstance(t, list | tuple) and t.num_rows]
+        selects = []
+        if paths:
+            selects.append(f"SELECT * FROM read_parquet({_sql_paths(paths)}, union_by_name=true)")
+        for _, fpaths, where in [p for p in parts if isinstance(p, tuple) and p[1]]:
+            selects.append(f"SELECT * FROM read_parquet({_sql_paths(fpaths)}, union_by_name=true) WHERE {where}")
+        arrow = self.pa.concat_tables(tables, promote_options="permissive") if tables else _empty(self.pa, cols[1:])
+        self.con.register(f"{name}_arrow", arrow)
+        self._names.append(f"{name}_arrow")
+        selects.append(f"SELECT * FROM {name}_arrow")
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS " + " UNION ALL BY NAME ".join(selects))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # the connection may be closed already
+            self.con.execute("DROP TABLE IF EXISTS logaudit_cmp_base; DROP TABLE IF EXISTS logaudit_cmp_cat")
+            for name in self._lat_tables:
+                self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self._lat_tables.clear()
+        for name in self._names:
+            with contextlib.suppress(Exception):
+                self.con.unregister(name)
+        self._names.clear()
+
+    # -------------------------------------------------------------------------- computing
+    def _source(self, files: list[Path], *, rows: bool = False) -> str:
+        from logaudit.core.db import sql_list
+
+        extra = ", file_row_number=true" if rows else ""
+        return f"read_parquet({sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
+
+    def register_paths(self, name: str, src: str, where: str = "TRUE") -> None:
+        """Register `name`: (raw, path) for the request paths of `src`, normalized so that ids do not
+        split endpoints. Only the distinct raw paths go through Python."""
+        from logaudit.analysis.window import normalize_path
+
+        raw = [r[0] for r in self.con.execute(
+            f"SELECT DISTINCT http_path FROM {src} WHERE {where} AND http_status IS NOT NULL").fetchall()]
+        self.con.register(name, self.pa.table({
+            "raw": self.pa.array(raw, self.pa.string()),
+            "path": self.pa.array([normalize_path(p) for p in raw], self.pa.string())}))
+
+    def _compute_base(self, files: list[Path]) -> Any:
+        src = self._source(files)
+        self.register_paths("logaudit_cmp_paths", src)
+        try:
+            return self._compute_base_sql(src)
+        finally:
+            self.con.unregister("logaudit_cmp_paths")
+
+    def _compute_base_sql(self, src: str) -> Any:
+        return _arrow(self.con, f"""
+            WITH src AS (SELECT * FROM {src})
+            SELECT filename, 'rev' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
+                   min(timestamp) AS first_ts, max(timestamp) AS last_ts,
+                   count(*) AS n, count(*) FILTER (effective_severity_num >= 500) AS errors,
+                   count(http_status) AS requests, count(*) FILTER (http_status BETWEEN 400 AND 499) AS status_4xx,
+                   count(*) FILTER (http_status >= 500) AS status_5xx,
+                   count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
+                   sum(http_latency_ms) FILTER (http_status <> 101) AS latency_sum, NULL::INTEGER AS bin
+            FROM src GROUP BY filename, bucket, service, revision
+            UNION ALL BY NAME
+            SELECT filename, 'deploy' AS kind, {_BUCKET_SQL} AS bucket, service, audit_revision AS revision,
+                   min(timestamp) AS first_ts, min(timestamp) AS last_ts, count(*) AS n
+            FROM src WHERE audit_revision IS NOT NULL GROUP BY filename, bucket, service, audit_revision
+            UNION ALL BY NAME
+            SELECT filename, 'hist' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
+                   CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin,
+                   count(*) AS n
+            FROM src WHERE http_status <> 101 AND http_latency_ms IS NOT NULL GROUP BY ALL
+            UNION ALL BY NAME
+            SELECT s.filename, 'endpoint' AS kind, epoch_ns(s.timestamp) // {BUCKET_NS} AS bucket,
+                   s.service, s.revision, s.http_method AS method, p.path,
+                   s.http_status AS status, count(*) AS n,
+                   list(s.http_latency_ms) FILTER (s.http_status <> 101 AND s.http_latency_ms IS NOT NULL) AS latencies
+            FROM src s LEFT JOIN logaudit_cmp_paths p ON p.raw = s.http_path
+            WHERE s.http_status IS NOT NULL GROUP BY ALL
+        """)
+
+    def _compute_cat(self, files: list[Path]) -> Any:
+        from logaudit.analysis.templates import template_sql
+        from logaudit.catalog.cache import chunk_files
+        from logaudit.core.db import sql_list
+
+        src = self._source(files, rows=True)
+        keys = self.pa.table({"path": [str(f) for f in files], "entry_key": [self._key(f) for f in files]})
+        name = "logaudit_cmp_keys"
+        # these files' matches only (the `matches` view reads every file of the window)
+        chunks = chunk_files(self.root, files, None, set(self.fingerprints))
+        matches = "(SELECT entry_file, entry_row, timestamp, service, revision, pattern_id FROM matches WHERE false)"
+        if chunks:
+            matches = f"""(SELECT c.entry_file, c.entry_row, c.timestamp, c.service, c.revision, p.pattern_id
+                           FROM read_parquet({sql_list(chunks)}, hive_partitioning=false) c
+                           JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint)"""
+        self.con.register(name, keys)
+        try:
+            return _arrow(self.con, f"""
+                WITH k AS (SELECT * FROM {name}),
+                mx AS {matches},
+                m AS (SELECT DISTINCT entry_file, entry_row FROM mx WHERE entry_file IN (SELECT entry_key FROM k)),
+                e AS (
+                    SELECT s.filename, s.file_row_number AS entry_row, s.service, s.revision, s.timestamp, s.message,
+                           s.effective_severity_num AS sev, k.entry_key
+                    FROM {src} s JOIN k ON k.path = s.filename
+                    WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL
+                )
+                SELECT k.path AS filename, 'pattern' AS kind, epoch_ns(mm.timestamp) // {BUCKET_NS} AS bucket,
+                       mm.service, mm.revision, mm.pattern_id AS key,
+                       NULL::SMALLINT AS sev, count(*) AS n, min(mm.timestamp) AS first_ts,
+                       max(mm.timestamp) AS example_ts, any_value(mm.entry_file) AS example_file,
+                       arg_max(mm.entry_row, (mm.timestamp, mm.entry_row))::BIGINT AS example_row
+                FROM mx mm JOIN k ON mm.entry_file = k.entry_key
+                GROUP BY ALL
+                UNION ALL BY NAME
+                SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template_sql(self.redactor.sql('u.message'))} AS key,
+                       u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
+                       arg_max(u.message, (u.example_ts, u.message)) AS example, max(u.example_ts) AS example_ts
+                FROM (  -- identical messages are templated once
+                    SELECT e.filename, epoch_ns(e.timestamp) // {BUCKET_NS} AS bucket, e.service, e.revision, e.sev,
+                           e.message, count(*) AS n,
+                           min(e.timestamp) AS first_ts, max(e.timestamp) AS example_ts
+                    FROM e ANTI JOIN m ON m.entry_file = e.entry_key AND m.entry_row = e.entry_row
+                    GROUP BY ALL
+                ) u
+                GROUP BY u.filename, u.bucket, u.service, u.revision, key, u.sev
+            """, {"level": self.level})
+        finally:
+            self.con.unregister(name)
+
+    # -------------------------------------------------------------------------- merged answers
+    def revisions(self) -> list[tuple[str, str, Any, Any, Any]]:
+        return self.con.execute("""
+            WITH per AS (
+                SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen
+                FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND service IS NOT NULL
+                GROUP BY ALL
+            ),
+            deploys AS (
+                SELECT service, revision, min(first_ts) AS deploy_time
+                FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
+            )
+            SELECT per.service, per.revision, per.first_seen, per.last_seen, d.deploy_time
+            FROM per LEFT JOIN deploys d USING (service, revision)
+        """).fetchall()
+
+    def fill(self, service: str, *sides: Side) -> None:
+        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
+        by_rev = {s.revision: s for s in sides}
+        for rev, n, errors, requests, s5xx, lat_n, lat_sum in self.con.execute("""
+            SELECT revision, sum(n), sum(errors), sum(requests), sum(status_5xx), sum(latency_n), sum(latency_sum)
+            FROM logaudit_cmp_base
+            WHERE kind = 'rev' AND service = $service AND revision IN ($b, $c)
+            GROUP BY revision
+        """, params).fetchall():
+            side = by_rev[rev]
+            side.entries, side.errors, side.requests = int(n or 0), int(errors or 0), int(requests or 0)
+            side.status_5xx, side.latency_n = int(s5xx or 0), int(lat_n or 0)
+            side.latency_mean = float(lat_sum) / side.latency_n if side.latency_n and lat_sum is not None else None
+        for rev, bin_, n in self.con.execute("""
+            SELECT revision, bin, sum(n) FROM logaudit_cmp_base
+            WHERE kind = 'hist' AND service = $service AND revision IN ($b, $c)
+            GROUP BY ALL
+        """, params).fetchall():
+            by_rev[rev].latency_hist[int(bin_)] = int(n)
+        self._side_quantiles(service, sides)
+
+    def _side_quantiles(self, service: str, sides: tuple[Side, ...]) -> None:
+        """p50 / p95 / p99 latency of each side: quantile_cont over the latencies in the aggregates.
+        When the summary already made its per-revision table (`_latencies`) the values come from it:
+        the same multiset, the same function, so the summary's verdict and `compare` agree exactly."""
+        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
+        query = """SELECT revision, quantile_cont(v, [0.5, 0.95, 0.99])
+                   FROM (SELECT revision, unnest(latencies) AS v FROM logaudit_cmp_base
+                         WHERE kind = 'endpoint' AND service = $service AND revision IN ($b, $c))
+                   GROUP BY revision"""
+        for where, fparams in (self._filters(None, None), self._filters(service, None)):
+            name = self._latency_name(where, fparams)
+            if name in self._lat_tables:
+                query = f"SELECT revision, q FROM {name} WHERE per_revision AND service = $service AND revision IN ($b, $c)"
+                break
+        found = dict(self.con.execute(query, params).fetchall())
+        for side in sides:
+            q = found.get(side.revision)
+            side.latency_quantiles = {key: (None if q is None else q[i]) for i, key in enumerate(("p50", "p95", "p99"))}
+
+    def patterns(self, service: str, b: str, c: str) -> list[PatternCounts]:
+        rows = self.con.execute("""
+            SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c)
+            FROM logaudit_cmp_cat
+            WHERE kind = 'pattern' AND service = $service AND revision IN ($b, $c)
+            GROUP BY key ORDER BY key
+        """, {"service": service, "b": b, "c": c}).fetchall()
+        out = []
+        for pid, nb, nc in rows:
+            cat, title = self.categories.get(pid, ("info", pid))
+            out.append(PatternCounts(pid, cat, title, int(nb or 0), int(nc or 0)))
+        return out
+
+    def templates(self, service: str, b: str, c: str, level: int) -> list[tuple[str, int, int, int, str | None]]:
+        rows = self.con.execute("""
+            SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c), max(sev),
+                   arg_max(example, (example_ts, example)) FILTER (revision = $c)
+            FROM logaudit_cmp_cat
+            WHERE kind = 'template' AND service = $service AND revision IN ($b, $c) AND sev >= $level
+            GROUP BY key
+        """, {"service": service, "b": b, "c": c, "level": level}).fetchall()
+        return [(t, int(nb or 0), int(nc or 0), int(sev or 0), ex) for t, nb, nc, sev, ex in rows]
+
+
+    # -------------------------------------------------------------------------- the summary's answers
+    @staticmethod
+    def _filters(service: str | None, revision: str | None) -> tuple[str, dict[str, Any]]:
+        conds, params = ["TRUE"], {}
+        if service is not None:
+            conds.append("service = $service")
+            params["service"] = service
+        if revision is not None:
+            conds.append("revision = $revision")
+            params["revision"] = revision
+        return " AND ".join(conds), params
+
+    def totals(self, service: str | None = None, revision: str | None = None) -> tuple[int, list[str]]:
+        """(entries, services) of the window."""
+        where, params = self._filters(service, revision)
+        n, services = self.con.execute(f"""
+            SELECT coalesce(sum(n), 0)::BIGINT, list(DISTINCT service ORDER BY service) FILTER (service IS NOT NULL)
+            FROM logaudit_cmp_base WHERE kind = 'rev' AND {where}
+        """, params).fetchall()[0]
+        return int(n), list(services or [])
+
+    def revision_table(self, service: str | None = None, revision: str | None = None) -> Any:
+        """What `Audit.revisions` returns, from the aggregates (same columns, same order)."""
+        where, params = self._filters(service, revision)
+        return self.con.execute(f"""
+            WITH per AS (
+                SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
+                       sum(n)::BIGINT AS entries, sum(errors)::BIGINT AS errors, sum(requests)::BIGINT AS requests,
+                       sum(status_4xx)::BIGINT AS status_4xx, sum(status_5xx)::BIGINT AS status_5xx
+                FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {where}
+                GROUP BY ALL
+            ),
+            lat AS (SELECT service, revision, q FROM {self._latencies(where, params)} WHERE per_revision),
+            deploys AS (
+                SELECT service, revision, min(first_ts) AS deploy_time
+                FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
+            )
+            SELECT per.service, per.revision, per.first_seen, per.last_seen, d.deploy_time,
+                   per.entries, per.errors, per.errors / per.entries AS error_rate,
+                   per.requests, per.status_4xx, per.status_5xx,
+                   CASE WHEN per.requests > 0 THEN per.status_5xx / per.requests END AS request_error_rate,
+                   lat.q[1] AS latency_p50_ms, lat.q[2] AS latency_p95_ms, lat.q[3] AS latency_p99_ms,
+                   CASE WHEN sum(per.requests) OVER (PARTITION BY per.service) > 0
+                        THEN per.requests / sum(per.requests) OVER (PARTITION BY per.service) END AS traffic_share
+            FROM per LEFT JOIN deploys d USING (service, revision)
+                     LEFT JOIN lat ON lat.service IS NOT DISTINCT FROM per.service AND lat.revision = per.revision
+            ORDER BY per.service, per.first_seen, per.revision
+        """, params).df()
+
+    def endpoint_table(self, service: str | None = None, revision: str | None = None) -> Any:
+        """What `Audit.endpoints` returns, from the aggregates."""
+        where, params = self._filters(service, revision)
+        lat = self._latencies(where, params)
+        return self.con.execute(f"""
+            WITH c AS (
+                SELECT service, method, path, status, sum(n)::BIGINT AS count,
+                       sum(n) / sum(sum(n)) OVER (PARTITION BY service) AS share
+                FROM logaudit_cmp_base WHERE kind = 'endpoint' AND {where}
+                GROUP BY 1, 2, 3, 4
+            )
+            SELECT c.service, c.method, c.path, c.status, c.count, c.share, l.q[2] AS latency_p95_ms
+            FROM c LEFT JOIN (SELECT * FROM {lat} WHERE NOT per_revision) l
+              ON l.service IS NOT DISTINCT FROM c.service AND l.method IS NOT DISTINCT FROM c.method
+             AND l.path IS NOT DISTINCT FROM c.path AND l.status = c.status
+            ORDER BY c.service, c.count DESC, c.path, c.method, c.status
+        """, params).df()
+
+    @staticmethod
+    def _latency_name(where: str, params: dict[str, Any]) -> str:
+        return "logaudit_cmp_lat_" + hashlib.sha256(repr((where, sorted(params.items()))).encode()).hexdigest()[:8]
+
+    def _latencies(self, where: str, params: dict[str, Any]) -> str:
+        """A temporary table of latency percentiles (p50, p95, p99) per revision and per endpoint,
+        computed in one pass over the latencies (made once per filter)."""
+        name = self._latency_name(where, params)
+        if name not in self._lat_tables:
+            self.con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {name} AS
+                SELECT service, revision, method, path, status, GROUPING(method) = 0 AS per_endpoint,
+                       GROUPING(revision) = 0 AS per_revision, quantile_cont(v, [0.5, 0.95, 0.99]) AS q
+                FROM (SELECT service, revision, method, path, status, unnest(latencies) AS v FROM logaudit_cmp_base
+                      WHERE kind = 'endpoint' AND {where})
+                GROUP BY GROUPING SETS ((service, revision), (service, method, path, status))
+            """, params)
+            self._lat_tables.append(name)
+        return name
+
+    def pattern_rows(self, service: str | None = None, revision: str | None = None
+                     ) -> list[tuple[str, int, Any, Any, str, int, dict[str, int]]]:
+        """Per matched pattern: (id, count, first_seen, last_seen, example entry file, row, {revision: count})."""
+        where, params = self._filters(service, revision)
+        by_rev: dict[str, dict[str, int]] = {}
+        for pid, rev, n in self.con.execute(f"""
+            SELECT key, revision, sum(n)::BIGINT FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where}
+            GROUP BY ALL ORDER BY 1, 2
+        """, params).fetchall():
+            by_rev.setdefault(pid, {})[rev if rev is not None else "(none)"] = int(n)
+        df = self.con.execute(f"""
+            SELECT key, sum(n)::BIGINT AS n, min(first_ts) AS lo, max(example_ts) AS hi,
+                   arg_max(example_file, (example_ts, example_file, example_row)) AS f,
+                   arg_max(example_row, (example_ts, example_file, example_row)) AS r
+            FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY key
+        """, params).df()  # pandas keeps the timestamps' nanoseconds
+        return [(t.key, int(t.n), t.lo, t.hi, t.f, int(t.r), by_rev.get(t.key, {})) for t in df.itertuples()]
+
+    def template_table(self, service: str | None = None, revision: str | None = None,
+                       limit: int | None = 50) -> Any:
+        """What `Audit.unclassified` returns (before redaction), from the aggregates."""
+        where, params = self._filters(service, revision)
+        return self.con.execute(f"""
+            SELECT key AS template, sum(n)::BIGINT AS count, min(first_ts) AS first_seen, max(example_ts) AS last_seen,
+                   list_sort(list_distinct(list(revision) FILTER (revision IS NOT NULL))) AS revisions,
+                   max(sev) AS max_severity_num, arg_max(example, (example_ts, example)) AS example
+            FROM logaudit_cmp_cat WHERE kind = 'template' AND sev >= $level AND {where}
+            GROUP BY key
+            ORDER BY count DESC, template
+            {"LIMIT " + str(int(limit)) if limit else ""}
+        """, params | {"level": self.level}).df()
+
+
+def _epoch_ns(value: datetime) -> int:
+    """Nanoseconds since the epoch, exactly (no float)."""
+    from datetime import UTC
+
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
+
+
+def _arrow(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
+    """A query's result as a pyarrow Table (DuckDB 2.x and 1.x)."""
+    rel = con.sql(query, params=params)
+    if hasattr(rel, "to_arrow_table"):
+        return rel.to_arrow_table()
+    return rel.arrow()  # pragma: no cover - DuckDB 1.x
+
+
+def _intact(path: Path) -> bool:
+    """A cached aggregate file that can be used: present and a whole Parquet file (a damaged
+    one is computed again and replaced)."""
+    from logaudit.store.store import parquet_framing_problem
+
+    return parquet_framing_problem(path) is None
+
+
+def _sql_paths(paths: list[str]) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def _rows_of(table: Any, filename: str) -> Any:
+    import pyarrow.compute as pc
+
+    return table.filter(pc.equal(table["filename"], filename))
+
+
+def _time_range(table: Any) -> tuple[Any, Any]:
+    import pyarrow.compute as pc
+
+    if table is None or table.num_rows == 0:
+        return (None, None)
+    rev = table.filter(pc.equal(table["kind"], "rev"))
+    if rev.num_rows == 0:
+        return (None, None)
+    return (pc.min(rev["first_ts"]).as_py(), pc.max(rev["last_ts"]).as_py())
+
+
+def _empty(pa: Any, cols: tuple[str, ...]) -> Any:
+    types = {"filename": pa.string(), "kind": pa.string(), "bucket": pa.int64(), "service": pa.string(), "revision": pa.string(),
+             "first_ts": pa.timestamp("ns", tz="UTC"), "last_ts": pa.timestamp("ns", tz="UTC"), "n": pa.int64(),
+             "errors": pa.int64(), "requests": pa.int64(), "status_5xx": pa.int64(), "latency_n": pa.int64(),
+             "latency_sum": pa.float64(), "bin": pa.int32(), "key": pa.string(), "sev": pa.int16(),
+             "example": pa.string(), "example_ts": pa.timestamp("ns", tz="UTC"), "status_4xx": pa.int64(),
+             "method": pa.string(), "path": pa.string(), "status": pa.int32(), "latencies": pa.list_(pa.float64()),
+             "example_file": pa.string(), "example_row": pa.int64()}
+    return pa.table({c: pa.array([], types[c]) for c in cols})
+
+
+def _pick(rows: list[tuple[str, str, Any, Any, Any]], service: str | None, baseline: str | None,
+          canary: str | None) -> tuple[str, Side, Side]:
+    """Choose (service, baseline, canary): by default the service's newest revision and the one before it."""
+    by_service: dict[str, list[Side]] = {}
+    for svc, rev, first, last, deploy in rows:
+        by_service.setdefault(svc, []).append(Side(rev, first, last, deploy))
+    for revs in by_service.values():
+        revs.sort(key=lambda s: (s.deploy_time or s.first_seen, s.revision))
+    if not by_service:
+        raise UsageError("no Cloud Run revisions in this window: nothing to compare",
+                         hint="widen --since/--until, or ingest / pull logs first")
+    if service is None:
+        named = [r for r in (canary, baseline) if r]
+        if named:
+            owners = sorted({s for s, revs in by_service.items() if any(x.revision == named[0] for x in revs)})
+            if not owners:
+                raise UsageError(f"revision {named[0]!r} has no entries in this window", hint=_revision_hint(by_service))
+            if len(owners) > 1:
+                raise UsageError(f"revision {named[0]!r} belongs to several services: {', '.join(owners)}",
+                                 hint="name one with --service")
+            service = owners[0]
+        else:
+            multi = {s: revs for s, revs in by_service.items() if len(revs) >= 2}
+            if not multi:
+                raise UsageError("no service has two revisions in this window: nothing to compare",
+                                 hint=_revision_hint(by_service))
+            service = max(multi, key=lambda s: (_order_key(multi[s][-1]), s))
+    revs = by_service.get(service)
+    if not revs:
+        raise UsageError(f"service {service!r} has no entries in this window",
+                         hint=f"services here: {', '.join(sorted(by_service))}")
+    names = [s.revision for s in revs]
+    for label, rev in (("--canary", canary), ("--baseline", baseline)):
+        if rev is not None and rev not in names:
+            raise UsageError(f"{label} {rev!r}: no entries of service {service!r} in this window",
+                             hint=f"revisions of {service}: {', '.join(names)}")
+    if canary is None:
+        canary = names[-1]
+        if baseline == canary:
+            raise UsageError(f"--baseline {baseline!r} is the newest revision; name a --canary too")
+    if baseline is None:
+        i = names.index(canary)
+        if i == 0:
+            raise UsageError(f"{canary!r} is the oldest revision of {service!r} in this window: no baseline before it",
+                             hint=f"revisions of {service}: {', '.join(names)}; name one with --baseline")
+        baseline = names[i - 1]
+    if baseline == canary:
+        raise UsageError(f"baseline and canary are the same revision {canary!r}")
+    pick = {s.revision: s for s in revs}
+    return service, pick[baseline], pick[canary]
+
+
+def _order_key(side: Side) -> Any:
+    return side.deploy_time or side.first_seen
+
+
+def _revision_hint(by_service: dict[str, list[Side]]) -> str:
+    return "; ".join(f"{s}: {', '.join(x.revision for x in revs)}" for s, revs in sorted(by_service.items()))

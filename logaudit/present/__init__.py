@@ -1,0 +1,1 @@
+"""Presenting results: terminal and Markdown rendering, charts and reports (docs/architecture.md)."""
