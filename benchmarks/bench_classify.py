@@ -36,8 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# logaudit before pyarrow, as in the CLI: it sets Arrow's allocator up when pyarrow loads (logaudit/heap.py)
-import logaudit  # noqa: E402, I001, F401
+# memory tuned before pyarrow loads, as the command line does (docs/architecture.md, "Memory")
+import logaudit  # noqa: E402, I001
+
+logaudit.tune_memory()
 import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 

@@ -1,5 +1,5 @@
 """`python -m logaudit` runs the CLI."""
 
-from logaudit.cli import main
+from logaudit.cli import run
 
-main()
+run()

@@ -78,10 +78,15 @@ import pyarrow.parquet as pq
 from logaudit.analysis.audit import Audit
 from logaudit.analysis.judge import compare
 from logaudit.analysis.window import Window, resolve_window
+from logaudit.core.db import connect
 from logaudit.core.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
 from logaudit.core.redact import Redactor
 from logaudit.core.timeparse import clamp_window, format_rfc3339, parse_duration
+from logaudit.core.version import __version__
 from logaudit.present.report import FORMATS, build_report, parse_formats
+from logaudit.sources.gcs import CREDENTIALS_HINT, EMULATOR_ENV, ENDPOINT_ENV, parse_gs_uri
+from logaudit.store import pull as store_pull
+from logaudit.store.layout import WRITE_ERRNOS, write_failure
 from logaudit.store.schema import ENTRY_SCHEMA
 from logaudit.store.store import Store
 
@@ -265,8 +270,6 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
 
 def _pull(store: Store, project: str, service: str | None, since: datetime, until: datetime,
           credentials_file: str | os.PathLike | None, options: dict[str, Any]) -> dict[str, Any]:
-    from logaudit.store import pull as store_pull
-
     report = store_pull.pull(store, project, services=[service] if service else (), since=since, until=until,
                      credentials_file=credentials_file, **options)
     keep = ("project", "status", "filter", "query_filter", "since", "until", "entries", "new_rows", "duplicates",
@@ -289,7 +292,7 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
         manifest = {
             "format": FORMAT, "complete": True, "service": service, "period": period,
             "window": {"since": format_rfc3339(since), "until": format_rfc3339(until)},
-            "export_id": export_id, "generated_at": report.generated_at, "logaudit_version": _version(),
+            "export_id": export_id, "generated_at": report.generated_at, "logaudit_version": __version__,
             "entries": entries, "project": project, "store": str(audit.store.root),
             "catalog_fingerprint": audit.catalog.fingerprint, "redacted": audit.redactor.enabled,
             "redaction": {"emails": audit.redactor.enabled and audit.redactor.emails,
@@ -317,8 +320,6 @@ def _write_entries(audit: Audit, window: Window, path: Path) -> int:
     Redaction is vectorised (pyarrow, RE2) per batch of rows: one scan of each text column finds
     the values that may hold a secret, and those of all columns go through the rules at once.
     """
-    from logaudit.core.db import connect
-
     files = [str(f) for f in audit.store.entry_files(window.since, window.until)]
     texts = [f.name for f in ENTRY_SCHEMA if pa.types.is_string(f.type) and f.name not in UNREDACTED_COLUMNS]
     writer = pq.ParquetWriter(path, ENTRY_SCHEMA, compression="zstd")
@@ -373,11 +374,6 @@ def _write_bytes(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
 
-
-def _version() -> str:
-    from logaudit import __version__
-
-    return __version__
 
 
 # ============================================================================ destinations
@@ -532,8 +528,6 @@ class _LocalTarget(_Target):
 def _write_faults(where: Path) -> Iterator[None]:
     """A write the operating system refuses (disk full, quota, read-only) while building the
     period `where` becomes StoreWriteError naming the file (else the period)."""
-    from logaudit.store.store import WRITE_ERRNOS, write_failure
-
     try:
         yield
     except OSError as err:
@@ -563,8 +557,6 @@ def storage_client(*, endpoint: str | None = None, credentials_file: str | os.Pa
     import google.auth.exceptions
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
-
-    from logaudit.sources.gcs import CREDENTIALS_HINT, EMULATOR_ENV, ENDPOINT_ENV
 
     endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
     if endpoint and not endpoint.startswith(("http://", "https://")):
@@ -625,8 +617,6 @@ def _gcs_calls(what: str, *passthrough: type[BaseException]) -> Iterator[None]:
 
 class _GcsTarget(_Target):
     def __init__(self, uri: str, *, client: Any, endpoint: str | None, credentials_file: Any, lock_ttl: float) -> None:
-        from logaudit.sources.gcs import parse_gs_uri
-
         self.bucket_name, prefix = parse_gs_uri(uri)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.uri = f"gs://{self.bucket_name}/{self.prefix}".rstrip("/")

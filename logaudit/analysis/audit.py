@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,17 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from logaudit.analysis.judge import summary_verdict
+from logaudit.analysis.observe import FileAggregates
 from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
 from logaudit.catalog.catalog import Catalog, default_catalog_paths, load_catalogs
 from logaudit.catalog.views import register_views
-from logaudit.core.db import connect
+from logaudit.core.db import connect, sql_list
 from logaudit.core.errors import UnknownFilterError, UsageError
+from logaudit.core.jsonable import plain
 from logaudit.core.redact import Redactor, load_redactor, redact_frame
-from logaudit.core.timeparse import parse_duration
-from logaudit.present.display import plain
+from logaudit.core.timeparse import parse_duration, to_ns
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.schema import MIN_TIMESTAMP_NS
 from logaudit.store.store import Store
@@ -105,7 +107,7 @@ class Audit:
             files = [str(f) for f in self.store.entry_files(window.since, window.until)]
             if files:
                 con.execute(f"""CREATE OR REPLACE TEMP VIEW entries_rows AS
-                    SELECT * FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
+                    SELECT * FROM read_parquet({sql_list(files)}, filename=true, file_row_number=true)
                     WHERE {_time_sql(window)}""")
             else:
                 con.execute("CREATE OR REPLACE TEMP VIEW entries_rows AS SELECT *, ''::VARCHAR AS filename, "
@@ -125,16 +127,12 @@ class Audit:
         UnknownFilterError: --service 'netra-backend-stagin': the store holds no entry of this service
           hint: services in this window: netra-auth-service, netra-backend-staging
         """
+        if isinstance(since, Window):  # already resolved (and checked)
+            return since
         w = resolve_window(since, until, service, revision, now=now)
         if service is not None or revision is not None:
             self._check_filters(w)
         return w
-
-    def _window(self, since: Any = None, until: Any = None, service: str | None = None,
-                revision: str | None = None) -> Window:
-        if isinstance(since, Window):
-            return since
-        return self.window(since, until, service, revision)
 
     def _check_filters(self, w: Window) -> None:
         """Raise `UnknownFilterError` when no entry of the store has w's service (and revision)."""
@@ -171,7 +169,7 @@ class Audit:
             return []
         if self._probe is None:
             self._probe = connect()
-        return self._probe.execute(f"SELECT {select} FROM read_parquet({_sql_list(files)}, hive_partitioning=false) "
+        return self._probe.execute(f"SELECT {select} FROM read_parquet({sql_list(files)}, hive_partitioning=false) "
                                    f"WHERE {_time_sql(span)} AND {where} {limit}", params or {}).fetchall()
 
     def _holds(self, w: Window, span: Window) -> bool:
@@ -207,12 +205,12 @@ class Audit:
 
         >>> audit.sql("SELECT count(*) AS n FROM entries WHERE service = $s", {"s": "api"})  # doctest: +SKIP
         """
-        w = self._window(**window)
+        w = self.window(**window)
         df = self.connection(w).execute(query, params or {}).df()
         return redact_frame(df, self.redactor) if redact else df
 
     def entries_count(self, **window: Any) -> int:
-        w = self._window(**window)
+        w = self.window(**window)
         where, params = self._filters(w)
         return int(self.connection(w).execute(f"SELECT count(*) FROM entries WHERE {where}", params).fetchall()[0][0])
 
@@ -223,7 +221,7 @@ class Audit:
         Latency percentiles leave out WebSocket upgrades (status 101): their "latency" is how
         long the connection stayed open, not how fast the service answered.
         """
-        w = self._window(**window)
+        w = self.window(**window)
         where, params = self._filters(w, "e")
         return self._df(w, f"""
             WITH per AS (
@@ -259,13 +257,13 @@ class Audit:
     def timeline(self, bucket: str = "5m", **window: Any) -> pd.DataFrame:
         """Per time bucket and revision: entries, errors, error_rate, requests, 5xx, request error
         rate and matches per pattern category. Buckets with no entries appear as zeros."""
-        w = self._window(**window)
+        w = self.window(**window)
         step = parse_duration(bucket, name="bucket")
         step_ns = int(step / timedelta(microseconds=1)) * 1000
         where, params = self._filters(w)
         params |= {"step": step_ns}
-        since_ns = _ns(w.since) if w.since else None
-        until_ns = _ns(w.until) if w.until else None
+        since_ns = to_ns(w.since) if w.since else None
+        until_ns = to_ns(w.until) if w.until else None
         bounds = self.connection(w).execute(
             f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
             self._filters(w)[1]).fetchall()[0]
@@ -323,7 +321,7 @@ class Audit:
         """Per matched pattern: category, title, count, first/last seen, count per revision, one
         example message (the latest, redacted) and, with `fields`, the top-10 value counts of
         each extracted field."""
-        w = self._window(**window)
+        w = self.window(**window)
         where, params = self._filters(w, "m")
         con = self.connection(w)
         df = con.execute(f"""
@@ -360,7 +358,7 @@ class Audit:
         rows = con.execute(f"""
             SELECT filename, file_row_number,
                    coalesce(message, http_method || ' ' || http_path || ' -> ' || http_status) AS text
-            FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
+            FROM read_parquet({sql_list(files)}, filename=true, file_row_number=true)
             WHERE file_row_number IN (SELECT row FROM logaudit_example_refs)
         """).fetchall()
         con.unregister("logaudit_example_refs")
@@ -392,7 +390,7 @@ class Audit:
     def pattern_entries(self, pattern_id: str, limit: int | None = 100, **window: Any) -> pd.DataFrame:
         """The entries a pattern matched (newest first): timestamp, revision, instance, message
         (redacted), extracted fields, and where the entry came from (source, line)."""
-        w = self._window(**window)
+        w = self.window(**window)
         where, params = self._filters(w, "m")
         params |= {"pid": pattern_id, "root": str(Path(self.store.root) / "entries") + "/"}
         self._with_rows(w)
@@ -416,7 +414,7 @@ class Audit:
         Ids in paths (UUIDs, 8+ hex characters, numbers) become `{id}`. Raw paths are grouped first
         and only the distinct paths are normalized, so the cost does not grow with traffic.
         """
-        w = self._window(**window)
+        w = self.window(**window)
         where, params = self._filters(w)
         con = self.connection(w)
         raw = con.sql(f"""
@@ -443,7 +441,7 @@ class Audit:
     def unclassified(self, min_severity: str = "WARNING", limit: int | None = 50, **window: Any) -> pd.DataFrame:
         """The most frequent messages at `min_severity` or above that match no pattern, grouped by
         template (numbers, ids, hex, IPs, quoted values masked); with count, example, revisions."""
-        w = self._window(**window)
+        w = self.window(**window)
         level = SEVERITY_NUM.get(min_severity.upper())
         if level is None:
             raise UsageError(f"unknown severity {min_severity!r}", hint=f"one of {', '.join(SEVERITY_NUM)}")
@@ -488,10 +486,7 @@ class Audit:
         `unclassified()` (tested), merged from per-entry-file aggregates (`compare.FileAggregates`,
         cached) instead of scanning every row of the window again for each part.
         """
-        from logaudit.analysis.judge import summary_verdict
-        from logaudit.analysis.observe import FileAggregates
-
-        w = self._window(**window)
+        w = self.window(**window)
         span = Window(w.since, w.until)
         agg = FileAggregates(self, self.connection(span), span, SEVERITY_NUM["WARNING"])
         try:
@@ -582,10 +577,6 @@ def json_path_key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name.replace('"', '\\"') + '"'
 
 
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def _listing(what: str, in_window: list[str], in_store: list[str]) -> str:
     """`services in this window: a, b`, or what the store holds when the window holds none."""
     if in_window:
@@ -602,11 +593,6 @@ def _time_sql(w: Window) -> str:
     if w.until is not None:
         conds.append(f"timestamp < TIMESTAMPTZ '{w.until.isoformat()}'")
     return " AND ".join(conds) or "TRUE"
-
-
-def _ns(value: datetime) -> int:
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def _num(value: Any) -> float | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from logaudit.analysis.templates import template
 from logaudit.catalog.catalog import (
     Catalog,
     CatalogLoadError,
@@ -37,6 +38,7 @@ from logaudit.catalog.catalog import (
     expand_paths,
     load_catalogs,
 )
+from logaudit.catalog.engine import SLOW_PATTERNS_KEY, classify_table
 from logaudit.catalog.selftest import SelfTestReport, run_self_test
 from logaudit.core.errors import CatalogError
 
@@ -94,10 +96,7 @@ def try_on_store(audit: Any, draft: Catalog, *, limit: int = 20, **window: Any) 
     import pandas as pd
     import pyarrow as pa
 
-    from logaudit.analysis.templates import template
-    from logaudit.catalog.engine import SLOW_PATTERNS_KEY, classify_table
-
-    w = audit._window(**window)
+    w = audit.window(**window)
     table = audit.store.read_entries(w.since, w.until)
     if w.service is not None or w.revision is not None:
         import pyarrow.compute as pc

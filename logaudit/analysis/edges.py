@@ -1,6 +1,6 @@
 """Aggregates of the hours a window cuts, from small cached per-hour slices of rows.
 
-`compare.FileAggregates` keeps aggregates per entry file and hour. A window that starts or ends
+`FileAggregates` (`logaudit.analysis.observe`) keeps aggregates per entry file and hour. A window that starts or ends
 mid-hour (``--since 6h`` at any time of day) needs the rows of the two hours it cuts. Reading
 them from the entry files decodes whole row groups and runs several SQL aggregations, about
 60 ms for a 10M-entry store whatever the size of the cut. Instead, the first window that cuts an
@@ -32,6 +32,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from logaudit.analysis.comparison import BUCKET_NS, LATENCY_BINS_PER_E
+from logaudit.analysis.templates import template_sql
+from logaudit.catalog.cache import chunk_files
+from logaudit.core.db import arrow_table, sql_list, time_filter
+from logaudit.core.timeparse import to_ns
+
 KEEP = 24  # slice files kept (two per hour: rows and pattern matches)
 VERSION = "1"  # of the slice files' columns: a new version never reads an old slice
 ROWS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "sev", "status", "err", "s4", "s5", "lat_ok",
@@ -52,6 +58,7 @@ CAT_SCHEMA = pa.schema([
     ("key", pa.string()), ("sev", pa.int16()), ("n", pa.int64()), ("first_ts", _TS), ("example_ts", _TS),
     ("example_file", pa.string()), ("example_row", pa.int64()), ("example", pa.string()),
 ])
+
 
 
 def hour_spans(since_ns: int | None, until_ns: int | None, bucket_ns: int) -> list[tuple[int, int, int]]:
@@ -87,15 +94,12 @@ class EdgeSlices:
         """Base and category aggregates (`BASE_SCHEMA`, `CAT_SCHEMA`) of the rows of the files `only`
         inside the spans. A slice holds every file of `files` (by `ranges`) with rows in its hour, so
         that it does not depend on the window."""
-        from logaudit.analysis.comparison import BUCKET_NS
-        from logaudit.analysis.observe import _epoch_ns
-
         base, cat = [], []
-        keep = pa.array([self.agg._key(f) for f in only], pa.string())
+        keep = pa.array([self.agg.file_key(f) for f in only], pa.string())
         for hour, start, end in spans:
             lo, hi = hour * BUCKET_NS, (hour + 1) * BUCKET_NS
             in_hour = [f for f in files if ranges.get(f) and ranges[f][0] is not None
-                       and _epoch_ns(ranges[f][0]) < hi and _epoch_ns(ranges[f][1]) >= lo]
+                       and to_ns(ranges[f][0]) < hi and to_ns(ranges[f][1]) >= lo]
             if not in_hour:
                 continue
             rows, hits = self._slice(hour, in_hour)
@@ -110,7 +114,7 @@ class EdgeSlices:
         import pyarrow.feather as feather
 
         ident = "\n".join([VERSION, self.agg.cat_tag, str(hour),
-                           *sorted(f"{self.agg._key(f)}\t{f.stat().st_size}" for f in files)])
+                           *sorted(f"{self.agg.file_key(f)}\t{f.stat().st_size}" for f in files)])
         digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
         paths = [self.folder / f"{hour}-{digest}-{kind}.arrow" for kind in ("rows", "hits")]
         try:
@@ -144,17 +148,11 @@ class EdgeSlices:
         """The hour's rows of `files` (sorted by time, then message, then row) and their pattern matches."""
         from datetime import UTC, datetime
 
-        from logaudit.analysis.comparison import BUCKET_NS, LATENCY_BINS_PER_E
-        from logaudit.analysis.observe import _arrow
-        from logaudit.analysis.templates import template_sql
-        from logaudit.catalog.cache import chunk_files
-        from logaudit.core.db import sql_list, time_filter
-
         agg, con = self.agg, self.agg.con
         start = datetime.fromtimestamp(hour * BUCKET_NS // 10**9, UTC)
         end = datetime.fromtimestamp((hour + 1) * BUCKET_NS // 10**9, UTC)
         src = f"read_parquet({sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false, file_row_number=true)"
-        keys = pa.table({"path": [str(f) for f in files], "entry_key": [agg._key(f) for f in files]})
+        keys = pa.table({"path": [str(f) for f in files], "entry_key": [agg.file_key(f) for f in files]})
         chunks = chunk_files(agg.root, files, None, set(agg.fingerprints))
         hits_sql = "SELECT NULL::VARCHAR AS file, NULL::BIGINT AS entry_row, NULL::TIMESTAMPTZ AS ts, NULL::VARCHAR AS service, " \
                    "NULL::VARCHAR AS revision, NULL::VARCHAR AS pattern_id WHERE false"
@@ -166,10 +164,10 @@ class EdgeSlices:
                              AND c.entry_file IN (SELECT entry_key FROM logaudit_edge_keys)"""
         con.register("logaudit_edge_keys", keys)
         try:
-            hits = _arrow(con, f"SELECT * FROM ({hits_sql}) ORDER BY ts, entry_row, file, pattern_id")
+            hits = arrow_table(con, f"SELECT * FROM ({hits_sql}) ORDER BY ts, entry_row, file, pattern_id")
             con.register("logaudit_edge_hits", hits)
             agg.register_paths("logaudit_edge_paths", src, time_filter("timestamp", start, end))
-            rows = _arrow(con, f"""
+            rows = arrow_table(con, f"""
                 WITH m AS (SELECT DISTINCT file, entry_row FROM logaudit_edge_hits),
                 r AS (
                     SELECT k.entry_key AS file, s.file_row_number AS entry_row, s.timestamp AS ts, s.service, s.revision,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,16 @@ from logaudit.analysis.comparison import (
     Side,
     TemplateCounts,
 )
+from logaudit.analysis.edges import EdgeSlices, hour_spans
 from logaudit.analysis.gate import Gate
+from logaudit.analysis.templates import MASKS, MAX_TEMPLATE_CHARS, merge_templates, template_sql
+from logaudit.analysis.window import Window, normalize_path, resolve_window
+from logaudit.catalog.cache import chunk_files
+from logaudit.core.db import arrow_table, sql_list
 from logaudit.core.errors import UsageError
+from logaudit.core.timeparse import to_ns
 from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store.layout import parquet_framing_problem
 
 # ========================================================================================== SQL
 #: Bump when what the per-file aggregates hold changes.
@@ -48,9 +54,6 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
     files a --since/--until boundary cuts. The result is the same as aggregating the
     window's rows directly (tested).
     """
-    from logaudit.analysis.templates import merge_templates
-    from logaudit.analysis.window import Window, resolve_window
-
     gate = gate or Gate()
     w0 = since if isinstance(since, Window) else resolve_window(since, until)
     window = Window(w0.since, w0.until)
@@ -99,8 +102,6 @@ class FileAggregates:
     def __init__(self, audit: Any, con: Any, window: Any, level: int) -> None:
         import pyarrow as pa
 
-        from logaudit.analysis.templates import MASKS, MAX_TEMPLATE_CHARS
-
         self.con = con
         self.window = window
         self.level = level
@@ -135,7 +136,8 @@ class FileAggregates:
             self.con.execute(f"UPDATE logaudit_cmp_base SET path = {self.redactor.sql('path')} WHERE {hit}", params)
 
     # -------------------------------------------------------------------------- cache plumbing
-    def _key(self, path: Path) -> str:
+    def file_key(self, path: Path) -> str:
+        """The cache key of an entry file: its path under entries/ (else its absolute path)."""
         try:
             return path.relative_to(self.root / "entries").as_posix()
         except ValueError:
@@ -148,7 +150,7 @@ class FileAggregates:
         """Cached aggregate files and freshly computed tables (files missing, or cut by the window)
         for the two views; each part is a list of parquet paths or Arrow tables."""
         sizes = {f: f.stat().st_size for f in self.files}
-        base_paths = {f: self._folder(self._key(f)) / f"base-{sizes[f]}.parquet" for f in self.files}
+        base_paths = {f: self._folder(self.file_key(f)) / f"base-{sizes[f]}.parquet" for f in self.files}
         base_cached = [f for f in self.files if _intact(base_paths[f])]
         base_missing = [f for f in self.files if f not in set(base_cached)]
         fresh_base: dict[Path, Any] = {}
@@ -174,13 +176,11 @@ class FileAggregates:
         base_parts += [fresh_base[f] for f in whole if f in fresh_base]
         base_parts += self._hours_inside([base_paths[f] for f in cut if f not in fresh_base],
                                          [fresh_base[f] for f in cut if f in fresh_base])
-        from logaudit.analysis.edges import EdgeSlices
-
         edge_base, edge_cat = EdgeSlices(self).aggregates(self._spans(), self.files, ranges, partial) \
             if partial else (None, None)
         if edge_base is not None:
             base_parts.append(edge_base)
-        cat_paths = {f: self._folder(self._key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
+        cat_paths = {f: self._folder(self.file_key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
         cat_missing = [f for f in whole + cut if not _intact(cat_paths[f])]
         fresh_cat: dict[Path, Any] = {}
         if cat_missing:
@@ -200,8 +200,8 @@ class FileAggregates:
     def _full_hours(self) -> tuple[int | None, int | None]:
         """The buckets wholly inside the window: lo <= bucket < hi (None: unbounded)."""
         w = self.window
-        lo = None if w.since is None else -(-_epoch_ns(w.since) // BUCKET_NS)
-        hi = None if w.until is None else _epoch_ns(w.until) // BUCKET_NS
+        lo = None if w.since is None else -(-to_ns(w.since) // BUCKET_NS)
+        hi = None if w.until is None else to_ns(w.until) // BUCKET_NS
         return lo, hi
 
     def _hours_inside(self, paths: list[Path], tables: list[Any]) -> list[Any]:
@@ -221,15 +221,13 @@ class FileAggregates:
 
     def _spans(self) -> list[tuple[int, int, int]]:
         """The (hour, start ns, end ns) pieces of the window in the hours it cuts."""
-        from logaudit.analysis.edges import hour_spans
-
         w = self.window
-        return hour_spans(None if w.since is None else _epoch_ns(w.since),
-                          None if w.until is None else _epoch_ns(w.until), BUCKET_NS)
+        return hour_spans(None if w.since is None else to_ns(w.since),
+                          None if w.until is None else to_ns(w.until), BUCKET_NS)
 
     def _in_partial_hours(self, rng: tuple[Any, Any]) -> bool:
         """Whether a file spanning `rng` has rows in an hour the window cuts (else the cache serves it all)."""
-        lo_ts, hi_ts = (_epoch_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
+        lo_ts, hi_ts = (to_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
         return any(lo_ts < b and hi_ts >= a for _, a, b in self._spans())
 
     def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
@@ -301,9 +299,9 @@ class FileAggregates:
         tables = [t for t in parts if not isinstance(t, list | tuple) and t.num_rows]
         selects = []
         if paths:
-            selects.append(f"SELECT * FROM read_parquet({_sql_paths(paths)}, union_by_name=true)")
+            selects.append(f"SELECT * FROM read_parquet({sql_list(paths)}, union_by_name=true)")
         for _, fpaths, where in [p for p in parts if isinstance(p, tuple) and p[1]]:
-            selects.append(f"SELECT * FROM read_parquet({_sql_paths(fpaths)}, union_by_name=true) WHERE {where}")
+            selects.append(f"SELECT * FROM read_parquet({sql_list(fpaths)}, union_by_name=true) WHERE {where}")
         arrow = self.pa.concat_tables(tables, promote_options="permissive") if tables else _empty(self.pa, cols[1:])
         self.con.register(f"{name}_arrow", arrow)
         self._names.append(f"{name}_arrow")
@@ -323,16 +321,12 @@ class FileAggregates:
 
     # -------------------------------------------------------------------------- computing
     def _source(self, files: list[Path], *, rows: bool = False) -> str:
-        from logaudit.core.db import sql_list
-
         extra = ", file_row_number=true" if rows else ""
         return f"read_parquet({sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
 
     def register_paths(self, name: str, src: str, where: str = "TRUE") -> None:
         """Register `name`: (raw, path) for the request paths of `src`, normalized so that ids do not
         split endpoints. Only the distinct raw paths go through Python."""
-        from logaudit.analysis.window import normalize_path
-
         raw = [r[0] for r in self.con.execute(
             f"SELECT DISTINCT http_path FROM {src} WHERE {where} AND http_status IS NOT NULL").fetchall()]
         self.con.register(name, self.pa.table({
@@ -348,7 +342,7 @@ class FileAggregates:
             self.con.unregister("logaudit_cmp_paths")
 
     def _compute_base_sql(self, src: str) -> Any:
-        return _arrow(self.con, f"""
+        return arrow_table(self.con, f"""
             WITH src AS (SELECT * FROM {src})
             SELECT filename, 'rev' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
                    min(timestamp) AS first_ts, max(timestamp) AS last_ts,
@@ -377,12 +371,8 @@ class FileAggregates:
         """)
 
     def _compute_cat(self, files: list[Path]) -> Any:
-        from logaudit.analysis.templates import template_sql
-        from logaudit.catalog.cache import chunk_files
-        from logaudit.core.db import sql_list
-
         src = self._source(files, rows=True)
-        keys = self.pa.table({"path": [str(f) for f in files], "entry_key": [self._key(f) for f in files]})
+        keys = self.pa.table({"path": [str(f) for f in files], "entry_key": [self.file_key(f) for f in files]})
         name = "logaudit_cmp_keys"
         # these files' matches only (the `matches` view reads every file of the window)
         chunks = chunk_files(self.root, files, None, set(self.fingerprints))
@@ -393,7 +383,7 @@ class FileAggregates:
                            JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint)"""
         self.con.register(name, keys)
         try:
-            return _arrow(self.con, f"""
+            return arrow_table(self.con, f"""
                 WITH k AS (SELECT * FROM {name}),
                 mx AS {matches},
                 m AS (SELECT DISTINCT entry_file, entry_row FROM mx WHERE entry_file IN (SELECT entry_key FROM k)),
@@ -626,32 +616,10 @@ class FileAggregates:
         """, params | {"level": self.level}).df()
 
 
-def _epoch_ns(value: datetime) -> int:
-    """Nanoseconds since the epoch, exactly (no float)."""
-    from datetime import UTC
-
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
-
-
-def _arrow(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
-    """A query's result as a pyarrow Table (DuckDB 2.x and 1.x)."""
-    rel = con.sql(query, params=params)
-    if hasattr(rel, "to_arrow_table"):
-        return rel.to_arrow_table()
-    return rel.arrow()  # pragma: no cover - DuckDB 1.x
-
-
 def _intact(path: Path) -> bool:
     """A cached aggregate file that can be used: present and a whole Parquet file (a damaged
     one is computed again and replaced)."""
-    from logaudit.store.store import parquet_framing_problem
-
     return parquet_framing_problem(path) is None
-
-
-def _sql_paths(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def _rows_of(table: Any, filename: str) -> Any:

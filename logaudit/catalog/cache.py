@@ -37,8 +37,9 @@ from logaudit.catalog.engine import (
     decoded,
     match_table,
 )
+from logaudit.store.check import entry_file_problem
+from logaudit.store.layout import damaged_error, parquet_framing_problem, scratch_dir, write_errors
 from logaudit.store.schema import DICTIONARY_COLUMNS, ENTRY_SCHEMA, TEXT_COLUMNS
-from logaudit.store.store import damaged_error, parquet_framing_problem, scratch_dir, write_errors
 
 # =============================================================================== store cache
 INDEX_NAME = "index.json"
@@ -189,8 +190,6 @@ def _read_task_file(task: FileTask, compiled: CompiledCatalog) -> pa.Table:
         why = None  # a foreign Parquet file
     except (pa.ArrowException, OSError) as err:
         why = f"unreadable ({' '.join(str(err).split())[:160]})"
-    from logaudit.store.check import entry_file_problem
-
     path = Path(task.entry_path)
     why = entry_file_problem(path) or why or "not a logaudit entry file"
     raise damaged_error(Path(task.store_root or path.parent), [(path, why)])

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from logaudit.catalog.catalog import Catalog
+from logaudit.catalog.engine import REGEX_TIMEOUT, match_texts
 from logaudit.core.errors import CatalogError
 
 
@@ -66,8 +67,6 @@ def run_self_test(catalog: Catalog) -> SelfTestReport:
     ``regex.search`` so a prefilter bug shows up as a failure, not as a silent miss. A pattern
     not proven linear is searched under the engine's time limit; an example it times out on fails.
     """
-    from logaudit.catalog.engine import REGEX_TIMEOUT, match_texts  # the engine imports this module
-
     report = SelfTestReport(patterns=len(catalog))
     for pat in catalog:
         if not pat.examples:

@@ -22,7 +22,8 @@ from typing import Any, NoReturn
 import click
 
 from logaudit.core.errors import ExitCode, InputError, LogauditError
-from logaudit.core.memory import tune_allocator
+from logaudit.core.memory import tune_memory
+from logaudit.core.secret_rules import redact_message
 
 
 class ExpandedPath(click.Path):
@@ -117,15 +118,13 @@ def report_bug(err: BaseException, *, what: str = "") -> NoReturn:
     (a file in the temp directory; also printed with `logaudit --debug`), exit 70. Secrets are redacted."""
     import traceback
 
-    from logaudit.core.redact import MESSAGES
-
     ctx = click.get_current_context(silent=True)
     debug = bool(ctx is not None and ctx.find_root().params.get("debug"))
-    text = MESSAGES.redact("".join(traceback.format_exception(err)))
+    text = redact_message("".join(traceback.format_exception(err)))
     if debug:
         click.echo(text, err=True, nl=False)
     saved = _save_traceback(text)
-    detail = MESSAGES.redact(" ".join(str(err).split()))[:200]
+    detail = redact_message(" ".join(str(err).split()))[:200]
     where = f"traceback in {saved}" if saved else "the traceback could not be saved"
     click.secho(f"error: {what}internal error (a bug in logaudit, please report it): {type(err).__name__}"
                 + (f": {detail}" if detail else "") + f"; {where}"
@@ -139,8 +138,6 @@ def _save_traceback(text: str) -> str | None:
     import tempfile
     from importlib.metadata import PackageNotFoundError, version
 
-    from logaudit.core.redact import MESSAGES
-
     try:
         release = version("logaudit")
     except PackageNotFoundError:
@@ -149,7 +146,7 @@ def _save_traceback(text: str) -> str | None:
     args = ctx.meta.get("logaudit.args", sys.argv[1:]) if ctx is not None else sys.argv[1:]
     head = (f"logaudit {release}, Python {platform.python_version()}, {platform.platform()}\n"
             f"time: {datetime.now(UTC).isoformat(timespec='seconds')}\n"
-            f"command: {MESSAGES.redact(' '.join(['logaudit', *map(str, args)]))}\n\n")
+            f"command: {redact_message(' '.join(['logaudit', *map(str, args)]))}\n\n")
     try:
         fd, path = tempfile.mkstemp(prefix="logaudit-traceback-", suffix=".txt")  # mode 0600
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -163,7 +160,8 @@ def explain_failure(err: BaseException, store_dir: str | None, *, uses_store: bo
     """The typed error behind an untyped failure of a command using the store at `store_dir`
     (None: the default store): what `Store.explain` finds, else an OSError as one line naming
     its file. Commands that use no store pass `uses_store=False`."""
-    from logaudit.store.store import WRITE_ERRNOS, Store, write_failure
+    from logaudit.store.layout import WRITE_ERRNOS, write_failure
+    from logaudit.store.store import Store
 
     store = None
     if uses_store:
@@ -253,5 +251,11 @@ def main(debug: bool) -> None:
     6 store locked, 7 some input rejected (the rest stored), 64 bad usage, 70 internal error,
     130 interrupted.
     """
-    tune_allocator()
     _show_notes()
+
+
+def run() -> None:
+    """The `logaudit` console script and `python -m logaudit`: tune memory first (before any
+    command's module loads pyarrow; docs/architecture.md, "Memory"), then the command line."""
+    tune_memory()
+    main()

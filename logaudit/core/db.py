@@ -62,4 +62,12 @@ def time_filter(column: str, since: datetime | None, until: datetime | None) -> 
     return " AND ".join(conds) if conds else "TRUE"
 
 
-__all__ = ["DEFAULT_THREADS", "connect", "sql_list", "time_filter"]
+def arrow_table(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
+    """A query's result as a pyarrow Table (DuckDB 2.x and 1.x)."""
+    rel = con.sql(query, params=params)
+    if hasattr(rel, "to_arrow_table"):
+        return rel.to_arrow_table()
+    return rel.arrow()  # pragma: no cover - DuckDB 1.x
+
+
+__all__ = ["DEFAULT_THREADS", "arrow_table", "connect", "sql_list", "time_filter"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from enum import IntEnum, unique
 
+from logaudit.core.secret_rules import redact_message
+
 
 @unique
 class ExitCode(IntEnum):
@@ -49,9 +51,7 @@ class LogauditError(Exception):
     exit_code: int = ExitCode.INPUT
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
-        from logaudit.core.redact import MESSAGES
-
-        message = MESSAGES.redact(message) if isinstance(message, str) else message
+        message = redact_message(message) if isinstance(message, str) else message
         super().__init__(message)
         self.message = message
         self.hint = hint

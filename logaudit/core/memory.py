@@ -1,20 +1,9 @@
 """Keep freed memory in the process, so that big temporaries are reused, not faulted in again.
 
-Classifying or summarizing a million entries makes hundreds of megabytes of short-lived arrays
-(masks, offsets, row numbers, joined texts). By default both allocators involved hand freed
-memory of that size back to the operating system at once: glibc (NumPy's) above its mmap
-threshold or by trimming its heap, and mimalloc (Arrow's) 10 ms after it is freed. The next call
-then touches every page afresh, and on virtual machines that reclaim memory eagerly those page
-faults cost as much as the work itself (measured on the reference machine: 0.3-0.6 s of system
-time in some 0.4 s classifications of 1M entries).
-
-* Importing this module (`logaudit/__init__` does so first) asks mimalloc to keep freed memory
-  for `ARROW_PURGE_DELAY_MS` instead. mimalloc reads the setting once, when pyarrow loads, so it
-  only takes effect when logaudit is imported before pyarrow; a value the user set wins.
-* `tune_allocator` raises glibc's thresholds; the memory stays with the process, up to
-  `TRIM_BYTES` of it free. The command line calls it on start and classification workers on
-  theirs; a notebook may call it once (it changes the whole process's allocator). Elsewhere
-  than glibc it does nothing.
+`tune_memory` asks mimalloc (Arrow's allocator) to keep freed memory for `ARROW_PURGE_DELAY_MS`
+and raises glibc's thresholds (`tune_allocator`). The command line calls it first thing,
+classification workers call `tune_allocator` on start, a notebook may call `logaudit.tune_memory()`
+once, first; importing logaudit does neither. Why and what it gains: docs/architecture.md, "Memory".
 
 >>> from logaudit.core.memory import tune_allocator
 >>> tune_allocator() in (True, False)
@@ -34,15 +23,30 @@ TRIM_BYTES = 256 << 20
 
 #: How long mimalloc keeps freed memory before handing it back (its own default: 10 ms).
 ARROW_PURGE_DELAY_MS = 10_000
-
-os.environ.setdefault("MIMALLOC_PURGE_DELAY", str(ARROW_PURGE_DELAY_MS))
+#: The variable mimalloc reads it from, once, when pyarrow loads.
+PURGE_DELAY_ENV = "MIMALLOC_PURGE_DELAY"
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _done: bool | None = None
 
 
+def tune_memory() -> bool:
+    """Keep freed memory in this process (it changes the whole process's allocators).
+
+    Sets $MIMALLOC_PURGE_DELAY to `ARROW_PURGE_DELAY_MS` unless it is set (a value the user
+    chose wins); mimalloc reads it when pyarrow loads, so call this before anything imports
+    pyarrow. Then `tune_allocator`; returns what it returns.
+    """
+    os.environ.setdefault(PURGE_DELAY_ENV, str(ARROW_PURGE_DELAY_MS))
+    return tune_allocator()
+
+
 def tune_allocator() -> bool:
-    """Set glibc's mmap and trim thresholds (once per process); whether they were set."""
+    """Set glibc's mmap and trim thresholds (once per process); whether they were set.
+
+    The memory stays with the process, up to `TRIM_BYTES` of it free. Elsewhere than glibc it
+    does nothing.
+    """
     global _done
     if _done is None:
         _done = False
@@ -54,3 +58,6 @@ def tune_allocator() -> bool:
             except (OSError, AttributeError):  # not glibc (musl has no thresholds to set)
                 _done = False
     return _done
+
+
+__all__ = ["ARROW_PURGE_DELAY_MS", "PURGE_DELAY_ENV", "tune_allocator", "tune_memory"]

@@ -39,8 +39,8 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from logaudit.present.display import plain, revision_label, service_label
-from logaudit.present.summary import _ms
+from logaudit.core.jsonable import plain
+from logaudit.present.display import ms, revision_label, service_label
 
 #: Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
@@ -238,7 +238,7 @@ def _two_lines(revision: str) -> str:
     return f"{parts[0]}\n{parts[1]}-{parts[2]}" if len(parts) == 3 and len(revision) > 18 else str(revision)
 
 
-def _short(text: str, width: int) -> str:
+def short_time(text: str, width: int) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
@@ -368,7 +368,7 @@ def pattern_heatmap(patterns: pd.DataFrame, revisions: pd.DataFrame | None = Non
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([_short(t, 46) for t in rows["title"]])
+    ax.set_yticklabels([short_time(t, 46) for t in rows["title"]])
     for label, cat in zip(ax.get_yticklabels(), rows["category"], strict=True):
         label.set_color(CATEGORY_COLORS.get(cat, "black") if cat != "positive" else "#00684c")
     # category groups: separators and names on the right
@@ -474,13 +474,13 @@ def latency_by_revision(revisions: pd.DataFrame, *, title: str = "Request latenc
                 linewidth=0.3, label=key)
         for yy, vv in zip(y, shown, strict=True):
             if np.isfinite(vv):
-                ax.text(vv * 1.08, yy, _ms(vv), va="center", ha="left", fontsize=6.5)
+                ax.text(vv * 1.08, yy, ms(vv), va="center", ha="left", fontsize=6.5)
     for i, v in enumerate(values["p50"]):
         if not np.isfinite(v):
             ax.text(left * 1.1, i, "no requests", va="center", ha="left", fontsize=6.5, color="#555555")
     ax.set_xscale("log")
     ax.set_xlim(left, hi_v * 4)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _ms(x)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: ms(x)))
     ax.set_xlabel("latency (log scale; WebSocket upgrades excluded)")
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels(labels)

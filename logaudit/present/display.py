@@ -1,8 +1,6 @@
 """From library values to what outputs show: one place for every renderer.
 
-* `plain` turns what pandas, numpy and DuckDB hand back (NaN, NaT, ``pd.NA``, infinities,
-  numpy scalars and arrays) into plain JSON values: a missing value is ``None``. Summaries are
-  built through it, and `to_json` emits through it with ``allow_nan=False``, so no output
+* `to_json` emits through `logaudit.core.jsonable.plain` with ``allow_nan=False``, so no output
   holds ``NaN`` or ``Infinity`` (strict JSON parsers reject them).
 * `label`, `service_label` and `revision_label` show ``None`` as a placeholder.
 * `one_line` shows log text on one line with control and bidirectional-override characters
@@ -12,8 +10,6 @@
 * `make_console` is the terminal of the text outputs: no markup parsing (log text is never
   read as rich markup), plain text when stdout is not a terminal or ``NO_COLOR`` is set.
 
->>> plain({"service": float("nan"), "n": 3})
-{'service': None, 'n': 3}
 >>> service_label(None), one_line("a\\n b\\x1b[31m")
 ('(no service)', 'a b\\\\x1b[31m')
 >>> md_text("install sentry-sdk[fastapi] | *now*")
@@ -23,59 +19,19 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from logaudit.core.jsonable import plain
 
 NO_SERVICE = "(no service)"
 NO_REVISION = "(no revision)"
 #: How text outputs point to the rest of a list they cut.
 SEE_JSON = "see --format json"
 
-
-# ============================================================================ values
-def plain(value: Any) -> Any:
-    """`value` as plain JSON-able Python: dicts, lists, str, int, float, bool, None.
-
-    NaN, infinities, NaT and ``pd.NA`` become None; numpy scalars their Python value; arrays,
-    tuples and sets lists. Other objects (datetimes, paths) are left for the serializer.
-    """
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {plain(k): plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    if isinstance(value, set | frozenset):
-        return sorted((plain(v) for v in value), key=lambda v: (v is None, str(v)))
-    return _foreign(value)
-
-
-def _foreign(value: Any) -> Any:
-    """numpy / pandas values (only possible when those are loaded)."""
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(value, np.ndarray):
-            return [plain(v) for v in value.tolist()]
-        if isinstance(value, np.generic):
-            return plain(value.item())
-    pd = sys.modules.get("pandas")
-    if pd is not None and (value is pd.NaT or value is pd.NA):
-        return None
-    if pd is not None and isinstance(value, pd.Timestamp):  # a NaT of another unit is still NaT
-        return None if pd.isna(value) else value
-    try:
-        if value != value:  # Decimal('NaN') and friends
-            return None
-    except Exception:  # noqa: BLE001 - an object that cannot compare is not missing
-        pass
-    return value
 
 
 def to_json(value: Any, *, indent: int | None = 2) -> str:
@@ -295,5 +251,22 @@ def _print_blocks(con: Any, cols: Sequence[Col], cells: list[list[Any]], keys: i
             con.print(Text.assemble(f"  {col.header}: ", cell), overflow="fold")
 
 
-__all__ = ["NO_REVISION", "NO_SERVICE", "Col", "label", "make_console", "md_code", "md_inline", "md_lead", "md_text", "more", "one_line", "plain", "print_table",
+def pct(value: float | None) -> str:
+    """A share as a percentage with one decimal (`-` when there is none)."""
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds as shown: `0.5 ms`, `37 ms`, `12.30 s` (`-` when there is none)."""
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+
+
+def short_time(ts: str | None) -> str:
+    """2025-09-10T02:18:34.619410Z -> 2025-09-10 02:18:34Z (whole seconds; the JSON keeps the rest)."""
+    return "-" if not ts else ts[:19].replace("T", " ") + "Z"
+
+
+__all__ = ["ms", "pct", "short_time", "NO_REVISION", "NO_SERVICE", "Col", "label", "make_console", "md_code", "md_inline", "md_lead", "md_text", "more", "one_line", "print_table",
            "revision_label", "service_label", "to_json", "visible"]

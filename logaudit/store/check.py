@@ -37,22 +37,19 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logaudit.core.errors import StoreError
+from logaudit.core.version import __version__
+from logaudit.store.layout import MARKER, QUARANTINE, STORE_FORMAT, atomic_write, parquet_framing_problem
 from logaudit.store.schema import ENTRY_SCHEMA
-from logaudit.store.store import (
-    MARKER,
-    QUARANTINE,
-    STORE_FORMAT,
-    Store,
-    atomic_write,
-    parquet_framing_problem,
-)
+
+if TYPE_CHECKING:
+    from logaudit.store.store import Store
 
 #: Columns without which a Parquet file is not an entry file at all.
 _KEY = frozenset({"timestamp", "log_name", "insert_id"})
@@ -429,9 +426,7 @@ def _repair_one(store: Store, problem: StoreProblem, quarantine: Path) -> Repair
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(path, target)
     if problem.kind == "marker":
-        from logaudit.store.store import _version
-
-        atomic_write(path, orjson.dumps({"format": STORE_FORMAT, "created_by": f"logaudit {_version()}"},
+        atomic_write(path, orjson.dumps({"format": STORE_FORMAT, "created_by": f"logaudit {__version__}"},
                                         option=orjson.OPT_INDENT_2))
         return RepairAction("rewrote", problem.path, problem.problem, _rel(store.root, target))
     return RepairAction("quarantined", problem.path, problem.problem, _rel(store.root, target))

@@ -65,6 +65,7 @@ from logaudit.sources.cloud_logging import (
     make_client,
     resolve_endpoint,
 )
+from logaudit.store.layout import atomic_write
 from logaudit.store.normalize import normalize_batch
 from logaudit.store.schema import DEDUP_KEY
 from logaudit.store.store import (
@@ -72,7 +73,6 @@ from logaudit.store.store import (
     IngestReport,
     SourceCounts,
     Store,
-    atomic_write,
     default_store_path,
     reject_records,
 )

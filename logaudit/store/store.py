@@ -29,15 +29,11 @@ naming it (`Store.explain`); a read-only store is read with its caches kept for 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import errno
 import fcntl
 import logging
 import os
 import re
-import shutil
-import tempfile
 import time
 import uuid
 from collections import deque
@@ -46,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -60,24 +56,31 @@ from logaudit.core.errors import (
     InputError,
     LockedError,
     LogauditError,
-    StoreDamagedError,
     StoreError,
     StoreWriteError,
 )
 from logaudit.core.redact import load_redactor
+from logaudit.core.version import __version__
 from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
+from logaudit.store.check import CheckReport, RepairReport, file_problem
+from logaudit.store.check import check as check_store
+from logaudit.store.check import repair as repair_store
+from logaudit.store.layout import (
+    MARKER,
+    READ_ONLY_ERRNOS,
+    STORE_FORMAT,
+    WRITE_ERRNOS,
+    atomic_write,
+    damaged_error,
+    parquet_framing_problem,
+    relative_path,
+    write_errors,
+    write_failure,
+)
 from logaudit.store.normalize import normalize_batch
 from logaudit.store.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
 
-if TYPE_CHECKING:
-    from logaudit.store.check import CheckReport, RepairReport
-
 DEFAULT_STORE = "logaudit-store"
-#: The store's format, recorded in MARKER; a store of a newer format is refused, not misread.
-STORE_FORMAT = 1
-MARKER = "logaudit-store.json"
-#: Where `Store.repair` moves damaged files (never read by logaudit).
-QUARANTINE = "quarantine"
 #: Reject records (and notes on unreadable fields) kept per ingest (beyond this only the count grows).
 MAX_REJECT_RECORDS = 10_000
 #: Notes on unreadable fields written to the manifest record and the JSON report.
@@ -93,7 +96,6 @@ Progress = Callable[[str, int, int], None]  # (source, bytes_done, rows_done)
 
 log = logging.getLogger("logaudit")
 _NOTED_READ_ONLY: set[Path] = set()
-_SCRATCH: dict[Path, Path] = {}
 
 
 def default_store_path() -> Path:
@@ -248,22 +250,22 @@ class Store:
             return None
         if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > STORE_FORMAT:
             raise StoreError(f"{self.root}: this store was written by a newer logaudit (format {fmt}); upgrade logaudit",
-                             hint=f"this logaudit ({_version()}) reads store format {STORE_FORMAT}")
+                             hint=f"this logaudit ({__version__}) reads store format {STORE_FORMAT}")
         if fmt != STORE_FORMAT:
             raise StoreError(f"{self.root}: unknown store format {fmt!r} in {MARKER}",
-                             hint=f"this logaudit ({_version()}) reads store format {STORE_FORMAT}")
+                             hint=f"this logaudit ({__version__}) reads store format {STORE_FORMAT}")
         return marker
 
     def _adopt(self, required: bool, note: bool) -> None:
         """Record the format of a new store, or of one written before the marker existed (when
         the store can be written: a reader of a read-only store carries on without)."""
-        body = orjson.dumps({"format": STORE_FORMAT, "created_by": f"logaudit {_version()}"}, option=orjson.OPT_INDENT_2)
+        body = orjson.dumps({"format": STORE_FORMAT, "created_by": f"logaudit {__version__}"}, option=orjson.OPT_INDENT_2)
         try:
             atomic_write(self.root / MARKER, body)
         except StoreWriteError as err:
             if required:
                 raise
-            if err.errno in _READ_ONLY_ERRNOS:
+            if err.errno in READ_ONLY_ERRNOS:
                 self._read_only(os.strerror(err.errno), note=note)
         else:
             self._writable = True
@@ -291,16 +293,12 @@ class Store:
 
     def check(self, *, quick: bool = False) -> CheckReport:
         """Verify every file of the store; see `logaudit.store.check.check`."""
-        from logaudit.store.check import check
-
-        return check(self, quick=quick)
+        return check_store(self, quick=quick)
 
     def repair(self) -> RepairReport:
         """Quarantine damaged files, remove stale temporary files, mark dead ingests interrupted;
         see `logaudit.store.check.repair`."""
-        from logaudit.store.check import repair
-
-        return repair(self)
+        return repair_store(self)
 
     # ------------------------------------------------------------------ reading
     def entry_files(self, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
@@ -346,8 +344,6 @@ class Store:
             return write_failure(err.filename or self.root, err)
         if not isinstance(err, duckdb.Error | pa.ArrowException | OSError) or isinstance(err, duckdb.InterruptException):
             return None
-        from logaudit.store.check import file_problem
-
         named = [p for p in _paths_in(str(err), self.root) if p.is_file()]
         candidates = named or sorted((self.root / "entries").glob("date=*/*.parquet"))
         damaged = [(p, why) for p in candidates if (why := file_problem(self.root, p, deep=bool(named)))]
@@ -380,7 +376,7 @@ class Store:
                     and isinstance(record.get("status"), str):
                 records.append(record)
             else:
-                unreadable.append(_relative(self.root, path))
+                unreadable.append(relative_path(self.root, path))
         return sorted(records, key=lambda r: (r.get("started") or "", r.get("ingest_id") or "")), unreadable
 
     def info(self) -> dict[str, Any]:
@@ -825,55 +821,6 @@ def clip_reject_text(text: str) -> str:
         end -= 1
     return cut[:end] + "\u2026"
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temporary file and a rename: readers see old or new, never half.
-
-    Raises StoreWriteError (and leaves no temporary file) when the operating system refuses.
-    """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with write_errors(path, tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def write_errors(path: Path, tmp: Path | None = None) -> Iterator[None]:
-    """Turn an OSError raised while writing `path` (through `tmp`) into StoreWriteError, removing `tmp`."""
-    try:
-        yield
-    except OSError as err:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        raise write_failure(path, err) from None
-
-
-_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
-#: What the operating system says when a write cannot be done (as opposed to a file that is unreadable).
-WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
-
-_WRITE_FAULTS = {
-    errno.ENOSPC: ("disk full while writing {path}: free space and re-run; {state}", None),
-    errno.EDQUOT: ("disk quota exceeded while writing {path}: free space or raise the quota, and re-run; {state}", None),
-    errno.EFBIG: ("file size limit exceeded while writing {path}: raise the limit (ulimit -f) and re-run; {state}", None),
-    errno.EROFS: ("read-only file system: cannot write {path}; {state}",
-                  "reading a read-only store works; ingest and pull need a writable one"),
-    errno.EACCES: ("permission denied writing {path}; {state}", "check the owner and permissions of the store"),
-    errno.EPERM: ("permission denied writing {path}; {state}", "check the owner and permissions of the store"),
-    errno.EIO: ("I/O error while writing {path}: check the disk before re-running; {state}", None),
-}
-
-
-def write_failure(path: str | os.PathLike, err: OSError, state: str = "the store is unchanged") -> StoreWriteError:
-    """The StoreWriteError for `err` (an OSError raised while writing `path`)."""
-    code = err.errno
-    text, hint = _WRITE_FAULTS.get(code, ("{reason} while writing {path}; {state}", None))
-    reason = os.strerror(code) if code else (err.strerror or str(err))
-    return StoreWriteError(text.format(path=path, state=state, reason=reason), path=str(path), errno=code, hint=hint)
-
 
 def _with_state(err: StoreError, files_written: int) -> StoreError:
     """`err` saying what an ingest that failed after writing `files_written` files left in the store."""
@@ -886,74 +833,12 @@ def _with_state(err: StoreError, files_written: int) -> StoreError:
                            hint=err.hint)
 
 
-def parquet_framing_problem(path: Path) -> str | None:
-    """What is wrong with the framing of a Parquet file (magic bytes, footer length), or None.
-
-    Two small reads: cheap enough to run on every file before it is queried, and it catches
-    what damage usually is (a truncated copy, an interrupted transfer, a file that is not Parquet).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return "missing"
-    except OSError as err:
-        return f"cannot be opened ({err.strerror})"
-    try:
-        size = os.fstat(fd).st_size
-        if size < 12:
-            return f"not a Parquet file: {size} bytes (truncated?)"
-        head, tail = os.pread(fd, 4, 0), os.pread(fd, 8, size - 8)
-    except OSError as err:
-        return f"cannot be read ({err.strerror})"
-    finally:
-        os.close(fd)
-    if head != b"PAR1":
-        return "not a Parquet file (no PAR1 header)"
-    if tail[4:] != b"PAR1":
-        return "truncated or damaged Parquet file (no footer at the end)"
-    if int.from_bytes(tail[:4], "little") + 12 > size:
-        return "truncated or damaged Parquet file (footer longer than the file)"
-    return None
-
-
-def damaged_error(root: Path, damaged: list[tuple[Path, str]]) -> StoreDamagedError:
-    """The error for damaged files of the store at `root`: names them and the fix."""
-    first, why = damaged[0]
-    rels = [_relative(root, p) for p, _ in damaged]
-    days = sorted({r.split("/")[1].removeprefix("date=") for r in rels if r.startswith("entries/date=")})
-    kind = "entry file" if rels[0].startswith("entries/") else "store file"
-    others = len(damaged) - 1
-    more = f" (and {others} more damaged file{'s' if others > 1 else ''})" if others else ""
-    hint = (f"`logaudit store check --store {root}` lists every damaged file; `logaudit store repair "
-            f"--store {root}` moves them to {root / QUARANTINE}/")
-    hint += f"; then re-ingest the sources of {', '.join(days)}" if days else "; re-run the command afterwards"
-    what = why if why.startswith("not ") else f"damaged {kind}: {why}"  # foreign files say what they are not
-    return StoreDamagedError(f"{first}: {what}{more}", problems=[(str(p), w) for p, w in damaged], hint=hint)
-
-
-def scratch_dir(root: Path, *, create: bool = True) -> Path | None:
-    """A private temporary directory standing in for the caches of the read-only store at
-    `root` (one per store and process, removed when the process ends); None if not `create`d."""
-    if root not in _SCRATCH and create:
-        path = Path(tempfile.mkdtemp(prefix="logaudit-cache-"))
-        atexit.register(shutil.rmtree, path, True)
-        _SCRATCH[root] = path
-    return _SCRATCH.get(root)
-
-
 def require_store(path: str | os.PathLike | None) -> Store:
     """Open an existing store (used by the CLI)."""
     store = Store(path, create=False) if path is not None else Store(create=False)
     if not (Path(store.root) / "entries").is_dir():  # pragma: no cover - Store creates it
         raise StoreError(f"{store.root}: not a logaudit store")
     return store
-
-
-def _relative(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 def _paths_in(text: str, root: Path) -> list[Path]:
@@ -967,12 +852,6 @@ def _reason(err: BaseException) -> str:
     if isinstance(err, KeyError | TypeError):
         return "no format field"
     return " ".join(str(err).split())[:120] or type(err).__name__
-
-
-def _version() -> str:
-    from logaudit import __version__
-
-    return __version__
 
 
 def _fsync_replace(tmp: Path, final: Path) -> None:

@@ -39,19 +39,23 @@ def test_tuned_process_reuses_freed_blocks_instead_of_faulting_them_in():
     assert tuned * 10 < default, (default, tuned)
 
 
-def test_tuning_is_idempotent():
-    assert tune_allocator() == tune_allocator()
+def _run(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
 
 
-def test_importing_logaudit_keeps_arrows_freed_memory_unless_the_user_chose():
-    show = "import os, logaudit; print(os.environ['MIMALLOC_PURGE_DELAY'])"
+def test_tune_memory_keeps_arrows_freed_memory_unless_the_user_chose():
+    show = ("import os, sys, logaudit\nassert 'pyarrow' not in sys.modules\n"
+            "print(os.environ.get('MIMALLOC_PURGE_DELAY'))\nlogaudit.tune_memory()\n"
+            "print(os.environ['MIMALLOC_PURGE_DELAY'])")
     env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", show], capture_output=True, text=True,
-                         check=True, env=env)
-    assert out.stdout.split() == [str(ARROW_PURGE_DELAY_MS)]
-    # mimalloc reads the setting when pyarrow loads: it must be set before
-    names = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines() if "|" in line]
-    assert names.index("logaudit.core.memory") < names.index("pyarrow")
-    env["MIMALLOC_PURGE_DELAY"] = "25"
-    out = subprocess.run([sys.executable, "-c", show], capture_output=True, text=True, check=True, env=env)
-    assert out.stdout.split() == ["25"]
+    assert _run(show, env).stdout.split() == ["None", str(ARROW_PURGE_DELAY_MS)]
+    assert _run(show, env | {"MIMALLOC_PURGE_DELAY": "25"}).stdout.split() == ["25", "25"]
+
+
+def test_the_command_line_tunes_memory_before_pyarrow_loads():
+    """`logaudit` (the console script's `run`) sets mimalloc up before a command's module imports pyarrow."""
+    code = ("import os, sys\nfrom logaudit.cli import run\nassert 'pyarrow' not in sys.modules\n"
+            "sys.argv = ['logaudit', 'ingest', '--help']\ntry:\n    run()\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('MIMALLOC_PURGE_DELAY'), 'pyarrow' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "MIMALLOC_PURGE_DELAY"}
+    assert _run(code, env).stdout.splitlines()[-1] == f"{ARROW_PURGE_DELAY_MS} True"

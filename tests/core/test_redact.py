@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from logaudit.core.errors import InputError, UsageError
-from logaudit.core.redact import DEFAULT_RULES, Redactor, load_redactor
+from logaudit.core.redact import Redactor, load_redactor
+from logaudit.core.secret_rules import DEFAULT_RULES
 
 CORPUS = yaml.safe_load((Path(__file__).parents[1] / "fixtures" / "secrets-corpus.yaml").read_text())
 CASES = CORPUS["secrets"]

@@ -17,8 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from logaudit.analysis.audit import Audit
 from logaudit.present import charts
+from logaudit.present.display import ms as _ms
 from logaudit.present.report import status_timeline
-from logaudit.present.summary import _ms
 from logaudit.sources.bundled import sample_path
 from logaudit.store.store import Store
 
