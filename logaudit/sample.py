@@ -740,11 +740,12 @@ class _Mix:
     """
 
     __slots__ = ("builders", "sizes", "cum", "total", "frac", "counts", "force_at", "tracked",
-                 "is_tracked", "n", "min_val", "argmin", "fallback")
+                 "is_tracked", "n", "min_val", "argmin", "fallback", "request_rate")
     _SLACK = 1.5
     _RARE = 0.05
 
-    def __init__(self, events: list[tuple[str, float, Callable[[], list], int]]) -> None:
+    def __init__(self, events: list[tuple[str, float, Callable[[], list], int, float]]) -> None:
+        """`events`: (name, weight, builder, entries at most, request logs on average)."""
         events = [e for e in events if e[1] > 0]
         self.builders = [e[2] for e in events]
         self.sizes = [e[3] for e in events]
@@ -755,6 +756,7 @@ class _Mix:
             self.cum.append(total)
         self.total = total
         self.frac = [e[1] / total for e in events]
+        self.request_rate = sum(f * e[4] for f, e in zip(self.frac, events, strict=True))  # per event
         self.counts = [0] * len(events)
         self.tracked = [i for i, f in enumerate(self.frac) if f < self._RARE]
         self.is_tracked = [f < self._RARE for f in self.frac]
@@ -1362,46 +1364,46 @@ class SampleGenerator:
         B = self  # short alias for the tables
         if kind == "auth":
             return _Mix([
-                ("verify_ok", 60, B._ev_auth_ok, 1),
-                ("verify_ok_issued", 30, B._ev_auth_ok_issued, 2),
-                ("verify_401", 9, B._ev_auth_401, 1),
+                ("verify_ok", 60, B._ev_auth_ok, 1, 1),
+                ("verify_ok_issued", 30, B._ev_auth_ok_issued, 2, 1),
+                ("verify_401", 9, B._ev_auth_401, 1, 1),
             ])
         if kind == "down":
-            return _Mix([(route, w, B._down_builder(route), 1) for route, w in _DOWN_ROUTES])
-        # (name, baseline weight, canary weight when regression, builder, entries)
+            return _Mix([(route, w, B._down_builder(route), 1, 1) for route, w in _DOWN_ROUTES])
+        # (name, baseline weight, canary weight when regression, builder, entries, request logs)
         table = [
-            ("health", 220, 220, B._ev_health, 1),
-            ("agents_404", 45, 45, B._ev_agents_404, 1),
-            ("threads_403", 40, 40, B._ev_threads_403, 1),
-            ("threads_200", 35, 35, B._ev_threads_200, 1),
-            ("threads_200_db", 25, 25, B._ev_threads_200_db, 2),
-            ("new_thread", 20, 20, B._ev_new_thread, 2),
-            ("ws_ok", 30, 30, B._ev_ws_ok, 1),
-            ("ws_no_jwt", 12, 12, B._ev_ws_no_jwt, 2),
-            ("ws_no_token", 0, 30, B._ev_ws_no_token, 4),
-            ("chat_ok", 30, 30, B._ev_chat_ok, 3),
-            ("chat_ok_short", 55, 55, B._ev_chat_ok_short, 2),
+            ("health", 220, 220, B._ev_health, 1, 1),
+            ("agents_404", 45, 45, B._ev_agents_404, 1, 1),
+            ("threads_403", 40, 40, B._ev_threads_403, 1, 1),
+            ("threads_200", 35, 35, B._ev_threads_200, 1, 1),
+            ("threads_200_db", 25, 25, B._ev_threads_200_db, 2, 1),
+            ("new_thread", 20, 20, B._ev_new_thread, 2, 0),
+            ("ws_ok", 30, 30, B._ev_ws_ok, 1, 1),
+            ("ws_no_jwt", 12, 12, B._ev_ws_no_jwt, 2, 1),
+            ("ws_no_token", 0, 30, B._ev_ws_no_token, 4, 1),
+            ("chat_ok", 30, 30, B._ev_chat_ok, 3, 1),
+            ("chat_ok_short", 55, 55, B._ev_chat_ok_short, 2, 1),
             # POST /api/chat 500: ~2.7 % of chat requests in the baseline, ~25 % in a regressed canary
-            ("chat_500_db", 1.2, 14.4, B._ev_chat_500_db, 2),
-            ("chat_500_tb", 0.7, 8.4, B._ev_chat_500_tb, 2),
-            ("chat_500_tbs", 0.5, 6, B._ev_chat_500_tbs, 5),
-            ("malformed_503", 5, 5, B._ev_malformed_503, 1),
-            ("svc_session", 90, 90, B._ev_svc_session, 1),
-            ("db_session", 20, 20, B._ev_db_session, 1),
-            ("leaked_session", 5, 5, B._ev_leaked, 1),
-            ("demo_mode", 5, 5, B._ev_demo, 1),
-            ("pylog", 10, 10, B._ev_pylog, 1),
-            ("loguru", 6, 6, B._ev_loguru, 1),
-            ("noise", 45, 45, B._ev_noise, 1),
-            ("tb_single", 5, 5, B._ev_tb_single, 1),
-            ("tb_split", 3, 3, B._ev_tb_split, 4),
-            ("cache_miss", 14, 14, B._ev_cache_miss, 1),
-            ("redis_retry", 7, 7, B._ev_redis_retry, 1),
-            ("rate_limit", 0, 16, B._ev_rate_limit, 1),
+            ("chat_500_db", 1.2, 14.4, B._ev_chat_500_db, 2, 1),
+            ("chat_500_tb", 0.7, 8.4, B._ev_chat_500_tb, 2, 1),
+            ("chat_500_tbs", 0.5, 6, B._ev_chat_500_tbs, 5, 1),
+            ("malformed_503", 5, 5, B._ev_malformed_503, 1, 1),
+            ("svc_session", 90, 90, B._ev_svc_session, 1, 0),
+            ("db_session", 20, 20, B._ev_db_session, 1, 0),
+            ("leaked_session", 5, 5, B._ev_leaked, 1, 0),
+            ("demo_mode", 5, 5, B._ev_demo, 1, 0),
+            ("pylog", 10, 10, B._ev_pylog, 1, 0),
+            ("loguru", 6, 6, B._ev_loguru, 1, 0),
+            ("noise", 45, 45, B._ev_noise, 1, 0),
+            ("tb_single", 5, 5, B._ev_tb_single, 1, 0),
+            ("tb_split", 3, 3, B._ev_tb_split, 4, 0),
+            ("cache_miss", 14, 14, B._ev_cache_miss, 1, 0),
+            ("redis_retry", 7, 7, B._ev_redis_retry, 1, 0),
+            ("rate_limit", 0, 16, B._ev_rate_limit, 1, 0),
         ]
-        events = [(n, (wc if kind == "regressed" else w), b, k) for n, w, wc, b, k in table]
+        events = [(n, (wc if kind == "regressed" else w), b, k, q) for n, w, wc, b, k, q in table]
         if kind == "oom":
-            events.append(("oom_kill", _OOM_WEIGHT, B._ev_oom, _OOM_EVENT_SIZE))
+            events.append(("oom_kill", _OOM_WEIGHT, B._ev_oom, _OOM_EVENT_SIZE, 2))
         return _Mix(events)
 
     # request helpers
@@ -1839,8 +1841,11 @@ class SampleGenerator:
                     leg = legs[cur]
                     c_ready, c_shift_end, c_split = leg.ready, leg.shift_end, leg.split
                     c_shift_len = max(1, c_shift_end - c_ready)
-                    if c_split < 1.0:  # reaches `split` at the end of the shift
-                        c_shift_len /= c_split
+                    if c_split < 1.0:
+                        # `split` is a share of the requests: the share of events that gives it
+                        r_new, r_old = mixes[cur].request_rate, mixes[cur - 1].request_rate
+                        c_split = c_split * r_old / (r_new * (1.0 - c_split) + c_split * r_old)
+                        c_shift_len /= c_split  # reaches `c_split` at the end of the shift
                     nxt = legs[cur + 1].ready if cur + 1 < n_legs else _NEVER
                 if cur == 0:
                     w = 0
