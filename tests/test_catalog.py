@@ -74,7 +74,7 @@ def test_shipped_catalogs_load_and_pass_self_test():
     assert all(p.examples for p in cat), [p.id for p in cat if not p.examples]
     report = check_self_test(cat)
     assert report.ok and report.failures == [] and report.without_examples == []
-    assert report.examples == sum(len(p.examples) for p in cat) == 214
+    assert report.examples == sum(len(p.examples) for p in cat) == 215
     assert report.counter_examples == sum(len(p.counter_examples) for p in cat) == 107
     assert {p.category for p in cat} <= set(CATEGORIES)
 
@@ -599,7 +599,7 @@ def test_cli_check_and_test_on_shipped_catalogs():
     assert result.output.splitlines()[-1] == "ok: 84 patterns in 3 catalog(s)"
     result = _cli("catalog", "test", str(PATTERNS))
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "ok: 84 patterns, 214 examples, 107 counter-examples, 0 failure(s)"
+    assert result.output.splitlines()[-1] == "ok: 84 patterns, 215 examples, 107 counter-examples, 0 failure(s)"
 
 
 def test_cli_check_reports_problems_with_exit_code_4(tmp_path):

@@ -127,5 +127,5 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert tested.stdout.splitlines() == [
         "catalogs: cloud-run (shipped, 38 patterns), netra-backend (shipped, 24 patterns), python-web (shipped, 22 patterns)",
-        "ok: 84 patterns, 214 examples, 107 counter-examples, 0 failure(s)"]
+        "ok: 84 patterns, 215 examples, 107 counter-examples, 0 failure(s)"]
     assert list(elsewhere.iterdir()) == [elsewhere / "patterns"]  # nothing written into the working directory
