@@ -18,12 +18,10 @@ from logaudit.catalog import CatalogLoadError, default_catalog_paths, load_catal
 from logaudit.errors import UsageError
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = ["cloud_run.yaml", "netra_backend.yaml", "python_web.yaml"]
-#: (catalog, file, patterns) of each shipped catalog, in load order
-SHIPPED_CATALOGS = [("cloud-run", "cloud_run.yaml", 38), ("netra-backend", "netra_backend.yaml", 24),
-                    ("python-web", "python_web.yaml", 22)]
-SHIPPED_LINE = ("cloud-run (shipped, 38 patterns), netra-backend (shipped, 24 patterns), "
-                "python-web (shipped, 22 patterns)")
+SHIPPED = ["cloud_run.yaml", "netra_backend.yaml"]
+#: patterns in each shipped catalog
+SHIPPED_PATTERNS = {"cloud-run": 60, "netra-backend": 24}
+SHIPPED_LINE = "cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)"
 
 #: A team catalog: one new pattern (30 matches in the sample) and one replacing a shipped pattern.
 TEAM = """\
@@ -76,20 +74,21 @@ def write(folder: Path, name: str, text: str) -> Path:
 def shipped_catalogs() -> list[dict]:
     """What the outputs say about the shipped catalogs: fingerprints as each file's own."""
     return [{"name": name, "origin": "shipped", "path": None, "resource": f"logaudit.shipped.patterns/{file}",
-             "patterns": n, "overrides": 0, "fingerprint": load_catalogs([REPO / "patterns" / file]).fingerprint}
-            for name, file, n in SHIPPED_CATALOGS]
+             "patterns": SHIPPED_PATTERNS[name], "overrides": 0,
+             "fingerprint": load_catalogs([REPO / "patterns" / file]).fingerprint}
+            for name, file in (("cloud-run", "cloud_run.yaml"), ("netra-backend", "netra_backend.yaml"))]
 
 
 def test_a_patterns_folder_in_the_working_directory_is_not_a_catalog(tmp_path, monkeypatch):
     write(tmp_path / "patterns", "mine.yaml", ALONE)
     monkeypatch.chdir(tmp_path)
     assert [p.name for p in default_catalog_paths()] == SHIPPED
-    assert [(s.name, s.origin) for s in load_catalogs().sources] == [(name, "shipped") for name, _, _ in SHIPPED_CATALOGS]
+    assert [(s.name, s.origin) for s in load_catalogs().sources] == [("cloud-run", "shipped"), ("netra-backend", "shipped")]
     result = cli("catalog", "check")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[:3] == [f"logaudit.shipped.patterns/{file}: catalog {name} (shipped), {n} patterns"
-                                              for name, file, n in SHIPPED_CATALOGS]
-    assert result.output.splitlines()[-1] == "ok: 84 patterns in 3 catalog(s)"
+    assert result.output.splitlines()[:2] == ["logaudit.shipped.patterns/cloud_run.yaml: catalog cloud-run (shipped), 60 patterns",
+                                              "logaudit.shipped.patterns/netra_backend.yaml: catalog netra-backend (shipped), 24 patterns"]
+    assert result.output.splitlines()[-1] == "ok: 84 patterns in 2 catalog(s)"
 
 
 def test_the_shipped_files_named_again_are_loaded_once():
@@ -103,8 +102,8 @@ def test_local_catalogs_are_added_to_the_shipped_ones(store, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     got = summary["catalogs"]
-    assert got[:3] == shipped_catalogs()
-    assert {k: v for k, v in got[3].items() if k != "fingerprint"} == {
+    assert got[:2] == shipped_catalogs()
+    assert {k: v for k, v in got[2].items() if k != "fingerprint"} == {
         "name": "team", "origin": "local", "path": str(team), "resource": None, "patterns": 2, "overrides": 1}
     by_id = {p["id"]: p for p in summary["patterns"]}
     assert by_id["redis-connection-retry"]["count"] == 30
@@ -117,7 +116,7 @@ def test_local_catalogs_are_added_to_the_shipped_ones(store, tmp_path):
     assert env_run["catalogs"] == got
     write(tmp_path, "team.yaml", TEAM.replace("to (?P<host>", "to  ?(?P<host>"))
     edited = json.loads(cli("summarize", "--store", store, "--catalog", team, "--format", "json").stdout)["catalogs"]
-    assert edited[:3] == got[:3] and edited[3]["fingerprint"] != got[3]["fingerprint"]
+    assert edited[:2] == got[:2] and edited[2]["fingerprint"] != got[2]["fingerprint"]
 
 
 def test_text_and_markdown_say_which_catalogs_in_one_line(store, tmp_path):
@@ -138,7 +137,7 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     assert compared.exit_code == 2  # NOT READY: the sample's canary
     catalogs = json.loads(compared.stdout)["catalogs"]
     assert [(c["name"], c["origin"], c["patterns"], c["overrides"]) for c in catalogs] == [
-        *[(name, "shipped", n, 0) for name, _, n in SHIPPED_CATALOGS], ("team", "local", 2, 1)]
+        ("cloud-run", "shipped", 60, 0), ("netra-backend", "shipped", 24, 0), ("team", "local", 2, 1)]
     text = cli("compare", "--store", store, "--catalog", team).stdout.splitlines()
     assert [t for t in text if t.startswith("catalogs:")] == [f"catalogs: {line}"]
     markdown = cli("compare", "--store", store, "--catalog", team, "--format", "markdown").stdout.splitlines()
@@ -223,6 +222,6 @@ def test_save_patterns_validates_with_the_shipped_catalogs_in_any_directory(tmp_
         save_patterns(target, clash)
     assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
     catalog = save_patterns(target, "- {id: redis-retry, title: Redis retry, category: warning, regex: 'Retrying Redis'}\n")
-    assert [(s.name, s.origin, s.patterns) for s in catalog.sources][:3] == [
-        (name, "shipped", n) for name, _, n in SHIPPED_CATALOGS]
+    assert [(s.name, s.origin, s.patterns) for s in catalog.sources][:2] == [
+        ("cloud-run", "shipped", 60), ("netra-backend", "shipped", 24)]
     assert len(catalog) == 85 and target.is_file()

@@ -45,7 +45,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_holds_the_catalogs_the_sample_and_every_module(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     catalogs = sorted(p.name for p in (REPO / "patterns").glob("*.yaml"))
-    assert catalogs == ["cloud_run.yaml", "netra_backend.yaml", "python_web.yaml"]
+    assert catalogs == ["cloud_run.yaml", "netra_backend.yaml"]
     for name in catalogs:
         assert f"logaudit/shipped/patterns/{name}" in names
     assert "logaudit/shipped/sample/netra-staging.jsonl.gz" in names
@@ -119,13 +119,12 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path)
     checkout = _run(["-m", "logaudit", "demo", "--store", str(tmp_path / "s2")], REPO)
     assert checkout.returncode == 0, checkout.stderr
     assert installed.stdout == checkout.stdout
-    assert ("catalogs: cloud-run (shipped, 38 patterns), netra-backend (shipped, 24 patterns), "
-            "python-web (shipped, 22 patterns)\n") in installed.stdout
+    assert "catalogs: cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)\n" in installed.stdout
     assert "5,000 entries from 2 service(s)" in installed.stdout
 
     tested = _run(["-m", "logaudit", "catalog", "test"], elsewhere, env)
     assert tested.returncode == 0, tested.stderr
     assert tested.stdout.splitlines() == [
-        "catalogs: cloud-run (shipped, 38 patterns), netra-backend (shipped, 24 patterns), python-web (shipped, 22 patterns)",
+        "catalogs: cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)",
         "ok: 84 patterns, 215 examples, 107 counter-examples, 0 failure(s)"]
     assert list(elsewhere.iterdir()) == [elsewhere / "patterns"]  # nothing written into the working directory

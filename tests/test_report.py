@@ -231,9 +231,8 @@ def test_provenance_lists_sources_and_generation(report, sample):
     assert f"**Window end (exclusive):** {UNTIL}  " in md
     assert "**Entries in the window:** 5,000  " in md
     assert f"**Generated at:** {result.generated_at}  " in md
-    assert (f"**Pattern catalogs:** {len(audit.catalog)} patterns from cloud-run (shipped, 38 patterns), "
-            f"netra-backend (shipped, 24 patterns), python-web (shipped, 22 patterns) "
-            f"(fingerprint {audit.catalog.fingerprint})  ") in md
+    assert (f"**Pattern catalogs:** {len(audit.catalog)} patterns from cloud-run (shipped, 60 patterns), "
+            f"netra-backend (shipped, 24 patterns) (fingerprint {audit.catalog.fingerprint})  ") in md
     assert "0 input lines rejected in total" in md
 
 
