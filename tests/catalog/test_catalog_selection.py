@@ -19,7 +19,9 @@ from logaudit.core.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ["cloud_run.yaml", "netra_backend.yaml"]
-SHIPPED_LINE = "cloud-run (shipped, 25 patterns), netra-backend (shipped, 25 patterns)"
+#: patterns in each shipped catalog
+SHIPPED_PATTERNS = {"cloud-run": 60, "netra-backend": 24}
+SHIPPED_LINE = "cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)"
 
 #: A team catalog: one new pattern (30 matches in the sample) and one replacing a shipped pattern.
 TEAM = """\
@@ -76,7 +78,8 @@ def write(folder: Path, name: str, text: str) -> Path:
 def shipped_catalogs() -> list[dict]:
     """What the outputs say about the shipped catalogs: fingerprints as each file's own."""
     return [{"name": name, "origin": "shipped", "path": None, "resource": f"logaudit.shipped.patterns/{file}",
-             "patterns": 25, "overrides": 0, "fingerprint": load_catalogs([REPO / "patterns" / file]).fingerprint}
+             "patterns": SHIPPED_PATTERNS[name], "overrides": 0,
+             "fingerprint": load_catalogs([REPO / "patterns" / file]).fingerprint}
             for name, file in (("cloud-run", "cloud_run.yaml"), ("netra-backend", "netra_backend.yaml"))]
 
 
@@ -87,9 +90,9 @@ def test_a_patterns_folder_in_the_working_directory_is_not_a_catalog(tmp_path, m
     assert [(s.name, s.origin) for s in load_catalogs().sources] == [("cloud-run", "shipped"), ("netra-backend", "shipped")]
     result = cli("catalog", "check")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[:2] == ["logaudit.shipped.patterns/cloud_run.yaml: catalog cloud-run (shipped), 25 patterns",
-                                              "logaudit.shipped.patterns/netra_backend.yaml: catalog netra-backend (shipped), 25 patterns"]
-    assert result.output.splitlines()[-1] == "ok: 50 patterns in 2 catalog(s)"
+    assert result.output.splitlines()[:2] == ["logaudit.shipped.patterns/cloud_run.yaml: catalog cloud-run (shipped), 60 patterns",
+                                              "logaudit.shipped.patterns/netra_backend.yaml: catalog netra-backend (shipped), 24 patterns"]
+    assert result.output.splitlines()[-1] == "ok: 84 patterns in 2 catalog(s)"
 
 
 def test_the_shipped_files_named_again_are_loaded_once():
@@ -143,7 +146,7 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     assert compared.exit_code == 2  # NOT READY: the sample's canary
     catalogs = json.loads(compared.stdout)["catalogs"]
     assert [(c["name"], c["origin"], c["patterns"], c["overrides"]) for c in catalogs] == [
-        ("cloud-run", "shipped", 25, 0), ("netra-backend", "shipped", 25, 0), ("team", "local", 2, 1)]
+        ("cloud-run", "shipped", 60, 0), ("netra-backend", "shipped", 24, 0), ("team", "local", 2, 1)]
     text = cli("compare", "--store", store, "--catalog", team, env=WIDE).stdout.splitlines()
     assert [t for t in text if t.startswith("catalogs:")] == [f"catalogs: {line}"]
     markdown = cli("compare", "--store", store, "--catalog", team, "--format", "markdown").stdout.splitlines()
@@ -154,7 +157,7 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     assert written.exit_code == 0, written.output
     assert json.loads(written.stdout)["catalogs"] == catalogs
     assert json.loads((out / "summary.json").read_text())["catalogs"] == catalogs
-    assert f"**Pattern catalogs:** 51 patterns from {line} (fingerprint " in (out / "report.md").read_text().replace("\\_", "_")
+    assert f"**Pattern catalogs:** 85 patterns from {line} (fingerprint " in (out / "report.md").read_text().replace("\\_", "_")
 
 
 def test_only_local_catalogs_with_no_shipped_catalogs(store, tmp_path):
@@ -229,5 +232,5 @@ def test_save_patterns_validates_with_the_shipped_catalogs_in_any_directory(tmp_
     assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
     catalog = save_patterns(target, "- {id: redis-retry, title: Redis retry, category: warning, regex: 'Retrying Redis'}\n")
     assert [(s.name, s.origin, s.patterns) for s in catalog.sources][:2] == [
-        ("cloud-run", "shipped", 25), ("netra-backend", "shipped", 25)]
-    assert len(catalog) == 51 and target.is_file()
+        ("cloud-run", "shipped", 60), ("netra-backend", "shipped", 24)]
+    assert len(catalog) == 85 and target.is_file()
