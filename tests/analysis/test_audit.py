@@ -183,6 +183,12 @@ def test_windows_reaching_past_what_a_store_holds(tmp_path, sample):
     assert audit.entries_count(since="1677-09-21T00:12:43Z") == 3
     assert audit.entries_count(since="1600-01-01T00:00:00Z", until="2262-04-11T23:47:16.854775Z") == 2
     assert audit.entries_count(until="3000-01-01T00:00:00Z") == 3
+    from logaudit.export import export
+
+    # an export period ending after the last instant a store holds exports up to it (it exported nothing)
+    ended = export(audit.store, tmp_path / "late", since="2025-01-01T00:00:00Z", until="2262-04-11T23:47:17Z",
+                   service="svc", formats="md", align=None)
+    assert [p.entries for p in ended.periods] == [2]
     store = sample[0]
     from logaudit.export import export
 
