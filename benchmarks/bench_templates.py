@@ -1,40 +1,57 @@
-"""Benchmark: how well unclassified messages are grouped into templates, against known truth.
+"""Benchmark: how well messages are grouped into templates, against known truth, and how fast.
 
-    python benchmarks/bench_templates.py                  # 20k messages, 5 seeds
-    python benchmarks/bench_templates.py --messages 50000 --seeds 3
+    python benchmarks/bench_templates.py                  # all parts below
+    python benchmarks/bench_templates.py --messages 50000 --seeds 3 --speed 100000
+    python benchmarks/bench_templates.py --loghub DIR     # Loghub-2k elsewhere (or $LOGAUDIT_LOGHUB)
 
-A person groups log lines by what they say: the same message with another id, user, host,
-duration or quoted value is one group; messages that say different things ("connect to
-redis" / "connect to postgres", "login failed: invalid password" / "login failed: account
-locked") are two. This script generates realistic WARNING/ERROR lines from 50 message
-families written the way Cloud Run services log (UUIDs, hex and base62 ids, pod names,
-IPs, emails, durations, quoted values, logfmt key=value, URLs, user/tenant/region/model
-names, JSON fragments, timestamps in several styles), including families that differ in one
-word and must stay apart, with the family as the truth, then scores each method:
+1. **Generated corpus.** A person groups log lines by what they say: the same message with
+   another id, user, host, duration or quoted value is one group; messages that say different
+   things ("connect to redis" / "connect to postgres", "login failed: invalid password" / "login
+   failed: account locked") are two. This script generates realistic WARNING/ERROR lines from 50
+   message families written the way Cloud Run services log (UUIDs, hex and base62 ids, pod names,
+   IPs, emails, durations, quoted values, logfmt key=value, URLs, user/tenant/region/model names,
+   JSON fragments, timestamps in several styles), including families that differ in one word and
+   must stay apart, with the family as the truth, then scores each method:
 
-* **exact**: one group per distinct message (what `GROUP BY message` does);
-* **masks v0**: the masks logaudit shipped first (timestamps, quotes, UUIDs, emails, IPs, hex,
-  numbers);
-* **logaudit masks**: `logaudit.templates.template` (the masks above plus logfmt values and
-  mixed letter/digit tokens), the same in SQL (`template_sql`);
-* **logaudit masks + merge**: then `merge_templates`, which merges templates that differ in
-  one word position only when that position takes many distinct values (what `compare` uses);
-* **drain3** (when installed): the Drain log-template miner with its default settings
-  (similarity 0.4, depth 4) after the same masks -- the usual library answer.
+   * **exact**: one group per distinct message (what `GROUP BY message` does);
+   * **masks v0**: the masks logaudit shipped first (timestamps, quotes, UUIDs, emails, IPs, hex,
+     numbers);
+   * **logaudit masks**: `logaudit.analysis.templates.template` (the masks above plus logfmt values and
+     mixed letter/digit tokens), the same in SQL (`template_sql`);
+   * **logaudit masks + merge**: then `merge_templates`, which merges templates that differ in
+     one word position only when that position takes many distinct values;
+   * **logaudit group_templates**: `logaudit.group_templates`, the one grouping (masks, a
+     Drain-like tree over words, words that vary split or masked by the values they take);
+   * **drain3** (when installed: `pip install -e '.[bench]'`): the Drain log-template miner with
+     its default settings (similarity 0.4, depth 4) after the `template` masks.
 
-A second, held-out check uses lines this benchmark did not write: the unclassified WARNING and
-ERROR lines of `logaudit.sample`'s generator, with the generator's event kind (and logger) as
-truth.
+   Scores (pairs of messages, over all messages): adjusted Rand index (1 = the truth's partition,
+   ~0 = chance), pairwise precision (pairs grouped together that belong together) and recall
+   (pairs that belong together and were grouped), their F1, and the number of groups. Also
+   checked: the SQL masks (`template_sql`, `mask_sql`) give exactly the Python masks' output on
+   every message.
 
-Scores (pairs of messages, over all messages): adjusted Rand index (1 = the truth's
-partition, ~0 = chance), pairwise precision (pairs grouped together that belong together) and
-recall (pairs that belong together and were grouped), their F1, and the number of groups.
-Also checked: the SQL masks give exactly the Python masks' templates on every message.
+2. **Held out**: lines this benchmark did not write: the unclassified WARNING and ERROR lines of
+   `logaudit.sample`'s generator, with the generator's event kind (and logger) as truth.
+
+3. **Loghub-2k** (public, labelled; read from `--loghub`, `$LOGAUDIT_LOGHUB`, or
+   `../shared/benchmarks/loghub-2k` next to the repository; never copied into it): 8 systems' logs,
+   2,000 lines each, with the labelled template as truth. Grouping accuracy (GA, Zhu et al., ICSE-
+   SEIP 2019): a message counts as correct when its group holds exactly the messages of its true
+   group. `group_templates` and drain3 (default settings, on the raw message, and after `mask`) in
+   the same run, with the time each takes. Datasets: Loghub (https://github.com/logpai/loghub),
+   Zhu et al., ISSRE 2023.
+
+4. **Speed**: `--speed` distinct messages of the generated corpus, grouped by `group_templates`
+   and by drain3 (default settings; on the messages, and after `mask`) in the same run, in CPU
+   seconds of this process (one core); the ratio is what to compare across machines.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import random
 import re
 import string
@@ -49,7 +66,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from logaudit.analysis.templates import merge_templates, template, template_sql  # noqa: E402
+from logaudit.analysis.templates import (  # noqa: E402
+    group_templates,
+    mask,
+    mask_sql,
+    merge_templates,
+    template,
+    template_sql,
+)
+
+LOGHUB = ["HDFS", "Hadoop", "Spark", "Zookeeper", "BGL", "HPC", "Apache", "OpenSSH"]
+#: Drain's GA on these 8 as published (logparser's Drain README, original labels, per-dataset settings).
+DRAIN_PUBLISHED = {"HDFS": 0.9975, "Hadoop": 0.9475, "Spark": 0.92, "Zookeeper": 0.9665, "BGL": 0.9625, "HPC": 0.887,
+                   "Apache": 1.0, "OpenSSH": 0.7875}
 
 # The masks logaudit shipped first, kept here as the reference point.
 MASKS_V0: list[tuple[str, str]] = [
@@ -252,7 +281,12 @@ def method_merge(msgs: list[str]) -> list[str]:
     return [mapping.get(x, x) for x in t]
 
 
-def method_drain(msgs: list[str]) -> list[str] | None:
+def method_group(msgs: list[str]) -> list[str]:
+    return group_templates(msgs)
+
+
+def drain3_groups(msgs: list[str]) -> list[str] | None:
+    """drain3's cluster per message, default settings (None when drain3 is not installed)."""
     try:
         from drain3 import TemplateMiner
         from drain3.template_miner_config import TemplateMinerConfig
@@ -264,10 +298,11 @@ def method_drain(msgs: list[str]) -> list[str] | None:
     cfg = TemplateMinerConfig()
     cfg.profiling_enabled = False
     miner = TemplateMiner(config=cfg)
-    ids = []
-    for m in msgs:
-        ids.append(miner.add_log_message(template(m))["cluster_id"])
-    return [str(i) for i in ids]
+    return [str(miner.add_log_message(m)["cluster_id"]) for m in msgs]
+
+
+def method_drain(msgs: list[str]) -> list[str] | None:
+    return drain3_groups([template(m) for m in msgs])
 
 
 METHODS: list[tuple[str, Callable[[list[str]], list[str] | None]]] = [
@@ -275,19 +310,110 @@ METHODS: list[tuple[str, Callable[[list[str]], list[str] | None]]] = [
     ("masks v0", method_v0),
     ("logaudit masks", method_masks),
     ("logaudit masks + merge", method_merge),
+    ("logaudit group_templates", method_group),
     ("drain3 (after masks)", method_drain),
 ]
 
 
 def sql_matches_python(msgs: list[str]) -> int:
-    """How many messages the SQL masks template differently from the Python masks (must be 0)."""
+    """How many messages the SQL masks (`template_sql`, `mask_sql`) give otherwise than Python (must be 0)."""
     import duckdb
     import pyarrow as pa
 
     con = duckdb.connect()
     con.register("t", pa.table({"m": pa.array(msgs, pa.string())}))
-    got = [r[0] for r in con.execute(f"SELECT {template_sql('m')} FROM t").fetchall()]
-    return sum(1 for a, m in zip(got, msgs, strict=True) if a != template(m))
+    rows = con.execute(f"SELECT {template_sql('m')}, {mask_sql('m')} FROM t").fetchall()
+    return sum((a != template(m)) + (b != mask(m)) for (a, b), m in zip(rows, msgs, strict=True))
+
+
+# ------------------------------------------------------------------------------------ Loghub
+def default_loghub() -> Path:
+    return Path(os.environ.get("LOGAUDIT_LOGHUB") or ROOT.parent / "shared" / "benchmarks" / "loghub-2k")
+
+
+def load_loghub(folder: Path, name: str) -> tuple[list[str], list[str]]:
+    """(messages, labelled templates) of one Loghub-2k dataset."""
+    with open(folder / f"{name}_2k.log_structured_corrected.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["Content"] for r in rows], [r["EventTemplate"] for r in rows]
+
+
+def grouping_accuracy(truth: list[str], groups: list[str]) -> float:
+    """GA: the share of messages whose group holds exactly the messages of their true group."""
+    size = Counter(truth)
+    members: dict[str, list[str]] = {}
+    for t, g in zip(truth, groups, strict=True):
+        members.setdefault(g, []).append(t)
+    ok = sum(len(ts) for ts in members.values() if len(set(ts)) == 1 and size[ts[0]] == len(ts))
+    return ok / len(truth)
+
+
+def loghub_table(folder: Path) -> list[dict[str, float | str]]:
+    """GA and seconds per dataset for group_templates and drain3 (raw, and after `mask`), one run."""
+    rows = []
+    for name in LOGHUB:
+        msgs, truth = load_loghub(folder, name)
+        row: dict[str, float | str] = {"dataset": name, "truth": len(set(truth))}
+        for key, fn in (("logaudit", group_templates), ("drain3", drain3_groups),
+                        ("drain3_mask", lambda ms: drain3_groups([mask(m) for m in ms]))):
+            t0 = time.perf_counter()
+            groups = fn(msgs)
+            row[f"{key}_s"] = time.perf_counter() - t0
+            row[key] = float("nan") if groups is None else grouping_accuracy(truth, groups)
+            if key == "logaudit":
+                row["groups"] = len(set(groups))
+        rows.append(row)
+    return rows
+
+
+def print_loghub(folder: Path) -> None:
+    if not (folder / "HDFS_2k.log_structured_corrected.csv").exists():
+        print(f"\nLoghub-2k: not found in {folder} (--loghub DIR or $LOGAUDIT_LOGHUB): skipped")
+        return
+    rows = loghub_table(folder)
+    print("\nLoghub-2k grouping accuracy (GA), same run; drain3 default settings; seconds per 2,000 lines")
+    print(f"{'dataset':<10} {'logaudit':>8} {'drain3':>7} {'d3+mask':>7} {'Drain*':>6} {'groups':>7} {'truth':>6}"
+          f" {'logaudit s':>10} {'drain3 s':>9}")
+    for r in rows:
+        print(f"{r['dataset']:<10} {r['logaudit']:8.4f} {r['drain3']:7.4f} {r['drain3_mask']:7.4f} "
+              f"{DRAIN_PUBLISHED[str(r['dataset'])]:6.4f} {r['groups']:7.0f} {r['truth']:6.0f} "
+              f"{r['logaudit_s']:10.3f} {r['drain3_s']:9.3f}")
+    mean = {k: float(np.mean([float(r[k]) for r in rows])) for k in ("logaudit", "drain3", "drain3_mask")}
+    total = {k: sum(float(r[k]) for r in rows) for k in ("logaudit_s", "drain3_s")}
+    print(f"{'average':<10} {mean['logaudit']:8.4f} {mean['drain3']:7.4f} {mean['drain3_mask']:7.4f} "
+          f"{float(np.mean(list(DRAIN_PUBLISHED.values()))):6.4f} {'':7} {'':6} {total['logaudit_s']:10.3f} "
+          f"{total['drain3_s']:9.3f}")
+    print("Drain*: published, with a regex list and a similarity chosen per dataset (logparser)")
+
+
+# ------------------------------------------------------------------------------------ speed
+def distinct_messages(n: int, seed: int = 0) -> list[str]:
+    """n distinct messages of the generated corpus."""
+    out: dict[str, None] = {}
+    while len(out) < n:
+        for m, _ in corpus(n, seed):
+            out[m] = None
+        seed += 1
+    return list(out)[:n]
+
+
+def print_speed(n: int, repeats: int = 3) -> None:
+    """Best CPU seconds (this process: the machine may be shared) of each method over `repeats` runs."""
+    msgs = distinct_messages(n)
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        for name, fn in (("group_templates", group_templates), ("drain3", drain3_groups),
+                         ("drain3 after mask", lambda ms: drain3_groups([mask(m) for m in ms]))):
+            t0 = time.process_time()
+            done = fn(msgs)
+            if done is not None:
+                best[name] = min(best.get(name, float("inf")), time.process_time() - t0)
+    print(f"\nspeed: {n:,} distinct generated messages, best of {repeats}, CPU seconds of one process")
+    for name, sec in best.items():
+        print(f"{name:<18} {sec:6.2f} s  {n / sec:10,.0f} msg/s")
+    for other in ("drain3", "drain3 after mask"):
+        if other in best:
+            print(f"group_templates / {other} time: {best['group_templates'] / best[other]:.2f}")
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -319,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--messages", type=int, default=20_000)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--sample-entries", type=int, default=50_000, help="size of the held-out logaudit.sample run")
+    ap.add_argument("--loghub", type=Path, default=default_loghub(),
+                    help="Loghub-2k folder (default: $LOGAUDIT_LOGHUB or ../shared/benchmarks/loghub-2k from the repo)")
+    ap.add_argument("--speed", type=int, default=100_000, help="distinct messages for the speed run (0: none)")
     args = ap.parse_args(argv)
     results: dict[str, list[dict[str, float]]] = {}
     seconds: Counter = Counter()
@@ -336,15 +465,15 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             results.setdefault(name, []).append(scores(truth, groups))
     print(f"{args.messages:,} messages x {args.seeds} seeds, {len(families())} families (truth groups)")
-    print(f"{'method':<24} {'ARI':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'groups':>8} {'msg/s':>10}")
+    print(f"{'method':<26} {'ARI':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'groups':>8} {'msg/s':>10}")
     for name, _ in METHODS:
         if name not in results:
-            print(f"{name:<24} (not installed)")
+            print(f"{name:<26} (not installed)")
             continue
         rs = results[name]
         mean = {k: float(np.mean([r[k] for r in rs])) for k in rs[0]}
         rate = args.messages * len(rs) / seconds[name] if seconds[name] else float("inf")
-        print(f"{name:<24} {mean['ari']:6.3f} {mean['precision']:6.3f} {mean['recall']:6.3f} {mean['f1']:6.3f} "
+        print(f"{name:<26} {mean['ari']:6.3f} {mean['precision']:6.3f} {mean['recall']:6.3f} {mean['f1']:6.3f} "
               f"{mean['groups']:8.0f} {rate:10,.0f}")
     print(f"SQL vs Python masks: {mismatches} differing templates")
     held = sample_corpus(args.sample_entries, 7)
@@ -352,13 +481,16 @@ def main(argv: list[str] | None = None) -> int:
     truth = [f for _, f in held]
     print(f"\nheld-out: {len(msgs):,} unclassified WARNING+ lines of logaudit.sample ({args.sample_entries:,} entries), "
           f"{len(set(truth))} truth groups")
-    print(f"{'method':<24} {'ARI':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'groups':>8}")
+    print(f"{'method':<26} {'ARI':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'groups':>8}")
     for name, fn in METHODS:
         groups = fn(msgs)
         if groups is None:
             continue
         r = scores(truth, groups)
-        print(f"{name:<24} {r['ari']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} {r['groups']:8.0f}")
+        print(f"{name:<26} {r['ari']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} {r['groups']:8.0f}")
+    print_loghub(args.loghub)
+    if args.speed:
+        print_speed(args.speed)
     return 0 if mismatches == 0 else 1
 
 

@@ -52,6 +52,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "Audit": ("logaudit.analysis.audit", "Audit"),
     "Window": ("logaudit.analysis.window", "Window"),
     "template": ("logaudit.analysis.templates", "template"),
+    "group_templates": ("logaudit.analysis.templates", "group_templates"),
     "compare": ("logaudit.analysis.judge", "compare"),
     "load_gate": ("logaudit.analysis.gate", "load_gate"),
     "authoring": ("logaudit.analysis.authoring", None),

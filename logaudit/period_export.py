@@ -290,11 +290,16 @@ def _write_entries(audit: Audit, window: Window, path: Path) -> int:
         if files:
             con = connect()
             try:
+                # a bound beyond what a store holds is None (timeparse.clamp_window): no condition
+                bounds = "".join(f" AND timestamp {op} ${name}" for op, name in ((">=", "since"), ("<", "until"))
+                                 if getattr(window, name) is not None)
+                params = {"files": files, "service": window.service,
+                          **{k: getattr(window, k) for k in ("since", "until") if getattr(window, k) is not None}}
                 rel = con.sql(f"""
                     SELECT {", ".join(ENTRY_SCHEMA.names)} FROM read_parquet($files, hive_partitioning = false)
-                    WHERE timestamp >= $since AND timestamp < $until AND service = $service
+                    WHERE service = $service{bounds}
                     ORDER BY timestamp, log_name, insert_id
-                """, params={"files": files, "since": window.since, "until": window.until, "service": window.service})
+                """, params=params)
                 for batch in rel.to_arrow_reader(65_536):
                     batch = batch.cast(ENTRY_SCHEMA)
                     redacted = audit.redactor.redact_arrays([batch.column(name) for name in texts])

@@ -648,7 +648,9 @@ def export_window(w: World) -> tuple[str, str]:
     ts = Store(w.store, create=False).read_entries()["timestamp"]
     if not len(ts):
         return "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
-    lo, hi = pa.compute.min(ts).as_py(), pa.compute.max(ts).as_py()
+    # as Python datetimes: a pandas Timestamp cannot go past 2262-04-11T23:47:16.854775807Z
+    lo, hi = (t.to_pydatetime(warn=False) if hasattr(t, "to_pydatetime") else t
+              for t in (pa.compute.min(ts).as_py(), pa.compute.max(ts).as_py()))
     return (lo.strftime("%Y-%m-%dT%H:%M:%SZ"), (hi + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 

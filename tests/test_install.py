@@ -121,12 +121,12 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(wheel, tmp_path)
     checkout = _run(["-m", "logaudit", "demo", "--store", str(tmp_path / "s2")], REPO)
     assert checkout.returncode == 0, checkout.stderr
     assert installed.stdout == checkout.stdout
-    assert "catalogs: cloud-run (shipped, 25 patterns), netra-backend (shipped, 25 patterns)\n" in installed.stdout
+    assert "catalogs: cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)\n" in installed.stdout
     assert "5,000 entries from 2 service(s)" in installed.stdout
 
     tested = _run(["-m", "logaudit", "catalog", "test"], elsewhere, env)
     assert tested.returncode == 0, tested.stderr
     assert tested.stdout.splitlines() == [
-        "catalogs: cloud-run (shipped, 25 patterns), netra-backend (shipped, 25 patterns)",
-        "ok: 50 patterns, 82 examples, 26 counter-examples, 0 failure(s)"]
+        "catalogs: cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)",
+        "ok: 84 patterns, 215 examples, 107 counter-examples, 0 failure(s)"]
     assert list(elsewhere.iterdir()) == [elsewhere / "patterns"]  # nothing written into the working directory

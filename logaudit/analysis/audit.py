@@ -36,6 +36,7 @@ from logaudit.core.jsonable import plain
 from logaudit.core.redact import Redactor, load_redactor, redact_frame
 from logaudit.core.timeparse import parse_duration, to_ns
 from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store.schema import MIN_TIMESTAMP_NS
 from logaudit.store.store import Store
 
 CATEGORIES = ("critical", "warning", "positive", "info")
@@ -271,18 +272,27 @@ class Audit:
                                          "status_5xx", "request_error_rate", *CATEGORIES])
         lo = since_ns if since_ns is not None else bounds[0]
         hi = until_ns if until_ns is not None else bounds[1] + 1
-        params |= {"lo": (lo // step_ns) * step_ns, "hi": hi}
+        lo = (lo // step_ns) * step_ns
+        params |= {"lo": lo, "n": -(-(hi - lo) // step_ns)}
+        # buckets are counted from `lo`; near the ends of the nanosecond range (a store may hold
+        # 1677-09-21 to 2262-04-11) the arithmetic needs 128 bits, elsewhere 64 are faster
+        wide = lo < -(2**63) or hi - lo >= 2**63
+        ns = "epoch_ns({})::HUGEINT" if wide else "epoch_ns({})"
+        index = f"(({ns.format('timestamp')} - $lo) // $step)::BIGINT"
+        mindex = f"(({ns.format('m.timestamp')} - $lo) // $step)::BIGINT"
+        start = (f"greatest($lo::HUGEINT + t.i::HUGEINT * $step, {MIN_TIMESTAMP_NS})::BIGINT" if wide
+                 else "$lo + t.i * $step")
         mwhere, _ = self._filters(w, "m")
         cats = ", ".join(f"coalesce(c.{c}, 0) AS {c}" for c in CATEGORIES)
         cat_cols = ", ".join(f"count(*) FILTER (m.category = '{c}') AS {c}" for c in CATEGORIES)
         return self._df(w, f"""
             WITH revs AS (SELECT DISTINCT service, revision FROM entries WHERE revision IS NOT NULL AND {where}),
             grid AS (
-                SELECT b AS b_ns, revs.service, revs.revision
-                FROM range($lo, $hi, $step) t(b), revs
+                SELECT t.i AS b_i, {start} AS b_ns, revs.service, revs.revision
+                FROM range($n) t(i), revs
             ),
             agg AS (
-                SELECT (epoch_ns(timestamp) // $step) * $step AS b_ns, service, revision,
+                SELECT {index} AS b_i, service, revision,
                        count(*) AS entries,
                        count(*) FILTER (effective_severity_num >= 500) AS errors,
                        count(http_status) AS requests,
@@ -291,7 +301,7 @@ class Audit:
                 GROUP BY ALL
             ),
             c AS (
-                SELECT (epoch_ns(m.timestamp) // $step) * $step AS b_ns, m.service, m.revision, {cat_cols}
+                SELECT {mindex} AS b_i, m.service, m.revision, {cat_cols}
                 FROM matches m WHERE m.revision IS NOT NULL AND {mwhere}
                 GROUP BY ALL
             )
@@ -302,8 +312,8 @@ class Audit:
                    CASE WHEN a.requests > 0 THEN a.status_5xx / a.requests ELSE 0 END AS request_error_rate,
                    {cats}
             FROM grid g
-            LEFT JOIN agg a USING (b_ns, service, revision)
-            LEFT JOIN c USING (b_ns, service, revision)
+            LEFT JOIN agg a USING (b_i, service, revision)
+            LEFT JOIN c USING (b_i, service, revision)
             ORDER BY bucket, g.service, g.revision
         """, params)
 

@@ -98,15 +98,17 @@ def test(paths: tuple[str, ...], no_shipped_catalogs: bool, fmt: str) -> None:
 
 @main.command()
 @store_option
-@catalog_options("--patterns")
+@catalog_options()
+@click.option("--patterns", "pattern_paths", multiple=True, type=ExpandedPath(exists=True), hidden=True,
+              help="Deprecated: --catalog.")
 @click.option("--since", default=None, metavar="WHEN", help="Only entries from this time (6h, 2d, 2025-09-09T18:00:00Z).")
 @click.option("--until", default=None, metavar="WHEN", help="Only entries before this time.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Processes (default: up to 2).")
 @click.option("--all", "show_all", is_flag=True, help="List patterns without matches too.")
 @format_option("text", "json")
 @handle_errors
-def classify(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalogs: bool, since: str | None,
-             until: str | None, workers: int | None, show_all: bool, fmt: str) -> None:
+def classify(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalogs: bool,
+             pattern_paths: tuple[str, ...], since: str | None, until: str | None, workers: int | None, show_all: bool, fmt: str) -> None:
     """Classify the store's entries against the pattern catalogs (cached; only new work is done).
 
     The results are what the `matches` view holds for queries; see docs/catalog.md. Exit codes:
@@ -117,7 +119,7 @@ def classify(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalo
     from logaudit.store.store import require_store
 
     lo, hi = parse_window(since, until)
-    cat = load_catalogs(catalog_paths(catalogs, no_shipped_catalogs))
+    cat = load_catalogs(catalog_paths(catalogs + pattern_paths, no_shipped_catalogs))
     store = require_store(store_dir)
     report = classify_store(store, cat, lo, hi, workers=workers)
     if fmt == "json":

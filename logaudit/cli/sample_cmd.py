@@ -10,7 +10,7 @@ import click
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
 from logaudit.sources.bundled import sample_path
-from logaudit.sources.sample import SampleConfig, write_sample
+from logaudit.sources.sample import SCENARIOS, SampleConfig, write_sample
 from logaudit.store.store import Store
 
 
@@ -20,17 +20,24 @@ from logaudit.store.store import Store
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--start", default="2025-09-09T20:00:00Z", show_default=True, help="Window start (RFC 3339).")
 @click.option("--hours", type=float, default=8.0, show_default=True, help="Window length.")
-@click.option("--no-regression", is_flag=True, help="The canary behaves like the baseline.")
+@click.option("--no-regression", is_flag=True, help="The canary behaves like the baseline (= --scenario healthy).")
+@click.option("--scenario", type=click.Choice(SCENARIOS), default=SCENARIOS[0], show_default=True,
+              help="What the deploy does (docs/sample.md): the canary regresses, is healthy, crash-loops (alone or "
+                   "after a crash-looping baseline), is healthy while the old revision scales down, is killed out of "
+                   "memory, or gets a dozen requests.")
 @click.option("--no-secrets", is_flag=True, help="Do not plant fake secrets in messages.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "yaml"]), default="jsonl", show_default=True,
               help="jsonl, gcloud-style json array (newest first) or yaml documents; OUT ending in .gz compresses.")
 @click.option("--truth", type=ExpandedPath(dir_okay=False), help="Also write the generator's exact counts as JSON here.")
 @handle_errors
-def sample(out: str, entries: int, seed: int, start: str, hours: float, no_regression: bool, no_secrets: bool,
-           fmt: str, truth: str | None) -> None:
+def sample(out: str, entries: int, seed: int, start: str, hours: float, no_regression: bool, scenario: str,
+           no_secrets: bool, fmt: str, truth: str | None) -> None:
     """Write deterministic, realistic Cloud Run logs (a deploy of netra-backend-staging) to OUT."""
+    if no_regression and scenario not in ("canary-regression", "healthy"):
+        raise click.UsageError(f"--no-regression applies to --scenario canary-regression only (it makes it "
+                               f"healthy); --scenario {scenario} defines its canary itself")
     config = SampleConfig(entries=entries, seed=seed, start=start, hours=hours,
-                          regression=not no_regression, plant_secrets=not no_secrets)
+                          regression=not no_regression, plant_secrets=not no_secrets, scenario=scenario)
     result = write_sample(out, config, fmt=fmt)
     if truth:
         Path(truth).write_text(json.dumps(result.to_dict(), indent=1) + "\n")

@@ -56,7 +56,7 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
     for r in result["reasons"]:
         con.print(Text(f"  - {one_line(r)}"))
     if result.get("catalogs"):
-        con.print(Text(f"catalogs: {describe_catalogs(result['catalogs'])}"), soft_wrap=True)
+        con.print(Text(f"catalogs: {describe_catalogs(result['catalogs'])}"))
     con.print()
     shown = [m for m in result["metrics"]
              if all_metrics or not m["name"].startswith("pattern:") or m["judgement"] != "Pass"]

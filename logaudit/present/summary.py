@@ -111,7 +111,7 @@ def render_text(summary: dict[str, Any], console: Console | None = None) -> None
     span = f"{short_time(window['since']) if window['since'] else 'start of store'} .. {short_time(window['until']) if window['until'] else 'now'}"
     con.print(Text.assemble(("logaudit summary", "bold"), f"  {span}  (UTC, since inclusive, until exclusive)"))
     if summary.get("catalogs"):
-        con.print(Text(f"catalogs: {describe_catalogs(summary['catalogs'])}"), soft_wrap=True)
+        con.print(Text(f"catalogs: {describe_catalogs(summary['catalogs'])}"))
     if summary["entries"] == 0:
         con.print(Text(empty_message(summary)))
         return

@@ -24,6 +24,19 @@ True
 Event kinds (`KINDS`) and their effective severity (`KIND_SEVERITY`) are listed below. Every
 entry belongs to exactly one kind; ``traceback_split`` is one traceback printed as 4 entries
 and is counted once *per entry* (its first entry is effectively ERROR, the other 3 DEFAULT).
+
+`SampleConfig.scenario` picks what the deploy does (`SCENARIOS`; docs/sample.md): the default
+``canary-regression`` and ``healthy`` are the deploy above; ``crash-loop-canary``,
+``crash-loop-both``, ``graceful-scale-down``, ``oom-canary`` and ``low-traffic-canary`` are the
+failure shapes a deployment gate must tell apart, with kinds of their own
+(`SCENARIO_KIND_SEVERITY`) and exact health facts in the truth (`SampleTruth.health`,
+`SampleTruth.root_causes`, `SampleTruth.expected_baseline`).
+
+>>> _, truth = sample_entries(SampleConfig(entries=3000, scenario="crash-loop-canary"))
+>>> truth.root_cause(SERVICE, CANARY_REVISION)
+("ModuleNotFoundError: No module named 'netra_backend.app.monitoring'", 15)
+>>> truth.health()[(SERVICE, CANARY_REVISION)].successful_requests
+0
 """
 
 from __future__ import annotations
@@ -60,13 +73,20 @@ __all__ = [
     "BASELINE_REVISION",
     "CANARY_ONLY_KINDS",
     "CANARY_REVISION",
+    "CRASH_ROOT_CAUSE",
     "KINDS",
     "KIND_SEVERITY",
+    "KIND_STATUS",
+    "PREVIOUS_REVISION",
     "PROJECT",
     "REQUEST_KINDS",
+    "SCENARIOS",
+    "SCENARIO_KINDS",
+    "SCENARIO_KIND_SEVERITY",
     "SECOND_REVISION",
     "SECOND_SERVICE",
     "SERVICE",
+    "RevisionHealth",
     "RevisionTruth",
     "SampleConfig",
     "SampleGenerator",
@@ -80,6 +100,8 @@ PROJECT = "netra-staging"
 SERVICE = "netra-backend-staging"
 BASELINE_REVISION = "netra-backend-staging-00316-m2x"
 CANARY_REVISION = "netra-backend-staging-00317-696"
+#: The revision before the baseline; only ``crash-loop-both`` has entries of it.
+PREVIOUS_REVISION = "netra-backend-staging-00315-q7z"
 SECOND_SERVICE = "netra-auth-service"
 SECOND_REVISION = "netra-auth-service-00042-k9p"
 LOCATION = "us-central1"
@@ -152,6 +174,42 @@ CANARY_ONLY_KINDS: frozenset[str] = frozenset(
     {"ws_no_token_debug", "ws_auth_failure", "dependency_validation_failed", "rate_limiter_fallback"}
 )
 
+#: What a deploy does (docs/sample.md). The first is the default; ``healthy`` is
+#: ``canary-regression`` with ``regression=False``, entry for entry.
+SCENARIOS: tuple[str, ...] = (
+    "canary-regression",
+    "healthy",
+    "crash-loop-canary",
+    "crash-loop-both",
+    "graceful-scale-down",
+    "oom-canary",
+    "low-traffic-canary",
+)
+#: Kinds only the failure scenarios emit, with their effective severity (kept apart from
+#: `KIND_SEVERITY`, which lists the kinds of the default deploy).
+SCENARIO_KIND_SEVERITY: dict[str, str] = {
+    # a worker that cannot import the application (crash loop), stderr without severity
+    "worker_boot_exception": "ERROR",  # [ERROR] Exception in worker process + traceback
+    "gunicorn_worker_exited": "ERROR",  # [1] [ERROR] Worker (pid:N) exited with code 3
+    "gunicorn_master_halt": "ERROR",  # [1] [ERROR] Shutting down: Master
+    # graceful shutdown (SIGTERM), stderr without severity
+    "graceful_shutdown": "INFO",  # Handling signal: term ... Shutting down: Master
+    "worker_sigterm": "ERROR",  # [1] [ERROR] Worker (pid:N) was sent SIGTERM!
+    # out of memory
+    "worker_sigkill_oom": "ERROR",  # [1] [ERROR] Worker (pid:N) was sent SIGKILL! Perhaps out of memory?
+    "memory_limit_exceeded": "ERROR",  # varlog/system: Memory limit of 512 MiB exceeded with N MiB used...
+}
+SCENARIO_KINDS: tuple[str, ...] = tuple(SCENARIO_KIND_SEVERITY)
+#: The HTTP status of each request kind (every request kind has one).
+KIND_STATUS: dict[str, int] = {
+    "req_health": 200, "req_agents_404": 404, "req_threads_403": 403, "req_threads_200": 200,
+    "req_ws_upgrade": 101, "req_chat_200": 200, "req_chat_500": 500, "req_malformed_503": 503,
+    "auth_verify_200": 200, "auth_verify_401": 401,
+}
+#: The module the crash-looping revisions fail to import, and the last line of their traceback.
+CRASH_MODULE = "netra_backend.app.monitoring"
+CRASH_ROOT_CAUSE = f"ModuleNotFoundError: No module named '{CRASH_MODULE}'"
+
 _NS = 1_000_000_000
 _MS = 1_000_000
 _US = 1_000
@@ -183,6 +241,9 @@ class SampleConfig:
     regression: bool = True  #: the canary has injected regressions; False = behaves like baseline
     plant_secrets: bool = True  #: a few messages carry secrets (see `SampleTruth.secrets`)
     second_service: bool = True  #: also emit `SECOND_SERVICE` logs
+    #: what the deploy does, one of `SCENARIOS` (docs/sample.md); ``regression`` applies to
+    #: ``canary-regression`` only (False there is ``healthy``)
+    scenario: str = "canary-regression"
 
     def __post_init__(self) -> None:
         if not isinstance(self.entries, int) or self.entries < 0:
@@ -190,6 +251,22 @@ class SampleConfig:
         if not self.hours > 0:
             raise UsageError(f"hours must be positive, not {self.hours!r}")
         _parse_start(self.start)
+        if self.scenario not in SCENARIOS:
+            raise UsageError(f"unknown scenario {self.scenario!r}; use one of {', '.join(SCENARIOS)}")
+        if not self.regression and self.scenario not in ("canary-regression", "healthy"):
+            raise UsageError(f"regression=False applies to the canary-regression scenario only, not to "
+                             f"{self.scenario!r}, which defines its canary itself")
+
+    @property
+    def effective_scenario(self) -> str:
+        """The scenario generated: ``healthy`` for ``canary-regression`` without the regression.
+
+        >>> SampleConfig(regression=False).effective_scenario
+        'healthy'
+        """
+        if self.scenario == "canary-regression" and not self.regression:
+            return "healthy"
+        return self.scenario
 
 
 @dataclass
@@ -201,6 +278,35 @@ class RevisionTruth:
     requests: int = 0  #: entries with httpRequest
     status_4xx: int = 0
     status_5xx: int = 0
+
+
+@dataclass
+class RevisionHealth:
+    """Health facts of one revision, as counted in what was emitted (`SampleTruth.health`).
+
+    A start whose boot failed counts once its ``Worker failed to boot.`` line is out; a graceful
+    shutdown once its ``was sent SIGTERM!`` line is.
+    """
+
+    instance_starts: int = 0  #: ``Starting new instance`` lines (run.googleapis.com/varlog/system)
+    boot_failures: int = 0  #: starts that ended in ``Worker failed to boot.``
+    successful_requests: int = 0  #: request logs with status 200-399 (a WebSocket upgrade, 101, is not one)
+    graceful_shutdowns: int = 0  #: instances shut down on SIGTERM
+    shutdown_lines: int = 0  #: entries of those shutdowns (8 each)
+    oom_kills: int = 0  #: ``Worker (pid:N) was sent SIGKILL! Perhaps out of memory?`` lines
+    memory_limit_exceeded: int = 0  #: Cloud Run ``Memory limit of ... exceeded`` lines
+
+
+#: Which kinds each `RevisionHealth` count adds up.
+_HEALTH_KINDS: dict[str, tuple[str, ...]] = {
+    "instance_starts": ("instance_started",),
+    "boot_failures": ("gunicorn_worker_boot_failed",),
+    "successful_requests": tuple(k for k, st in KIND_STATUS.items() if 200 <= st < 400),
+    "graceful_shutdowns": ("worker_sigterm",),
+    "shutdown_lines": ("graceful_shutdown", "worker_sigterm"),
+    "oom_kills": ("worker_sigkill_oom",),
+    "memory_limit_exceeded": ("memory_limit_exceeded",),
+}
 
 
 @dataclass
@@ -226,9 +332,46 @@ class SampleTruth:
     unclassified_templates: Counter[tuple[str, str]] = field(default_factory=Counter)
     #: effective severity -> entries
     effective_severity: Counter[str] = field(default_factory=Counter)
+    #: the scenario generated (`SampleConfig.effective_scenario`)
+    scenario: str = "canary-regression"
+    #: (service, revision, root-cause line) -> instance starts whose first error has that line.
+    #: The first error of a start is the first entry of its instance (``labels.instanceId``)
+    #: with effective severity >= ERROR that is not a request log; its root-cause line is the
+    #: last line of its message when the message holds a Python traceback, else the first line.
+    root_causes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: deployed revision -> the revision of the same service whose request log came last before
+    #: that revision's deploy entry (None when no request came before it)
+    serving_before_deploy: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def expected_baseline(self) -> str | None:
+        """The revision that served the traffic just before the canary's deploy: a gate's default baseline."""
+        return self.serving_before_deploy.get(CANARY_REVISION)
+
+    def health(self) -> dict[tuple[str, str], RevisionHealth]:
+        """Per (service, revision) with entries: its `RevisionHealth` (derived from `kinds`)."""
+        out = {key: RevisionHealth() for key in self.by_revision if key[1] is not None}
+        for (svc, rev, kind), n in self.kinds.items():
+            if rev is None:
+                continue
+            h = out[(svc, rev)]
+            for name, kinds in _HEALTH_KINDS.items():
+                if kind in kinds:
+                    setattr(h, name, getattr(h, name) + n)
+        return out
+
+    def root_cause(self, service: str, revision: str) -> tuple[str, int] | None:
+        """The most frequent root-cause line of a revision's starts and its count (ties: the
+        smallest line); None when none of its starts logged an error."""
+        mine = [(n, line) for (s, r, line), n in self.root_causes.items() if (s, r) == (service, revision)]
+        if not mine:
+            return None
+        n, line = min(mine, key=lambda x: (-x[0], x[1]))
+        return line, n
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (lists of records, sorted) that `from_dict` reads back."""
+        """A JSON-able dict (lists of records, sorted) that `from_dict` reads back; ``health`` and
+        ``expected_baseline`` are derived and only written."""
 
         def rk(rev: str | None) -> str:
             return rev or ""
@@ -256,6 +399,16 @@ class SampleTruth:
                 k: self.effective_severity[k]
                 for k in sorted(self.effective_severity, key=lambda s: SEVERITY_NUM.get(s, -1))
             },
+            "scenario": self.scenario,
+            "health": [{"service": s, "revision": r, **vars(h)} for (s, r), h in sorted(self.health().items())],
+            "root_causes": [
+                {"service": s, "revision": r, "line": line, "count": n}
+                for (s, r, line), n in sorted(self.root_causes.items())
+            ],
+            "serving_before_deploy": [
+                {"revision": r, "serving": v} for r, v in sorted(self.serving_before_deploy.items())
+            ],
+            "expected_baseline": self.expected_baseline,
         }
 
     @classmethod
@@ -275,6 +428,10 @@ class SampleTruth:
         for r in d["unclassified_templates"]:
             t.unclassified_templates[(r["revision"], r["template"])] = r["count"]
         t.effective_severity = Counter(d["effective_severity"])
+        t.scenario = d.get("scenario", "canary-regression")
+        for r in d.get("root_causes", []):
+            t.root_causes[(r["service"], r["revision"], r["line"])] = r["count"]
+        t.serving_before_deploy = {r["revision"]: r["serving"] for r in d.get("serving_before_deploy", [])}
         return t
 
 
@@ -374,6 +531,48 @@ _T_START_AUTOSCALING = (
     "(e.g. CPU utilization, request throughput, etc.) or no existing capacity for current traffic."
 )
 _T_EXIT = "Container called exit(3)."
+_T_MEMORY = ("Memory limit of 512 MiB exceeded with {used} MiB used. Consider increasing the memory limit, "
+             "see https://cloud.google.com/run/docs/configuring/memory-limits")
+_SITE = "/usr/local/lib/python3.11/site-packages"
+# What gunicorn 23 (uvicorn worker, Python 3.11) prints when the application cannot be imported.
+_CRASH_TB = (
+    "Traceback (most recent call last):\n"
+    f'  File "{_SITE}/gunicorn/arbiter.py", line 608, in spawn_worker\n'
+    "    worker.init_process()\n"
+    f'  File "{_SITE}/uvicorn/workers.py", line 75, in init_process\n'
+    "    super().init_process()\n"
+    f'  File "{_SITE}/gunicorn/workers/base.py", line 135, in init_process\n'
+    "    self.load_wsgi()\n"
+    f'  File "{_SITE}/gunicorn/workers/base.py", line 147, in load_wsgi\n'
+    "    self.wsgi = self.app.wsgi()\n"
+    "                ^^^^^^^^^^^^^^^\n"
+    f'  File "{_SITE}/gunicorn/app/base.py", line 66, in wsgi\n'
+    "    self.callable = self.load()\n"
+    "                    ^^^^^^^^^^^\n"
+    f'  File "{_SITE}/gunicorn/app/wsgiapp.py", line 57, in load\n'
+    "    return self.load_wsgiapp()\n"
+    "           ^^^^^^^^^^^^^^^^^^^\n"
+    f'  File "{_SITE}/gunicorn/app/wsgiapp.py", line 47, in load_wsgiapp\n'
+    "    return util.import_app(self.app_uri)\n"
+    "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+    f'  File "{_SITE}/gunicorn/util.py", line 370, in import_app\n'
+    "    mod = importlib.import_module(module)\n"
+    "          ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+    '  File "/usr/local/lib/python3.11/importlib/__init__.py", line 126, in import_module\n'
+    "    return _bootstrap._gcd_import(name[level:], package)\n"
+    "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^\n"
+    '  File "<frozen importlib._bootstrap>", line 1204, in _gcd_import\n'
+    '  File "<frozen importlib._bootstrap>", line 1176, in _find_and_load\n'
+    '  File "<frozen importlib._bootstrap>", line 1147, in _find_and_load_unlocked\n'
+    '  File "<frozen importlib._bootstrap>", line 690, in _load_unlocked\n'
+    '  File "<frozen importlib._bootstrap_external>", line 940, in exec_module\n'
+    '  File "<frozen importlib._bootstrap>", line 241, in _call_with_frames_removed\n'
+    '  File "/app/netra_backend/app/main.py", line 21, in <module>\n'
+    "    from netra_backend.app.core.app_factory import create_app\n"
+    '  File "/app/netra_backend/app/core/app_factory.py", line 14, in <module>\n'
+    f"    from {CRASH_MODULE}.metrics import setup_metrics\n"
+    f"{CRASH_ROOT_CAUSE}"
+)
 
 _BYPASS_REASONS = (
     "BYPASS_STARTUP_VALIDATION=true",
@@ -460,14 +659,38 @@ def _b64url(data: bytes) -> str:
 _Line = tuple
 
 
+_CANARY_PERCENT = 20  #: crash-loop-canary: the canary's share of the traffic
+_CRASH_LOOP_STARTS = 15  #: starts of a crash-looping revision (the real case: 15 of 15 failed)
+_SMOKE_REQUESTS = 12  #: low-traffic-canary: the canary's requests
+_OOM_WEIGHT = 12  #: oom-canary: weight of an out-of-memory kill among the canary's events (about 1.6 %)
+_OOM_EVENT_SIZE = 9  #: entries of one kill at most (3 requests in flight, 2 reports, 4 restart lines)
+#: crash loops: where the failed requests went (weights as in the healthy mix)
+_DOWN_ROUTES = (("health", 220), ("agents", 45), ("thread", 40), ("messages", 60), ("ws", 42), ("chat", 90))
+_NEVER = 1 << 62  # a time after every window
+
+
+def _root_cause_line(text: str) -> str:
+    """The line a person reads as the cause: a traceback's last line, else the first line."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if "Traceback (most recent call last):" in text else lines[0]
+
+
+def _first_error(line: _Line) -> _Line:
+    """`line` marked as the first error of its instance's start (the truth counts its root cause)."""
+    return (*line[:10], ("cause", _root_cause_line(line[6])))
+
+
 class _Target:
     """One (service, revision): its resource dict (shared by its entries) and its truth."""
 
-    __slots__ = ("service", "revision", "resource", "truth")
+    __slots__ = ("service", "revision", "resource", "truth", "last_request")
 
     def __init__(self, service: str, revision: str | None) -> None:
         self.service = service
         self.revision = revision
+        self.last_request = -1  # time of its latest request log emitted so far
         self.resource = {
             "type": "cloud_run_revision",
             "labels": {
@@ -481,6 +704,26 @@ class _Target:
         self.truth = RevisionTruth()
 
 
+class _Leg:
+    """One revision's share of the service's traffic.
+
+    It gets requests from `ready` on, rising linearly to `split` at `shift_end` (the previous leg
+    keeps the rest); `pool` holds its instances as (time it can take requests, labels, worker pid),
+    sorted by time; `mix` names its background events (`SampleGenerator._mix`).
+    """
+
+    __slots__ = ("target", "mix", "pool", "ready", "shift_end", "split")
+
+    def __init__(self, target: _Target, mix: str, pool: list[tuple[int, dict, int]], ready: int = 0,
+                 shift_end: int = 0, split: float = 1.0) -> None:
+        self.target = target
+        self.mix = mix
+        self.pool = pool
+        self.ready = ready
+        self.shift_end = shift_end
+        self.split = split
+
+
 class _Mix:
     """Weighted random choice of background events for one revision, kept close to the rates.
 
@@ -492,11 +735,12 @@ class _Mix:
     """
 
     __slots__ = ("builders", "sizes", "cum", "total", "frac", "counts", "force_at", "tracked",
-                 "is_tracked", "n", "min_val", "argmin", "fallback")
+                 "is_tracked", "n", "min_val", "argmin", "fallback", "request_rate")
     _SLACK = 1.5
     _RARE = 0.05
 
-    def __init__(self, events: list[tuple[str, float, Callable[[], list], int]]) -> None:
+    def __init__(self, events: list[tuple[str, float, Callable[[], list], int, float]]) -> None:
+        """`events`: (name, weight, builder, entries at most, request logs on average)."""
         events = [e for e in events if e[1] > 0]
         self.builders = [e[2] for e in events]
         self.sizes = [e[3] for e in events]
@@ -507,6 +751,7 @@ class _Mix:
             self.cum.append(total)
         self.total = total
         self.frac = [e[1] / total for e in events]
+        self.request_rate = sum(f * e[4] for f, e in zip(self.frac, events, strict=True))  # per event
         self.counts = [0] * len(events)
         self.tracked = [i for i, f in enumerate(self.frac) if f < self._RARE]
         self.is_tracked = [f < self._RARE for f in self.frac]
@@ -579,6 +824,9 @@ class SampleGenerator:
         self.rng = random.Random(f"logaudit.sample:{seed}:background")
         self.rng_emit = random.Random(f"logaudit.sample:{seed}:emit")
         r = self.rng_skel
+        self.truth.scenario = cfg.effective_scenario
+        self.regression = cfg.effective_scenario == "canary-regression"
+        self.t_prev = _Target(SERVICE, PREVIOUS_REVISION)
         self.t_base = _Target(SERVICE, BASELINE_REVISION)
         self.t_canary = _Target(SERVICE, CANARY_REVISION)
         self.t_audit = _Target(SERVICE, None)
@@ -611,86 +859,207 @@ class SampleGenerator:
     def _instance_labels(self) -> dict[str, str]:
         return {"instanceId": "00" + f"{self.rng_skel.getrandbits(288):072x}"}
 
-    # -- skeleton: deploy, startup sequences, crashes, secrets -------------------------------
+    # -- skeleton: deploys, startup sequences, crashes, shutdowns, secrets --------------------
+    # Each scenario's method draws from `rng_skel` in a fixed order: the default deploy's order
+    # must never change (its output is the bundled sample, byte for byte).
 
-    def _skeleton(self) -> tuple[list[tuple[int, _Target, dict | None, _Line]], dict]:
-        """Fixed events (independent of `entries`) as (t, target, labels, line), plus routing info."""
-        cfg = self.config
-        r = self.rng_skel
-        items: list[tuple[int, _Target, dict | None, _Line]] = []
+    def _skeleton(self) -> tuple[list[tuple[int, _Target, dict | None, _Line]], list[_Leg]]:
+        """Fixed events (independent of `entries`) as (t, target, labels, line), and the traffic legs."""
+        self._items: list[tuple[int, _Target, dict | None, _Line]] = []
         s, d, end = self.start_ns, self.deploy_ns, self.end_ns
-        f_pre = min(1.0, (d - s) / (3600 * _NS))
-        f_post = min(1.0, (end - d) / (2400 * _NS))
+        self.f_pre = min(1.0, (d - s) / (3600 * _NS))
+        self.f_post = min(1.0, (end - d) / (2400 * _NS))
+        build = {
+            "canary-regression": self._sk_deploy,
+            "healthy": self._sk_deploy,
+            "crash-loop-canary": self._sk_crash_loop_canary,
+            "crash-loop-both": self._sk_crash_loop_both,
+            "graceful-scale-down": self._sk_graceful_scale_down,
+            "oom-canary": self._sk_oom_canary,
+            "low-traffic-canary": self._sk_low_traffic_canary,
+        }[self.config.effective_scenario]
+        legs = build()
+        return self._items, legs
 
-        def jit(lo_s: float, hi_s: float, f: float) -> int:
-            return int(r.uniform(lo_s, hi_s) * f * _NS)
+    def _add(self, t: int, tgt: _Target, labels: dict | None, lines: Iterable[tuple[int, _Line]]) -> None:
+        for off, line in lines:
+            self._items.append((t + off, tgt, labels, line))
 
-        def add(t: int, tgt: _Target, labels: dict | None, lines: Iterable[tuple[int, _Line]]) -> None:
-            for off, line in lines:
-                items.append((t + off, tgt, labels, line))
+    def _jit(self, lo_s: float, hi_s: float, f: float) -> int:
+        return int(self.rng_skel.uniform(lo_s, hi_s) * f * _NS)
 
-        base_ready: list[tuple[int, dict]] = []
-        can_ready: list[tuple[int, dict]] = []
-
-        # baseline: first instance right at the window start, one crashed boot, more autoscaled
-        n_base = 2 + (r.random() < 0.6)
-        starts = [s + jit(0.8, 2.5, f_pre), s + int((d - s) * r.uniform(0.30, 0.40))]
-        if n_base == 3:
-            starts.append(s + int((d - s) * r.uniform(0.55, 0.70)))
-        crash_at = s + int((d - s) * r.uniform(0.12, 0.22))
-        for t0 in starts:
-            labels = self._instance_labels()
-            lines, ready = self._startup(t0, self.t_base, False, "AUTOSCALING", f_pre)
-            add(t0, self.t_base, labels, lines)
-            base_ready.append((t0 + ready, labels))
-        labels = self._instance_labels()
-        lines, _ = self._crash(crash_at, "AUTOSCALING", f_pre)
-        add(crash_at, self.t_base, labels, lines)
-
-        # the deploy, then the canary: two instances ~30 s later, a crash, maybe one autoscaled
-        add(d, self.t_audit, None, [(0, self._audit_line())])
-        regression = cfg.regression
-        c0 = d + jit(28.0, 33.0, f_post)
-        n_can = 2 + (r.random() < 0.5)
-        cstarts = [(c0, "DEPLOYMENT"), (c0 + jit(1.0, 4.0, f_post), "DEPLOYMENT")]
-        if n_can == 3:
-            cstarts.append((d + int((end - d) * r.uniform(0.45, 0.65)), "AUTOSCALING"))
-        for t0, reason in cstarts:
-            labels = self._instance_labels()
-            lines, ready = self._startup(t0, self.t_canary, regression, reason, f_post)
-            add(t0, self.t_canary, labels, lines)
-            can_ready.append((t0 + ready, labels))
-        c_ready = min(t for t, _ in can_ready)
-        shift_end = c_ready + jit(120.0, 200.0, f_post)
+    def _sk_deploy(self) -> list[_Leg]:
+        """canary-regression / healthy: the baseline serves, the canary is deployed and takes the traffic."""
+        r = self.rng_skel
+        d, end = self.deploy_ns, self.end_ns
+        base_ready = self._served_revision(self.t_base, "AUTOSCALING")
+        self._deploy(d, CANARY_REVISION, BASELINE_REVISION, 317)
+        can_ready = self._canary_starts(self.regression)
+        c_ready = can_ready[0][0]
+        shift_end = c_ready + self._jit(120.0, 200.0, self.f_post)
         ccrash = shift_end + int((end - shift_end) * r.uniform(0.15, 0.30))
         labels = self._instance_labels()
-        lines, _ = self._crash(ccrash, "AUTOSCALING", f_post)
-        add(ccrash, self.t_canary, labels, lines)
+        lines, _ = self._crash(ccrash, "AUTOSCALING", self.f_post)
+        self._add(ccrash, self.t_canary, labels, lines)
+        self._secrets(self.t_base, base_ready, base_ready[0][0] + 1, d)
+        self._secrets(self.t_canary, can_ready, shift_end, end)
+        canary_mix = "regressed" if self.regression else "healthy"
+        return [_Leg(self.t_base, "healthy", base_ready),
+                _Leg(self.t_canary, canary_mix, can_ready, c_ready, shift_end)]
 
-        base_ready.sort(key=lambda x: x[0])
-        can_ready.sort(key=lambda x: x[0])
-        if cfg.plant_secrets:
-            kinds = ("secret_leak_jwt", "secret_leak_bearer", "secret_leak_api_key", "secret_leak_db_url")
-            for tgt, ready, lo, hi in (
-                (self.t_base, base_ready, base_ready[0][0] + 1, d),
-                (self.t_canary, can_ready, shift_end, end),
-            ):
-                for i, kind in enumerate(kinds):
-                    t = lo + int((hi - lo) * (i + r.uniform(0.15, 0.85)) / len(kinds))
-                    usable = [lab for tr, lab in ready if tr <= t] or [ready[0][1]]
-                    add(t, tgt, usable[int(r.random() * len(usable))], [(0, self._secret_line(kind))])
-        route = {
-            "base_ready": base_ready,
-            "can_ready": can_ready,
-            "c_ready": c_ready,
-            "shift_end": shift_end,
-        }
-        return items, route
+    def _first_deploy(self, revision: str, ready_revision: str, generation: int) -> None:
+        """The deploy that opens the window (the scenarios' first revision), before its first start."""
+        self._deploy(self.start_ns + self._jit(0.1, 0.5, self.f_pre), revision, ready_revision, generation)
+
+    def _sk_graceful_scale_down(self) -> list[_Leg]:
+        """A healthy canary takes the traffic; the baseline's idle instances then shut down on SIGTERM."""
+        d, end = self.deploy_ns, self.end_ns
+        self._first_deploy(BASELINE_REVISION, PREVIOUS_REVISION, 316)
+        base_ready = self._served_revision(self.t_base, "DEPLOYMENT")
+        self._deploy(d, CANARY_REVISION, BASELINE_REVISION, 317)
+        can_ready = self._canary_starts(False)
+        c_ready = can_ready[0][0]
+        shift_end = c_ready + self._jit(120.0, 200.0, self.f_post)
+        self._scale_down(self.t_base, base_ready, shift_end)
+        self._secrets(self.t_base, base_ready, base_ready[0][0] + 1, d)
+        self._secrets(self.t_canary, can_ready, shift_end, end)
+        return [_Leg(self.t_base, "healthy", base_ready),
+                _Leg(self.t_canary, "healthy", can_ready, c_ready, shift_end)]
+
+    def _sk_oom_canary(self) -> list[_Leg]:
+        """The canary (deployed with 512 MiB instead of 4 GiB) behaves like the baseline, but its
+        workers are killed out of memory under load (`_ev_oom` in its traffic)."""
+        d, end = self.deploy_ns, self.end_ns
+        self._first_deploy(BASELINE_REVISION, PREVIOUS_REVISION, 316)
+        base_ready = self._served_revision(self.t_base, "DEPLOYMENT")
+        self._deploy(d, CANARY_REVISION, BASELINE_REVISION, 317, memory="512Mi")
+        can_ready = self._canary_starts(False)
+        c_ready = can_ready[0][0]
+        shift_end = c_ready + self._jit(120.0, 200.0, self.f_post)
+        self._secrets(self.t_base, base_ready, base_ready[0][0] + 1, d)
+        self._secrets(self.t_canary, can_ready, shift_end, end)
+        return [_Leg(self.t_base, "healthy", base_ready),
+                _Leg(self.t_canary, "oom", can_ready, c_ready, shift_end)]
+
+    def _sk_low_traffic_canary(self) -> list[_Leg]:
+        """The canary is deployed without traffic (a tag) and answers a dozen smoke-test requests;
+        the baseline keeps all the traffic."""
+        d = self.deploy_ns
+        self._first_deploy(BASELINE_REVISION, PREVIOUS_REVISION, 316)
+        base_ready = self._served_revision(self.t_base, "DEPLOYMENT")
+        traffic = [{"revisionName": BASELINE_REVISION, "percent": 100},
+                   {"revisionName": CANARY_REVISION, "tag": "canary"}]
+        self._deploy(d, CANARY_REVISION, BASELINE_REVISION, 317, traffic=traffic)
+        t0 = d + self._jit(28.0, 33.0, self.f_post)
+        labels = self._instance_labels()
+        lines, ready, pid = self._startup(t0, self.t_canary, False, "DEPLOYMENT", self.f_post)
+        self._add(t0, self.t_canary, labels, lines)
+        self._smoke_test(t0 + ready, labels)
+        self._secrets(self.t_base, base_ready, base_ready[0][0] + 1, d)
+        return [_Leg(self.t_base, "healthy", base_ready)]
+
+    def _sk_crash_loop_canary(self) -> list[_Leg]:
+        """The canary gets 20 % of the traffic and never boots; the baseline keeps serving the rest."""
+        d, end = self.deploy_ns, self.end_ns
+        self._first_deploy(BASELINE_REVISION, PREVIOUS_REVISION, 316)
+        base_ready = self._served_revision(self.t_base, "DEPLOYMENT")
+        traffic = [{"revisionName": BASELINE_REVISION, "percent": 100 - _CANARY_PERCENT},
+                   {"revisionName": CANARY_REVISION, "percent": _CANARY_PERCENT}]
+        self._deploy(d, CANARY_REVISION, BASELINE_REVISION, 317, traffic=traffic)
+        c0 = d + self._jit(28.0, 33.0, self.f_post)
+        can_pool = self._crash_loop(self.t_canary, c0, end - self._jit(30.0, 90.0, self.f_post))
+        c_ready = can_pool[0][0]
+        shift_end = c_ready + self._jit(120.0, 200.0, self.f_post)
+        self._secrets(self.t_base, base_ready, base_ready[0][0] + 1, d)
+        return [_Leg(self.t_base, "healthy", base_ready),
+                _Leg(self.t_canary, "down", can_pool, c_ready, shift_end, _CANARY_PERCENT / 100)]
+
+    def _sk_crash_loop_both(self) -> list[_Leg]:
+        """The previous revision serves; the baseline is deployed, takes all the traffic and never
+        boots (gunicorn's master listens, so the startup probe passes); the canary, deployed over
+        it, fails the same way. The previous revision's idle instances shut down on SIGTERM."""
+        r = self.rng_skel
+        s, d, end = self.start_ns, self.deploy_ns, self.end_ns
+        self._first_deploy(PREVIOUS_REVISION, "netra-backend-staging-00314-x5d", 315)
+        prev_ready = self._served_revision(self.t_prev, "DEPLOYMENT")
+        d_b = s + int((d - s) * r.uniform(0.80, 0.86))
+        self._deploy(d_b, BASELINE_REVISION, PREVIOUS_REVISION, 316)
+        b0 = d_b + self._jit(28.0, 33.0, self.f_pre)
+        base_pool = self._crash_loop(self.t_base, b0, d - self._jit(30.0, 90.0, self.f_pre), self.f_pre)
+        b_ready = base_pool[0][0]
+        b_shift_end = b_ready + self._jit(120.0, 200.0, self.f_pre)
+        self._scale_down(self.t_prev, prev_ready, b_shift_end, self.f_pre)
+        self._deploy(d, CANARY_REVISION, BASELINE_REVISION, 317)
+        c0 = d + self._jit(28.0, 33.0, self.f_post)
+        can_pool = self._crash_loop(self.t_canary, c0, end - self._jit(30.0, 90.0, self.f_post))
+        c_ready = can_pool[0][0]
+        shift_end = c_ready + self._jit(120.0, 200.0, self.f_post)
+        self._secrets(self.t_prev, prev_ready, prev_ready[0][0] + 1, d_b)
+        return [_Leg(self.t_prev, "healthy", prev_ready),
+                _Leg(self.t_base, "down", base_pool, b_ready, b_shift_end),
+                _Leg(self.t_canary, "down", can_pool, c_ready, shift_end)]
+
+    def _served_revision(self, tgt: _Target, first_reason: str) -> list[tuple[int, dict, int]]:
+        """A revision serving from the window start: two or three instances, one failed boot.
+        Returns its instances as (ready time, labels, worker pid), sorted."""
+        r = self.rng_skel
+        s, d, f = self.start_ns, self.deploy_ns, self.f_pre
+        n = 2 + (r.random() < 0.6)
+        starts = [s + self._jit(0.8, 2.5, f), s + int((d - s) * r.uniform(0.30, 0.40))]
+        if n == 3:
+            starts.append(s + int((d - s) * r.uniform(0.55, 0.70)))
+        crash_at = s + int((d - s) * r.uniform(0.12, 0.22))
+        ready: list[tuple[int, dict, int]] = []
+        for i, t0 in enumerate(starts):
+            labels = self._instance_labels()
+            lines, up, pid = self._startup(t0, tgt, False, first_reason if i == 0 else "AUTOSCALING", f)
+            self._add(t0, tgt, labels, lines)
+            ready.append((t0 + up, labels, pid))
+        labels = self._instance_labels()
+        lines, _ = self._crash(crash_at, "AUTOSCALING", f)
+        self._add(crash_at, tgt, labels, lines)
+        ready.sort(key=lambda x: x[0])
+        return ready
+
+    def _canary_starts(self, regression: bool) -> list[tuple[int, dict, int]]:
+        """The canary's instances: two ~30 s after the deploy, maybe one autoscaled; sorted by ready time."""
+        r = self.rng_skel
+        d, end, f = self.deploy_ns, self.end_ns, self.f_post
+        c0 = d + self._jit(28.0, 33.0, f)
+        n = 2 + (r.random() < 0.5)
+        starts = [(c0, "DEPLOYMENT"), (c0 + self._jit(1.0, 4.0, f), "DEPLOYMENT")]
+        if n == 3:
+            starts.append((d + int((end - d) * r.uniform(0.45, 0.65)), "AUTOSCALING"))
+        ready: list[tuple[int, dict, int]] = []
+        for t0, reason in starts:
+            labels = self._instance_labels()
+            lines, up, pid = self._startup(t0, self.t_canary, regression, reason, f)
+            self._add(t0, self.t_canary, labels, lines)
+            ready.append((t0 + up, labels, pid))
+        ready.sort(key=lambda x: x[0])
+        return ready
+
+    def _deploy(self, t: int, revision: str, ready_revision: str, generation: int, *,
+                traffic: list[dict] | None = None, memory: str = "4Gi") -> None:
+        self._add(t, self.t_audit, None, [(0, self._audit_line(t, revision, ready_revision, generation,
+                                                               traffic, memory))])
+
+    def _secrets(self, tgt: _Target, ready: list[tuple[int, dict, int]], lo: int, hi: int) -> None:
+        """Four planted secrets, one in each quarter of [lo, hi), on instances up by then."""
+        if not self.config.plant_secrets:
+            return
+        r = self.rng_skel
+        kinds = ("secret_leak_jwt", "secret_leak_bearer", "secret_leak_api_key", "secret_leak_db_url")
+        for i, kind in enumerate(kinds):
+            t = lo + int((hi - lo) * (i + r.uniform(0.15, 0.85)) / len(kinds))
+            usable = [x[1] for x in ready if x[0] <= t] or [ready[0][1]]
+            self._add(t, tgt, usable[int(r.random() * len(usable))], [(0, self._secret_line(kind))])
 
     def _startup(
         self, t0: int, tgt: _Target, regression: bool, reason: str, f: float
-    ) -> tuple[list[tuple[int, _Line]], int]:
-        """A successful instance startup: platform line, gunicorn boot, golden path failures, bypass."""
+    ) -> tuple[list[tuple[int, _Line]], int, int]:
+        """A successful instance startup: platform line, gunicorn boot, golden path failures, bypass.
+        Returns the lines, when the instance takes requests (offset) and the worker's pid."""
         r = self.rng_skel
         pid = r.randrange(7, 14)
         ms = int(_MS * f)
@@ -707,6 +1076,7 @@ class SampleGenerator:
             self._app_line("golden_path_jwt_failure", "ERROR", _T_GP_JWT),
             self._app_line("golden_path_business_risk", "ERROR", self._spell(r, _T_GP_RISK)),
         ]
+        gp_lines[0] = _first_error(gp_lines[0])
         for line in gp_lines:
             out.append((t, line))
             t += int(r.uniform(0.2, 3.0) * ms)
@@ -720,7 +1090,7 @@ class SampleGenerator:
         out.append((t, self._app_line("demo_mode_bypass", "WARNING", _T_DEMO)))
         t += int(r.uniform(300, 900) * ms)
         out.append((t, self._stderr_line("gunicorn_info", f"{_text_time(t0 + t, 'gunicorn')} [{pid}] [INFO] Application startup complete.", "INFO")))
-        return out, t + int(r.uniform(20, 200) * ms)
+        return out, t + int(r.uniform(20, 200) * ms), pid
 
     def _crash(self, t0: int, reason: str, f: float) -> tuple[list[tuple[int, _Line]], int]:
         """A failed boot: DETERMINISTIC STARTUP SEQUENCE FAILED, traceback, worker boot failure, exit(3)."""
@@ -731,7 +1101,8 @@ class SampleGenerator:
         t = int(r.uniform(1100, 1700) * ms)
         out += self._gunicorn_boot(t0, t, pid, ms)
         t += int(r.uniform(1500, 2400) * ms)
-        out.append((t, self._app_line("startup_sequence_failed", "CRITICAL", self._spell(r, _T_STARTUP_FAILED))))
+        failed = self._app_line("startup_sequence_failed", "CRITICAL", self._spell(r, _T_STARTUP_FAILED))
+        out.append((t, _first_error(failed)))
         t += int(r.uniform(1, 5) * ms)
         out.append((t, self._stderr_line("traceback_single", _STARTUP_TB, "ERROR")))
         t += int(r.uniform(100, 400) * ms)
@@ -758,6 +1129,100 @@ class SampleGenerator:
             t += int((r.uniform(0.3, 3.0) if i != 3 else r.uniform(400, 900)) * ms)
         return out
 
+    def _crash_loop(self, tgt: _Target, t_first: int, t_last: int, f: float | None = None) -> list[tuple[int, dict, int]]:
+        """`_CRASH_LOOP_STARTS` starts that all fail to boot: two at `t_first` (the deploy), the
+        others autoscaled further and further apart until `t_last`. Returns the instances as
+        (time gunicorn listens, labels, worker pid): requests are routed to them from then on."""
+        r = self.rng_skel
+        f = self.f_post if f is None else f
+        starts = [(t_first, "DEPLOYMENT"), (t_first + self._jit(1.0, 4.0, f), "DEPLOYMENT")]
+        lo = t_first + self._jit(45.0, 75.0, f)
+        n = _CRASH_LOOP_STARTS - 2
+        for k in range(n):
+            starts.append((lo + int((t_last - lo) * ((k + r.uniform(0.2, 0.8)) / n) ** 1.5), "AUTOSCALING"))
+        pool: list[tuple[int, dict, int]] = []
+        for t0, reason in starts:
+            labels = self._instance_labels()
+            lines, listening, pid = self._failed_boot(t0, reason, f)
+            self._add(t0, tgt, labels, lines)
+            pool.append((t0 + listening, labels, pid))
+        pool.sort(key=lambda x: x[0])
+        return pool
+
+    def _failed_boot(self, t0: int, reason: str, f: float) -> tuple[list[tuple[int, _Line]], int, int]:
+        """gunicorn starts and listens, its worker cannot import the application (the traceback
+        ends in `CRASH_ROOT_CAUSE`), gunicorn gives up, the container exits. Returns the lines,
+        the offset at which gunicorn listens, and the worker's pid."""
+        r = self.rng_skel
+        pid = r.randrange(7, 14)
+        ms = int(_MS * f)
+        out: list[tuple[int, _Line]] = [(0, self._system_line("instance_started", reason))]
+        t = int(r.uniform(1100, 1700) * ms)
+        listening = t
+        for p, text in ((1, "[INFO] Starting gunicorn 23.0.0"), (1, "[INFO] Listening at: http://0.0.0.0:8080 (1)"),
+                        (1, "[INFO] Using worker: uvicorn.workers.UvicornWorker"),
+                        (1, f"[INFO] Booting worker with pid: {pid}")):
+            if "Listening" in text:
+                listening = t
+            out.append((t, self._stderr_line("gunicorn_info", f"{_text_time(t0 + t, 'gunicorn')} [{p}] {text}", "INFO")))
+            t += int(r.uniform(0.3, 3.0) * ms)
+        t += int(r.uniform(400, 900) * ms)  # importing the application
+        text = f"{_text_time(t0 + t, 'gunicorn')} [{pid}] [ERROR] Exception in worker process\n{_CRASH_TB}"
+        out.append((t, _first_error(self._stderr_line("worker_boot_exception", text, "ERROR"))))
+        for kind, p, level, msg, lo_ms, hi_ms in (
+            ("gunicorn_info", pid, "INFO", f"Worker exiting (pid: {pid})", 1, 5),
+            ("gunicorn_worker_exited", 1, "ERROR", f"Worker (pid:{pid}) exited with code 3", 50, 300),
+            ("gunicorn_master_halt", 1, "ERROR", "Shutting down: Master", 1, 5),
+            ("gunicorn_worker_boot_failed", 1, "ERROR", "Reason: Worker failed to boot.", 0.1, 1),
+        ):
+            t += int(r.uniform(lo_ms, hi_ms) * ms)
+            out.append((t, self._stderr_line(kind, f"{_text_time(t0 + t, 'gunicorn')} [{p}] [{level}] {msg}", level)))
+        t += int(r.uniform(300, 900) * ms)
+        out.append((t, self._system_line("container_exit", "")))
+        return out, listening, pid
+
+    def _scale_down(self, tgt: _Target, ready: list[tuple[int, dict, int]], idle_from: int, f: float | None = None) -> None:
+        """Each instance, idle since `idle_from`, is shut down on SIGTERM within 15 minutes."""
+        f = self.f_post if f is None else f
+        for _, labels, pid in ready:
+            t0 = idle_from + self._jit(120.0, 900.0, f)
+            self._add(t0, tgt, labels, self._graceful_shutdown(t0, pid, f))
+
+    def _graceful_shutdown(self, t0: int, pid: int, f: float) -> list[tuple[int, _Line]]:
+        """gunicorn's arbiter on SIGTERM: the uvicorn worker finishes, then the master exits."""
+        r = self.rng_skel
+        ms = int(_MS * f)
+        texts = (
+            ("graceful_shutdown", 1, "INFO", "Handling signal: term"),
+            ("graceful_shutdown", pid, "INFO", "Shutting down"),
+            ("graceful_shutdown", pid, "INFO", "Waiting for application shutdown."),
+            ("graceful_shutdown", pid, "INFO", "Application shutdown complete."),
+            ("graceful_shutdown", pid, "INFO", f"Finished server process [{pid}]"),
+            ("graceful_shutdown", pid, "INFO", f"Worker exiting (pid: {pid})"),
+            ("worker_sigterm", 1, "ERROR", f"Worker (pid:{pid}) was sent SIGTERM!"),
+            ("graceful_shutdown", 1, "INFO", "Shutting down: Master"),
+        )
+        out = []
+        t = 0
+        for kind, p, level, msg in texts:
+            out.append((t, self._stderr_line(kind, f"{_text_time(t0 + t, 'gunicorn')} [{p}] [{level}] {msg}", level)))
+            t += int(r.uniform(0.5, 40.0) * ms)
+        return out
+
+    def _smoke_test(self, ready: int, labels: dict) -> None:
+        """`_SMOKE_REQUESTS` requests (with the lines they log) to the canary within 10 minutes."""
+        mix = self._mix("healthy")
+        rand = self.rng.random
+        events: list[list] = []
+        requests = 0
+        while requests < _SMOKE_REQUESTS:
+            lines = mix.builders[mix.pick(rand(), 1 << 30)]()
+            requests += sum(1 for _, line in lines if line[7] is not None)
+            events.append(lines)
+        times = sorted(ready + self._jit(0.0, 600.0, self.f_post) for _ in events)
+        for t, lines in zip(times, events, strict=True):
+            self._add(t, self.t_canary, labels, lines)
+
     # -- line builders ---------------------------------------------------------------------
 
     @staticmethod
@@ -773,6 +1238,11 @@ class SampleGenerator:
         sev = "DEFAULT" if self.rng_skel.random() < 0.1 else None
         return (kind, "stderr", sev, effective, 6, "textPayload", text, None, None, None, None)
 
+    def _gunicorn_line(self, kind: str, text: str, effective: str) -> _Line:
+        """A stderr gunicorn line of a background event; its ``[time]`` prefix is written when emitted."""
+        sev = "DEFAULT" if self.rng.random() < 0.1 else None
+        return (kind, "stderr", sev, effective, 6, "textPayload", text, None, None, None, ("gunicorn", None))
+
     @staticmethod
     def _system_line(kind: str, reason: str) -> _Line:
         if kind == "instance_started":
@@ -780,11 +1250,13 @@ class SampleGenerator:
             return (kind, "system", "INFO", "INFO", 6, "textPayload", text, None, None, None, None)
         return (kind, "system", "WARNING", "WARNING", 6, "textPayload", _T_EXIT, None, None, None, None)
 
-    def _audit_line(self) -> _Line:
+    def _audit_line(self, t: int, revision: str, ready_revision: str, generation: int,
+                    traffic: list[dict] | None, memory: str) -> _Line:
+        """The ReplaceService entry of a deploy that creates `revision` (`gcloud run deploy`)."""
         r = self.rng_skel
         svc = f"namespaces/{PROJECT}/services/{SERVICE}"
         digest = f"{r.getrandbits(256):064x}"
-        t_req = _text_time(self.deploy_ns + r.randrange(5, 40) * _MS, "rfc3339")
+        t_req = _text_time(t + r.randrange(5, 40) * _MS, "rfc3339")
         payload = {
             "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
             "status": {},
@@ -812,24 +1284,24 @@ class SampleGenerator:
                     "metadata": {"name": SERVICE, "namespace": "701982941522"},
                     "spec": {
                         "template": {
-                            "metadata": {"name": CANARY_REVISION},
+                            "metadata": {"name": revision},
                             "spec": {
                                 "containerConcurrency": 80,
                                 "timeoutSeconds": 600,
                                 "containers": [{
                                     "image": f"gcr.io/{PROJECT}/netra-backend-staging@sha256:{digest}",
-                                    "resources": {"limits": {"cpu": "4", "memory": "4Gi"}},
+                                    "resources": {"limits": {"cpu": "4", "memory": memory}},
                                 }],
                             },
                         },
-                        "traffic": [{"latestRevision": True, "percent": 100}],
+                        "traffic": traffic or [{"latestRevision": True, "percent": 100}],
                     },
                 },
             },
             "response": {
                 "@type": "type.googleapis.com/google.cloud.run.v1.Service",
-                "metadata": {"name": SERVICE, "namespace": "701982941522", "generation": 317},
-                "status": {"latestCreatedRevisionName": CANARY_REVISION, "latestReadyRevisionName": BASELINE_REVISION},
+                "metadata": {"name": SERVICE, "namespace": "701982941522", "generation": generation},
+                "status": {"latestCreatedRevisionName": revision, "latestReadyRevisionName": ready_revision},
             },
             "resourceLocation": {"currentLocations": [LOCATION]},
         }
@@ -880,49 +1352,54 @@ class SampleGenerator:
 
     # -- background events -------------------------------------------------------------------
 
-    def _mixes(self) -> tuple[_Mix, _Mix, _Mix]:
-        """Background event mixes: (baseline, canary, second service)."""
-        reg = self.config.regression
-        B = self  # short alias for the table
-        # (name, baseline weight, canary weight when regression, builder, entries)
+    def _mix(self, kind: str) -> _Mix:
+        """Background events of one revision: ``healthy`` (the baseline's rates), ``regressed``
+        (the canary with the regression), ``oom`` (healthy, plus workers killed out of memory),
+        ``down`` (nothing boots: every request gets a 503), or ``auth`` (the second service)."""
+        B = self  # short alias for the tables
+        if kind == "auth":
+            return _Mix([
+                ("verify_ok", 60, B._ev_auth_ok, 1, 1),
+                ("verify_ok_issued", 30, B._ev_auth_ok_issued, 2, 1),
+                ("verify_401", 9, B._ev_auth_401, 1, 1),
+            ])
+        if kind == "down":
+            return _Mix([(route, w, B._down_builder(route), 1, 1) for route, w in _DOWN_ROUTES])
+        # (name, baseline weight, canary weight when regression, builder, entries, request logs)
         table = [
-            ("health", 220, 220, B._ev_health, 1),
-            ("agents_404", 45, 45, B._ev_agents_404, 1),
-            ("threads_403", 40, 40, B._ev_threads_403, 1),
-            ("threads_200", 35, 35, B._ev_threads_200, 1),
-            ("threads_200_db", 25, 25, B._ev_threads_200_db, 2),
-            ("new_thread", 20, 20, B._ev_new_thread, 2),
-            ("ws_ok", 30, 30, B._ev_ws_ok, 1),
-            ("ws_no_jwt", 12, 12, B._ev_ws_no_jwt, 2),
-            ("ws_no_token", 0, 30, B._ev_ws_no_token, 4),
-            ("chat_ok", 30, 30, B._ev_chat_ok, 3),
-            ("chat_ok_short", 55, 55, B._ev_chat_ok_short, 2),
+            ("health", 220, 220, B._ev_health, 1, 1),
+            ("agents_404", 45, 45, B._ev_agents_404, 1, 1),
+            ("threads_403", 40, 40, B._ev_threads_403, 1, 1),
+            ("threads_200", 35, 35, B._ev_threads_200, 1, 1),
+            ("threads_200_db", 25, 25, B._ev_threads_200_db, 2, 1),
+            ("new_thread", 20, 20, B._ev_new_thread, 2, 0),
+            ("ws_ok", 30, 30, B._ev_ws_ok, 1, 1),
+            ("ws_no_jwt", 12, 12, B._ev_ws_no_jwt, 2, 1),
+            ("ws_no_token", 0, 30, B._ev_ws_no_token, 4, 1),
+            ("chat_ok", 30, 30, B._ev_chat_ok, 3, 1),
+            ("chat_ok_short", 55, 55, B._ev_chat_ok_short, 2, 1),
             # POST /api/chat 500: ~2.7 % of chat requests in the baseline, ~25 % in a regressed canary
-            ("chat_500_db", 1.2, 14.4, B._ev_chat_500_db, 2),
-            ("chat_500_tb", 0.7, 8.4, B._ev_chat_500_tb, 2),
-            ("chat_500_tbs", 0.5, 6, B._ev_chat_500_tbs, 5),
-            ("malformed_503", 5, 5, B._ev_malformed_503, 1),
-            ("svc_session", 90, 90, B._ev_svc_session, 1),
-            ("db_session", 20, 20, B._ev_db_session, 1),
-            ("leaked_session", 5, 5, B._ev_leaked, 1),
-            ("demo_mode", 5, 5, B._ev_demo, 1),
-            ("pylog", 10, 10, B._ev_pylog, 1),
-            ("loguru", 6, 6, B._ev_loguru, 1),
-            ("noise", 45, 45, B._ev_noise, 1),
-            ("tb_single", 5, 5, B._ev_tb_single, 1),
-            ("tb_split", 3, 3, B._ev_tb_split, 4),
-            ("cache_miss", 14, 14, B._ev_cache_miss, 1),
-            ("redis_retry", 7, 7, B._ev_redis_retry, 1),
-            ("rate_limit", 0, 16, B._ev_rate_limit, 1),
+            ("chat_500_db", 1.2, 14.4, B._ev_chat_500_db, 2, 1),
+            ("chat_500_tb", 0.7, 8.4, B._ev_chat_500_tb, 2, 1),
+            ("chat_500_tbs", 0.5, 6, B._ev_chat_500_tbs, 5, 1),
+            ("malformed_503", 5, 5, B._ev_malformed_503, 1, 1),
+            ("svc_session", 90, 90, B._ev_svc_session, 1, 0),
+            ("db_session", 20, 20, B._ev_db_session, 1, 0),
+            ("leaked_session", 5, 5, B._ev_leaked, 1, 0),
+            ("demo_mode", 5, 5, B._ev_demo, 1, 0),
+            ("pylog", 10, 10, B._ev_pylog, 1, 0),
+            ("loguru", 6, 6, B._ev_loguru, 1, 0),
+            ("noise", 45, 45, B._ev_noise, 1, 0),
+            ("tb_single", 5, 5, B._ev_tb_single, 1, 0),
+            ("tb_split", 3, 3, B._ev_tb_split, 4, 0),
+            ("cache_miss", 14, 14, B._ev_cache_miss, 1, 0),
+            ("redis_retry", 7, 7, B._ev_redis_retry, 1, 0),
+            ("rate_limit", 0, 16, B._ev_rate_limit, 1, 0),
         ]
-        base = _Mix([(n, w, b, k) for n, w, _, b, k in table])
-        canary = _Mix([(n, (wc if reg else w), b, k) for n, w, wc, b, k in table])
-        auth = _Mix([
-            ("verify_ok", 60, B._ev_auth_ok, 1),
-            ("verify_ok_issued", 30, B._ev_auth_ok_issued, 2),
-            ("verify_401", 9, B._ev_auth_401, 1),
-        ])
-        return base, canary, auth
+        events = [(n, (wc if kind == "regressed" else w), b, k, q) for n, w, wc, b, k, q in table]
+        if kind == "oom":
+            events.append(("oom_kill", _OOM_WEIGHT, B._ev_oom, _OOM_EVENT_SIZE, 2))
+        return _Mix(events)
 
     # request helpers
     def _trace(self) -> dict:
@@ -1124,15 +1601,69 @@ class SampleGenerator:
         line, off = self._chat_500()
         return [(0, line)] + [(off + o, ln) for o, ln in self._tb_split()]
 
+    def _malformed_route(self) -> tuple[str, str, str]:
+        if self.rng.random() < 0.5:
+            return "POST", "/api/chat", "/api/chat"
+        tid = self._thread_path()
+        return "GET", f"/api/threads/{tid}/messages", "/api/threads/{id}/messages"
+
     def _ev_malformed_503(self) -> list:
-        rng = self.rng
-        if rng.random() < 0.5:
-            method, path, tmpl = "POST", "/api/chat", "/api/chat"
-        else:
-            tid = self._thread_path()
-            method, path, tmpl = "GET", f"/api/threads/{tid}/messages", "/api/threads/{id}/messages"
+        method, path, tmpl = self._malformed_route()
         lat = self._latency(3000, 1.0, 5, 60000)
         return [(0, self._req("req_malformed_503", method, path, tmpl, 503, lat, resp_size=0, text=_T_MALFORMED))]
+
+    def _down_builder(self, route: str) -> Callable[[], list]:
+        return lambda: self._ev_down_503(route)
+
+    def _ev_down_503(self, route: str) -> list:
+        """A request routed to a revision whose instances never boot: 503, "malformed response"."""
+        rng = self.rng
+        lat = self._latency(4000, 0.6, 50, 60000)
+        ua = ip = None
+        if route == "health":
+            method, path, tmpl = "GET", "/health", "/health"
+            ua, ip = _UPTIME_UA, self.uptime_ips[int(rng.random() * 4)]
+        elif route == "agents":
+            method, path, tmpl = "GET", "/api/agents", "/api/agents"
+        elif route == "thread":
+            method, path, tmpl = "GET", f"/api/threads/{self._thread_path()}", "/api/threads/{id}"
+        elif route == "messages":
+            method, path, tmpl = "GET", f"/api/threads/{self._thread_path()}/messages", "/api/threads/{id}/messages"
+        elif route == "ws":
+            method, path, tmpl = "GET", "/ws", "/ws"
+        else:
+            method, path, tmpl = "POST", "/api/chat", "/api/chat"
+        return [(0, self._req("req_malformed_503", method, path, tmpl, 503, lat, ua, ip, resp_size=0,
+                              text=_T_MALFORMED))]
+
+    def _ev_oom(self) -> list:
+        """A worker killed out of memory: the requests it was serving get 503, Cloud Run reports the
+        memory limit, gunicorn reports the SIGKILL and boots a new worker."""
+        rng = self.rng
+        n_flight = 1 + int(rng.random() * 3)
+        starts = [0] + sorted(self._off(0, 500) for _ in range(n_flight - 1))
+        kill = starts[-1] + self._off(200, 2000)
+        out = []
+        for off in starts:
+            method, path, tmpl = self._malformed_route()
+            out.append((off, self._req("req_malformed_503", method, path, tmpl, 503, (kill - off) / _NS,
+                                       resp_size=0, text=_T_MALFORMED)))
+        used = 513 + int(rng.random() * 48)
+        out.append((kill, ("memory_limit_exceeded", "system", "ERROR", "ERROR", 6, "textPayload",
+                           _T_MEMORY.format(used=used), None, None, None, None)))
+        old = 7 + int(rng.random() * 40)
+        new = old + 1 + int(rng.random() * 4)
+        t = kill + self._off(1, 30)
+        out.append((t, self._gunicorn_line("worker_sigkill_oom",
+                                           f"[1] [ERROR] Worker (pid:{old}) was sent SIGKILL! Perhaps out of memory?",
+                                           "ERROR")))
+        for text, lo_ms, hi_ms in ((f"[1] [INFO] Booting worker with pid: {new}", 5, 50),
+                                   (f"[{new}] [INFO] Started server process [{new}]", 400, 900),
+                                   (f"[{new}] [INFO] Waiting for application startup.", 0.3, 3),
+                                   (f"[{new}] [INFO] Application startup complete.", 1000, 3000)):
+            t += self._off(lo_ms, hi_ms)
+            out.append((t, self._gunicorn_line("gunicorn_info", text, "INFO")))
+        return out
 
     def _ev_svc_session(self) -> list:
         user = "service:netra-backend" if self.rng.random() < 0.95 else self._user()
@@ -1260,8 +1791,8 @@ class SampleGenerator:
     def _ordered(self) -> Iterator[tuple[int, _Target, dict | None, _Line]]:
         """All lines as (t, target, labels, line) in time order: the skeleton, plus background
         events filling the other ``entries - len(skeleton)`` slots at sorted uniform times, split
-        over the revisions by traffic (baseline, then a linear shift to the canary)."""
-        skeleton, route = self._skeleton()
+        over the revisions by traffic (`_Leg`: the first serves, each next one takes its share)."""
+        skeleton, legs = self._skeleton()
         n_slots = max(0, self.config.entries - len(skeleton))
         # pending lines ordered by (time, sequence): the skeleton, and the later lines of events
         heap: list = []
@@ -1271,20 +1802,24 @@ class SampleGenerator:
             seq += 1
 
         rand = self.rng.random
-        mixes = self._mixes()
-        base_ready, can_ready = route["base_ready"], route["can_ready"]
-        base_times = [t for t, _ in base_ready]
-        can_times = [t for t, _ in can_ready]
-        base_first = base_times[0]
-        c_ready, shift_end = route["c_ready"], route["shift_end"]
-        shift_len = max(1, shift_end - c_ready)
+        mixes = [*(self._mix(leg.mix) for leg in legs), self._mix("auth")]
+        pools = [leg.pool for leg in legs]
+        pool_times = [[p[0] for p in pool] for pool in pools]
+        base_first = pool_times[0][0]
+        n_legs = len(legs)
         second = self.config.second_service
         auth_share = 0.15 if second else 0.0
         auth_labels = [self._instance_labels(), self._instance_labels()]
         lo = self.start_ns if second else base_first
         span = self.end_ns - lo
         end_1 = self.end_ns - 1
-        targets = (self.t_base, self.t_canary, self.t_auth)
+        targets = (*(leg.target for leg in legs), self.t_auth)
+        # the newest leg whose traffic has begun (`cur`), its shift, and when the next one begins
+        cur = 0
+        nxt = legs[1].ready if n_legs > 1 else _NEVER
+        c_ready = c_shift_end = 0
+        c_shift_len: float = 1
+        c_split = 1.0
         u = 0.0
         remaining = n_slots
         while remaining > 0:
@@ -1294,18 +1829,26 @@ class SampleGenerator:
             if t > end_1:
                 t = end_1
             if t < base_first or rand() < auth_share:
-                w, labels = 2, auth_labels[rand() < 0.5]
+                w, labels = n_legs, auth_labels[rand() < 0.5]
             else:
-                if t < c_ready:
+                while t >= nxt:
+                    cur += 1
+                    leg = legs[cur]
+                    c_ready, c_shift_end, c_split = leg.ready, leg.shift_end, leg.split
+                    c_shift_len = max(1, c_shift_end - c_ready)
+                    if c_split < 1.0:
+                        # `split` is a share of the requests: the share of events that gives it
+                        r_new, r_old = mixes[cur].request_rate, mixes[cur - 1].request_rate
+                        c_split = c_split * r_old / (r_new * (1.0 - c_split) + c_split * r_old)
+                        c_shift_len /= c_split  # reaches `c_split` at the end of the shift
+                    nxt = legs[cur + 1].ready if cur + 1 < n_legs else _NEVER
+                if cur == 0:
                     w = 0
-                elif t >= shift_end:
-                    w = 1
+                elif t >= c_shift_end:
+                    w = cur if c_split >= 1.0 or rand() < c_split else cur - 1
                 else:
-                    w = 1 if rand() * shift_len < t - c_ready else 0
-                if w:
-                    labels = can_ready[int(rand() * bisect_right(can_times, t))][1]
-                else:
-                    labels = base_ready[int(rand() * bisect_right(base_times, t))][1]
+                    w = cur if rand() * c_shift_len < t - c_ready else cur - 1
+                labels = pools[w][int(rand() * bisect_right(pool_times[w], t))][1]
             mix = mixes[w]
             tgt = targets[w]
             lines = mix.builders[mix.pick(rand(), remaining)]()
@@ -1403,8 +1946,12 @@ class SampleGenerator:
                                f"\x1b[31m\x1b[1m{msg}\x1b[0m")
                 elif tag == "template":
                     truth.unclassified_templates[(tgt.revision, note[1])] += 1
-                else:
+                elif tag == "secret":
                     truth.secrets.append(note[1])
+                elif tag == "cause":
+                    truth.root_causes[(tgt.service, tgt.revision, note[1])] += 1  # type: ignore[index]
+                else:  # "gunicorn": the text gets the entry's time
+                    payload = f"{_text_time(t, 'gunicorn')} {payload}"
             entry: dict[str, Any] = {
                 "logName": log_names[log],
                 "resource": tgt.resource,
@@ -1430,6 +1977,7 @@ class SampleGenerator:
             if sev_num[eff] >= _ERROR_NUM:
                 rtr.errors += 1
             if http is not None:
+                tgt.last_request = t
                 rtr.requests += 1
                 status = endpoint[2]
                 if status >= 500:
@@ -1440,11 +1988,21 @@ class SampleGenerator:
             kinds[(tgt.service, tgt.revision, kind)] += 1
             eff_counter[eff] += 1
             if kind == "deploy_audit":
-                truth.deploys.append((tgt.service, payload["response"]["status"]["latestCreatedRevisionName"], ts))
+                created = payload["response"]["status"]["latestCreatedRevisionName"]
+                truth.deploys.append((tgt.service, created, ts))
+                truth.serving_before_deploy[created] = self._serving(tgt.service)
             truth.entries = emitted
             yield entry
             if emitted >= n_total:
                 return
+
+
+    def _serving(self, service: str) -> str | None:
+        """The revision of `service` whose request log was emitted last so far."""
+        latest = max((x for x in (self.t_prev, self.t_base, self.t_canary, self.t_auth)
+                      if x.service == service and x.last_request >= 0),
+                     key=lambda x: x.last_request, default=None)
+        return latest.revision if latest is not None else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -185,12 +185,30 @@ def test_windows_reaching_past_what_a_store_holds(tmp_path, sample):
     assert audit.entries_count(since="1677-09-21T00:12:43Z") == 3
     assert audit.entries_count(since="1600-01-01T00:00:00Z", until="2262-04-11T23:47:16.854775Z") == 2
     assert audit.entries_count(until="3000-01-01T00:00:00Z") == 3
+    from logaudit.export import export
+
+    # an export period ending after the last instant a store holds exports up to it (it exported nothing)
+    ended = export(audit.store, tmp_path / "late", since="2025-01-01T00:00:00Z", until="2262-04-11T23:47:17Z",
+                   service="svc", formats="md", align=None)
+    assert [p.entries for p in ended.periods] == [2]
     store = sample[0]
     from logaudit.period_export import export
 
     result = export(store, tmp_path / "out", since="1677-09-21T00:12:43Z", until="2025-09-09T18:00:00Z",
                     service="netra-backend-staging", formats="md")
     assert [p.entries for p in result.periods] == [0]
+
+
+def test_timeline_over_the_whole_range_a_store_holds(tmp_path):
+    """A store holding the first and the last nanosecond it can: the report's timeline failed in
+    DuckDB (`range(HUGEINT, ...)`: the first bucket starts before the 64-bit range)."""
+    stamps = ["1677-09-21T00:12:43.145224194Z", "2025-09-10T00:00:00Z", "2262-04-11T23:47:16.854775806Z"]
+    tl = Audit(_store_with(tmp_path, stamps)).timeline("36500d")  # 100-year buckets
+    # buckets stay aligned to the epoch: 1670-03-14 (before the range: shown from its first
+    # instant), 1770-02-18, ..., 1970-01-01, 2069-12-07, 2169-11-13 (holding 2262-04-11)
+    assert tl.entries.tolist() == [1, 0, 0, 1, 0, 1]
+    assert [str(b) for b in tl.bucket.iloc[[0, 3, 5]]] == [
+        "1677-09-21 00:12:43.145224+00:00", "1970-01-01 00:00:00+00:00", "2169-11-13 00:00:00+00:00"]
 
 
 def test_parameters_cannot_inject(tmp_path):

@@ -110,16 +110,19 @@ SAMPLE_REASONS = [
     "canary, none in the baseline (p=5.5e-17)",
     "new critical pattern dependency-validation-failed (Service dependency validation FAILED): 3 in the canary, "
     "none in the baseline (p=0.0076)",
-    "request_error_rate High (critical): 5.79% vs 1.36% in the baseline (+325.5%, Fisher exact adjusted p=1.3e-05)",
-    "entry_error_rate High (critical): 13.66% vs 2.95% in the baseline (+363.6%, Fisher exact adjusted p=2e-29)",
+    "request_error_rate High (critical): 5.79% vs 1.36% in the baseline (+325.5%, Fisher exact adjusted p=1.5e-05)",
+    "entry_error_rate High (critical): 13.66% vs 2.95% in the baseline (+363.6%, Fisher exact adjusted p=2.2e-29)",
     "pattern chat-api-server-error rate High (critical): 49.00 per 1k requests vs 3.81 per 1k requests in the "
-    "baseline (+1185.8%, exact Poisson adjusted p=3.5e-09)",
+    "baseline (+1185.8%, exact Poisson adjusted p=3.9e-09)",
     "pattern request-session-create-failed rate High (critical): 26.73 per 1k requests vs 2.18 per 1k requests in "
-    "the baseline (+1127.4%, exact Poisson adjusted p=8.4e-05)",
+    "the baseline (+1127.4%, exact Poisson adjusted p=9.5e-05)",
+    # the canary's "(psycopg2.OperationalError) server closed the connection unexpectedly" session failures
+    "new warning pattern db-connection-lost (Database connection lost during a query): 4 in the canary, none in the "
+    "baseline (p=0.0015)",
     "pattern http-server-error rate High (non-critical): 57.91 per 1k requests vs 13.61 per 1k requests in the "
-    "baseline (+325.5%, exact Poisson adjusted p=1.8e-05)",
+    "baseline (+325.5%, exact Poisson adjusted p=2e-05)",
     "pattern ws-rejected-no-jwt rate High (non-critical): 73.50 per 1k requests vs 23.95 per 1k requests in the "
-    "baseline (+206.8%, exact Poisson adjusted p=0.00011)",
+    "baseline (+206.8%, exact Poisson adjusted p=0.00013)",
     "score 78 is below score.marginal_below 95",
     'new unclassified WARNING template: "Rate limiter fallback engaged for tenant <*> (limit <*>/min)" (13 in the '
     "canary, none in the baseline, p=6.5e-10)",
@@ -129,15 +132,17 @@ SAMPLE_REASONS = [
 def test_bundled_sample_is_not_ready_for_the_injected_regressions(sample_result):
     r = sample_result
     assert (r.service, r.baseline, r.canary) == (SERVICE, BASELINE_REVISION, CANARY_REVISION)
-    assert (r.verdict, r.exit_code, round(r.score, 2)) == ("NOT READY", 2, 78.38)
+    assert (r.verdict, r.exit_code, round(r.score, 2)) == ("NOT READY", 2, 78.05)
     assert r.reasons == SAMPLE_REASONS
-    assert [p["id"] for p in r.new_patterns] == ["ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed"]
+    assert [p["id"] for p in r.new_patterns] == ["ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed",
+                                                 "db-connection-lost"]
     assert all(p["significant"] for p in r.new_patterns)
     assert r.gone_patterns == []
     assert [t["template"] for t in r.new_templates] == ["Rate limiter fallback engaged for tenant <*> (limit <*>/min)"]
     judged = {m.name: m.judgement for m in r.metrics if m.judgement != "Pass"}
     assert judged == {"request_error_rate": "High", "entry_error_rate": "High",
-                      "pattern:chat-api-server-error": "High", "pattern:http-server-error": "High",
+                      "pattern:chat-api-server-error": "High", "pattern:db-connection-lost": "High",
+                      "pattern:http-server-error": "High",
                       "pattern:request-session-create-failed": "High", "pattern:ws-auth-failure": "High",
                       "pattern:ws-no-token-debug": "High", "pattern:ws-rejected-no-jwt": "High"}
 
@@ -217,7 +222,7 @@ def test_no_regression_is_ready(tmp_path):
     audit = Audit(_store(tmp_path / "s", SampleConfig(regression=False)))
     r = compare(audit, gate=Gate())
     assert (r.verdict, r.exit_code, r.score) == ("READY", 0, 100.0)
-    assert r.reasons == ["34 of 34 judged metrics Pass; no new critical pattern"]
+    assert r.reasons == ["37 of 37 judged metrics Pass; no new critical pattern"]
     assert r.new_patterns == [] and r.new_templates == []
 
 
@@ -335,7 +340,8 @@ def test_revision_choice_and_errors(sample_store):
     audit = Audit(store)
     r = compare(audit, baseline=CANARY_REVISION, canary=BASELINE_REVISION, gate=Gate())
     assert (r.baseline, r.canary) == (CANARY_REVISION, BASELINE_REVISION)
-    assert [p["id"] for p in r.gone_patterns] == ["ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed"]
+    assert [p["id"] for p in r.gone_patterns] == ["ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed",
+                                                  "db-connection-lost"]
     with pytest.raises(UsageError, match="is the oldest revision"):
         compare(audit, canary=BASELINE_REVISION)
     with pytest.raises(UsageError, match="no entries of service 'netra-backend-staging'"):
@@ -496,7 +502,7 @@ def test_summary_carries_the_verdict(sample_store, cli):
     assert (v["verdict"], v["baseline"], v["canary"], v["exit_code"]) == ("NOT READY", BASELINE_REVISION,
                                                                           CANARY_REVISION, 2)
     assert v["reasons"] == SAMPLE_REASONS
-    assert v["new_patterns"] == ["ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed"]
+    assert v["new_patterns"] == ["ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed", "db-connection-lost"]
     assert Audit(store).summary(service="netra-auth-service")["verdict"] is None
     text = " ".join(cli("summarize", "--store", store.root).stdout.split())
     assert "verdict: NOT READY for netra-backend-staging-00317-696 vs netra-backend-staging-00316-m2x" in text

@@ -68,12 +68,12 @@ patterns:
 def test_shipped_catalogs_load_and_pass_self_test():
     cat = load_catalogs([PATTERNS])
     assert [s.name for s in cat.sources] == ["cloud-run", "netra-backend"]
-    assert len(cat) == 50
+    assert len(cat) == 84
     assert all(p.examples for p in cat), [p.id for p in cat if not p.examples]
     report = check_self_test(cat)
     assert report.ok and report.failures == [] and report.without_examples == []
-    assert report.examples == sum(len(p.examples) for p in cat) == 82
-    assert report.counter_examples == sum(len(p.counter_examples) for p in cat) == 26
+    assert report.examples == sum(len(p.examples) for p in cat) == 215
+    assert report.counter_examples == sum(len(p.counter_examples) for p in cat) == 107
     assert {p.category for p in cat} <= set(CATEGORIES)
 
 
@@ -594,10 +594,10 @@ def _cli(*args: str):
 def test_cli_check_and_test_on_shipped_catalogs():
     result = _cli("catalog", "check", str(PATTERNS))
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "ok: 50 patterns in 2 catalog(s)"
+    assert result.output.splitlines()[-1] == "ok: 84 patterns in 2 catalog(s)"
     result = _cli("catalog", "test", str(PATTERNS))
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[-1] == "ok: 50 patterns, 82 examples, 26 counter-examples, 0 failure(s)"
+    assert result.output.splitlines()[-1] == "ok: 84 patterns, 215 examples, 107 counter-examples, 0 failure(s)"
 
 
 def test_cli_check_reports_problems_with_exit_code_4(tmp_path):

@@ -19,7 +19,9 @@ from logaudit.core.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ["cloud_run.yaml", "netra_backend.yaml"]
-SHIPPED_LINE = "cloud-run (shipped, 25 patterns), netra-backend (shipped, 25 patterns)"
+#: patterns in each shipped catalog
+SHIPPED_PATTERNS = {"cloud-run": 60, "netra-backend": 24}
+SHIPPED_LINE = "cloud-run (shipped, 60 patterns), netra-backend (shipped, 24 patterns)"
 
 #: A team catalog: one new pattern (30 matches in the sample) and one replacing a shipped pattern.
 TEAM = """\
@@ -57,6 +59,10 @@ def store(tmp_path_factory) -> Path:
     return store.root
 
 
+#: A terminal wide enough for the catalogs line not to wrap.
+WIDE = {"COLUMNS": "1000"}
+
+
 def cli(*args: object, env: dict | None = None):
     from logaudit.cli import main
 
@@ -72,7 +78,8 @@ def write(folder: Path, name: str, text: str) -> Path:
 def shipped_catalogs() -> list[dict]:
     """What the outputs say about the shipped catalogs: fingerprints as each file's own."""
     return [{"name": name, "origin": "shipped", "path": None, "resource": f"logaudit.shipped.patterns/{file}",
-             "patterns": 25, "overrides": 0, "fingerprint": load_catalogs([REPO / "patterns" / file]).fingerprint}
+             "patterns": SHIPPED_PATTERNS[name], "overrides": 0,
+             "fingerprint": load_catalogs([REPO / "patterns" / file]).fingerprint}
             for name, file in (("cloud-run", "cloud_run.yaml"), ("netra-backend", "netra_backend.yaml"))]
 
 
@@ -83,9 +90,9 @@ def test_a_patterns_folder_in_the_working_directory_is_not_a_catalog(tmp_path, m
     assert [(s.name, s.origin) for s in load_catalogs().sources] == [("cloud-run", "shipped"), ("netra-backend", "shipped")]
     result = cli("catalog", "check")
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines()[:2] == ["logaudit.shipped.patterns/cloud_run.yaml: catalog cloud-run (shipped), 25 patterns",
-                                              "logaudit.shipped.patterns/netra_backend.yaml: catalog netra-backend (shipped), 25 patterns"]
-    assert result.output.splitlines()[-1] == "ok: 50 patterns in 2 catalog(s)"
+    assert result.output.splitlines()[:2] == ["logaudit.shipped.patterns/cloud_run.yaml: catalog cloud-run (shipped), 60 patterns",
+                                              "logaudit.shipped.patterns/netra_backend.yaml: catalog netra-backend (shipped), 24 patterns"]
+    assert result.output.splitlines()[-1] == "ok: 84 patterns in 2 catalog(s)"
 
 
 def test_the_shipped_files_named_again_are_loaded_once():
@@ -121,11 +128,16 @@ def test_local_catalogs_are_added_to_the_shipped_ones(store, tmp_path):
 def test_text_and_markdown_say_which_catalogs_in_one_line(store, tmp_path):
     team = write(tmp_path, "team.yaml", TEAM)
     line = f"{SHIPPED_LINE}, team (local {team}, 2 patterns, 1 override)"
-    text = cli("summarize", "--store", store, "--catalog", team).stdout.splitlines()
+    text = cli("summarize", "--store", store, "--catalog", team, env=WIDE).stdout.splitlines()
     assert [t for t in text if t.startswith("catalogs:")] == [f"catalogs: {line}"]
+    # in a narrower terminal the line wraps (nothing is cut): the words are all there
+    narrow = cli("summarize", "--store", store, "--catalog", team, env={"COLUMNS": "80"}).stdout.splitlines()
+    at = next(i for i, t in enumerate(narrow) if t.startswith("catalogs:"))
+    assert "".join(narrow[at:]).replace(" ", "").startswith(f"catalogs: {line}".replace(" ", ""))
+    assert max(len(t) for t in narrow) <= 80
     markdown = cli("summarize", "--store", store, "--catalog", team, "--format", "markdown").stdout.splitlines()
     assert [t for t in markdown if t.startswith("Catalogs:")] == [f"Catalogs: {line}"]
-    plain = cli("summarize", "--store", store).stdout.splitlines()
+    plain = cli("summarize", "--store", store, env=WIDE).stdout.splitlines()
     assert [t for t in plain if t.startswith("catalogs:")] == [f"catalogs: {SHIPPED_LINE}"]
 
 
@@ -137,8 +149,8 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     assert compared.exit_code == 2  # NOT READY: the sample's canary
     catalogs = json.loads(compared.stdout)["catalogs"]
     assert [(c["name"], c["origin"], c["patterns"], c["overrides"]) for c in catalogs] == [
-        ("cloud-run", "shipped", 25, 0), ("netra-backend", "shipped", 25, 0), ("team", "local", 2, 1)]
-    text = cli("compare", "--store", store, "--catalog", team).stdout.splitlines()
+        ("cloud-run", "shipped", 60, 0), ("netra-backend", "shipped", 24, 0), ("team", "local", 2, 1)]
+    text = cli("compare", "--store", store, "--catalog", team, env=WIDE).stdout.splitlines()
     assert [t for t in text if t.startswith("catalogs:")] == [f"catalogs: {line}"]
     markdown = cli("compare", "--store", store, "--catalog", team, "--format", "markdown").stdout.splitlines()
     assert [t for t in markdown if t.startswith("Catalogs:")] == [f"Catalogs: {line}"]
@@ -148,7 +160,7 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     assert written.exit_code == 0, written.output
     assert json.loads(written.stdout)["catalogs"] == catalogs
     assert json.loads((out / "summary.json").read_text())["catalogs"] == catalogs
-    assert f"**Pattern catalogs:** 51 patterns from {line} (fingerprint " in (out / "report.md").read_text().replace("\\_", "_")
+    assert f"**Pattern catalogs:** 85 patterns from {line} (fingerprint " in (out / "report.md").read_text().replace("\\_", "_")
 
 
 def test_only_local_catalogs_with_no_shipped_catalogs(store, tmp_path):
@@ -171,7 +183,7 @@ def test_only_local_catalogs_with_no_shipped_catalogs(store, tmp_path):
 
 def test_no_catalog_at_all_is_a_usage_error(store):
     result = cli("summarize", "--store", store, "--no-shipped-catalogs")
-    assert result.exit_code == 2
+    assert result.exit_code == 64  # bad usage (docs/cli.md)
     assert result.output == (
         "error: no catalogs to use: the shipped catalogs are left out and no local catalog is given\n"
         "  hint: add --catalog FILE_OR_DIR (or $LOGAUDIT_CATALOG), or drop --no-shipped-catalogs "
@@ -223,5 +235,5 @@ def test_save_patterns_validates_with_the_shipped_catalogs_in_any_directory(tmp_
     assert not target.exists() and list(tmp_path.iterdir()) == []  # nothing written, no temporary file left
     catalog = save_patterns(target, "- {id: redis-retry, title: Redis retry, category: warning, regex: 'Retrying Redis'}\n")
     assert [(s.name, s.origin, s.patterns) for s in catalog.sources][:2] == [
-        ("cloud-run", "shipped", 25), ("netra-backend", "shipped", 25)]
-    assert len(catalog) == 51 and target.is_file()
+        ("cloud-run", "shipped", 60), ("netra-backend", "shipped", 24)]
+    assert len(catalog) == 85 and target.is_file()

@@ -766,12 +766,12 @@ def test_cli_classify(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0] == "critical          1  dependency-validation-failed"
-    assert lines[-1].startswith("2 entries in 1 files: 1 classified, 1 unclassified; 1 files and 50 patterns evaluated")
+    assert lines[-1].startswith("2 entries in 1 files: 1 classified, 1 unclassified; 1 files and 84 patterns evaluated")
     result = runner.invoke(main, ["classify", "--store", str(tmp_path / "store"), "--patterns", str(PATTERNS),
                                   "--format", "json"], catch_exceptions=False)
     doc = json.loads(result.output)
     assert doc["matches"]["dependency-validation-failed"] == 1
-    assert (doc["files_evaluated"], doc["cache_hits"]) == (0, 50)
+    assert (doc["files_evaluated"], doc["cache_hits"]) == (0, 84)
 
 
 _BOUND = st.none() | st.integers(min_value=0, max_value=700)

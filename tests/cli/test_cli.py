@@ -121,7 +121,7 @@ def test_report_prints_what_it_wrote_as_json(cli, store, tmp_path):
     doc = json.loads(result.stdout)
     out = tmp_path / "r"
     summary = json.loads((out / "summary.json").read_text())
-    assert set(doc) == {"out_dir", "summary", "markdown", "html", "charts", "checklist", "generated_at", "bucket",
+    assert set(doc) == {"out_dir", "summary", "markdown", "html", "charts", "checklist", "generated_at", "bucket", "catalogs",
                         "entries", "verdict", "window", "services"}
     assert (doc["out_dir"], doc["summary"], doc["markdown"], doc["html"]) == (
         str(out), str(out / "summary.json"), str(out / "report.md"), str(out / "report.html"))

@@ -147,7 +147,8 @@ def test_revision_endpoint_and_new_issue_numbers_equal_the_summary(report):
         line = (f"- **{p['category'].upper()}** {mdtext(p['title'])}: {p['by_revision'][CANARY_REVISION]:,} entries, "
                 f"first seen {_short(p['first_seen'])}")
         assert line in md
-    assert {p["id"] for p in news["new_patterns"]} == {"ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed"}
+    assert {p["id"] for p in news["new_patterns"]} == {"ws-auth-failure", "ws-no-token-debug", "dependency-validation-failed",
+                                                      "db-connection-lost"}
     for u in news["new_templates"]:
         assert f"- **UNCLASSIFIED** {md_code(one_line(u['template'], 140), table=False)}: {u['count']:,} entries" in md
     canary = next(r for r in summary["revisions"] if r["revision"] == CANARY_REVISION)
@@ -234,8 +235,8 @@ def test_provenance_lists_sources_and_generation(report, sample):
     assert f"**Window end (exclusive):** {UNTIL}  " in md
     assert "**Entries in the window:** 5,000  " in md
     assert f"**Generated at:** {result.generated_at}  " in md
-    assert (f"**Pattern catalogs:** {len(audit.catalog)} patterns from cloud-run (shipped, 25 patterns), "
-            f"netra-backend (shipped, 25 patterns) (fingerprint {audit.catalog.fingerprint})  ") in md
+    assert (f"**Pattern catalogs:** {len(audit.catalog)} patterns from cloud-run (shipped, 60 patterns), "
+            f"netra-backend (shipped, 24 patterns) (fingerprint {audit.catalog.fingerprint})  ") in md
     assert "0 input lines rejected in total" in md
 
 
