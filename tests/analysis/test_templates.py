@@ -110,6 +110,7 @@ _PIECES = ["a", "Z", "_", "-", "0", "1", "9", ".", ":", "=", "@", "'", '"', " ",
 _TEXT = st.lists(st.sampled_from(_PIECES), max_size=24).map("".join)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_TEXT, min_size=1, max_size=20))
 def test_mask_sql_equals_mask(texts):
