@@ -24,6 +24,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from logaudit.analysis.aggregates import CATEGORIES, Engine, PatternStats
 from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
 from logaudit.catalog.catalog import Catalog, default_catalog_paths, load_catalogs
@@ -36,7 +37,8 @@ from logaudit.present.display import plain
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.store import Store
 
-CATEGORIES = ("critical", "warning", "positive", "info")
+#: Most unclassified templates the summary lists.
+SUMMARY_TEMPLATES = 50
 
 def default_catalog() -> Catalog:
     """The shipped catalogs plus those in $LOGAUDIT_CATALOG (`catalog.default_catalog_paths`)."""
@@ -67,6 +69,17 @@ class Audit:
         self._rows: set[Window] = set()
         self._made: dict[int, tuple[Path, ...]] = {}
         self._probe: duckdb.DuckDBPyConnection | None = None  # for the --service / --revision check
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The `aggregates.Engine` the analyses of this audit read their numbers from (DuckDB
+        over the store: `engine_duckdb.DuckDBEngine`)."""
+        if self._engine is None:
+            from logaudit.analysis.engine_duckdb import DuckDBEngine
+
+            self._engine = DuckDBEngine(self)
+        return self._engine
 
     # ------------------------------------------------------------------ plumbing
     def connection(self, window: Window) -> duckdb.DuckDBPyConnection:
@@ -474,19 +487,18 @@ class Audit:
     def summary(self, **window: Any) -> dict[str, Any]:
         """Everything `summarize --format json` prints (see docs/summary-json.md).
 
-        The numbers are those of `revisions()`, `patterns(fields=False)`, `endpoints()` and
-        `unclassified()` (tested), merged from per-entry-file aggregates (`compare.FileAggregates`,
-        cached) instead of scanning every row of the window again for each part.
+        Every number is an aggregate of `self.engine` (`logaudit.analysis.aggregates`): the same
+        numbers as `revisions()`, `patterns(fields=False)`, `endpoints()` and `unclassified()`
+        (tested), computed once per window from the engine's per-file aggregates.
         """
+        from logaudit.analysis.aggregates import merge_templates_by_text
         from logaudit.analysis.judge import summary_verdict
-        from logaudit.analysis.observe import FileAggregates
 
         w = self._window(**window)
-        span = Window(w.since, w.until)
-        agg = FileAggregates(self, self.connection(span), span, SEVERITY_NUM["WARNING"])
-        try:
-            entries, services = agg.totals(w.service, w.revision)
-            if entries == 0:
+        engine = self.engine
+        with engine.hold():
+            totals = engine.totals(w)
+            if totals.entries == 0:
                 info = self.store.info()
                 return {"window": {"since": iso(w.since), "until": iso(w.until)},
                         "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
@@ -494,14 +506,13 @@ class Audit:
                         "verdict_note": "no entries in this window",
                         "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]},
                         "catalogs": self.catalog.describe()}
-            revisions = agg.revision_table(w.service, w.revision)
-            patterns = self._summary_patterns(span, agg.pattern_rows(w.service, w.revision))
-            endpoints = agg.endpoint_table(w.service, w.revision)
-            unclassified = agg.template_table(w.service, w.revision)
+            revisions = engine.revisions(w)
+            patterns = self._summary_patterns(engine.patterns(w))
+            endpoints = engine.endpoints(w)
+            unclassified = merge_templates_by_text(engine.templates(w, min_severity=SEVERITY_NUM["WARNING"]),
+                                                   limit=SUMMARY_TEMPLATES)
             # compare's verdict for the newest deploy in the window (None and why: e.g. no service has two revisions)
-            verdict, verdict_note = summary_verdict(self, w, aggregates=agg)
-        finally:
-            agg.close()
+            verdict, verdict_note = summary_verdict(self, w, engine=engine)
         # every text once more, in one pass: examples and templates are redacted already, and
         # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text; every
         # value plain (a service DuckDB returns as NULL is None here, never NaN); `catalogs` (no
@@ -509,54 +520,54 @@ class Audit:
         return self.redactor.redact_tree(plain({
             "window": {"since": iso(w.since), "until": iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
-            "entries": entries,
-            "services": services,
+            "entries": totals.entries,
+            "services": totals.services,
             "revisions": [
                 {
                     "service": r.service, "revision": r.revision,
                     "first_seen": iso(r.first_seen), "last_seen": iso(r.last_seen),
                     "deploy_time": iso(r.deploy_time),
-                    "entries": int(r.entries), "errors": int(r.errors), "error_rate": _num(r.error_rate),
-                    "requests": int(r.requests), "status_4xx": int(r.status_4xx), "status_5xx": int(r.status_5xx),
+                    "entries": r.entries, "errors": r.errors, "error_rate": _num(r.error_rate),
+                    "requests": r.requests, "status_4xx": r.status_4xx, "status_5xx": r.status_5xx,
                     "request_error_rate": _num(r.request_error_rate),
-                    "latency_ms": {"p50": _num(r.latency_p50_ms), "p95": _num(r.latency_p95_ms), "p99": _num(r.latency_p99_ms)},
+                    "latency_ms": {k: _num(v) for k, v in r.latency_ms.items()},
                     "traffic_share": _num(r.traffic_share),
                 }
-                for r in revisions.itertuples()
+                for r in revisions
             ],
             "patterns": patterns,
             "endpoints": [
-                {"service": e.service, "method": e.method, "path": e.path, "status": int(e.status), "count": int(e.count),
+                {"service": e.service, "method": e.method, "path": e.path, "status": e.status, "count": e.count,
                  "share": _num(e.share), "latency_p95_ms": _num(e.latency_p95_ms)}
-                for e in endpoints.itertuples()
+                for e in endpoints
             ],
             "unclassified": [
-                {"template": u.template, "count": int(u.count), "example": u.example,
-                 "first_seen": iso(u.first_seen), "last_seen": iso(u.last_seen),
-                 "revisions": list(u.revisions) if hasattr(u.revisions, "__iter__") else []}
-                for u in unclassified.itertuples()
+                {"template": u.template, "count": u.count, "example": u.example,
+                 "first_seen": iso(u.first_seen), "last_seen": iso(u.last_seen), "revisions": u.revisions}
+                for u in unclassified
             ],
             "verdict": verdict,
             "verdict_note": verdict_note,
         })) | {"catalogs": self.catalog.describe()}
 
-    def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
-                          ) -> list[dict[str, Any]]:
+    def _summary_patterns(self, stats: list[PatternStats]) -> list[dict[str, Any]]:
         """The summary's `patterns`: ordered like `patterns()` (category, count, id); `summary` redacts them."""
         order = {c: i for i, c in enumerate(CATEGORIES)}
         info = {}
-        for pid, *_ in rows:
-            p = self.catalog.by_id.get(pid)
-            info[pid] = (p.category, p.title) if p is not None else ("info", pid)
-        rows = sorted(rows, key=lambda r: (order.get(info[r[0]][0], len(order)), -r[1], r[0]))
-        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False)
+        for p in stats:
+            pat = self.catalog.by_id.get(p.id)
+            info[p.id] = (pat.category, pat.title) if pat is not None else ("info", p.id)
+        stats = sorted(stats, key=lambda p: (order.get(info[p.id][0], len(order)), -p.count, p.id))
         return [
-            {"id": pid, "category": info[pid][0], "title": info[pid][1], "count": n,
-             "first_seen": iso(lo), "last_seen": iso(hi), "by_revision": by_rev, "example": ex}
-            for (pid, n, lo, hi, _, _, by_rev), ex in zip(rows, examples, strict=True)
+            {"id": p.id, "category": info[p.id][0], "title": info[p.id][1], "count": p.count,
+             "first_seen": iso(p.first_seen), "last_seen": iso(p.last_seen), "by_revision": p.by_revision,
+             "example": p.example}
+            for p in stats
         ]
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
         for con, _ in self._cons.values():
             con.close()
         if self._probe is not None:

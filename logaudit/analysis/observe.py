@@ -38,35 +38,80 @@ _BUCKET_SQL = f"epoch_ns(timestamp) // {BUCKET_NS}"
 
 def observe(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
             since: Any = None, until: Any = None, gate: Gate | None = None,
-            aggregates: FileAggregates | None = None) -> Observations:
-    """Pick the two revisions and aggregate what `judge` needs.
+            aggregates: FileAggregates | None = None, engine: Any = None) -> Observations:
+    """Pick the two revisions and gather what `judge` needs, from the aggregates of `engine`
+    (default `audit.engine`; `logaudit.analysis.aggregates`): counts, latency percentiles and
+    histogram per revision, pattern counts, unclassified templates.
 
-    Aggregates are computed per entry file in DuckDB (counts, latency histogram, pattern
-    counts, unclassified templates) and cached next to the store's classification cache
-    (``STORE/cache/compare-vN/``); entry files are immutable, so a later comparison only reads
-    the small cached aggregates of the files inside its window and aggregates again the
-    files a --since/--until boundary cuts. The result is the same as aggregating the
-    window's rows directly (tested).
+    The DuckDB engine computes them per entry file and caches them next to the store's
+    classification cache (``STORE/cache/compare-vN/``); entry files are immutable, so a later
+    comparison only reads the small cached aggregates of the files inside its window and
+    aggregates again the hours a --since/--until boundary cuts. The result is the same as
+    aggregating the window's rows directly (tested). `aggregates` already loaded for the window
+    are reused.
     """
-    from logaudit.analysis.templates import merge_templates
     from logaudit.analysis.window import Window, resolve_window
 
     gate = gate or Gate()
+    engine = engine if engine is not None else audit.engine
     w0 = since if isinstance(since, Window) else resolve_window(since, until)
     window = Window(w0.since, w0.until)
     level = SEVERITY_NUM[gate.new_templates.min_severity]
-    own = aggregates is None or aggregates.window != window or aggregates.level != level
-    # the connection brings the classification up to date and has the views for the window
-    agg = FileAggregates(audit, audit.connection(window), window, level) if own else aggregates
-    try:
-        revisions = agg.revisions()
-        service, base_side, can_side = _pick(revisions, service, baseline, canary)
-        agg.fill(service, base_side, can_side)
-        patterns = agg.patterns(service, base_side.revision, can_side.revision)
-        trows = agg.templates(service, base_side.revision, can_side.revision, level)
-    finally:
-        if own:
-            agg.close()
+    reuse = aggregates if aggregates is not None and aggregates.window == window and aggregates.level == level else None
+    with engine.hold(reuse) if reuse is not None else engine.hold():
+        revisions = [r for r in engine.revisions(window) if r.service is not None]
+        service, base_side, can_side = _pick([(r.service, r.revision, _micro(r.first_seen), _micro(r.last_seen),
+                                               _micro(r.deploy_time)) for r in revisions], service, baseline, canary)
+        scope = Window(window.since, window.until, service)
+        _fill(engine, scope, base_side, can_side)
+        patterns = _pattern_counts(audit, engine.patterns(scope, examples=False), base_side.revision,
+                                   can_side.revision)
+        templates = _template_counts(audit, engine.templates(scope, min_severity=level), base_side.revision,
+                                     can_side.revision)
+    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+
+
+def _fill(engine: Any, scope: Any, *sides: Side) -> None:
+    """Counts, latency mean, percentiles and histogram of each side, from the engine's aggregates."""
+    by_rev = {s.revision: s for s in sides}
+    for r in engine.revisions(scope):
+        side = by_rev.get(r.revision)
+        if side is None:
+            continue
+        side.entries, side.errors, side.requests = r.entries, r.errors, r.requests
+        side.status_5xx, side.latency_n, side.latency_mean = r.status_5xx, r.latency_n, r.latency_mean
+        side.latency_quantiles = dict(r.latency_ms)
+    for h in engine.latency_histograms(scope):
+        if h.revision in by_rev:
+            by_rev[h.revision].latency_hist.update(h.counts)
+
+
+def _pattern_counts(audit: Any, stats: list[Any], b: str, c: str) -> list[PatternCounts]:
+    """Per pattern matched in either revision (by id): its matches in each."""
+    out = []
+    for p in stats:
+        nb, nc = p.by_revision.get(b, 0), p.by_revision.get(c, 0)
+        if nb or nc:
+            pat = audit.catalog.by_id.get(p.id)
+            cat, title = (pat.category, pat.title) if pat is not None else ("info", p.id)
+            out.append(PatternCounts(p.id, cat, title, nb, nc))
+    return out
+
+
+def _template_counts(audit: Any, rows: list[Any], b: str, c: str) -> list[TemplateCounts]:
+    """Unclassified templates of either revision, similar ones merged (`templates.merge_templates`);
+    most frequent in the canary first. Templates are made from redacted messages; their examples
+    are redacted here (one pass)."""
+    from logaudit.analysis.aggregates import latest_example
+    from logaudit.analysis.templates import merge_templates
+
+    per: dict[str, list[Any]] = {}
+    for r in rows:
+        if r.revision in (b, c):
+            per.setdefault(r.template, []).append(r)
+    trows = [(t, sum(r.count for r in rs if r.revision == b), sum(r.count for r in rs if r.revision == c),
+              max(r.max_severity for r in rs), latest_example(r for r in rs if r.revision == c))
+             for t, rs in per.items()]
     mapping = merge_templates({t: nb + nc for t, nb, nc, _, _ in trows})
     merged: dict[str, TemplateCounts] = {}
     for t, nb, nc, sev, example in trows:
@@ -79,12 +124,18 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
             cur.canary += nc
             cur.max_severity = max(cur.max_severity, sev)
             cur.example = cur.example or example
-    # templates are made from redacted messages; their examples are redacted here (one pass)
     templates = sorted(merged.values(), key=lambda x: (-x.canary, -x.baseline, x.template))
     examples = audit.redactor.redact_all(tc.example for tc in templates)
     for tc, example in zip(templates, examples, strict=True):
         tc.example = example or None
-    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+    return templates
+
+
+def _micro(value: Any) -> Any:
+    """A timestamp as a Python datetime (microseconds), None for none: how sides report their times."""
+    if value is None:
+        return None
+    return value.to_pydatetime(warn=False) if hasattr(value, "to_pydatetime") else value
 
 
 class FileAggregates:
