@@ -284,8 +284,9 @@ class Engine(Protocol):
         """Entries and the sorted services of the window."""
         ...
 
-    def revisions(self, window: Window) -> list[RevisionStats]:
-        """Per (service, revision), revisions not None; by service, first seen, revision."""
+    def revisions(self, window: Window, *, percentiles: bool = True) -> list[RevisionStats]:
+        """Per (service, revision), revisions not None; by service, first seen, revision.
+        `percentiles=False`: latency percentiles None (not computed)."""
         ...
 
     def latency_histograms(self, window: Window) -> list[LatencyHistogram]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -270,57 +270,13 @@ class Audit:
 
     def timeline(self, bucket: str = "5m", **window: Any) -> pd.DataFrame:
         """Per time bucket and revision: entries, errors, error_rate, requests, 5xx, request error
-        rate and matches per pattern category. Buckets with no entries appear as zeros."""
+        rate and matches per pattern category. Buckets with no entries appear as zeros
+        (`Engine.timeline`, `aggregates.TIMELINE_SCHEMA`)."""
         w = self._window(**window)
-        step = parse_duration(bucket, name="bucket")
-        step_ns = int(step / timedelta(microseconds=1)) * 1000
-        where, params = self._filters(w)
-        params |= {"step": step_ns}
-        since_ns = _ns(w.since) if w.since else None
-        until_ns = _ns(w.until) if w.until else None
-        bounds = self.connection(w).execute(
-            f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
-            self._filters(w)[1]).fetchall()[0]
-        if bounds[0] is None:
-            return pd.DataFrame(columns=["bucket", "service", "revision", "entries", "errors", "error_rate", "requests",
-                                         "status_5xx", "request_error_rate", *CATEGORIES])
-        lo = since_ns if since_ns is not None else bounds[0]
-        hi = until_ns if until_ns is not None else bounds[1] + 1
-        params |= {"lo": (lo // step_ns) * step_ns, "hi": hi}
-        mwhere, _ = self._filters(w, "m")
-        cats = ", ".join(f"coalesce(c.{c}, 0) AS {c}" for c in CATEGORIES)
-        cat_cols = ", ".join(f"count(*) FILTER (m.category = '{c}') AS {c}" for c in CATEGORIES)
-        return self._df(w, f"""
-            WITH revs AS (SELECT DISTINCT service, revision FROM entries WHERE revision IS NOT NULL AND {where}),
-            grid AS (
-                SELECT b AS b_ns, revs.service, revs.revision
-                FROM range($lo, $hi, $step) t(b), revs
-            ),
-            agg AS (
-                SELECT (epoch_ns(timestamp) // $step) * $step AS b_ns, service, revision,
-                       count(*) AS entries,
-                       count(*) FILTER (effective_severity_num >= 500) AS errors,
-                       count(http_status) AS requests,
-                       count(*) FILTER (http_status >= 500) AS status_5xx
-                FROM entries WHERE revision IS NOT NULL AND {where}
-                GROUP BY ALL
-            ),
-            c AS (
-                SELECT (epoch_ns(m.timestamp) // $step) * $step AS b_ns, m.service, m.revision, {cat_cols}
-                FROM matches m WHERE m.revision IS NOT NULL AND {mwhere}
-                GROUP BY ALL
-            )
-            SELECT make_timestamp_ns(g.b_ns)::TIMESTAMPTZ AS bucket, g.service, g.revision,
-                   coalesce(a.entries, 0) AS entries, coalesce(a.errors, 0) AS errors,
-                   CASE WHEN a.entries > 0 THEN a.errors / a.entries ELSE 0 END AS error_rate,
-                   coalesce(a.requests, 0) AS requests, coalesce(a.status_5xx, 0) AS status_5xx,
-                   CASE WHEN a.requests > 0 THEN a.status_5xx / a.requests ELSE 0 END AS request_error_rate,
-                   {cats}
-            FROM grid g
-            LEFT JOIN agg a USING (b_ns, service, revision)
-            LEFT JOIN c USING (b_ns, service, revision)
-            ORDER BY bucket, g.service, g.revision
-        """, params)
+        table = self.engine.timeline(w, parse_duration(bucket, name="bucket"))
+        if table.num_rows == 0:
+            return pd.DataFrame(columns=table.schema.names)
+        return table.to_pandas()
 
     def patterns(self, fields: bool = True, **window: Any) -> pd.DataFrame:
         """Per matched pattern: category, title, count, first/last seen, count per revision, one
@@ -506,9 +462,9 @@ class Audit:
                         "verdict_note": "no entries in this window",
                         "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]},
                         "catalogs": self.catalog.describe()}
+            endpoints = engine.endpoints(w)  # first: its latency table has the revisions' percentiles too
             revisions = engine.revisions(w)
             patterns = self._summary_patterns(engine.patterns(w))
-            endpoints = engine.endpoints(w)
             unclassified = merge_templates_by_text(engine.templates(w, min_severity=SEVERITY_NUM["WARNING"]),
                                                    limit=SUMMARY_TEMPLATES)
             # compare's verdict for the newest deploy in the window (None and why: e.g. no service has two revisions)
@@ -603,11 +559,6 @@ def _time_sql(w: Window) -> str:
     if w.until is not None:
         conds.append(f"timestamp < TIMESTAMPTZ '{w.until.isoformat()}'")
     return " AND ".join(conds) or "TRUE"
-
-
-def _ns(value: datetime) -> int:
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def _num(value: Any) -> float | None:

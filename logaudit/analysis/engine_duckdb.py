@@ -101,25 +101,59 @@ class DuckDBEngine:
             entries, services = agg.totals(window.service, window.revision)
         return Totals(entries, services)
 
-    def revisions(self, window: Window) -> list[RevisionStats]:
+    def revisions(self, window: Window, *, percentiles: bool = True) -> list[RevisionStats]:
         with self._aggregates(window) as agg:
-            df = agg.revision_table(window.service, window.revision)
             where, params = agg._filters(window.service, window.revision)
-            sums = {(s, r): (int(n or 0), lat_sum) for s, r, n, lat_sum in agg.con.execute(f"""
-                SELECT service, revision, sum(latency_n), sum(latency_sum) FROM logaudit_cmp_base
-                WHERE kind = 'rev' AND revision IS NOT NULL AND {where} GROUP BY ALL
-            """, params).fetchall()}
+            df = agg.con.execute(f"""
+                WITH per AS (
+                    SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
+                           sum(n)::BIGINT AS entries, sum(errors)::BIGINT AS errors, sum(requests)::BIGINT AS requests,
+                           sum(status_4xx)::BIGINT AS status_4xx, sum(status_5xx)::BIGINT AS status_5xx,
+                           sum(latency_n)::BIGINT AS latency_n, sum(latency_sum) AS latency_sum
+                    FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {where}
+                    GROUP BY ALL
+                ),
+                deploys AS (
+                    SELECT service, revision, min(first_ts) AS deploy_time
+                    FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
+                )
+                SELECT per.*, d.deploy_time,
+                       CASE WHEN sum(per.requests) OVER (PARTITION BY per.service) > 0
+                            THEN per.requests / sum(per.requests) OVER (PARTITION BY per.service) END AS traffic_share
+                FROM per LEFT JOIN deploys d USING (service, revision)
+                ORDER BY per.service, per.first_seen, per.revision
+            """, params).df()  # pandas keeps the timestamps' nanoseconds
+            q = self._percentiles(agg, where, params) if percentiles else {}
         out = []
         for r in df.itertuples(index=False):
-            n, lat_sum = sums.get((r.service, r.revision), (0, None))
+            p50, p95, p99 = q.get((r.service, r.revision)) or (None, None, None)
             out.append(RevisionStats(
-                service=r.service, revision=r.revision, first_seen=r.first_seen, last_seen=r.last_seen,
+                service=_text(r.service), revision=r.revision, first_seen=r.first_seen, last_seen=r.last_seen,
                 deploy_time=_ts(r.deploy_time), entries=int(r.entries), errors=int(r.errors),
                 requests=int(r.requests), status_4xx=int(r.status_4xx), status_5xx=int(r.status_5xx),
-                latency_n=n, latency_sum=None if lat_sum is None else float(lat_sum),
-                latency_p50_ms=_num(r.latency_p50_ms), latency_p95_ms=_num(r.latency_p95_ms),
-                latency_p99_ms=_num(r.latency_p99_ms), traffic_share=_num(r.traffic_share)))
+                latency_n=int(r.latency_n), latency_sum=_num(r.latency_sum), latency_p50_ms=_num(p50),
+                latency_p95_ms=_num(p95), latency_p99_ms=_num(p99), traffic_share=_num(r.traffic_share)))
         return out
+
+    @staticmethod
+    def _percentiles(agg: FileAggregates, where: str, params: dict[str, Any]) -> dict[tuple, tuple]:
+        """p50/p95/p99 per (service, revision): continuous quantiles of the latencies. A
+        revision's are the same whatever the service/revision filter, so a table of them made for
+        the same filter, the window (unfiltered) or its service by `endpoints` is read when there is one; else only
+        the per-revision ones are computed."""
+        query = f"""SELECT service, revision, quantile_cont(v, [0.5, 0.95, 0.99])
+                    FROM (SELECT service, revision, unnest(latencies) AS v FROM logaudit_cmp_base
+                          WHERE kind = 'endpoint' AND revision IS NOT NULL AND {where})
+                    GROUP BY ALL"""
+        filters = [(where, params), agg._filters(None, None)]
+        if "service" in params:
+            filters.append(agg._filters(params["service"], None))
+        for fwhere, fparams in filters:
+            name = agg._latency_name(fwhere, fparams)
+            if name in agg._lat_tables:
+                query = f"SELECT service, revision, q FROM {name} WHERE per_revision AND revision IS NOT NULL AND {where}"
+                break
+        return {(s, r): tuple(q) for s, r, q in agg.con.execute(query, params).fetchall()}
 
     def latency_histograms(self, window: Window) -> list[LatencyHistogram]:
         with self._aggregates(window) as agg:
@@ -137,7 +171,7 @@ class DuckDBEngine:
     def endpoints(self, window: Window) -> list[EndpointStats]:
         with self._aggregates(window) as agg:
             df = agg.endpoint_table(window.service, window.revision)
-        return [EndpointStats(e.service, e.method, e.path, int(e.status), int(e.count), _num(e.share),
+        return [EndpointStats(_text(e.service), _text(e.method), _text(e.path), int(e.status), int(e.count), _num(e.share),
                               _num(e.latency_p95_ms)) for e in df.itertuples(index=False)]
 
     def patterns(self, window: Window, *, examples: bool = True) -> list[PatternStats]:
@@ -239,6 +273,7 @@ def _num(value: Any) -> float | None:
 
 
 def _text(value: Any) -> str | None:
+    """A text column's value; None for NULL (which pandas gives as NaN)."""
     return value if isinstance(value, str) else None
 
 

@@ -59,7 +59,7 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
     level = SEVERITY_NUM[gate.new_templates.min_severity]
     reuse = aggregates if aggregates is not None and aggregates.window == window and aggregates.level == level else None
     with engine.hold(reuse) if reuse is not None else engine.hold():
-        revisions = [r for r in engine.revisions(window) if r.service is not None]
+        revisions = [r for r in engine.revisions(window, percentiles=False) if r.service is not None]
         service, base_side, can_side = _pick([(r.service, r.revision, _micro(r.first_seen), _micro(r.last_seen),
                                                _micro(r.deploy_time)) for r in revisions], service, baseline, canary)
         scope = Window(window.since, window.until, service)
@@ -73,14 +73,14 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
 
 def _fill(engine: Any, scope: Any, *sides: Side) -> None:
     """Counts, latency mean, percentiles and histogram of each side, from the engine's aggregates."""
+    from logaudit.analysis.window import Window
+
     by_rev = {s.revision: s for s in sides}
-    for r in engine.revisions(scope):
-        side = by_rev.get(r.revision)
-        if side is None:
-            continue
-        side.entries, side.errors, side.requests = r.entries, r.errors, r.requests
-        side.status_5xx, side.latency_n, side.latency_mean = r.status_5xx, r.latency_n, r.latency_mean
-        side.latency_quantiles = dict(r.latency_ms)
+    for side in sides:
+        for r in engine.revisions(Window(scope.since, scope.until, scope.service, side.revision)):
+            side.entries, side.errors, side.requests = r.entries, r.errors, r.requests
+            side.status_5xx, side.latency_n, side.latency_mean = r.status_5xx, r.latency_n, r.latency_mean
+            side.latency_quantiles = dict(r.latency_ms)
     for h in engine.latency_histograms(scope):
         if h.revision in by_rev:
             by_rev[h.revision].latency_hist.update(h.counts)
@@ -139,7 +139,7 @@ def _micro(value: Any) -> Any:
 
 
 class FileAggregates:
-    """Per-entry-file aggregates for `observe` and `Audit.summary`, merged per window.
+    """Per-entry-file aggregates for the DuckDB engine (`engine_duckdb.DuckDBEngine`), merged per window.
 
     Cached under STORE/cache/compare-vN/ (N: the format version). Per file: counts, a latency
     histogram and deploy times per revision, endpoint counts with their latencies, pattern
@@ -477,86 +477,6 @@ class FileAggregates:
         finally:
             self.con.unregister(name)
 
-    # -------------------------------------------------------------------------- merged answers
-    def revisions(self) -> list[tuple[str, str, Any, Any, Any]]:
-        return self.con.execute("""
-            WITH per AS (
-                SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen
-                FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND service IS NOT NULL
-                GROUP BY ALL
-            ),
-            deploys AS (
-                SELECT service, revision, min(first_ts) AS deploy_time
-                FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
-            )
-            SELECT per.service, per.revision, per.first_seen, per.last_seen, d.deploy_time
-            FROM per LEFT JOIN deploys d USING (service, revision)
-        """).fetchall()
-
-    def fill(self, service: str, *sides: Side) -> None:
-        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
-        by_rev = {s.revision: s for s in sides}
-        for rev, n, errors, requests, s5xx, lat_n, lat_sum in self.con.execute("""
-            SELECT revision, sum(n), sum(errors), sum(requests), sum(status_5xx), sum(latency_n), sum(latency_sum)
-            FROM logaudit_cmp_base
-            WHERE kind = 'rev' AND service = $service AND revision IN ($b, $c)
-            GROUP BY revision
-        """, params).fetchall():
-            side = by_rev[rev]
-            side.entries, side.errors, side.requests = int(n or 0), int(errors or 0), int(requests or 0)
-            side.status_5xx, side.latency_n = int(s5xx or 0), int(lat_n or 0)
-            side.latency_mean = float(lat_sum) / side.latency_n if side.latency_n and lat_sum is not None else None
-        for rev, bin_, n in self.con.execute("""
-            SELECT revision, bin, sum(n) FROM logaudit_cmp_base
-            WHERE kind = 'hist' AND service = $service AND revision IN ($b, $c)
-            GROUP BY ALL
-        """, params).fetchall():
-            by_rev[rev].latency_hist[int(bin_)] = int(n)
-        self._side_quantiles(service, sides)
-
-    def _side_quantiles(self, service: str, sides: tuple[Side, ...]) -> None:
-        """p50 / p95 / p99 latency of each side: quantile_cont over the latencies in the aggregates.
-        When the summary already made its per-revision table (`_latencies`) the values come from it:
-        the same multiset, the same function, so the summary's verdict and `compare` agree exactly."""
-        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
-        query = """SELECT revision, quantile_cont(v, [0.5, 0.95, 0.99])
-                   FROM (SELECT revision, unnest(latencies) AS v FROM logaudit_cmp_base
-                         WHERE kind = 'endpoint' AND service = $service AND revision IN ($b, $c))
-                   GROUP BY revision"""
-        for where, fparams in (self._filters(None, None), self._filters(service, None)):
-            name = self._latency_name(where, fparams)
-            if name in self._lat_tables:
-                query = f"SELECT revision, q FROM {name} WHERE per_revision AND service = $service AND revision IN ($b, $c)"
-                break
-        found = dict(self.con.execute(query, params).fetchall())
-        for side in sides:
-            q = found.get(side.revision)
-            side.latency_quantiles = {key: (None if q is None else q[i]) for i, key in enumerate(("p50", "p95", "p99"))}
-
-    def patterns(self, service: str, b: str, c: str) -> list[PatternCounts]:
-        rows = self.con.execute("""
-            SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c)
-            FROM logaudit_cmp_cat
-            WHERE kind = 'pattern' AND service = $service AND revision IN ($b, $c)
-            GROUP BY key ORDER BY key
-        """, {"service": service, "b": b, "c": c}).fetchall()
-        out = []
-        for pid, nb, nc in rows:
-            cat, title = self.categories.get(pid, ("info", pid))
-            out.append(PatternCounts(pid, cat, title, int(nb or 0), int(nc or 0)))
-        return out
-
-    def templates(self, service: str, b: str, c: str, level: int) -> list[tuple[str, int, int, int, str | None]]:
-        rows = self.con.execute("""
-            SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c), max(sev),
-                   arg_max(example, (example_ts, example)) FILTER (revision = $c)
-            FROM logaudit_cmp_cat
-            WHERE kind = 'template' AND service = $service AND revision IN ($b, $c) AND sev >= $level
-            GROUP BY key
-        """, {"service": service, "b": b, "c": c, "level": level}).fetchall()
-        return [(t, int(nb or 0), int(nc or 0), int(sev or 0), ex) for t, nb, nc, sev, ex in rows]
-
-
     # -------------------------------------------------------------------------- the summary's answers
     @staticmethod
     def _filters(service: str | None, revision: str | None) -> tuple[str, dict[str, Any]]:
@@ -661,20 +581,6 @@ class FileAggregates:
             FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY key
         """, params).df()  # pandas keeps the timestamps' nanoseconds
         return [(t.key, int(t.n), t.lo, t.hi, t.f, int(t.r), by_rev.get(t.key, {})) for t in df.itertuples()]
-
-    def template_table(self, service: str | None = None, revision: str | None = None,
-                       limit: int | None = 50) -> Any:
-        """What `Audit.unclassified` returns (before redaction), from the aggregates."""
-        where, params = self._filters(service, revision)
-        return self.con.execute(f"""
-            SELECT key AS template, sum(n)::BIGINT AS count, min(first_ts) AS first_seen, max(example_ts) AS last_seen,
-                   list_sort(list_distinct(list(revision) FILTER (revision IS NOT NULL))) AS revisions,
-                   max(sev) AS max_severity_num, arg_max(example, (example_ts, example)) AS example
-            FROM logaudit_cmp_cat WHERE kind = 'template' AND sev >= $level AND {where}
-            GROUP BY key
-            ORDER BY count DESC, template
-            {"LIMIT " + str(int(limit)) if limit else ""}
-        """, params | {"level": self.level}).df()
 
 
 def _epoch_ns(value: datetime) -> int:

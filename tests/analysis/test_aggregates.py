@@ -289,3 +289,20 @@ def test_templates_merge_by_text_with_the_latest_example():
         ("a <*>", 6, ["r1", "r2"], 500, "a 2"), ("b", 5, ["r1"], 400, "b")]
     assert merged[0].first_seen == t0 - timedelta(minutes=1)
     assert merge_templates_by_text(rows, limit=1) == merged[:1]
+
+
+def test_entries_without_a_service_are_none_and_compare_still_picks_a_service(tmp_path):
+    def entry(i, service, revision, minute):
+        labels = {"revision_name": revision} | ({"service_name": service} if service else {})
+        return {"logName": "projects/p/logs/run.googleapis.com%2Fstdout", "insertId": f"i{i}",
+                "timestamp": f"2025-01-01T00:{minute:02d}:00Z", "severity": "ERROR", "textPayload": f"boom {i}",
+                "resource": {"type": "cloud_run_revision", "labels": labels}}
+
+    store = Store(tmp_path / "store")
+    store.ingest_entries([entry(0, "svc", "svc-1", 1), entry(1, "svc", "svc-2", 5), entry(2, None, "orphan-1", 9)], "t")
+    audit = Audit(store)
+    revisions = audit.engine.revisions(Window())
+    assert [(r.service, r.revision) for r in revisions] == [("svc", "svc-1"), ("svc", "svc-2"), (None, "orphan-1")]
+    summary = audit.summary()
+    assert summary["verdict_note"] is None
+    assert (summary["verdict"]["baseline"], summary["verdict"]["canary"]) == ("svc-1", "svc-2")
