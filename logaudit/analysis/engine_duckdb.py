@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from logaudit.analysis.aggregates import (
     CATEGORIES,
+    NO_REVISION,
     STATUS_SERIES_SCHEMA,
     TIMELINE_SCHEMA,
     EndpointStats,
@@ -177,12 +178,32 @@ class DuckDBEngine:
     def patterns(self, window: Window, *, examples: bool = True) -> list[PatternStats]:
         span = Window(window.since, window.until)
         with self._aggregates(window) as agg:
-            rows = agg.pattern_rows(window.service, window.revision)
+            if examples:
+                rows = agg.pattern_rows(window.service, window.revision)
+            else:  # one pass: counts per revision, first and last match
+                rows = self._pattern_counts(agg, window)
         rows.sort(key=lambda r: r[0])
         texts = self.audit._examples(span, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False) if examples \
             else [None] * len(rows)
         return [PatternStats(pid, n, lo, hi, by_rev, ex)
                 for (pid, n, lo, hi, _, _, by_rev), ex in zip(rows, texts, strict=True)]
+
+    @staticmethod
+    def _pattern_counts(agg: FileAggregates, window: Window) -> list[tuple]:
+        """`FileAggregates.pattern_rows` without the example's place."""
+        where, params = agg._filters(window.service, window.revision)
+        df = agg.con.execute(f"""
+            SELECT key, revision, sum(n)::BIGINT AS n, min(first_ts) AS lo, max(example_ts) AS hi
+            FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY ALL ORDER BY 1, 2
+        """, params).df()
+        out: dict[str, list] = {}
+        for t in df.itertuples(index=False):
+            rev = _text(t.revision)
+            cur = out.setdefault(t.key, [t.key, 0, t.lo, t.hi, None, 0, {}])
+            cur[1] += int(t.n)
+            cur[2], cur[3] = min(cur[2], t.lo), max(cur[3], t.hi)
+            cur[6][rev if rev is not None else NO_REVISION] = int(t.n)
+        return [tuple(v) for v in out.values()]
 
     def templates(self, window: Window, *, min_severity: int = DEFAULT_LEVEL) -> list[TemplateStats]:
         with self._aggregates(window, min_severity) as agg:

@@ -73,14 +73,14 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
 
 def _fill(engine: Any, scope: Any, *sides: Side) -> None:
     """Counts, latency mean, percentiles and histogram of each side, from the engine's aggregates."""
-    from logaudit.analysis.window import Window
-
     by_rev = {s.revision: s for s in sides}
-    for side in sides:
-        for r in engine.revisions(Window(scope.since, scope.until, scope.service, side.revision)):
-            side.entries, side.errors, side.requests = r.entries, r.errors, r.requests
-            side.status_5xx, side.latency_n, side.latency_mean = r.status_5xx, r.latency_n, r.latency_mean
-            side.latency_quantiles = dict(r.latency_ms)
+    for r in engine.revisions(scope):
+        side = by_rev.get(r.revision)
+        if side is None:
+            continue
+        side.entries, side.errors, side.requests = r.entries, r.errors, r.requests
+        side.status_5xx, side.latency_n, side.latency_mean = r.status_5xx, r.latency_n, r.latency_mean
+        side.latency_quantiles = dict(r.latency_ms)
     for h in engine.latency_histograms(scope):
         if h.revision in by_rev:
             by_rev[h.revision].latency_hist.update(h.counts)
