@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from logaudit.analysis.aggregates import CATEGORIES, Engine, PatternStats, merge_templates_by_text
 from logaudit.analysis.judge import summary_verdict
-from logaudit.analysis.observe import FileAggregates
 from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
 from logaudit.catalog.catalog import Catalog, default_catalog_paths, load_catalogs
@@ -34,12 +34,12 @@ from logaudit.core.db import connect, sql_list
 from logaudit.core.errors import UnknownFilterError, UsageError
 from logaudit.core.jsonable import plain
 from logaudit.core.redact import Redactor, load_redactor, redact_frame
-from logaudit.core.timeparse import parse_duration, to_ns
+from logaudit.core.timeparse import parse_duration
 from logaudit.sources.severity import SEVERITY_NUM
-from logaudit.store.schema import MIN_TIMESTAMP_NS
 from logaudit.store.store import Store
 
-CATEGORIES = ("critical", "warning", "positive", "info")
+#: Most unclassified templates the summary lists.
+SUMMARY_TEMPLATES = 50
 
 def default_catalog() -> Catalog:
     """The shipped catalogs plus those in $LOGAUDIT_CATALOG (`catalog.default_catalog_paths`)."""
@@ -70,6 +70,17 @@ class Audit:
         self._rows: set[Window] = set()
         self._made: dict[int, tuple[Path, ...]] = {}
         self._probe: duckdb.DuckDBPyConnection | None = None  # for the --service / --revision check
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The `aggregates.Engine` the analyses of this audit read their numbers from (DuckDB
+        over the store: `engine_duckdb.DuckDBEngine`)."""
+        if self._engine is None:
+            from logaudit.analysis.engine_duckdb import DuckDBEngine
+
+            self._engine = DuckDBEngine(self)
+        return self._engine
 
     # ------------------------------------------------------------------ plumbing
     def connection(self, window: Window) -> duckdb.DuckDBPyConnection:
@@ -256,66 +267,13 @@ class Audit:
 
     def timeline(self, bucket: str = "5m", **window: Any) -> pd.DataFrame:
         """Per time bucket and revision: entries, errors, error_rate, requests, 5xx, request error
-        rate and matches per pattern category. Buckets with no entries appear as zeros."""
+        rate and matches per pattern category. Buckets with no entries appear as zeros
+        (`Engine.timeline`, `aggregates.TIMELINE_SCHEMA`)."""
         w = self.window(**window)
-        step = parse_duration(bucket, name="bucket")
-        step_ns = int(step / timedelta(microseconds=1)) * 1000
-        where, params = self._filters(w)
-        params |= {"step": step_ns}
-        since_ns = to_ns(w.since) if w.since else None
-        until_ns = to_ns(w.until) if w.until else None
-        bounds = self.connection(w).execute(
-            f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
-            self._filters(w)[1]).fetchall()[0]
-        if bounds[0] is None:
-            return pd.DataFrame(columns=["bucket", "service", "revision", "entries", "errors", "error_rate", "requests",
-                                         "status_5xx", "request_error_rate", *CATEGORIES])
-        lo = since_ns if since_ns is not None else bounds[0]
-        hi = until_ns if until_ns is not None else bounds[1] + 1
-        lo = (lo // step_ns) * step_ns
-        params |= {"lo": lo, "n": -(-(hi - lo) // step_ns)}
-        # buckets are counted from `lo`; near the ends of the nanosecond range (a store may hold
-        # 1677-09-21 to 2262-04-11) the arithmetic needs 128 bits, elsewhere 64 are faster
-        wide = lo < -(2**63) or hi - lo >= 2**63
-        ns = "epoch_ns({})::HUGEINT" if wide else "epoch_ns({})"
-        index = f"(({ns.format('timestamp')} - $lo) // $step)::BIGINT"
-        mindex = f"(({ns.format('m.timestamp')} - $lo) // $step)::BIGINT"
-        start = (f"greatest($lo::HUGEINT + t.i::HUGEINT * $step, {MIN_TIMESTAMP_NS})::BIGINT" if wide
-                 else "$lo + t.i * $step")
-        mwhere, _ = self._filters(w, "m")
-        cats = ", ".join(f"coalesce(c.{c}, 0) AS {c}" for c in CATEGORIES)
-        cat_cols = ", ".join(f"count(*) FILTER (m.category = '{c}') AS {c}" for c in CATEGORIES)
-        return self._df(w, f"""
-            WITH revs AS (SELECT DISTINCT service, revision FROM entries WHERE revision IS NOT NULL AND {where}),
-            grid AS (
-                SELECT t.i AS b_i, {start} AS b_ns, revs.service, revs.revision
-                FROM range($n) t(i), revs
-            ),
-            agg AS (
-                SELECT {index} AS b_i, service, revision,
-                       count(*) AS entries,
-                       count(*) FILTER (effective_severity_num >= 500) AS errors,
-                       count(http_status) AS requests,
-                       count(*) FILTER (http_status >= 500) AS status_5xx
-                FROM entries WHERE revision IS NOT NULL AND {where}
-                GROUP BY ALL
-            ),
-            c AS (
-                SELECT {mindex} AS b_i, m.service, m.revision, {cat_cols}
-                FROM matches m WHERE m.revision IS NOT NULL AND {mwhere}
-                GROUP BY ALL
-            )
-            SELECT make_timestamp_ns(g.b_ns)::TIMESTAMPTZ AS bucket, g.service, g.revision,
-                   coalesce(a.entries, 0) AS entries, coalesce(a.errors, 0) AS errors,
-                   CASE WHEN a.entries > 0 THEN a.errors / a.entries ELSE 0 END AS error_rate,
-                   coalesce(a.requests, 0) AS requests, coalesce(a.status_5xx, 0) AS status_5xx,
-                   CASE WHEN a.requests > 0 THEN a.status_5xx / a.requests ELSE 0 END AS request_error_rate,
-                   {cats}
-            FROM grid g
-            LEFT JOIN agg a USING (b_i, service, revision)
-            LEFT JOIN c USING (b_i, service, revision)
-            ORDER BY bucket, g.service, g.revision
-        """, params)
+        table = self.engine.timeline(w, parse_duration(bucket, name="bucket"))
+        if table.num_rows == 0:
+            return pd.DataFrame(columns=table.schema.names)
+        return table.to_pandas()
 
     def patterns(self, fields: bool = True, **window: Any) -> pd.DataFrame:
         """Per matched pattern: category, title, count, first/last seen, count per revision, one
@@ -482,16 +440,15 @@ class Audit:
     def summary(self, **window: Any) -> dict[str, Any]:
         """Everything `summarize --format json` prints (see docs/summary-json.md).
 
-        The numbers are those of `revisions()`, `patterns(fields=False)`, `endpoints()` and
-        `unclassified()` (tested), merged from per-entry-file aggregates (`compare.FileAggregates`,
-        cached) instead of scanning every row of the window again for each part.
+        Every number is an aggregate of `self.engine` (`logaudit.analysis.aggregates`): the same
+        numbers as `revisions()`, `patterns(fields=False)`, `endpoints()` and `unclassified()`
+        (tested), computed once per window from the engine's per-file aggregates.
         """
         w = self.window(**window)
-        span = Window(w.since, w.until)
-        agg = FileAggregates(self, self.connection(span), span, SEVERITY_NUM["WARNING"])
-        try:
-            entries, services = agg.totals(w.service, w.revision)
-            if entries == 0:
+        engine = self.engine
+        with engine.hold():
+            totals = engine.totals(w)
+            if totals.entries == 0:
                 info = self.store.info()
                 return {"window": {"since": iso(w.since), "until": iso(w.until)},
                         "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
@@ -499,14 +456,13 @@ class Audit:
                         "verdict_note": "no entries in this window",
                         "store": {"entries": info["entries"], "first": info["first"], "last": info["last"]},
                         "catalogs": self.catalog.describe()}
-            revisions = agg.revision_table(w.service, w.revision)
-            patterns = self._summary_patterns(span, agg.pattern_rows(w.service, w.revision))
-            endpoints = agg.endpoint_table(w.service, w.revision)
-            unclassified = agg.template_table(w.service, w.revision)
+            endpoints = engine.endpoints(w)  # first: its latency table has the revisions' percentiles too
+            revisions = engine.revisions(w)
+            patterns = self._summary_patterns(engine.patterns(w))
+            unclassified = merge_templates_by_text(engine.templates(w, min_severity=SEVERITY_NUM["WARNING"]),
+                                                   limit=SUMMARY_TEMPLATES)
             # compare's verdict for the newest deploy in the window (None and why: e.g. no service has two revisions)
-            verdict, verdict_note = summary_verdict(self, w, aggregates=agg)
-        finally:
-            agg.close()
+            verdict, verdict_note = summary_verdict(self, w, engine=engine)
         # every text once more, in one pass: examples and templates are redacted already, and
         # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text; every
         # value plain (a service DuckDB returns as NULL is None here, never NaN); `catalogs` (no
@@ -514,54 +470,54 @@ class Audit:
         return self.redactor.redact_tree(plain({
             "window": {"since": iso(w.since), "until": iso(w.until)},
             "filters": {"service": w.service, "revision": w.revision},
-            "entries": entries,
-            "services": services,
+            "entries": totals.entries,
+            "services": totals.services,
             "revisions": [
                 {
                     "service": r.service, "revision": r.revision,
                     "first_seen": iso(r.first_seen), "last_seen": iso(r.last_seen),
                     "deploy_time": iso(r.deploy_time),
-                    "entries": int(r.entries), "errors": int(r.errors), "error_rate": _num(r.error_rate),
-                    "requests": int(r.requests), "status_4xx": int(r.status_4xx), "status_5xx": int(r.status_5xx),
+                    "entries": r.entries, "errors": r.errors, "error_rate": _num(r.error_rate),
+                    "requests": r.requests, "status_4xx": r.status_4xx, "status_5xx": r.status_5xx,
                     "request_error_rate": _num(r.request_error_rate),
-                    "latency_ms": {"p50": _num(r.latency_p50_ms), "p95": _num(r.latency_p95_ms), "p99": _num(r.latency_p99_ms)},
+                    "latency_ms": {k: _num(v) for k, v in r.latency_ms.items()},
                     "traffic_share": _num(r.traffic_share),
                 }
-                for r in revisions.itertuples()
+                for r in revisions
             ],
             "patterns": patterns,
             "endpoints": [
-                {"service": e.service, "method": e.method, "path": e.path, "status": int(e.status), "count": int(e.count),
+                {"service": e.service, "method": e.method, "path": e.path, "status": e.status, "count": e.count,
                  "share": _num(e.share), "latency_p95_ms": _num(e.latency_p95_ms)}
-                for e in endpoints.itertuples()
+                for e in endpoints
             ],
             "unclassified": [
-                {"template": u.template, "count": int(u.count), "example": u.example,
-                 "first_seen": iso(u.first_seen), "last_seen": iso(u.last_seen),
-                 "revisions": list(u.revisions) if hasattr(u.revisions, "__iter__") else []}
-                for u in unclassified.itertuples()
+                {"template": u.template, "count": u.count, "example": u.example,
+                 "first_seen": iso(u.first_seen), "last_seen": iso(u.last_seen), "revisions": u.revisions}
+                for u in unclassified
             ],
             "verdict": verdict,
             "verdict_note": verdict_note,
         })) | {"catalogs": self.catalog.describe()}
 
-    def _summary_patterns(self, w: Window, rows: list[tuple[str, int, Any, Any, str, int, dict[str, int]]]
-                          ) -> list[dict[str, Any]]:
+    def _summary_patterns(self, stats: list[PatternStats]) -> list[dict[str, Any]]:
         """The summary's `patterns`: ordered like `patterns()` (category, count, id); `summary` redacts them."""
         order = {c: i for i, c in enumerate(CATEGORIES)}
         info = {}
-        for pid, *_ in rows:
-            p = self.catalog.by_id.get(pid)
-            info[pid] = (p.category, p.title) if p is not None else ("info", pid)
-        rows = sorted(rows, key=lambda r: (order.get(info[r[0]][0], len(order)), -r[1], r[0]))
-        examples = self._examples(w, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False)
+        for p in stats:
+            pat = self.catalog.by_id.get(p.id)
+            info[p.id] = (pat.category, pat.title) if pat is not None else ("info", p.id)
+        stats = sorted(stats, key=lambda p: (order.get(info[p.id][0], len(order)), -p.count, p.id))
         return [
-            {"id": pid, "category": info[pid][0], "title": info[pid][1], "count": n,
-             "first_seen": iso(lo), "last_seen": iso(hi), "by_revision": by_rev, "example": ex}
-            for (pid, n, lo, hi, _, _, by_rev), ex in zip(rows, examples, strict=True)
+            {"id": p.id, "category": info[p.id][0], "title": info[p.id][1], "count": p.count,
+             "first_seen": iso(p.first_seen), "last_seen": iso(p.last_seen), "by_revision": p.by_revision,
+             "example": p.example}
+            for p in stats
         ]
 
     def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
         for con, _ in self._cons.values():
             con.close()
         if self._probe is not None:

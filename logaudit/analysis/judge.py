@@ -113,16 +113,16 @@ def compare(audit: Any, *, service: str | None = None, baseline: str | None = No
     return result
 
 
-def summary_verdict(audit: Any, window: Any, gate: Gate | None = None,
-                    aggregates: FileAggregates | None = None) -> tuple[dict[str, Any] | None, str | None]:
+def summary_verdict(audit: Any, window: Any, gate: Gate | None = None, aggregates: FileAggregates | None = None,
+                    engine: Any = None) -> tuple[dict[str, Any] | None, str | None]:
     """The `verdict` entry of `Audit.summary` and its `verdict_note`: the comparison for the
     window's service (or the service whose newest revision was deployed last) and revision (as
     canary) and None; or None and why there is none (e.g. only one revision per service).
-    `aggregates` already loaded for the window are reused."""
+    `aggregates` already loaded for the window are reused; `engine`: default `audit.engine`."""
     try:
         gate = gate or default_gate()
         obs = observe(audit, service=window.service, canary=window.revision, since=window.since,
-                      until=window.until, gate=gate, aggregates=aggregates)
+                      until=window.until, gate=gate, aggregates=aggregates, engine=engine)
         result = judge(obs, gate)
     except GateError:
         raise

@@ -44,32 +44,77 @@ _BUCKET_SQL = f"epoch_ns(timestamp) // {BUCKET_NS}"
 
 def observe(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
             since: Any = None, until: Any = None, gate: Gate | None = None,
-            aggregates: FileAggregates | None = None) -> Observations:
-    """Pick the two revisions and aggregate what `judge` needs.
+            aggregates: FileAggregates | None = None, engine: Any = None) -> Observations:
+    """Pick the two revisions and gather what `judge` needs, from the aggregates of `engine`
+    (default `audit.engine`; `logaudit.analysis.aggregates`): counts, latency percentiles and
+    histogram per revision, pattern counts, unclassified templates.
 
-    Aggregates are computed per entry file in DuckDB (counts, latency histogram, pattern
-    counts, unclassified templates) and cached next to the store's classification cache
-    (``STORE/cache/compare-vN/``); entry files are immutable, so a later comparison only reads
-    the small cached aggregates of the files inside its window and aggregates again the
-    files a --since/--until boundary cuts. The result is the same as aggregating the
-    window's rows directly (tested).
+    The DuckDB engine computes them per entry file and caches them next to the store's
+    classification cache (``STORE/cache/compare-vN/``); entry files are immutable, so a later
+    comparison only reads the small cached aggregates of the files inside its window and
+    aggregates again the hours a --since/--until boundary cuts. The result is the same as
+    aggregating the window's rows directly (tested). `aggregates` already loaded for the window
+    are reused.
     """
     gate = gate or Gate()
+    engine = engine if engine is not None else audit.engine
     w0 = since if isinstance(since, Window) else resolve_window(since, until)
     window = Window(w0.since, w0.until)
     level = SEVERITY_NUM[gate.new_templates.min_severity]
-    own = aggregates is None or aggregates.window != window or aggregates.level != level
-    # the connection brings the classification up to date and has the views for the window
-    agg = FileAggregates(audit, audit.connection(window), window, level) if own else aggregates
-    try:
-        revisions = agg.revisions()
-        service, base_side, can_side = _pick(revisions, service, baseline, canary)
-        agg.fill(service, base_side, can_side)
-        patterns = agg.patterns(service, base_side.revision, can_side.revision)
-        trows = agg.templates(service, base_side.revision, can_side.revision, level)
-    finally:
-        if own:
-            agg.close()
+    reuse = aggregates if aggregates is not None and aggregates.window == window and aggregates.level == level else None
+    with engine.hold(reuse) if reuse is not None else engine.hold():
+        revisions = [r for r in engine.revisions(window, percentiles=False) if r.service is not None]
+        service, base_side, can_side = _pick([(r.service, r.revision, _micro(r.first_seen), _micro(r.last_seen),
+                                               _micro(r.deploy_time)) for r in revisions], service, baseline, canary)
+        scope = Window(window.since, window.until, service)
+        _fill(engine, scope, base_side, can_side)
+        patterns = _pattern_counts(audit, engine.patterns(scope, examples=False), base_side.revision,
+                                   can_side.revision)
+        templates = _template_counts(audit, engine.templates(scope, min_severity=level), base_side.revision,
+                                     can_side.revision)
+    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+
+
+def _fill(engine: Any, scope: Any, *sides: Side) -> None:
+    """Counts, latency mean, percentiles and histogram of each side, from the engine's aggregates."""
+    by_rev = {s.revision: s for s in sides}
+    for r in engine.revisions(scope):
+        side = by_rev.get(r.revision)
+        if side is None:
+            continue
+        side.entries, side.errors, side.requests = r.entries, r.errors, r.requests
+        side.status_5xx, side.latency_n, side.latency_mean = r.status_5xx, r.latency_n, r.latency_mean
+        side.latency_quantiles = dict(r.latency_ms)
+    for h in engine.latency_histograms(scope):
+        if h.revision in by_rev:
+            by_rev[h.revision].latency_hist.update(h.counts)
+
+
+def _pattern_counts(audit: Any, stats: list[Any], b: str, c: str) -> list[PatternCounts]:
+    """Per pattern matched in either revision (by id): its matches in each."""
+    out = []
+    for p in stats:
+        nb, nc = p.by_revision.get(b, 0), p.by_revision.get(c, 0)
+        if nb or nc:
+            pat = audit.catalog.by_id.get(p.id)
+            cat, title = (pat.category, pat.title) if pat is not None else ("info", p.id)
+            out.append(PatternCounts(p.id, cat, title, nb, nc))
+    return out
+
+
+def _template_counts(audit: Any, rows: list[Any], b: str, c: str) -> list[TemplateCounts]:
+    """Unclassified templates of either revision, similar ones merged (`templates.merge_templates`);
+    most frequent in the canary first. Templates are made from redacted messages; their examples
+    are redacted here (one pass)."""
+    from logaudit.analysis.aggregates import latest_example
+
+    per: dict[str, list[Any]] = {}
+    for r in rows:
+        if r.revision in (b, c):
+            per.setdefault(r.template, []).append(r)
+    trows = [(t, sum(r.count for r in rs if r.revision == b), sum(r.count for r in rs if r.revision == c),
+              max(r.max_severity for r in rs), latest_example(r for r in rs if r.revision == c))
+             for t, rs in per.items()]
     mapping = merge_templates({t: nb + nc for t, nb, nc, _, _ in trows})
     merged: dict[str, TemplateCounts] = {}
     for t, nb, nc, sev, example in trows:
@@ -82,16 +127,22 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
             cur.canary += nc
             cur.max_severity = max(cur.max_severity, sev)
             cur.example = cur.example or example
-    # templates are made from redacted messages; their examples are redacted here (one pass)
     templates = sorted(merged.values(), key=lambda x: (-x.canary, -x.baseline, x.template))
     examples = audit.redactor.redact_all(tc.example for tc in templates)
     for tc, example in zip(templates, examples, strict=True):
         tc.example = example or None
-    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+    return templates
+
+
+def _micro(value: Any) -> Any:
+    """A timestamp as a Python datetime (microseconds), None for none: how sides report their times."""
+    if value is None:
+        return None
+    return value.to_pydatetime(warn=False) if hasattr(value, "to_pydatetime") else value
 
 
 class FileAggregates:
-    """Per-entry-file aggregates for `observe` and `Audit.summary`, merged per window.
+    """Per-entry-file aggregates for the DuckDB engine (`engine_duckdb.DuckDBEngine`), merged per window.
 
     Cached under STORE/cache/compare-vN/ (N: the format version). Per file: counts, a latency
     histogram and deploy times per revision, endpoint counts with their latencies, pattern
@@ -416,86 +467,6 @@ class FileAggregates:
         finally:
             self.con.unregister(name)
 
-    # -------------------------------------------------------------------------- merged answers
-    def revisions(self) -> list[tuple[str, str, Any, Any, Any]]:
-        return self.con.execute("""
-            WITH per AS (
-                SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen
-                FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND service IS NOT NULL
-                GROUP BY ALL
-            ),
-            deploys AS (
-                SELECT service, revision, min(first_ts) AS deploy_time
-                FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
-            )
-            SELECT per.service, per.revision, per.first_seen, per.last_seen, d.deploy_time
-            FROM per LEFT JOIN deploys d USING (service, revision)
-        """).fetchall()
-
-    def fill(self, service: str, *sides: Side) -> None:
-        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
-        by_rev = {s.revision: s for s in sides}
-        for rev, n, errors, requests, s5xx, lat_n, lat_sum in self.con.execute("""
-            SELECT revision, sum(n), sum(errors), sum(requests), sum(status_5xx), sum(latency_n), sum(latency_sum)
-            FROM logaudit_cmp_base
-            WHERE kind = 'rev' AND service = $service AND revision IN ($b, $c)
-            GROUP BY revision
-        """, params).fetchall():
-            side = by_rev[rev]
-            side.entries, side.errors, side.requests = int(n or 0), int(errors or 0), int(requests or 0)
-            side.status_5xx, side.latency_n = int(s5xx or 0), int(lat_n or 0)
-            side.latency_mean = float(lat_sum) / side.latency_n if side.latency_n and lat_sum is not None else None
-        for rev, bin_, n in self.con.execute("""
-            SELECT revision, bin, sum(n) FROM logaudit_cmp_base
-            WHERE kind = 'hist' AND service = $service AND revision IN ($b, $c)
-            GROUP BY ALL
-        """, params).fetchall():
-            by_rev[rev].latency_hist[int(bin_)] = int(n)
-        self._side_quantiles(service, sides)
-
-    def _side_quantiles(self, service: str, sides: tuple[Side, ...]) -> None:
-        """p50 / p95 / p99 latency of each side: quantile_cont over the latencies in the aggregates.
-        When the summary already made its per-revision table (`_latencies`) the values come from it:
-        the same multiset, the same function, so the summary's verdict and `compare` agree exactly."""
-        params = {"service": service, "b": sides[0].revision, "c": sides[1].revision}
-        query = """SELECT revision, quantile_cont(v, [0.5, 0.95, 0.99])
-                   FROM (SELECT revision, unnest(latencies) AS v FROM logaudit_cmp_base
-                         WHERE kind = 'endpoint' AND service = $service AND revision IN ($b, $c))
-                   GROUP BY revision"""
-        for where, fparams in (self._filters(None, None), self._filters(service, None)):
-            name = self._latency_name(where, fparams)
-            if name in self._lat_tables:
-                query = f"SELECT revision, q FROM {name} WHERE per_revision AND service = $service AND revision IN ($b, $c)"
-                break
-        found = dict(self.con.execute(query, params).fetchall())
-        for side in sides:
-            q = found.get(side.revision)
-            side.latency_quantiles = {key: (None if q is None else q[i]) for i, key in enumerate(("p50", "p95", "p99"))}
-
-    def patterns(self, service: str, b: str, c: str) -> list[PatternCounts]:
-        rows = self.con.execute("""
-            SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c)
-            FROM logaudit_cmp_cat
-            WHERE kind = 'pattern' AND service = $service AND revision IN ($b, $c)
-            GROUP BY key ORDER BY key
-        """, {"service": service, "b": b, "c": c}).fetchall()
-        out = []
-        for pid, nb, nc in rows:
-            cat, title = self.categories.get(pid, ("info", pid))
-            out.append(PatternCounts(pid, cat, title, int(nb or 0), int(nc or 0)))
-        return out
-
-    def templates(self, service: str, b: str, c: str, level: int) -> list[tuple[str, int, int, int, str | None]]:
-        rows = self.con.execute("""
-            SELECT key, sum(n) FILTER (revision = $b), sum(n) FILTER (revision = $c), max(sev),
-                   arg_max(example, (example_ts, example)) FILTER (revision = $c)
-            FROM logaudit_cmp_cat
-            WHERE kind = 'template' AND service = $service AND revision IN ($b, $c) AND sev >= $level
-            GROUP BY key
-        """, {"service": service, "b": b, "c": c, "level": level}).fetchall()
-        return [(t, int(nb or 0), int(nc or 0), int(sev or 0), ex) for t, nb, nc, sev, ex in rows]
-
-
     # -------------------------------------------------------------------------- the summary's answers
     @staticmethod
     def _filters(service: str | None, revision: str | None) -> tuple[str, dict[str, Any]]:
@@ -600,20 +571,6 @@ class FileAggregates:
             FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY key
         """, params).df()  # pandas keeps the timestamps' nanoseconds
         return [(t.key, int(t.n), t.lo, t.hi, t.f, int(t.r), by_rev.get(t.key, {})) for t in df.itertuples()]
-
-    def template_table(self, service: str | None = None, revision: str | None = None,
-                       limit: int | None = 50) -> Any:
-        """What `Audit.unclassified` returns (before redaction), from the aggregates."""
-        where, params = self._filters(service, revision)
-        return self.con.execute(f"""
-            SELECT key AS template, sum(n)::BIGINT AS count, min(first_ts) AS first_seen, max(example_ts) AS last_seen,
-                   list_sort(list_distinct(list(revision) FILTER (revision IS NOT NULL))) AS revisions,
-                   max(sev) AS max_severity_num, arg_max(example, (example_ts, example)) AS example
-            FROM logaudit_cmp_cat WHERE kind = 'template' AND sev >= $level AND {where}
-            GROUP BY key
-            ORDER BY count DESC, template
-            {"LIMIT " + str(int(limit)) if limit else ""}
-        """, params | {"level": self.level}).df()
 
 
 def _intact(path: Path) -> bool:

@@ -394,26 +394,13 @@ def parse_formats(formats: str | Iterable[str], *, option: str = "--report-forma
 
 def status_timeline(audit: Audit, window: Window, bucket: str, *, service: str | None = None) -> pd.DataFrame:
     """Requests per time bucket and status class (`2xx`, ...): columns bucket, status_class, requests,
-    for the window (and `service`, else the window's service filter, if any).
+    for the window (and `service`, else the window's service filter, if any); from
+    `Engine.status_series` (`aggregates.STATUS_SERIES_SCHEMA`).
 
     Buckets line up with `Audit.timeline(bucket)` (multiples of the bucket since the epoch).
     """
-    step = parse_duration(bucket, name="bucket")
-    step_ns = int(step / timedelta(microseconds=1)) * 1000
-    params: dict[str, Any] = {"step": step_ns}
-    where = "TRUE"
-    service = service if service is not None else window.service
-    if service is not None:
-        where, params["service"] = "service = $service", service
-    if window.revision is not None:
-        where += " AND revision = $revision"
-        params["revision"] = window.revision
-    df = audit.sql(f"""
-        SELECT make_timestamp_ns((epoch_ns(timestamp) // $step) * $step)::TIMESTAMPTZ AS bucket,
-               CAST(http_status // 100 AS VARCHAR) || 'xx' AS status_class, count(*) AS requests
-        FROM entries WHERE http_status IS NOT NULL AND {where}
-        GROUP BY ALL ORDER BY 1, 2
-    """, params, since=window)
+    scope = Window(window.since, window.until, service if service is not None else window.service, window.revision)
+    df = audit.engine.status_series(scope, parse_duration(bucket, name="bucket")).to_pandas()
     df["bucket"] = pd.to_datetime(df["bucket"], utc=True)
     df["requests"] = df["requests"].astype("int64")
     return df

@@ -1,0 +1,309 @@
+"""`DuckDBEngine`: the `aggregates.Engine` over the local Parquet store.
+
+Underneath: the per-entry-file aggregates of `observe.FileAggregates` (cached per file and hour;
+a window that cuts a file re-reads only the hours it cuts) for revisions, histograms, endpoints,
+patterns and templates, and DuckDB queries over the views of `Audit.connection` (`entries`,
+`matches`) for the time series. Only aggregates leave it.
+
+>>> engine = Audit("logaudit-store").engine                  # doctest: +SKIP
+>>> with engine.hold():                                       # doctest: +SKIP
+...     revisions = engine.revisions(window)                  # the span's aggregates are loaded once
+...     endpoints = engine.endpoints(window)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from logaudit.analysis.aggregates import (
+    CATEGORIES,
+    NO_REVISION,
+    STATUS_SERIES_SCHEMA,
+    TIMELINE_SCHEMA,
+    EndpointStats,
+    LatencyHistogram,
+    PatternStats,
+    RevisionStats,
+    TemplateStats,
+    Totals,
+    step_ns,
+)
+from logaudit.analysis.observe import FileAggregates
+from logaudit.analysis.window import Window
+from logaudit.core.timeparse import to_ns
+from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store.schema import MIN_TIMESTAMP_NS
+
+#: Severity floor of the per-file template aggregates the engine loads unless asked for another.
+DEFAULT_LEVEL = SEVERITY_NUM["WARNING"]
+
+
+class DuckDBEngine:
+    """Aggregates of the store of `audit` (its catalog, its redactor for request paths)."""
+
+    name = "duckdb"
+
+    def __init__(self, audit: Any) -> None:
+        self.audit = audit
+        self._depth = 0
+        self._held: dict[tuple[Window, int], tuple[FileAggregates, bool]] = {}  # -> (aggregates, owned)
+
+    # ------------------------------------------------------------------ per-span aggregates
+    @contextmanager
+    def hold(self, aggregates: FileAggregates | None = None) -> Iterator[None]:
+        """Keep the per-file aggregates of each span loaded until the outermost block ends;
+        `aggregates` already loaded by the caller are used (and left open) for their span."""
+        self._depth += 1
+        if aggregates is not None:
+            self._held.setdefault((aggregates.window, aggregates.level), (aggregates, False))
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                self._release()
+
+    def _release(self) -> None:
+        for agg, owned in self._held.values():
+            if owned:
+                agg.close()
+        self._held.clear()
+
+    @contextmanager
+    def _aggregates(self, window: Window, level: int | None = None) -> Iterator[FileAggregates]:
+        """The per-file aggregates of the window's span (any level unless `level` is given)."""
+        span = Window(window.since, window.until)
+        con = self.audit.connection(span)  # brings classification up to date; new when files changed
+        for (w, lvl), (agg, _) in self._held.items():
+            if w == span and agg.con is con and (level is None or lvl == level):
+                yield agg
+                return
+        lvl = DEFAULT_LEVEL if level is None else level
+        agg = FileAggregates(self.audit, con, span, lvl)
+        if self._depth:
+            old = self._held.pop((span, lvl), None)
+            if old is not None and old[1]:
+                old[0].close()
+            self._held[(span, lvl)] = (agg, True)
+            yield agg
+            return
+        try:
+            yield agg
+        finally:
+            agg.close()
+
+    # ------------------------------------------------------------------ the Engine methods
+    def totals(self, window: Window) -> Totals:
+        with self._aggregates(window) as agg:
+            entries, services = agg.totals(window.service, window.revision)
+        return Totals(entries, services)
+
+    def revisions(self, window: Window, *, percentiles: bool = True) -> list[RevisionStats]:
+        with self._aggregates(window) as agg:
+            where, params = agg._filters(window.service, window.revision)
+            df = agg.con.execute(f"""
+                WITH per AS (
+                    SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
+                           sum(n)::BIGINT AS entries, sum(errors)::BIGINT AS errors, sum(requests)::BIGINT AS requests,
+                           sum(status_4xx)::BIGINT AS status_4xx, sum(status_5xx)::BIGINT AS status_5xx,
+                           sum(latency_n)::BIGINT AS latency_n, sum(latency_sum) AS latency_sum
+                    FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {where}
+                    GROUP BY ALL
+                ),
+                deploys AS (
+                    SELECT service, revision, min(first_ts) AS deploy_time
+                    FROM logaudit_cmp_base WHERE kind = 'deploy' GROUP BY ALL
+                )
+                SELECT per.*, d.deploy_time,
+                       CASE WHEN sum(per.requests) OVER (PARTITION BY per.service) > 0
+                            THEN per.requests / sum(per.requests) OVER (PARTITION BY per.service) END AS traffic_share
+                FROM per LEFT JOIN deploys d USING (service, revision)
+                ORDER BY per.service, per.first_seen, per.revision
+            """, params).df()  # pandas keeps the timestamps' nanoseconds
+            q = self._percentiles(agg, where, params) if percentiles else {}
+        out = []
+        for r in df.itertuples(index=False):
+            p50, p95, p99 = q.get((_text(r.service), r.revision)) or (None, None, None)
+            out.append(RevisionStats(
+                service=_text(r.service), revision=r.revision, first_seen=r.first_seen, last_seen=r.last_seen,
+                deploy_time=_ts(r.deploy_time), entries=int(r.entries), errors=int(r.errors),
+                requests=int(r.requests), status_4xx=int(r.status_4xx), status_5xx=int(r.status_5xx),
+                latency_n=int(r.latency_n), latency_sum=_num(r.latency_sum), latency_p50_ms=_num(p50),
+                latency_p95_ms=_num(p95), latency_p99_ms=_num(p99), traffic_share=_num(r.traffic_share)))
+        return out
+
+    @staticmethod
+    def _percentiles(agg: FileAggregates, where: str, params: dict[str, Any]) -> dict[tuple, tuple]:
+        """p50/p95/p99 per (service, revision): continuous quantiles of the latencies. A
+        revision's are the same whatever the service/revision filter, so a table of them made for
+        the same filter, the window (unfiltered) or its service by `endpoints` is read when there is one; else only
+        the per-revision ones are computed."""
+        query = f"""SELECT service, revision, quantile_cont(v, [0.5, 0.95, 0.99])
+                    FROM (SELECT service, revision, unnest(latencies) AS v FROM logaudit_cmp_base
+                          WHERE kind = 'endpoint' AND revision IS NOT NULL AND {where})
+                    GROUP BY ALL"""
+        filters = [(where, params), agg._filters(None, None)]
+        if "service" in params:
+            filters.append(agg._filters(params["service"], None))
+        for fwhere, fparams in filters:
+            name = agg._latency_name(fwhere, fparams)
+            if name in agg._lat_tables:
+                query = f"SELECT service, revision, q FROM {name} WHERE per_revision AND revision IS NOT NULL AND {where}"
+                break
+        return {(s, r): tuple(q) for s, r, q in agg.con.execute(query, params).fetchall()}
+
+    def latency_histograms(self, window: Window) -> list[LatencyHistogram]:
+        with self._aggregates(window) as agg:
+            where, params = agg._filters(window.service, window.revision)
+            rows = agg.con.execute(f"""
+                SELECT service, revision, bin, sum(n)::BIGINT FROM logaudit_cmp_base
+                WHERE kind = 'hist' AND revision IS NOT NULL AND {where}
+                GROUP BY ALL ORDER BY service, revision, bin
+            """, params).fetchall()
+        hists: dict[tuple[str | None, str], dict[int, int]] = {}
+        for service, revision, b, n in rows:
+            hists.setdefault((service, revision), {})[int(b)] = int(n)
+        return [LatencyHistogram(s, r, counts) for (s, r), counts in hists.items()]
+
+    def endpoints(self, window: Window) -> list[EndpointStats]:
+        with self._aggregates(window) as agg:
+            df = agg.endpoint_table(window.service, window.revision)
+        return [EndpointStats(_text(e.service), _text(e.method), _text(e.path), int(e.status), int(e.count), _num(e.share),
+                              _num(e.latency_p95_ms)) for e in df.itertuples(index=False)]
+
+    def patterns(self, window: Window, *, examples: bool = True) -> list[PatternStats]:
+        span = Window(window.since, window.until)
+        with self._aggregates(window) as agg:
+            if examples:
+                rows = agg.pattern_rows(window.service, window.revision)
+            else:  # one pass: counts per revision, first and last match
+                rows = self._pattern_counts(agg, window)
+        rows.sort(key=lambda r: r[0])
+        texts = self.audit._examples(span, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False) if examples \
+            else [None] * len(rows)
+        return [PatternStats(pid, n, lo, hi, by_rev, ex)
+                for (pid, n, lo, hi, _, _, by_rev), ex in zip(rows, texts, strict=True)]
+
+    @staticmethod
+    def _pattern_counts(agg: FileAggregates, window: Window) -> list[tuple]:
+        """`FileAggregates.pattern_rows` without the example's place."""
+        where, params = agg._filters(window.service, window.revision)
+        df = agg.con.execute(f"""
+            SELECT key, revision, sum(n)::BIGINT AS n, min(first_ts) AS lo, max(example_ts) AS hi
+            FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY ALL ORDER BY 1, 2
+        """, params).df()
+        out: dict[str, list] = {}
+        for t in df.itertuples(index=False):
+            rev = _text(t.revision)
+            cur = out.setdefault(t.key, [t.key, 0, t.lo, t.hi, None, 0, {}])
+            cur[1] += int(t.n)
+            cur[2], cur[3] = min(cur[2], t.lo), max(cur[3], t.hi)
+            cur[6][rev if rev is not None else NO_REVISION] = int(t.n)
+        return [tuple(v) for v in out.values()]
+
+    def templates(self, window: Window, *, min_severity: int = DEFAULT_LEVEL) -> list[TemplateStats]:
+        with self._aggregates(window, min_severity) as agg:
+            where, params = agg._filters(window.service, window.revision)
+            df = agg.con.execute(f"""
+                SELECT key AS template, service, revision, sum(n)::BIGINT AS count, max(sev) AS sev,
+                       min(first_ts) AS first_seen, max(example_ts) AS last_seen,
+                       arg_max(example, (example_ts, example)) AS example
+                FROM logaudit_cmp_cat WHERE kind = 'template' AND sev >= $level AND {where}
+                GROUP BY ALL ORDER BY template, service, revision
+            """, params | {"level": min_severity}).df()  # pandas keeps the timestamps' nanoseconds
+        return [TemplateStats(t.template, _text(t.service), _text(t.revision), int(t.count), int(t.sev),
+                              t.first_seen, t.last_seen, _text(t.example)) for t in df.itertuples(index=False)]
+
+    def timeline(self, window: Window, step: timedelta) -> pa.Table:
+        audit, ns = self.audit, step_ns(step)
+        where, params = audit._filters(window)
+        con = audit.connection(window)
+        lo, hi = con.execute(
+            f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
+            params).fetchall()[0]
+        if lo is None:
+            return TIMELINE_SCHEMA.empty_table()
+        lo = to_ns(window.since) if window.since else lo
+        hi = to_ns(window.until) if window.until else hi + 1
+        lo = (lo // ns) * ns
+        # buckets are counted from `lo`; near the ends of the nanosecond range (a store may hold
+        # 1677-09-21 to 2262-04-11) the arithmetic needs 128 bits, elsewhere 64 are faster
+        wide = lo < -(2**63) or hi - lo >= 2**63
+        expr = "epoch_ns({})::HUGEINT" if wide else "epoch_ns({})"
+        index = f"(({expr.format('timestamp')} - $lo) // $step)::BIGINT"
+        mindex = f"(({expr.format('m.timestamp')} - $lo) // $step)::BIGINT"
+        start = (f"greatest($lo::HUGEINT + t.i::HUGEINT * $step, {MIN_TIMESTAMP_NS})::BIGINT" if wide
+                 else "$lo + t.i * $step")
+        mwhere, _ = audit._filters(window, "m")
+        cats = ", ".join(f"coalesce(c.{c}, 0) AS {c}" for c in CATEGORIES)
+        cat_cols = ", ".join(f"count(*) FILTER (m.category = '{c}') AS {c}" for c in CATEGORIES)
+        table = con.sql(f"""
+            WITH revs AS (SELECT DISTINCT service, revision FROM entries WHERE revision IS NOT NULL AND {where}),
+            grid AS (
+                SELECT t.i AS b_i, {start} AS b_ns, revs.service, revs.revision
+                FROM range($n) t(i), revs
+            ),
+            agg AS (
+                SELECT {index} AS b_i, service, revision,
+                       count(*) AS entries,
+                       count(*) FILTER (effective_severity_num >= 500) AS errors,
+                       count(http_status) AS requests,
+                       count(*) FILTER (http_status >= 500) AS status_5xx
+                FROM entries WHERE revision IS NOT NULL AND {where}
+                GROUP BY ALL
+            ),
+            c AS (
+                SELECT {mindex} AS b_i, m.service, m.revision, {cat_cols}
+                FROM matches m WHERE m.revision IS NOT NULL AND {mwhere}
+                GROUP BY ALL
+            )
+            SELECT make_timestamp_ns(g.b_ns)::TIMESTAMPTZ AS bucket, g.service, g.revision,
+                   coalesce(a.entries, 0) AS entries, coalesce(a.errors, 0) AS errors,
+                   CASE WHEN a.entries > 0 THEN a.errors / a.entries ELSE 0 END AS error_rate,
+                   coalesce(a.requests, 0) AS requests, coalesce(a.status_5xx, 0) AS status_5xx,
+                   CASE WHEN a.requests > 0 THEN a.status_5xx / a.requests ELSE 0 END AS request_error_rate,
+                   {cats}
+            FROM grid g
+            LEFT JOIN agg a USING (b_i, service, revision)
+            LEFT JOIN c USING (b_i, service, revision)
+            ORDER BY bucket, g.service, g.revision
+        """, params=params | {"step": ns, "lo": lo, "n": -(-(hi - lo) // ns)}).to_arrow_table()
+        return table.cast(TIMELINE_SCHEMA)
+
+    def status_series(self, window: Window, step: timedelta) -> pa.Table:
+        audit = self.audit
+        where, params = audit._filters(window)
+        table = audit.connection(window).sql(f"""
+            SELECT make_timestamp_ns((epoch_ns(timestamp) // $step) * $step)::TIMESTAMPTZ AS bucket,
+                   CAST(http_status // 100 AS VARCHAR) || 'xx' AS status_class, count(*) AS requests
+            FROM entries WHERE http_status IS NOT NULL AND {where}
+            GROUP BY ALL ORDER BY 1, 2
+        """, params=params | {"step": step_ns(step)}).to_arrow_table()
+        return table.cast(STATUS_SERIES_SCHEMA)
+
+    def close(self) -> None:
+        self._depth = 0
+        self._release()
+
+
+def _ts(value: Any) -> Any:
+    """A timestamp, or None for a missing one (NaT)."""
+    return None if value is None or value is pd.NaT or (isinstance(value, float) and value != value) else value
+
+
+def _num(value: Any) -> float | None:
+    if value is None:
+        return None
+    f = float(value)
+    return None if f != f else f
+
+
+def _text(value: Any) -> str | None:
+    """A text column's value; None for NULL (which pandas gives as NaN)."""
+    return value if isinstance(value, str) else None
