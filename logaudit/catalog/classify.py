@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from logaudit.catalog.catalog import Catalog, Pattern
 from logaudit.catalog.engine import DEFAULT_MAX_CHARS, Progress, slow_pattern
 from logaudit.catalog.pool import resolve_workers, run_tasks
 from logaudit.core.db import connect, sql_list, time_filter
+from logaudit.core.timeparse import format_rfc3339
 
 #: Below this many bytes of entry files to evaluate, one process does the work.
 PARALLEL_MIN_BYTES = 4_000_000
@@ -146,7 +147,7 @@ def _classify_store(store: Any, catalog: Catalog, since: datetime | None, until:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else format_rfc3339(value, fraction="micro")
 
 
 

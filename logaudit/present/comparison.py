@@ -34,14 +34,14 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
     log text never read as markup, every figure whole at any width)."""
     from rich.text import Text
 
-    from logaudit.present.display import Col, make_console, more, one_line, print_table
+    from logaudit.present.display import Col, make_console, more, one_line, print_table, short_time
 
     con = console or make_console()
     w = result["windows"]
     con.print(Text.assemble(("logaudit compare", "bold"), f"  service {one_line(result['service'])}"))
     for side in ("baseline", "canary"):
         s = w[side]
-        con.print(Text(f"  {side:<8} {one_line(result[side])}  {_short(s['since'])} .. {_short(s['until'])}  "
+        con.print(Text(f"  {side:<8} {one_line(result[side])}  {short_time(s['since'])} .. {short_time(s['until'])}  "
                        f"{s['entries']:,} entries, {s['requests']:,} requests"))
     con.print(Text.assemble("verdict: ", (result["verdict"], _STYLE.get(result["verdict"], "bold")),
                             f"  (score {result['score']:.0f}, exit code {result['exit_code']})"))
@@ -83,7 +83,7 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
 def render_markdown(result: dict[str, Any]) -> str:
     """A comparison (`Comparison.to_dict()`) as Markdown (for a pull request or a CI summary); log
     text is escaped (`logaudit.present.display.md_text`), every item listed."""
-    from logaudit.present.display import md_code, md_text, one_line
+    from logaudit.present.display import md_code, md_text, one_line, short_time
 
     w = result["windows"]
     lines = [f"# Canary comparison: {result['verdict']}", "",
@@ -93,7 +93,7 @@ def render_markdown(result: dict[str, Any]) -> str:
              "| side | revision | from | to | entries | requests |", "|---|---|---|---|---:|---:|"]
     for side in ("baseline", "canary"):
         s = w[side]
-        lines.append(f"| {side} | {md_code(result[side])} | {_short(s['since'])} | {_short(s['until'])} | "
+        lines.append(f"| {side} | {md_code(result[side])} | {short_time(s['since'])} | {short_time(s['until'])} | "
                      f"{s['entries']:,} | {s['requests']:,} |")
     if result.get("catalogs"):
         lines += ["", f"Catalogs: {md_text(describe_catalogs(result['catalogs']))}"]
@@ -116,7 +116,3 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines += [f"- {t['severity']}: {md_code(one_line(t['template'], 140), table=False)} ({t['canary']:,})"
               + ("" if t["significant"] else " (not significant)") for t in result["new_templates"]] or ["None."]
     return "\n".join(lines) + "\n"
-
-
-def _short(ts: str | None) -> str:
-    return "-" if not ts else ts[:19].replace("T", " ") + "Z"

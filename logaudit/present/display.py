@@ -107,6 +107,16 @@ _HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\
 _BREAKS = re.compile("[\t\n\v\f\r\x85\u2028\u2029]")
 
 
+def short_time(ts: str | None) -> str:
+    """An RFC 3339 UTC text cut to whole seconds for display: deliberately shorter than
+    `logaudit.core.timeparse.format_rfc3339`, whose full form the JSON outputs keep; "-" when missing.
+
+    >>> short_time("2025-09-10T02:18:34.619410Z"), short_time(None)
+    ('2025-09-10 02:18:34Z', '-')
+    """
+    return "-" if not ts else ts[:19].replace("T", " ") + "Z"
+
+
 def _visible(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -296,4 +306,4 @@ def _print_blocks(con: Any, cols: Sequence[Col], cells: list[list[Any]], keys: i
 
 
 __all__ = ["NO_REVISION", "NO_SERVICE", "Col", "label", "make_console", "md_code", "md_inline", "md_lead", "md_text", "more", "one_line", "plain", "print_table",
-           "revision_label", "service_label", "to_json", "visible"]
+           "revision_label", "service_label", "short_time", "to_json", "visible"]

@@ -52,12 +52,20 @@ from logaudit.core.errors import UsageError
 from logaudit.core.redact import redact_frame, redact_tree
 from logaudit.core.timeparse import format_rfc3339, parse_duration
 from logaudit.present import charts
-from logaudit.present.display import label, md_code, md_inline, md_lead, one_line, service_label, visible
+from logaudit.present.display import (
+    label,
+    md_code,
+    md_inline,
+    md_lead,
+    one_line,
+    service_label,
+    short_time,
+    visible,
+)
 from logaudit.present.summary import (
     CATEGORY_TITLES,
     _ms,
     _pct,
-    _short,
     empty_message,
     endpoint_rank,
     new_in_newest,
@@ -583,17 +591,17 @@ def _revs_cell(by_revision: dict[str, int]) -> str:
 def _document(audit: Audit, window: Window, summary: dict[str, Any], checklist: list[dict[str, Any]],
               chart_files: dict[str, Path], generated_at: str, bucket: str, title: str) -> list[Block]:
     w = summary["window"]
-    span_text = f"{_short(w['since']) if w['since'] else 'start of store'} to {_short(w['until']) if w['until'] else 'now'}"
+    span_text = f"{short_time(w['since']) if w['since'] else 'start of store'} to {short_time(w['until']) if w['until'] else 'now'}"
     revs_by_service = _newest_by_service(summary)
     blocks: list[Block] = [Heading(1, title)]
     meta: list[tuple[str, Runs]] = [
-        ("Report generated", f"{_short(generated_at)} (UTC)"),
+        ("Report generated", f"{short_time(generated_at)} (UTC)"),
         ("Window", f"{span_text} (UTC; since inclusive, until exclusive)"),
         ("Services", ", ".join(summary["services"]) or "-"),
     ]
     for service, revs in revs_by_service.items():
         newest = revs[-1]
-        deployed = f", deployed {_short(newest['deploy_time'])}" if newest.get("deploy_time") else ""
+        deployed = f", deployed {short_time(newest['deploy_time'])}" if newest.get("deploy_time") else ""
         meta.append((f"Newest revision ({service_label(service)})" if len(revs_by_service) > 1 else "Newest revision",
                      [("code", newest["revision"]), deployed]))
     meta.append(("Entries analysed", f"{summary['entries']:,}"))
@@ -672,7 +680,7 @@ def _executive_summary(summary: dict[str, Any], checklist: list[dict[str, Any]])
 
 
 def _pattern_table(pats: list[dict[str, Any]]) -> Table:
-    rows = [[p["title"], _count(p["count"]), _short(p["first_seen"]), _short(p["last_seen"]),
+    rows = [[p["title"], _count(p["count"]), short_time(p["first_seen"]), short_time(p["last_seen"]),
              _revs_cell(p["by_revision"]), ("code", one_line(p["example"], 160))] for p in pats]
     return Table(["pattern", "count", "first seen", "last seen", "revisions (count)", "example (redacted)"], rows,
                  align="lrllll")
@@ -695,8 +703,8 @@ def _patterns_section(summary: dict[str, Any], chart_files: dict[str, Path], fig
         blocks.append(Para("None: every WARNING+ message matched a catalog pattern."))
     else:
         blocks.append(Table(["count", "message template (redacted)", "first seen", "last seen", "revisions"],
-                            [[_count(u["count"]), ("code", one_line(u["template"], 160)), _short(u["first_seen"]),
-                              _short(u["last_seen"]), ", ".join(u["revisions"])] for u in summary["unclassified"]],
+                            [[_count(u["count"]), ("code", one_line(u["template"], 160)), short_time(u["first_seen"]),
+                              short_time(u["last_seen"]), ", ".join(u["revisions"])] for u in summary["unclassified"]],
                             align="rllll"))
     if "patterns-by-revision" in chart_files:
         blocks.append(figures(chart_files["patterns-by-revision"], "Heatmap of pattern matches by revision",
@@ -708,8 +716,8 @@ def _revisions_section(summary: dict[str, Any], chart_files: dict[str, Path], fi
     blocks: list[Block] = [Heading(2, "2. Per-revision health"), Heading(3, "2.1 Traffic and request errors")]
     rows, classes = [], []
     for r in summary["revisions"]:
-        rows.append([service_label(r["service"]), ("code", r["revision"]), _short(r["deploy_time"]) if r["deploy_time"] else "-",
-                     _short(r["first_seen"]), _short(r["last_seen"]), _pct(r["traffic_share"]), _count(r["requests"]),
+        rows.append([service_label(r["service"]), ("code", r["revision"]), short_time(r["deploy_time"]) if r["deploy_time"] else "-",
+                     short_time(r["first_seen"]), short_time(r["last_seen"]), _pct(r["traffic_share"]), _count(r["requests"]),
                      _count(r["status_4xx"]), _count(r["status_5xx"]), _pct(r["request_error_rate"])])
         classes.append("bad" if (r["request_error_rate"] or 0) >= 0.05 else "warn" if r["status_5xx"] else "")
     blocks.append(Table(["service", "revision", "deployed", "first seen", "last seen", "traffic", "requests", "4xx",
@@ -774,7 +782,7 @@ def _new_issues_section(summary: dict[str, Any]) -> list[Block]:
         items: list[Runs] = []
         for p in n["new_patterns"]:
             items.append([(_cat_badge(p["category"]), p["category"].upper()), " ", p["title"],
-                          f": {p['by_revision'][n['revision']]:,} entries, first seen {_short(p['first_seen'])}"])
+                          f": {p['by_revision'][n['revision']]:,} entries, first seen {short_time(p['first_seen'])}"])
         for u in n["new_templates"]:
             items.append([("warn", "UNCLASSIFIED"), " ", ("code", one_line(u["template"], 140)), f": {u['count']:,} entries"])
         blocks.append(Para([("b", f"Introduced in {n['revision']}: "),
@@ -872,8 +880,8 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
         ("Window end (exclusive)", w["until"] or f"open (report generated {generated_at})"),
         ("Filters", filters),
         ("Entries in the window", f"{summary['entries']:,}"),
-        ("Store", [("code", str(audit.store.root)), f": {info['entries']:,} entries from {_short(info['first'])} "
-                   f"to {_short(info['last'])}, {info['files']} files"]),
+        ("Store", [("code", str(audit.store.root)), f": {info['entries']:,} entries from {short_time(info['first'])} "
+                   f"to {short_time(info['last'])}, {info['files']} files"]),
         ("Ingests and pulls", f"{len(records)} recorded; {info['rejected_total']:,} input lines rejected in total "
                               "(kept in the store's rejects/ folder, not shown here)"),
         ("Pattern catalogs", f"{len(catalog)} patterns from {describe_catalogs(catalog.describe())} "
@@ -891,7 +899,7 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
         for m in shown:
             sources = [s.get("source", "") for s in m.get("sources", [])]
             label = ", ".join(sources[:3]) + (f" and {len(sources) - 3} more" if len(sources) > 3 else "")
-            rows.append([m.get("kind", "-"), ("code", m.get("ingest_id", "-")), _short(m.get("started")),
+            rows.append([m.get("kind", "-"), ("code", m.get("ingest_id", "-")), short_time(m.get("started")),
                          m.get("status", "-"), label or "-", _count(m.get("read")), _count(m.get("new_rows")),
                          _count(m.get("duplicates")), _count(m.get("rejected"))])
         blocks.append(Heading(3, f"{number}.1 Sources (ingests and pulls, oldest first)"))
@@ -904,7 +912,7 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
     pulls = [m for m in records if m.get("kind") == "pull"]
     if pulls:
         blocks.append(Heading(3, f"{number}.2 Pull filters"))
-        blocks.append(Bullets([[("b", f"{m.get('project', '-')}"), f" ({_short(m.get('started'))}, {m.get('status', '-')}): ",
+        blocks.append(Bullets([[("b", f"{m.get('project', '-')}"), f" ({short_time(m.get('started'))}, {m.get('status', '-')}): ",
                                 ("code", m.get("query_filter") or m.get("filter") or "")]
                                for m in pulls[-MAX_SOURCES:]]))
     return blocks

@@ -28,6 +28,7 @@ from logaudit.present.display import (
     print_table,
     revision_label,
     service_label,
+    short_time,
 )
 
 CATEGORY_TITLES = {
@@ -55,11 +56,6 @@ def _ms(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
-
-
-def _short(ts: str | None) -> str:
-    """2025-09-10T02:18:34.619410Z -> 2025-09-10 02:18:34Z (whole seconds; the JSON keeps the rest)."""
-    return "-" if not ts else ts[:19].replace("T", " ") + "Z"
 
 
 def _rev(revision: str, services: list[str]) -> str:
@@ -120,7 +116,7 @@ def render_text(summary: dict[str, Any], console: Console | None = None) -> None
     colours only on a terminal without $NO_COLOR."""
     con = console or make_console()
     window = summary["window"]
-    span = f"{_short(window['since']) if window['since'] else 'start of store'} .. {_short(window['until']) if window['until'] else 'now'}"
+    span = f"{short_time(window['since']) if window['since'] else 'start of store'} .. {short_time(window['until']) if window['until'] else 'now'}"
     con.print(Text.assemble(("logaudit summary", "bold"), f"  {span}  (UTC, since inclusive, until exclusive)"))
     if summary.get("catalogs"):
         con.print(Text(f"catalogs: {describe_catalogs(summary['catalogs'])}"))
@@ -133,7 +129,7 @@ def render_text(summary: dict[str, Any], console: Console | None = None) -> None
                             (f"  ({filters})" if filters else "", "dim")))
     for r in summary["revisions"]:
         if r.get("deploy_time"):
-            con.print(Text.assemble("deploy: ", (revision_label(r["revision"]), "bold"), f" at {_short(r['deploy_time'])}"))
+            con.print(Text.assemble("deploy: ", (revision_label(r["revision"]), "bold"), f" at {short_time(r['deploy_time'])}"))
     _verdict_text(con, summary)
     _patterns_text(con, summary)
     _revisions_text(con, summary)
@@ -178,7 +174,7 @@ def _patterns_text(con: Console, summary: dict[str, Any]) -> None:
             continue
         title = Text(f"{CATEGORY_TITLES[cat]} ({len(pats)} patterns, {sum(p['count'] for p in pats):,} entries)",
                      style=_STYLE[cat])
-        rows = [[one_line(p["title"]), f"{p['count']:,}", _short(p["first_seen"])[5:], _short(p["last_seen"])[5:],
+        rows = [[one_line(p["title"]), f"{p['count']:,}", short_time(p["first_seen"])[5:], short_time(p["last_seen"])[5:],
                  _revs(p["by_revision"], services), *([one_line(p["example"], 120)] if wide else [])] for p in pats]
         print_table(con, cols, rows, title=title)
 
@@ -194,7 +190,7 @@ def _revisions_text(con: Console, summary: dict[str, Any]) -> None:
         rows = [[revision_label(r["revision"]), _pct(r["traffic_share"]), f"{r['requests']:,}", f"{r['status_4xx']:,}",
                  f"{r['status_5xx']:,}", _pct(r["request_error_rate"]), f"{r['entries']:,}", f"{r['errors']:,}",
                  _pct(r["error_rate"]), _ms(r["latency_ms"]["p50"]), _ms(r["latency_ms"]["p95"]),
-                 _ms(r["latency_ms"]["p99"]), _short(r["first_seen"]), _short(r["last_seen"])] for r in revs]
+                 _ms(r["latency_ms"]["p99"]), short_time(r["first_seen"]), short_time(r["last_seen"])] for r in revs]
         print_table(con, cols, rows)
 
 
@@ -253,7 +249,7 @@ def empty_message(summary: dict[str, Any]) -> str:
     store = summary.get("store") or {}
     held = ""
     if store.get("entries"):
-        held = f" The store holds {store['entries']:,} entries from {_short(store.get('first'))} to {_short(store.get('last'))}."
+        held = f" The store holds {store['entries']:,} entries from {short_time(store.get('first'))} to {short_time(store.get('last'))}."
     return (
         "No log entries in this window." + held
         + " Pull some with `logaudit pull --project PROJECT --service SERVICE --since 6h`,"
@@ -289,7 +285,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += ["| pattern | count | first seen | last seen | revisions | example |", "|---|---:|---|---|---|---|"]
         for p in pats:
             revs = ", ".join(f"{md_text(r)} ({n:,})" for r, n in p["by_revision"].items())
-            lines.append(f"| {md_text(p['title'])} | {p['count']:,} | {_short(p['first_seen'])} | {_short(p['last_seen'])} "
+            lines.append(f"| {md_text(p['title'])} | {p['count']:,} | {short_time(p['first_seen'])} | {short_time(p['last_seen'])} "
                          f"| {revs} | {md_code(one_line(p['example'], 120))} |")
         lines.append("")
     lines += ["## 2. Revisions", "", "| service | revision | deployed | traffic | requests | 4xx | 5xx | 5xx rate | entries "
@@ -297,7 +293,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for r in summary["revisions"]:
         lat = r["latency_ms"]
         lines.append(f"| {md_text(service_label(r['service']))} | {md_text(revision_label(r['revision']))} "
-                     f"| {_short(r['deploy_time']) if r['deploy_time'] else ''} "
+                     f"| {short_time(r['deploy_time']) if r['deploy_time'] else ''} "
                      f"| {_pct(r['traffic_share'])} | {r['requests']:,} | {r['status_4xx']:,} | {r['status_5xx']:,} "
                      f"| {_pct(r['request_error_rate'])} | {r['entries']:,} | {r['errors']:,} | {_pct(r['error_rate'])} "
                      f"| {_ms(lat['p50'])} | {_ms(lat['p95'])} | {_ms(lat['p99'])} |")

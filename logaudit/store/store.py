@@ -65,6 +65,7 @@ from logaudit.core.errors import (
     StoreWriteError,
 )
 from logaudit.core.redact import load_redactor
+from logaudit.core.timeparse import format_rfc3339
 from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
 from logaudit.store.normalize import normalize_batch
 from logaudit.store.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
@@ -988,9 +989,7 @@ def _rfc3339(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return format_rfc3339(value, fraction="micro")
     return str(value)
 
 

@@ -27,8 +27,9 @@ from test_charts import assert_print_png, png_info
 from logaudit.analysis.audit import Audit
 from logaudit.core.redact import Redactor
 from logaudit.present.display import md_code, md_text, one_line
+from logaudit.present.display import short_time as _short
 from logaudit.present.report import build_report, readiness_checklist, to_html
-from logaudit.present.summary import CATEGORY_TITLES, _ms, _pct, _short, new_in_newest
+from logaudit.present.summary import CATEGORY_TITLES, _ms, _pct, new_in_newest
 from logaudit.sources.bundled import sample_path
 from logaudit.sources.sample import CANARY_REVISION
 from logaudit.store import pull as store_pull

@@ -42,8 +42,9 @@ from logaudit.analysis.judge import compare
 from logaudit.present.comparison import render_markdown as compare_markdown
 from logaudit.present.comparison import render_text as compare_text
 from logaudit.present.display import make_console, one_line, service_label, to_json
+from logaudit.present.display import short_time as _short
 from logaudit.present.report import build_report
-from logaudit.present.summary import _ms, _pct, _short, render_markdown, render_text
+from logaudit.present.summary import _ms, _pct, render_markdown, render_text
 from logaudit.sources.sample import BASELINE_REVISION, CANARY_REVISION, SampleConfig, write_sample
 from logaudit.store.store import Store
 
