@@ -559,37 +559,9 @@ def _lock_holder(data: bytes) -> str:
 def storage_client(*, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None) -> Any:
     """A google-cloud-storage client allowed to write: the key file, else anonymous with an
     endpoint or STORAGE_EMULATOR_HOST, else Application Default Credentials."""
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from logaudit.sources.gcs import make_client
 
-    from logaudit.sources.gcs import CREDENTIALS_HINT, EMULATOR_ENV, ENDPOINT_ENV
-
-    endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
-    if endpoint and not endpoint.startswith(("http://", "https://")):
-        raise UsageError(f"--storage-endpoint {endpoint!r}: expected a URL starting with http:// or https://")
-    if credentials_file:
-        from google.oauth2 import service_account
-
-        try:
-            credentials = service_account.Credentials.from_service_account_file(str(credentials_file),
-                                                                                scopes=WRITE_SCOPES)
-        except FileNotFoundError:
-            raise UsageError(f"--credentials {credentials_file}: no such file") from None
-        except (OSError, ValueError, KeyError) as err:
-            raise SourceError(f"--credentials {credentials_file}: not a usable service-account key "
-                              f"({type(err).__name__})") from None
-    elif endpoint or os.environ.get(EMULATOR_ENV):
-        credentials = AnonymousCredentials()
-    else:
-        try:
-            credentials, _ = google.auth.default(scopes=WRITE_SCOPES)
-        except google.auth.exceptions.DefaultCredentialsError:
-            raise SourceError("no Google Cloud credentials found (Application Default Credentials)",
-                              hint=CREDENTIALS_HINT) from None
-    options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
-    return storage.Client(project="<none>", credentials=credentials, client_options=options)
+    return make_client(endpoint=endpoint, credentials_file=credentials_file, scopes=WRITE_SCOPES)
 
 
 def _gcs_error(err: Exception, what: str) -> LogauditError:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,16 @@ import pyarrow as pa
 
 from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
-from logaudit.catalog.catalog import Catalog, default_catalog_paths, load_catalogs
+from logaudit.catalog.catalog import CATEGORIES, Catalog, default_catalog_paths, load_catalogs
 from logaudit.catalog.views import register_views
-from logaudit.core.db import connect
+from logaudit.core.db import connect, sql_list, time_filter
 from logaudit.core.errors import UnknownFilterError, UsageError
 from logaudit.core.redact import Redactor, load_redactor, redact_frame
-from logaudit.core.timeparse import parse_duration
+from logaudit.core.timeparse import parse_duration, to_ns
 from logaudit.present.display import plain
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.store import Store
 
-CATEGORIES = ("critical", "warning", "positive", "info")
 
 def default_catalog() -> Catalog:
     """The shipped catalogs plus those in $LOGAUDIT_CATALOG (`catalog.default_catalog_paths`)."""
@@ -104,8 +103,8 @@ class Audit:
             files = [str(f) for f in self.store.entry_files(window.since, window.until)]
             if files:
                 con.execute(f"""CREATE OR REPLACE TEMP VIEW entries_rows AS
-                    SELECT * FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
-                    WHERE {_time_sql(window)}""")
+                    SELECT * FROM read_parquet({sql_list(files)}, filename=true, file_row_number=true)
+                    WHERE {time_filter('timestamp', window.since, window.until)}""")
             else:
                 con.execute("CREATE OR REPLACE TEMP VIEW entries_rows AS SELECT *, ''::VARCHAR AS filename, "
                             "0::BIGINT AS file_row_number FROM entries WHERE false")
@@ -170,8 +169,8 @@ class Audit:
             return []
         if self._probe is None:
             self._probe = connect()
-        return self._probe.execute(f"SELECT {select} FROM read_parquet({_sql_list(files)}, hive_partitioning=false) "
-                                   f"WHERE {_time_sql(span)} AND {where} {limit}", params or {}).fetchall()
+        return self._probe.execute(f"SELECT {select} FROM read_parquet({sql_list(files)}, hive_partitioning=false) "
+                                   f"WHERE {time_filter('timestamp', span.since, span.until)} AND {where} {limit}", params or {}).fetchall()
 
     def _holds(self, w: Window, span: Window) -> bool:
         where, params = self._filters(w)
@@ -263,8 +262,8 @@ class Audit:
         step_ns = int(step / timedelta(microseconds=1)) * 1000
         where, params = self._filters(w)
         params |= {"step": step_ns}
-        since_ns = _ns(w.since) if w.since else None
-        until_ns = _ns(w.until) if w.until else None
+        since_ns = to_ns(w.since) if w.since else None
+        until_ns = to_ns(w.until) if w.until else None
         bounds = self.connection(w).execute(
             f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
             self._filters(w)[1]).fetchall()[0]
@@ -323,7 +322,7 @@ class Audit:
                    arg_max(m.entry_row, (m.timestamp, m.entry_file, m.entry_row)) AS example_row
             FROM matches m WHERE {where}
             GROUP BY m.pattern_id
-            ORDER BY array_position(['critical', 'warning', 'positive', 'info'], any_value(m.category)), count DESC, id
+            ORDER BY array_position({list(CATEGORIES)}, any_value(m.category)), count DESC, id
         """, params).df()
         per_rev: dict[str, dict[str, int]] = {}
         for pid, rev, n in con.execute(
@@ -350,7 +349,7 @@ class Audit:
         rows = con.execute(f"""
             SELECT filename, file_row_number,
                    coalesce(message, http_method || ' ' || http_path || ' -> ' || http_status) AS text
-            FROM read_parquet({_sql_list(files)}, filename=true, file_row_number=true)
+            FROM read_parquet({sql_list(files)}, filename=true, file_row_number=true)
             WHERE file_row_number IN (SELECT row FROM logaudit_example_refs)
         """).fetchall()
         con.unregister("logaudit_example_refs")
@@ -572,10 +571,6 @@ def json_path_key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) else '"' + name.replace('"', '\\"') + '"'
 
 
-def _sql_list(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 def _listing(what: str, in_window: list[str], in_store: list[str]) -> str:
     """`services in this window: a, b`, or what the store holds when the window holds none."""
     if in_window:
@@ -583,20 +578,6 @@ def _listing(what: str, in_window: list[str], in_store: list[str]) -> str:
     if in_store:
         return f"no {what} in this window; in the store: {', '.join(in_store)}"
     return "the store holds no entries: ingest or pull logs first"
-
-
-def _time_sql(w: Window) -> str:
-    conds = []
-    if w.since is not None:
-        conds.append(f"timestamp >= TIMESTAMPTZ '{w.since.isoformat()}'")
-    if w.until is not None:
-        conds.append(f"timestamp < TIMESTAMPTZ '{w.until.isoformat()}'")
-    return " AND ".join(conds) or "TRUE"
-
-
-def _ns(value: datetime) -> int:
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def _num(value: Any) -> float | None:

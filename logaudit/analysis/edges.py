@@ -88,14 +88,14 @@ class EdgeSlices:
         inside the spans. A slice holds every file of `files` (by `ranges`) with rows in its hour, so
         that it does not depend on the window."""
         from logaudit.analysis.comparison import BUCKET_NS
-        from logaudit.analysis.observe import _epoch_ns
+        from logaudit.core.timeparse import to_ns
 
         base, cat = [], []
         keep = pa.array([self.agg._key(f) for f in only], pa.string())
         for hour, start, end in spans:
             lo, hi = hour * BUCKET_NS, (hour + 1) * BUCKET_NS
             in_hour = [f for f in files if ranges.get(f) and ranges[f][0] is not None
-                       and _epoch_ns(ranges[f][0]) < hi and _epoch_ns(ranges[f][1]) >= lo]
+                       and to_ns(ranges[f][0]) < hi and to_ns(ranges[f][1]) >= lo]
             if not in_hour:
                 continue
             rows, hits = self._slice(hour, in_hour)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,9 @@ from logaudit.analysis.comparison import (
     TemplateCounts,
 )
 from logaudit.analysis.gate import Gate
+from logaudit.core.db import sql_list
 from logaudit.core.errors import UsageError
+from logaudit.core.timeparse import to_ns
 from logaudit.sources.severity import SEVERITY_NUM
 
 # ========================================================================================== SQL
@@ -200,8 +201,8 @@ class FileAggregates:
     def _full_hours(self) -> tuple[int | None, int | None]:
         """The buckets wholly inside the window: lo <= bucket < hi (None: unbounded)."""
         w = self.window
-        lo = None if w.since is None else -(-_epoch_ns(w.since) // BUCKET_NS)
-        hi = None if w.until is None else _epoch_ns(w.until) // BUCKET_NS
+        lo = None if w.since is None else -(-to_ns(w.since) // BUCKET_NS)
+        hi = None if w.until is None else to_ns(w.until) // BUCKET_NS
         return lo, hi
 
     def _hours_inside(self, paths: list[Path], tables: list[Any]) -> list[Any]:
@@ -224,12 +225,12 @@ class FileAggregates:
         from logaudit.analysis.edges import hour_spans
 
         w = self.window
-        return hour_spans(None if w.since is None else _epoch_ns(w.since),
-                          None if w.until is None else _epoch_ns(w.until), BUCKET_NS)
+        return hour_spans(None if w.since is None else to_ns(w.since),
+                          None if w.until is None else to_ns(w.until), BUCKET_NS)
 
     def _in_partial_hours(self, rng: tuple[Any, Any]) -> bool:
         """Whether a file spanning `rng` has rows in an hour the window cuts (else the cache serves it all)."""
-        lo_ts, hi_ts = (_epoch_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
+        lo_ts, hi_ts = (to_ns(v) for v in rng)  # whole microseconds (cached) or nanoseconds: both fine
         return any(lo_ts < b and hi_ts >= a for _, a, b in self._spans())
 
     def _ranges(self, cached: list[Path], paths: dict[Path, Path], fresh: dict[Path, Any]
@@ -301,9 +302,9 @@ class FileAggregates:
         tables = [t for t in parts if not isinstance(t, list | tuple) and t.num_rows]
         selects = []
         if paths:
-            selects.append(f"SELECT * FROM read_parquet({_sql_paths(paths)}, union_by_name=true)")
+            selects.append(f"SELECT * FROM read_parquet({sql_list(paths)}, union_by_name=true)")
         for _, fpaths, where in [p for p in parts if isinstance(p, tuple) and p[1]]:
-            selects.append(f"SELECT * FROM read_parquet({_sql_paths(fpaths)}, union_by_name=true) WHERE {where}")
+            selects.append(f"SELECT * FROM read_parquet({sql_list(fpaths)}, union_by_name=true) WHERE {where}")
         arrow = self.pa.concat_tables(tables, promote_options="permissive") if tables else _empty(self.pa, cols[1:])
         self.con.register(f"{name}_arrow", arrow)
         self._names.append(f"{name}_arrow")
@@ -323,8 +324,6 @@ class FileAggregates:
 
     # -------------------------------------------------------------------------- computing
     def _source(self, files: list[Path], *, rows: bool = False) -> str:
-        from logaudit.core.db import sql_list
-
         extra = ", file_row_number=true" if rows else ""
         return f"read_parquet({sql_list([str(f) for f in files])}, filename=true, hive_partitioning=false{extra})"
 
@@ -379,8 +378,6 @@ class FileAggregates:
     def _compute_cat(self, files: list[Path]) -> Any:
         from logaudit.analysis.templates import template_sql
         from logaudit.catalog.cache import chunk_files
-        from logaudit.core.db import sql_list
-
         src = self._source(files, rows=True)
         keys = self.pa.table({"path": [str(f) for f in files], "entry_key": [self._key(f) for f in files]})
         name = "logaudit_cmp_keys"
@@ -626,14 +623,6 @@ class FileAggregates:
         """, params | {"level": self.level}).df()
 
 
-def _epoch_ns(value: datetime) -> int:
-    """Nanoseconds since the epoch, exactly (no float)."""
-    from datetime import UTC
-
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return ((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000
-
-
 def _arrow(con: Any, query: str, params: dict[str, Any] | None = None) -> Any:
     """A query's result as a pyarrow Table (DuckDB 2.x and 1.x)."""
     rel = con.sql(query, params=params)
@@ -648,10 +637,6 @@ def _intact(path: Path) -> bool:
     from logaudit.store.store import parquet_framing_problem
 
     return parquet_framing_problem(path) is None
-
-
-def _sql_paths(paths: list[str]) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
 def _rows_of(table: Any, filename: str) -> Any:

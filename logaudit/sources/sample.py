@@ -54,6 +54,7 @@ import orjson
 import yaml
 
 from logaudit.core.errors import InputError, UsageError
+from logaudit.sources.severity import SEVERITY_NUM
 
 __all__ = [
     "BASELINE_REVISION",
@@ -151,12 +152,6 @@ CANARY_ONLY_KINDS: frozenset[str] = frozenset(
     {"ws_no_token_debug", "ws_auth_failure", "dependency_validation_failed", "rate_limiter_fallback"}
 )
 
-# Cloud Logging's LogSeverity numbers (the same table as logaudit.sources.severity.SEVERITY_NUM, repeated
-# here so that generating samples does not import pyarrow).
-SEVERITY_NUM: dict[str, int] = {
-    "DEFAULT": 0, "DEBUG": 100, "INFO": 200, "NOTICE": 300, "WARNING": 400,
-    "ERROR": 500, "CRITICAL": 600, "ALERT": 700, "EMERGENCY": 800,
-}
 _NS = 1_000_000_000
 _MS = 1_000_000
 _US = 1_000
