@@ -55,7 +55,6 @@ import abc
 import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -79,6 +78,7 @@ from logaudit.analysis.audit import Audit
 from logaudit.analysis.judge import compare
 from logaudit.analysis.window import Window, resolve_window
 from logaudit.core.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
+from logaudit.core.lock import FileLock
 from logaudit.core.redact import Redactor
 from logaudit.core.timeparse import clamp_window, format_rfc3339, parse_duration
 from logaudit.present.report import FORMATS, build_report, parse_formats
@@ -467,20 +467,12 @@ class _LocalTarget(_Target):
             raise StoreError(f"--out {self.root}: cannot create the directory ({err.strerror})") from None
         if not self.root.is_dir():
             raise StoreError(f"--out {self.root}: not a directory")
-        path = self.root / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _lock_holder(os.pread(fd, 4096, 0))
-                raise LockedError(f"{self.root}: another logaudit export to this destination is running{holder}; "
-                                  "this run did nothing") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, _lock_body(), 0)
+        with FileLock(self.root / LOCK_NAME) as lock:
+            if not lock.acquire(wait=False):
+                raise LockedError(f"{self.root}: another logaudit export to this destination is running"
+                                  f"{_lock_holder(lock.read())}; this run did nothing")
+            lock.write(_lock_body())
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def recover(self) -> None:
         for service_dir in (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import re
@@ -64,6 +63,7 @@ from logaudit.core.errors import (
     StoreError,
     StoreWriteError,
 )
+from logaudit.core.lock import FileLock
 from logaudit.core.redact import load_redactor
 from logaudit.core.timeparse import format_rfc3339
 from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
@@ -425,18 +425,14 @@ class Store:
     def lock(self, wait: bool = False) -> Iterator[None]:
         """Exclusive writer lock; raises LockedError if another process holds it and not `wait`."""
         with write_errors(self.root):
-            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError as err:
+            lock = FileLock(self.root / ".lock")
+        with lock:
+            if not lock.acquire(wait=wait):
                 raise LockedError(
                     f"{self.root}: another logaudit process is writing to this store",
                     hint="wait for it to finish, or use another --store",
-                ) from err
+                )
             yield
-        finally:
-            os.close(fd)
 
     def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
                      batch_size: int = 75_000) -> IngestReport:
