@@ -17,7 +17,6 @@ import abc
 import contextlib
 import ctypes
 import errno
-import fcntl
 import hashlib
 import os
 import re
@@ -42,11 +41,12 @@ from logaudit.analysis.judge import compare
 from logaudit.analysis.window import Window, resolve_window
 from logaudit.core.db import connect
 from logaudit.core.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
+from logaudit.core.lock import FileLock
 from logaudit.core.redact import Redactor
 from logaudit.core.timeparse import clamp_window, format_rfc3339, parse_duration
 from logaudit.core.version import __version__
 from logaudit.present.report import FORMATS, build_report, parse_formats
-from logaudit.sources.gcs import CREDENTIALS_HINT, EMULATOR_ENV, ENDPOINT_ENV, parse_gs_uri
+from logaudit.sources.gcs import parse_gs_uri
 from logaudit.store import pull as store_pull
 from logaudit.store.layout import WRITE_ERRNOS, write_failure
 from logaudit.store.schema import ENTRY_SCHEMA
@@ -430,20 +430,12 @@ class _LocalTarget(_Target):
             raise StoreError(f"--out {self.root}: cannot create the directory ({err.strerror})") from None
         if not self.root.is_dir():
             raise StoreError(f"--out {self.root}: not a directory")
-        path = self.root / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _lock_holder(os.pread(fd, 4096, 0))
-                raise LockedError(f"{self.root}: another logaudit export to this destination is running{holder}; "
-                                  "this run did nothing") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, _lock_body(), 0)
+        with FileLock(self.root / LOCK_NAME) as lock:
+            if not lock.acquire(wait=False):
+                raise LockedError(f"{self.root}: another logaudit export to this destination is running"
+                                  f"{_lock_holder(lock.read())}; this run did nothing")
+            lock.write(_lock_body())
             yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def recover(self) -> None:
         for service_dir in (p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -520,35 +512,9 @@ def _lock_holder(data: bytes) -> str:
 def storage_client(*, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None) -> Any:
     """A google-cloud-storage client allowed to write: the key file, else anonymous with an
     endpoint or STORAGE_EMULATOR_HOST, else Application Default Credentials."""
-    import google.auth
-    import google.auth.exceptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from logaudit.sources.gcs import make_client
 
-    endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
-    if endpoint and not endpoint.startswith(("http://", "https://")):
-        raise UsageError(f"--storage-endpoint {endpoint!r}: expected a URL starting with http:// or https://")
-    if credentials_file:
-        from google.oauth2 import service_account
-
-        try:
-            credentials = service_account.Credentials.from_service_account_file(str(credentials_file),
-                                                                                scopes=WRITE_SCOPES)
-        except FileNotFoundError:
-            raise UsageError(f"--credentials {credentials_file}: no such file") from None
-        except (OSError, ValueError, KeyError) as err:
-            raise SourceError(f"--credentials {credentials_file}: not a usable service-account key "
-                              f"({type(err).__name__})") from None
-    elif endpoint or os.environ.get(EMULATOR_ENV):
-        credentials = AnonymousCredentials()
-    else:
-        try:
-            credentials, _ = google.auth.default(scopes=WRITE_SCOPES)
-        except google.auth.exceptions.DefaultCredentialsError:
-            raise SourceError("no Google Cloud credentials found (Application Default Credentials)",
-                              hint=CREDENTIALS_HINT) from None
-    options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
-    return storage.Client(project="<none>", credentials=credentials, client_options=options)
+    return make_client(endpoint=endpoint, credentials_file=credentials_file, scopes=WRITE_SCOPES)
 
 
 def _gcs_error(err: Exception, what: str) -> LogauditError:

@@ -30,11 +30,10 @@ import pyarrow as pa
 
 from logaudit.analysis.comparison import LATENCY_BINS_PER_E
 from logaudit.analysis.window import Window
+from logaudit.catalog.catalog import CATEGORIES
 
 #: Latency percentiles every engine reports per revision (and p95 per endpoint).
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
-#: Pattern categories, in report order (the timeline counts matches per category).
-CATEGORIES = ("critical", "warning", "positive", "info")
 #: Key of `PatternStats.by_revision` for matches of entries without a revision.
 NO_REVISION = "(none)"
 

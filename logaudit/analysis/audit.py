@@ -24,13 +24,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from logaudit.analysis.aggregates import CATEGORIES, Engine, PatternStats, merge_templates_by_text
+from logaudit.analysis.aggregates import Engine, PatternStats, merge_templates_by_text
 from logaudit.analysis.judge import summary_verdict
 from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
-from logaudit.catalog.catalog import Catalog, default_catalog_paths, load_catalogs
+from logaudit.catalog.catalog import CATEGORIES, Catalog, default_catalog_paths, load_catalogs
 from logaudit.catalog.views import register_views
-from logaudit.core.db import connect, sql_list
+from logaudit.core.db import connect, sql_list, time_filter
 from logaudit.core.errors import UnknownFilterError, UsageError
 from logaudit.core.jsonable import plain
 from logaudit.core.redact import Redactor, load_redactor, redact_frame
@@ -119,7 +119,7 @@ class Audit:
             if files:
                 con.execute(f"""CREATE OR REPLACE TEMP VIEW entries_rows AS
                     SELECT * FROM read_parquet({sql_list(files)}, filename=true, file_row_number=true)
-                    WHERE {_time_sql(window)}""")
+                    WHERE {time_filter('timestamp', window.since, window.until)}""")
             else:
                 con.execute("CREATE OR REPLACE TEMP VIEW entries_rows AS SELECT *, ''::VARCHAR AS filename, "
                             "0::BIGINT AS file_row_number FROM entries WHERE false")
@@ -181,7 +181,7 @@ class Audit:
         if self._probe is None:
             self._probe = connect()
         return self._probe.execute(f"SELECT {select} FROM read_parquet({sql_list(files)}, hive_partitioning=false) "
-                                   f"WHERE {_time_sql(span)} AND {where} {limit}", params or {}).fetchall()
+                                   f"WHERE {time_filter('timestamp', span.since, span.until)} AND {where} {limit}", params or {}).fetchall()
 
     def _holds(self, w: Window, span: Window) -> bool:
         where, params = self._filters(w)
@@ -289,7 +289,7 @@ class Audit:
                    arg_max(m.entry_row, (m.timestamp, m.entry_file, m.entry_row)) AS example_row
             FROM matches m WHERE {where}
             GROUP BY m.pattern_id
-            ORDER BY array_position(['critical', 'warning', 'positive', 'info'], any_value(m.category)), count DESC, id
+            ORDER BY array_position({list(CATEGORIES)}, any_value(m.category)), count DESC, id
         """, params).df()
         per_rev: dict[str, dict[str, int]] = {}
         for pid, rev, n in con.execute(
@@ -540,15 +540,6 @@ def _listing(what: str, in_window: list[str], in_store: list[str]) -> str:
     if in_store:
         return f"no {what} in this window; in the store: {', '.join(in_store)}"
     return "the store holds no entries: ingest or pull logs first"
-
-
-def _time_sql(w: Window) -> str:
-    conds = []
-    if w.since is not None:
-        conds.append(f"timestamp >= TIMESTAMPTZ '{w.since.isoformat()}'")
-    if w.until is not None:
-        conds.append(f"timestamp < TIMESTAMPTZ '{w.until.isoformat()}'")
-    return " AND ".join(conds) or "TRUE"
 
 
 def _num(value: Any) -> float | None:

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from logaudit.catalog.catalog import CATEGORIES
 from logaudit.core.errors import UsageError
 from logaudit.sources.severity import SEVERITY_NUM
 
 JUDGEMENTS = ("Pass", "High", "Low", "Inconclusive")
 CORE_METRICS = ("request_error_rate", "entry_error_rate", "latency", "latency_p50", "latency_p95", "latency_p99")
-PATTERN_CATEGORIES = ("critical", "warning", "positive", "info")
 DIRECTIONS = ("increase", "decrease", "either")
 
 
@@ -217,7 +217,7 @@ class _Checker:
         if not isinstance(value, list):
             raise self.fail(path, f"expected a list of categories, not {value!r}")
         for v in value:
-            self.choice(v, path, PATTERN_CATEGORIES)
+            self.choice(v, path, CATEGORIES)
         return tuple(value)
 
 
@@ -251,7 +251,7 @@ def gate_from_dict(data: Mapping[str, Any] | None, *, source: str | None = None,
     for name, value in c.mapping(top.get("metrics"), ("metrics",), CORE_METRICS).items():
         metrics[name] = c.rule(value, ("metrics", name), metrics[name])
     kw["metrics"] = metrics
-    pats = c.mapping(top.get("patterns"), ("patterns",), (*PATTERN_CATEGORIES, "by_id"))
+    pats = c.mapping(top.get("patterns"), ("patterns",), (*CATEGORIES, "by_id"))
     prules = dict(base.patterns)
     by_id: dict[str, MetricRule] = {}
     for name, value in pats.items():

@@ -28,7 +28,7 @@ from logaudit.analysis.comparison import (
     format_p,
     json_num,
 )
-from logaudit.analysis.gate import PATTERN_CATEGORIES, Gate, GateError, MetricRule, default_gate, load_gate
+from logaudit.analysis.gate import Gate, GateError, MetricRule, default_gate, load_gate
 from logaudit.analysis.observe import FileAggregates, observe
 from logaudit.analysis.stats import (
     TestResult,
@@ -41,6 +41,7 @@ from logaudit.analysis.stats import (
     quantile_test,
 )
 from logaudit.analysis.window import iso
+from logaudit.catalog.catalog import CATEGORIES
 from logaudit.core.errors import UsageError
 from logaudit.sources.severity import SEVERITY_NAME
 
@@ -69,7 +70,7 @@ def judge(obs: Observations, gate: Gate | None = None) -> Comparison:
             gone_patterns.append({"id": p.id, "category": p.category, "title": p.title, "baseline": p.baseline,
                                   "exposure": unit, "p_value": json_num(t.p_value),
                                   "significant": t.p_value <= gate.new_patterns.alpha})
-    order = {cat: i for i, cat in enumerate(PATTERN_CATEGORIES)}
+    order = {cat: i for i, cat in enumerate(CATEGORIES)}
     new_patterns.sort(key=lambda x: (order.get(x["category"], 9), -x["canary"], x["id"]))
     gone_patterns.sort(key=lambda x: (order.get(x["category"], 9), -x["baseline"], x["id"]))
 

@@ -120,10 +120,11 @@ def template(message: str | None) -> str | None:
 
 def template_sql(column: str) -> str:
     """A DuckDB expression computing `template(column)` in bulk."""
+    from logaudit.core.db import sql_text
+
     expr = f"left({column}, {MAX_TEMPLATE_CHARS})"
     for pattern, replacement in MASKS:
-        pat = pattern.replace("'", "''")
-        expr = f"regexp_replace({expr}, '{pat}', '{replacement.replace(chr(39), chr(39) * 2)}', 'g')"
+        expr = f"regexp_replace({expr}, {sql_text(pattern)}, {sql_text(replacement)}, 'g')"
     return expr
 
 
@@ -336,10 +337,11 @@ def mask(message: str) -> str:
 
 def mask_sql(column: str) -> str:
     """A DuckDB expression computing `mask(column)` in bulk (same result, checked by the tests)."""
+    from logaudit.core.db import sql_text
+
     expr = f"left({column}, {MAX_TEMPLATE_CHARS})"
     for pattern, replacement in GROUP_MASKS:
-        pat = pattern.replace("'", "''")
-        expr = f"regexp_replace({expr}, '{pat}', '{replacement}', 'g')"
+        expr = f"regexp_replace({expr}, {sql_text(pattern)}, {sql_text(replacement)}, 'g')"
     return f"trim({expr}, ' ')"
 
 

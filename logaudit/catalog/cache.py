@@ -8,7 +8,6 @@ evaluates the missing patterns on one entry file and records them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
@@ -37,6 +36,7 @@ from logaudit.catalog.engine import (
     decoded,
     match_table,
 )
+from logaudit.core.lock import FileLock
 from logaudit.store.check import entry_file_problem
 from logaudit.store.layout import damaged_error, parquet_framing_problem, scratch_dir, write_errors
 from logaudit.store.schema import DICTIONARY_COLUMNS, ENTRY_SCHEMA, TEXT_COLUMNS
@@ -125,13 +125,9 @@ def matches_lock(root: Path, writable: bool = True) -> Any:
         return
     folder = root / "matches"
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(folder / ".lock") as lock:
+        lock.acquire()
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)  # explicit: a forked child may still share the descriptor
-        os.close(fd)
 
 
 @dataclass

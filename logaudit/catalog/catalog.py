@@ -51,6 +51,7 @@ from logaudit.shipped import resource_name, shipped_dir
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.schema import ENTRY_FIELDS, TEXT_COLUMNS
 
+#: The pattern categories, in the order every output lists them (the one definition).
 CATEGORIES: tuple[str, ...] = ("critical", "warning", "positive", "info")
 CATALOG_VERSION = 1
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")

@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ from logaudit.catalog.cache import (
 from logaudit.catalog.catalog import Catalog, Pattern
 from logaudit.catalog.engine import DEFAULT_MAX_CHARS, Progress, slow_pattern
 from logaudit.catalog.pool import resolve_workers, run_tasks
-from logaudit.core.db import connect, sql_list, time_filter
+from logaudit.core.db import connect, sql_list, sql_strings, time_filter
+from logaudit.core.timeparse import format_rfc3339
 
 #: Below this many bytes of entry files to evaluate, one process does the work.
 PARALLEL_MIN_BYTES = 4_000_000
@@ -146,7 +147,7 @@ def _classify_store(store: Any, catalog: Catalog, since: datetime | None, until:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return None if value is None else format_rfc3339(value, fraction="micro")
 
 
 
@@ -183,7 +184,7 @@ def _summarize(report: ClassifyReport, root: Path, files: list[Path], indexes: d
         if chunks:
             where = time_filter("timestamp", since, until)
             src = f"read_parquet({sql_list(chunks)}, hive_partitioning=false)"
-            keylist = ", ".join(f"'{k}'" for k in live)
+            keylist = sql_strings(live)
             rows = con.execute(f"SELECT fingerprint, count(*) FROM {src} WHERE {where} AND fingerprint IN ({keylist})"
                                " GROUP BY 1").fetchall()
             counts = dict(rows)

@@ -14,6 +14,7 @@ bar is off (the CLI draws its own; DuckDB's would write over it).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,13 +44,31 @@ def connect(*, threads: int | None = DEFAULT_THREADS, config: dict[str, Any] | N
     return con
 
 
-def sql_list(paths: list[str]) -> str:
+def sql_text(text: str) -> str:
+    """A SQL string literal: `'...'` with quotes doubled. The one quoting of logaudit's SQL.
+
+    >>> sql_text("it's")
+    "'it''s'"
+    """
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_strings(values: Iterable[str]) -> str:
+    """Quoted strings separated by commas, for `x IN (...)`.
+
+    >>> sql_strings(["a", "b"])
+    "'a', 'b'"
+    """
+    return ", ".join(sql_text(v) for v in values)
+
+
+def sql_list(paths: Iterable[str]) -> str:
     """A DuckDB list literal of quoted strings (file paths), e.g. for `read_parquet`.
 
     >>> sql_list(["a.parquet", "it's.parquet"])
     "['a.parquet', 'it''s.parquet']"
     """
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    return "[" + sql_strings(paths) + "]"
 
 
 def time_filter(column: str, since: datetime | None, until: datetime | None) -> str:
@@ -70,4 +89,4 @@ def arrow_table(con: Any, query: str, params: dict[str, Any] | None = None) -> A
     return rel.arrow()  # pragma: no cover - DuckDB 1.x
 
 
-__all__ = ["DEFAULT_THREADS", "arrow_table", "connect", "sql_list", "time_filter"]
+__all__ = ["DEFAULT_THREADS", "arrow_table", "connect", "sql_list", "sql_strings", "sql_text", "time_filter"]

@@ -128,14 +128,12 @@ class Redactor:
         """
         if not self.enabled:
             return column
+        from logaudit.core.db import sql_text
+
         expr = column
         for _, pattern, replacement in self.rules:
-            expr = f"regexp_replace({expr}, {_sql_text(pattern)}, {_sql_text(replacement)}, 'g')"
-        return f"CASE WHEN regexp_matches({column}, {_sql_text(self.trigger)}) THEN {expr} ELSE {column} END"
-
-
-def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+            expr = f"regexp_replace({expr}, {sql_text(pattern)}, {sql_text(replacement)}, 'g')"
+        return f"CASE WHEN regexp_matches({column}, {sql_text(self.trigger)}) THEN {expr} ELSE {column} END"
 
 
 def _check_rule(rule: Rule) -> None:

@@ -216,16 +216,21 @@ def parse_window(since: str | None, until: str | None, *, now: datetime | None =
     return clamp_window(lo, hi)
 
 
-def format_rfc3339(value: datetime) -> str:
-    """Aware datetime -> `2025-09-09T18:00:00Z` (fraction only when non-zero: 3 or 6 digits)."""
+def format_rfc3339(value: datetime, *, fraction: str = "short") -> str:
+    """Aware datetime (naive: taken as UTC) -> RFC 3339 UTC text, the one formatter of logaudit.
+
+    `fraction` says how a non-zero fraction is written: "short" (default) with 3 or 6 digits,
+    "micro" always with 6 (Python's `isoformat`, the form of the store's JSON and reports:
+    ingest and pull records, a store's first/last). A whole second has no fraction in both.
+
+    >>> t = datetime(2025, 9, 9, 18, 0, 0, 123000, tzinfo=UTC)
+    >>> format_rfc3339(t), format_rfc3339(t, fraction="micro"), format_rfc3339(t.replace(microsecond=0))
+    ('2025-09-09T18:00:00.123Z', '2025-09-09T18:00:00.123000Z', '2025-09-09T18:00:00Z')
+    """
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    base = _seconds_text(value)
-    if value.microsecond:
-        frac = f"{value.microsecond:06d}"
-        base += "." + (frac[:3] if frac.endswith("000") else frac)
-    return base + "Z"
+    return _seconds_text(value) + _fraction(value.microsecond * 1000, fraction) + "Z"
 
 
 def to_ns(value: datetime) -> int:
@@ -234,18 +239,29 @@ def to_ns(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-def format_ns(ns: int) -> str:
-    """Epoch nanoseconds -> RFC 3339 UTC with 0, 3, 6 or 9 fraction digits, as the Logging API writes them."""
+def format_ns(ns: int, *, fraction: str = "short") -> str:
+    """Epoch nanoseconds -> RFC 3339 UTC text: "short" (default) with 0, 3, 6 or 9 fraction digits, as
+    the Logging API writes them; "micro" with 0, 6 or 9 (see `format_rfc3339`).
+
+    >>> format_ns(1_500_000_000), format_ns(1_500_000_000, fraction="micro"), format_ns(1)
+    ('1970-01-01T00:00:01.500Z', '1970-01-01T00:00:01.500000Z', '1970-01-01T00:00:00.000000001Z')
+    """
     seconds, frac = divmod(ns, 1_000_000_000)
-    base = _seconds_text(_EPOCH + timedelta(seconds=seconds))
-    if frac:
-        digits = f"{frac:09d}"
-        for size in (3, 6):
-            if digits[size:] == "0" * (9 - size):
-                digits = digits[:size]
-                break
-        base += "." + digits
-    return base + "Z"
+    return _seconds_text(_EPOCH + timedelta(seconds=seconds)) + _fraction(frac, fraction) + "Z"
+
+
+def _fraction(nanos: int, form: str) -> str:
+    """`.ddd` for a fraction of a second in nanoseconds: no text for 0; "short" drops trailing
+    zero groups of three (3, 6 or 9 digits), "micro" only a zero nanosecond group (6 or 9)."""
+    if form not in ("short", "micro"):
+        raise ValueError(f"fraction must be 'short' or 'micro', not {form!r}")
+    if not nanos:
+        return ""
+    digits = f"{nanos:09d}"
+    for size in ((3, 6) if form == "short" else (6,)):
+        if digits[size:] == "0" * (9 - size):
+            return "." + digits[:size]
+    return "." + digits
 
 
 def parse_rfc3339_ns(text: str) -> int:

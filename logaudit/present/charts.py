@@ -39,6 +39,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from logaudit.catalog.catalog import CATEGORIES
 from logaudit.core.jsonable import plain
 from logaudit.present.display import ms, revision_label, service_label
 
@@ -322,7 +323,7 @@ def error_rate_timeline(timeline: pd.DataFrame, revisions: pd.DataFrame | None =
 
 @_styled
 def pattern_heatmap(patterns: pd.DataFrame, revisions: pd.DataFrame | None = None, *, max_rows: int = 30,
-                    categories: Iterable[str] = ("critical", "warning", "positive", "info"),
+                    categories: Iterable[str] = CATEGORIES,
                     title: str = "Pattern matches by revision") -> Figure:
     """Matches per pattern (rows, grouped by category) and revision (columns), numbers in the cells.
 

@@ -63,6 +63,16 @@ _HIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\
 _BREAKS = re.compile("[\t\n\v\f\r\x85\u2028\u2029]")
 
 
+def short_time(ts: str | None) -> str:
+    """An RFC 3339 UTC text cut to whole seconds for display: deliberately shorter than
+    `logaudit.core.timeparse.format_rfc3339`, whose full form the JSON outputs keep; "-" when missing.
+
+    >>> short_time("2025-09-10T02:18:34.619410Z"), short_time(None)
+    ('2025-09-10 02:18:34Z', '-')
+    """
+    return "-" if not ts else ts[:19].replace("T", " ") + "Z"
+
+
 def _visible(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
@@ -263,9 +273,6 @@ def ms(value: float | None) -> str:
     return f"{value / 1000:.2f} s" if value >= 10_000 else f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
 
 
-def short_time(ts: str | None) -> str:
-    """2025-09-10T02:18:34.619410Z -> 2025-09-10 02:18:34Z (whole seconds; the JSON keeps the rest)."""
-    return "-" if not ts else ts[:19].replace("T", " ") + "Z"
 
 
 __all__ = ["ms", "pct", "short_time", "NO_REVISION", "NO_SERVICE", "Col", "label", "make_console", "md_code", "md_inline", "md_lead", "md_text", "more", "one_line", "print_table",

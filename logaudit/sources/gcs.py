@@ -120,15 +120,17 @@ def wanted(name: str, since: datetime | None, until: datetime | None) -> bool:
     return _overlaps(hour, hour + timedelta(hours=1), since, until)
 
 
-def make_client(*, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None) -> Any:
+def make_client(*, endpoint: str | None = None, credentials_file: str | os.PathLike | None = None,
+                scopes: Sequence[str] = READ_SCOPES) -> Any:
     """A google-cloud-storage Client: the key file, else anonymous with an endpoint or the
-    emulator variable, else Application Default Credentials."""
+    emulator variable, else Application Default Credentials. The one place a Storage client is
+    made: reading sinks with READ_SCOPES, `logaudit.export` writing with its write scopes."""
     from google.cloud import storage
 
     endpoint = endpoint or os.environ.get(ENDPOINT_ENV) or None
     if endpoint and not endpoint.startswith(("http://", "https://")):
         raise UsageError(f"--storage-endpoint {endpoint!r}: expected a URL starting with http:// or https://")
-    credentials = google_credentials(credentials_file, READ_SCOPES,
+    credentials = google_credentials(credentials_file, scopes,
                                      anonymous=bool(endpoint or os.environ.get(EMULATOR_ENV)))
     options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
     return storage.Client(project="<none>", credentials=credentials, client_options=options)

@@ -29,7 +29,6 @@ those older than STALE_TMP_SECONDS are removed.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import time
 from collections import Counter
@@ -44,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logaudit.core.errors import StoreError
+from logaudit.core.lock import FileLock
 from logaudit.core.version import __version__
 from logaudit.store.layout import MARKER, QUARANTINE, STORE_FORMAT, atomic_write, parquet_framing_problem
 from logaudit.store.schema import ENTRY_SCHEMA
@@ -359,34 +359,25 @@ def _stale_tmp(rel: str, path: Path, now: float, *, busy: bool, matches_busy: bo
 def _lock_probe(path: Path) -> Iterator[bool]:
     """Yield whether another process holds the flock on `path` (a read-only open is enough)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        lock = FileLock(path, create=False, shared=True)
     except OSError:
         yield False  # no lock file: nobody ever wrote here
         return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield True
-            return
-        yield False
-    finally:
-        os.close(fd)
+    with lock:
+        yield not lock.acquire(wait=False)
 
 
 @contextlib.contextmanager
 def _hold(path: Path) -> Iterator[None]:
     """Hold the exclusive flock on `path` (waiting for it) when the file exists."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        lock = FileLock(path, create=False)
     except FileNotFoundError:
         yield
         return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with lock:
+        lock.acquire()
         yield
-    finally:
-        os.close(fd)
 
 
 def repair(store: Store) -> RepairReport:

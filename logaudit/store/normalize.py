@@ -161,8 +161,10 @@ def _latency_ms_sql(col: str) -> str:
     )
 
 
-# Level words a person reads in unstructured text, in the order they are tried.
-_LEVEL_WORD = "DEBUG|INFO|NOTICE|WARNING|WARN|ERROR|CRITICAL|FATAL"
+# Level words a person reads in unstructured text, in the order they are tried, and their numbers.
+_LEVEL_WORDS = ["DEBUG", "INFO", "NOTICE", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"]
+_LEVEL_NUMS = [SEVERITY_NUM[SEVERITY_ALIASES.get(word, word)] for word in _LEVEL_WORDS]
+_LEVEL_WORD = "|".join(_LEVEL_WORDS)
 _TEXT_LEVEL_RE = (
     rf"\[({_LEVEL_WORD})\]"  # gunicorn: [2025-09-16 00:42:53 +0000] [11] [ERROR]
     rf"|\s-\s({_LEVEL_WORD})\s-\s"  # python logging: ... - auth - WARNING - ...
@@ -266,8 +268,6 @@ _PARSE_SQL_TOLERANT = f"SELECT {_PARSE_SELECT} FROM (SELECT pos, unnest(try(from
 # Stage 2, over stage 1's Arrow output: the values that depend on other derived values or on the
 # payload fields stage 1 extracted. Each expensive expression appears exactly once (a CTE column
 # referenced twice is computed twice).
-_LEVEL_WORDS = ["DEBUG", "INFO", "NOTICE", "WARNING", "WARN", "ERROR", "CRITICAL", "FATAL"]
-_LEVEL_NUMS = [100, 200, 300, 400, 400, 500, 600, 600]
 _TEXT_LEVEL_SQL = (
     f"{_LEVEL_NUMS}[list_position({_LEVEL_WORDS}, regexp_extract("
     f"regexp_extract(left(message, 4096), '{_TEXT_LEVEL_RE}', 0), '({_LEVEL_WORD})', 1))]"

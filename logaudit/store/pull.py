@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from logaudit.core.errors import LogauditError, SourceError, UsageError
-from logaudit.core.timeparse import format_ns, parse_rfc3339_ns, parse_time, to_ns
+from logaudit.core.timeparse import format_ns, format_rfc3339, parse_rfc3339_ns, parse_time, to_ns
 from logaudit.sources.cloud_logging import (
     DEFAULT_ENDPOINT,
     DEFAULT_SINCE,
@@ -503,8 +503,7 @@ def _merge_keys(old: Sequence[Sequence[str | None]], new: Sequence[Sequence[str 
 
 
 def _now_text(value: datetime | None = None) -> str:
-    value = value or datetime.now(UTC)
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return format_rfc3339(value or datetime.now(UTC), fraction="micro")
 
 
 __all__ = ["Cursor", "PullReport", "cursor_path", "load_cursor", "plan_pull", "pull", "request_stop", "save_cursor"]

@@ -30,7 +30,6 @@ naming it (`Store.explain`); a read-only store is read with its caches kept for 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -59,7 +58,9 @@ from logaudit.core.errors import (
     StoreError,
     StoreWriteError,
 )
+from logaudit.core.lock import FileLock
 from logaudit.core.redact import load_redactor
+from logaudit.core.timeparse import format_rfc3339
 from logaudit.core.version import __version__
 from logaudit.sources.files import EXPORT_HINT, Batch, discover, iter_batches, note
 from logaudit.store.check import CheckReport, RepairReport, file_problem
@@ -425,18 +426,14 @@ class Store:
     def lock(self, wait: bool = False) -> Iterator[None]:
         """Exclusive writer lock; raises LockedError if another process holds it and not `wait`."""
         with write_errors(self.root):
-            fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError as err:
+            lock = FileLock(self.root / ".lock")
+        with lock:
+            if not lock.acquire(wait=wait):
                 raise LockedError(
                     f"{self.root}: another logaudit process is writing to this store",
                     hint="wait for it to finish, or use another --store",
-                ) from err
+                )
             yield
-        finally:
-            os.close(fd)
 
     def ingest_paths(self, paths: Iterable[str | os.PathLike], *, progress: Progress | None = None,
                      batch_size: int = 75_000) -> IngestReport:
@@ -872,9 +869,7 @@ def _rfc3339(value: Any) -> str | None:
     if value is None:
         return None
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return format_rfc3339(value, fraction="micro")
     return str(value)
 
 

@@ -390,3 +390,15 @@ def test_demo_runs_the_main_job_on_the_bundled_sample(tmp_path, cli):
     assert "new critical: Service dependency validation FAILED (3)" in result.stdout
     again = cli("demo", "--store", tmp_path / "demo", "--format", "json")
     assert json.loads(again.stdout)["entries"] == 5000  # re-running adds nothing
+
+
+def test_one_category_order():
+    import inspect
+
+    from logaudit.analysis import audit, gate, judge
+    from logaudit.catalog.catalog import CATEGORIES
+    from logaudit.present import charts
+
+    assert CATEGORIES == ("critical", "warning", "positive", "info")
+    assert audit.CATEGORIES is gate.CATEGORIES is judge.CATEGORIES is CATEGORIES
+    assert inspect.signature(charts.pattern_heatmap).parameters["categories"].default is CATEGORIES

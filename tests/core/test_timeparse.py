@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -162,6 +163,43 @@ def test_format_and_parse_round_trip(instant):
 @given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))
 def test_nanosecond_round_trip(ns):
     assert parse_rfc3339_ns(format_ns(ns)) == ns
+
+
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 1, 1),
+                                                         timezones=offsets))
+def test_micro_fraction_is_isoformat_in_utc(value):
+    # the form the store's records and reports always had (`isoformat` with Z)
+    assert format_rfc3339(value, fraction="micro") == value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@given(st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1))
+def test_micro_fraction_of_nanoseconds_is_pandas_isoformat(ns):
+    import pandas as pd
+
+    assert format_ns(ns, fraction="micro") == pd.Timestamp(ns, tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+@given(st.integers(min_value=0, max_value=253_402_300_799_999_999_999))
+def test_short_fraction_has_0_3_6_or_9_digits_and_no_zero_group(ns):
+    text = format_ns(ns)
+    frac = text[20:-1] if text[19] == "." else ""
+    assert len(frac) in (0, 3, 6, 9)
+    assert not frac.endswith("000")
+    assert format_ns(ns, fraction="micro").startswith(text[:-1])
+
+
+def test_naive_datetimes_are_utc_and_unknown_fractions_are_refused():
+    assert format_rfc3339(datetime(2025, 9, 9, 18, 0, 0, 5000)) == "2025-09-09T18:00:00.005Z"
+    assert format_rfc3339(datetime(2025, 9, 9, 18, 0, 0, 5000), fraction="micro") == "2025-09-09T18:00:00.005000Z"
+    with pytest.raises(ValueError, match="fraction must be 'short' or 'micro', not 'nano'"):
+        format_ns(1, fraction="nano")
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=offsets))
+def test_to_ns_is_exact(value):
+    utc = value.astimezone(UTC)
+    seconds = calendar.timegm(utc.timetuple())
+    assert to_ns(value) == seconds * 1_000_000_000 + utc.microsecond * 1000
 
 
 # ---------------------------------------------------------------------------- strict RFC 3339 checks

@@ -4,6 +4,7 @@ client, against a local storage emulator (gcp-storage-emulator) on 127.0.0.1."""
 from __future__ import annotations
 
 import gzip
+import json
 import socket
 from datetime import UTC, datetime
 
@@ -11,7 +12,7 @@ import orjson
 import pytest
 from fake_logging import make_entries, ts_ns
 
-from logaudit.core.errors import UsageError
+from logaudit.core.errors import SourceError, UsageError
 from logaudit.sources import gcs
 from logaudit.store.store import Store
 
@@ -241,3 +242,40 @@ def test_the_library_ingests_local_files_and_gs_uris_in_one_call(sink, emulator,
     with pytest.raises(logaudit.SourceError, match="no-such-bucket"):
         logaudit.ingest(["gs://no-such-bucket/logs/"], missing, storage_endpoint=emulator)
     assert not missing.exists()  # the bucket is listed before the store is opened
+# ---------------------------------------------------------------------------- one Storage client helper
+def _service_account_key(path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption()).decode()
+    path.write_text(json.dumps({"type": "service_account", "project_id": "p", "private_key_id": "k1",
+                                "private_key": pem, "client_email": "sa@p.iam.gserviceaccount.com",
+                                "client_id": "1", "token_uri": "https://oauth2.googleapis.com/token"}))
+    return path
+
+
+def test_reading_and_export_clients_come_from_one_helper(tmp_path, monkeypatch):
+    from google.auth.credentials import AnonymousCredentials
+
+    from logaudit.period_export import WRITE_SCOPES, storage_client
+    from logaudit.sources.gcs import READ_SCOPES, make_client
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("LOGAUDIT_STORAGE_ENDPOINT", raising=False)
+    key = _service_account_key(tmp_path / "key.json")
+    assert tuple(make_client(credentials_file=key)._credentials.scopes) == READ_SCOPES
+    assert tuple(storage_client(credentials_file=key)._credentials.scopes) == WRITE_SCOPES
+    for make in (make_client, storage_client):
+        client = make(endpoint="http://127.0.0.1:9/")
+        assert isinstance(client._credentials, AnonymousCredentials)
+        assert client._connection.API_BASE_URL == "http://127.0.0.1:9"
+        with pytest.raises(UsageError, match=r"--storage-endpoint '127.0.0.1:9': expected a URL starting with http"):
+            make(endpoint="127.0.0.1:9")
+        with pytest.raises(UsageError, match=r"--credentials .*missing.json: no such file"):
+            make(credentials_file=tmp_path / "missing.json")
+        (tmp_path / "bad.json").write_text("{}")
+        with pytest.raises(SourceError, match=r"bad.json: not a usable service-account key") as err:
+            make(credentials_file=tmp_path / "bad.json")
+        assert err.value.exit_code == 5
