@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from logaudit.analysis.aggregates import Engine, PatternStats, merge_templates_by_text
+from logaudit.analysis.engine_duckdb import DuckDBEngine
 from logaudit.analysis.judge import summary_verdict
 from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
@@ -77,8 +78,6 @@ class Audit:
         """The `aggregates.Engine` the analyses of this audit read their numbers from (DuckDB
         over the store: `engine_duckdb.DuckDBEngine`)."""
         if self._engine is None:
-            from logaudit.analysis.engine_duckdb import DuckDBEngine
-
             self._engine = DuckDBEngine(self)
         return self._engine
 

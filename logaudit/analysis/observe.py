@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from logaudit.analysis.aggregates import latest_example
 from logaudit.analysis.comparison import (
     BUCKET_NS,
     LATENCY_BINS_PER_E,
@@ -106,8 +107,6 @@ def _template_counts(audit: Any, rows: list[Any], b: str, c: str) -> list[Templa
     """Unclassified templates of either revision, similar ones merged (`templates.merge_templates`);
     most frequent in the canary first. Templates are made from redacted messages; their examples
     are redacted here (one pass)."""
-    from logaudit.analysis.aggregates import latest_example
-
     per: dict[str, list[Any]] = {}
     for r in rows:
         if r.revision in (b, c):
