@@ -221,17 +221,19 @@ def clear_derived(root: Path, kind: str | None = None) -> dict[str, dict[str, in
     versions); returns what was removed per kind (files, bytes). The match cache's writers are
     waited for. The caller checks that the store is writable."""
     removed: dict[str, dict[str, int]] = {}
-    targets = [kind] if kind is not None else sorted({*KINDS, *_present(root / DERIVED)})
+    present = _present(root / DERIVED)
+    targets = [kind] if kind is not None else [*KINDS, *sorted(set(present) - set(KINDS))]
     for name in targets:
         folder = root / DERIVED / name
-        if not folder.is_dir():
+        if name not in present:
             continue
         files, size = _size(folder)
         with Derived(root, name, {}).lock():  # what a writer holds while it writes
             for child in folder.iterdir():
                 if child.name != ".lock":
                     shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        removed[name] = {"files": files, "bytes": size}
+        if files:
+            removed[name] = {"files": files, "bytes": size}
     if kind is None or kind == "legacy":
         legacy = [(root / n, *_size(root / n)) for n in LEGACY if (root / n).is_dir()]
         for folder, _, _ in legacy:
