@@ -95,12 +95,12 @@ def test_a_changed_constant_is_never_served_old_numbers(name, base_store, tmp_pa
     cat = catalog(tmp_path)
     before = answers(warm, cat)
     made = shapes(warm)
-    assert all(len(v) == 1 for v in made.values()), made
     change(monkeypatch)
     got = answers(warm, cat)
     cold = answers(Path(shutil.copytree(base_store, tmp_path / "cold")), cat)
     assert got == cold  # fails when the warm cache served numbers of the old constant
     assert got != before  # the constant matters for this data (else the test could not fail)
+    assert all(len(v) == 1 for v in made.values()), made
     now = shapes(warm)
     assert {k for k in KINDS if now[k] != made[k]} == kinds  # a new shape folder: a miss, computed and kept
     assert all(now[k] - made[k] and made[k] <= now[k] for k in kinds)
