@@ -208,7 +208,7 @@ def main() -> None:
     # --- the store path: Parquet -> match cache, with --workers processes (forked per run)
     store_best = Timing()
     for _ in range(args.repeat):
-        shutil.rmtree(store_root / "matches", ignore_errors=True)
+        shutil.rmtree(store_root / "derived" / "matches", ignore_errors=True)
         with store_best.measure():
             report = classify_store(store, cat, workers=args.workers)
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@
 The store is generated once by `benchmarks/common.py` (`SampleGenerator(SampleConfig(entries=N,
 hours=240))`) and cached at --store, else $LOGAUDIT_BENCH_STORE, else a folder in the temp
 directory; the summarize benchmark reuses the same store. The first `compare` classifies the store against the catalog (cached
-under STORE/matches/) and is reported as "cold"; then --repeat warm runs in fresh `Audit`
+under STORE/derived/matches/) and is reported as "cold"; then --repeat warm runs in fresh `Audit`
 objects (new DuckDB connections, cached classification, OS file cache warm) and the best and
 median are printed. Target: warm < 2 s on 2 cores for 10M entries.
 """

@@ -14,17 +14,18 @@ same hour, at any instant, takes a contiguous range of it and aggregates it in A
 >>> w = Window(since=..., until=...)                                  # doctest: +SKIP
 >>> FileAggregates(audit, audit.connection(w), w, 400)                # doctest: +SKIP
 
-The result has the rows and columns SQL over the same rows gives (tested against it). A slice
-is keyed by the hour, the entry files that have rows in it (name and size; entry files never
-change), the catalog and the severity level, so a pull that adds a file, or an edited pattern,
-makes a new one. The newest `KEEP` slices are kept.
+The result has the rows and columns SQL over the same rows gives (tested against it). Slices are
+the store's derived data kind ``slices`` (`logaudit.store.derived`), whose shape is that of the
+two aggregate kinds (catalog, severity level, masks, redaction, latency bins, path rules) and
+the slice format (`slice_shape`). A slice is keyed by that shape, the hour and the entry files
+that have rows in it (name and size; entry files never change), so a pull that adds a file, or
+an edited pattern, makes a new one. The newest `KEEP` slice files are kept.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+import logaudit.analysis.comparison as comparison_module
 from logaudit.analysis.comparison import BUCKET_NS, LATENCY_BINS_PER_E
 from logaudit.analysis.templates import template_sql
 from logaudit.catalog.cache import chunk_files
 from logaudit.core.db import arrow_table, sql_list, time_filter
+from logaudit.core.errors import StoreWriteError
 from logaudit.core.timeparse import to_ns
 
 KEEP = 24  # slice files kept (two per hour: rows and pattern matches)
-VERSION = "1"  # of the slice files' columns: a new version never reads an old slice
 ROWS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "sev", "status", "err", "s4", "s5", "lat_ok",
                 "audit_revision", "method", "path", "bin", "message", "template")
 HITS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "pattern_id")
@@ -82,12 +84,21 @@ def hour_spans(since_ns: int | None, until_ns: int | None, bucket_ns: int) -> li
     return spans
 
 
+def slice_shape(agg: Any) -> dict[str, Any]:
+    """What shapes the slices of one `FileAggregates`: its two aggregate shapes and the slice columns."""
+    return {"aggregates": agg.base_data.digest, "aggregates-cat": agg.cat_data.digest,
+            "bucket_ns": comparison_module.BUCKET_NS,
+            "rows_columns": list(ROWS_COLUMNS), "hits_columns": list(HITS_COLUMNS),
+            "sql": hashlib.sha256(_rows_sql("SRC", "WHERE", "TEMPLATE").encode()).hexdigest()[:16]}
+
+
 class EdgeSlices:
     """Builds, caches and aggregates the per-hour slices of one `FileAggregates`."""
 
     def __init__(self, agg: Any) -> None:
         self.agg = agg
-        self.folder = agg.cache / "edges"
+        self.data = agg.store.derived("slices", slice_shape(agg))
+        self.folder = self.data.folder
 
     def aggregates(self, spans: list[tuple[int, int, int]], files: list[Path],
                    ranges: dict[Path, tuple[Any, Any]], only: list[Path]) -> tuple[pa.Table | None, pa.Table | None]:
@@ -113,9 +124,7 @@ class EdgeSlices:
     def _slice(self, hour: int, files: list[Path]) -> tuple[pa.Table, pa.Table]:
         import pyarrow.feather as feather
 
-        ident = "\n".join([VERSION, self.agg.cat_tag, str(hour),
-                           *sorted(f"{self.agg.file_key(f)}\t{f.stat().st_size}" for f in files)])
-        digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        digest = self.data.key(hour, *sorted(f"{self.agg.file_key(f)}\t{f.stat().st_size}" for f in files))
         paths = [self.folder / f"{hour}-{digest}-{kind}.arrow" for kind in ("rows", "hits")]
         try:
             rows, hits = (feather.read_table(p, memory_map=True) for p in paths)
@@ -126,28 +135,25 @@ class EdgeSlices:
         except (OSError, pa.ArrowInvalid):  # missing or damaged: built again
             pass
         rows, hits = self._build(hour, files)
-        if not self.agg.writable:  # a read-only store: computed, not cached
+        if not self.data.writable:  # a read-only store: computed, not cached
             return rows, hits
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             for path, table in zip(paths, (rows, hits), strict=True):
-                tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-                feather.write_feather(table, tmp, compression="uncompressed")
-                os.replace(tmp, path)
+                self.data.write(path, lambda tmp, t=table: feather.write_feather(t, tmp, compression="uncompressed"))
             self._prune()
-        except OSError:  # a read-only or full cache only costs speed
+        except (OSError, StoreWriteError):  # a full cache only costs speed
             pass
         return rows, hits
 
     def _prune(self) -> None:
+        """The newest KEEP slice files of this shape stay; other shapes go once unused (`Derived.prune`)."""
         olds = sorted(self.folder.glob("*.arrow"), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in olds[KEEP:]:
             old.unlink(missing_ok=True)
+        self.data.prune(per_entry=False)
 
     def _build(self, hour: int, files: list[Path]) -> tuple[pa.Table, pa.Table]:
         """The hour's rows of `files` (sorted by time, then message, then row) and their pattern matches."""
-        from datetime import UTC, datetime
-
         agg, con = self.agg, self.agg.con
         start = datetime.fromtimestamp(hour * BUCKET_NS // 10**9, UTC)
         end = datetime.fromtimestamp((hour + 1) * BUCKET_NS // 10**9, UTC)
@@ -167,7 +173,19 @@ class EdgeSlices:
             hits = arrow_table(con, f"SELECT * FROM ({hits_sql}) ORDER BY ts, entry_row, file, pattern_id")
             con.register("logaudit_edge_hits", hits)
             agg.register_paths("logaudit_edge_paths", src, time_filter("timestamp", start, end))
-            rows = arrow_table(con, f"""
+            rows = arrow_table(con, _rows_sql(src, time_filter("s.timestamp", start, end),
+                                         template_sql(agg.redactor.sql("message"))), {"level": agg.level})
+        finally:
+            for name in ("logaudit_edge_keys", "logaudit_edge_hits", "logaudit_edge_paths"):
+                con.unregister(name)
+        return (_encode(rows, ("file", "service", "revision", "audit_revision", "method", "path", "template")),
+                _encode(hits, ("file", "service", "revision", "pattern_id")))
+
+
+def _rows_sql(src: str, where: str, template: str) -> str:
+    """The query of a slice's rows: entry files `src` (a `read_parquet(...)`), rows `where`, and
+    `template` the templating expression of their messages."""
+    return f"""
                 WITH m AS (SELECT DISTINCT file, entry_row FROM logaudit_edge_hits),
                 r AS (
                     SELECT k.entry_key AS file, s.file_row_number AS entry_row, s.timestamp AS ts, s.service, s.revision,
@@ -184,16 +202,11 @@ class EdgeSlices:
                                THEN s.message END AS message
                     FROM {src} s JOIN logaudit_edge_keys k ON k.path = s.filename
                     LEFT JOIN logaudit_edge_paths p ON p.raw = s.http_path AND s.http_status IS NOT NULL
-                    WHERE {time_filter('s.timestamp', start, end)}
+                    WHERE {where}
                 )
-                SELECT *, {template_sql(agg.redactor.sql('message'))} AS template
+                SELECT *, {template} AS template
                 FROM r ORDER BY ts, message, entry_row, file
-            """, {"level": agg.level})
-        finally:
-            for name in ("logaudit_edge_keys", "logaudit_edge_hits", "logaudit_edge_paths"):
-                con.unregister(name)
-        return (_encode(rows, ("file", "service", "revision", "audit_revision", "method", "path", "template")),
-                _encode(hits, ("file", "service", "revision", "pattern_id")))
+"""
 
 
 def _encode(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
+import logaudit.analysis.templates as template_module
+import logaudit.analysis.window as window_module
 from logaudit.analysis.aggregates import latest_example
 from logaudit.analysis.comparison import (
     BUCKET_NS,
@@ -19,18 +20,17 @@ from logaudit.analysis.comparison import (
 )
 from logaudit.analysis.edges import EdgeSlices, hour_spans
 from logaudit.analysis.gate import Gate
-from logaudit.analysis.templates import MASKS, MAX_TEMPLATE_CHARS, merge_templates, template_sql
+from logaudit.analysis.templates import merge_templates, template_sql
 from logaudit.analysis.window import Window, normalize_path, resolve_window
 from logaudit.catalog.cache import chunk_files
 from logaudit.core.db import arrow_table, sql_list
-from logaudit.core.errors import UsageError
+from logaudit.core.errors import StoreWriteError, UsageError
 from logaudit.core.timeparse import to_ns
 from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store.derived import entry_key
 from logaudit.store.layout import parquet_framing_problem
 
 # ========================================================================================== SQL
-#: Bump when what the per-file aggregates hold changes.
-AGGREGATE_VERSION = "4"
 _BASE_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "first_ts", "last_ts", "n", "errors",
                      "requests", "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path",
                      "status", "latencies")
@@ -43,6 +43,28 @@ _CAT_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "key", 
 _BUCKET_SQL = f"epoch_ns(timestamp) // {BUCKET_NS}"
 
 
+def base_shape() -> dict[str, Any]:
+    """What shapes the per-file aggregates (derived kind ``aggregates``) besides the entry file:
+    read when called, so that a changed constant or query is a changed shape."""
+    return {"columns": list(_BASE_SCHEMA_COLS), "bucket_ns": BUCKET_NS, "latency_bins_per_e": LATENCY_BINS_PER_E,
+            "path_ids": [window_module.ID_SEGMENT_RE.pattern, window_module.ID_SEGMENT_RE.flags],
+            "sql": _digest(_base_sql("SRC"))}
+
+
+def cat_shape(level: int, patterns: list[tuple[str, str]], redactor: Any) -> dict[str, Any]:
+    """What shapes the per-file pattern and template counts (derived kind ``aggregates-cat``):
+    the catalog's fingerprints, the severity level, the template masks and cut, the redaction
+    rules (templates are made from redacted messages) and the query."""
+    return {"columns": list(_CAT_SCHEMA_COLS), "bucket_ns": BUCKET_NS, "level": level,
+            "patterns": [list(p) for p in patterns], "masks": [list(m) for m in template_module.MASKS],
+            "max_template_chars": template_module.MAX_TEMPLATE_CHARS, "redaction": [list(r) for r in redactor.rules],
+            "sql": _digest(_cat_sql("SRC", "MATCHES", "KEYS", template_module.template_sql(redactor.sql("u.message"))))}
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def observe(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
             since: Any = None, until: Any = None, gate: Gate | None = None,
             aggregates: FileAggregates | None = None, engine: Any = None) -> Observations:
@@ -50,12 +72,12 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
     (default `audit.engine`; `logaudit.analysis.aggregates`): counts, latency percentiles and
     histogram per revision, pattern counts, unclassified templates.
 
-    The DuckDB engine computes them per entry file and caches them next to the store's
-    classification cache (``STORE/cache/compare-vN/``); entry files are immutable, so a later
-    comparison only reads the small cached aggregates of the files inside its window and
-    aggregates again the hours a --since/--until boundary cuts. The result is the same as
-    aggregating the window's rows directly (tested). `aggregates` already loaded for the window
-    are reused.
+    Aggregates are computed per entry file in DuckDB (counts, latency histogram, pattern
+    counts, unclassified templates) and kept as the store's derived data (kinds ``aggregates``
+    and ``aggregates-cat``, `logaudit.store.derived`); entry files are immutable, so a later comparison only reads
+    the small cached aggregates of the files inside its window and aggregates again the
+    files a --since/--until boundary cuts. The result is the same as aggregating the
+    window's rows directly (tested).
     """
     gate = gate or Gate()
     engine = engine if engine is not None else audit.engine
@@ -143,9 +165,10 @@ def _micro(value: Any) -> Any:
 class FileAggregates:
     """Per-entry-file aggregates for the DuckDB engine (`engine_duckdb.DuckDBEngine`), merged per window.
 
-    Cached under STORE/cache/compare-vN/ (N: the format version). Per file: counts, a latency
-    histogram and deploy times per revision, endpoint counts with their latencies, pattern
-    counts with first/last match, and unclassified templates. They are loaded into temporary
+    Kept as derived data under STORE/derived/aggregates/<digest>/ (counts, a latency histogram
+    and deploy times per revision, endpoint counts with their latencies: `base_shape`) and
+    STORE/derived/aggregates-cat/<digest>/ (pattern counts with first/last match, unclassified
+    templates: `cat_shape`), per entry file and hour. They are loaded into temporary
     tables of the window's connection (`logaudit_cmp_base`, `logaudit_cmp_cat`).
     """
 
@@ -157,18 +180,17 @@ class FileAggregates:
         self.level = level
         self._lat_tables: list[str] = []
         self.root = Path(audit.store.root)
+        self.store = audit.store
         self.writable = audit.store.writable  # a read-only store: aggregates are computed, not cached
         self.files = audit.classified_files(window, con)
-        self.cache = self.root / "cache" / f"compare-v{AGGREGATE_VERSION}"  # a new format never reads an old cache
         pats = con.execute("SELECT pattern_id, fingerprint FROM patterns ORDER BY ALL").fetchall()
         self.fingerprints = [fp for _, fp in pats]
         self.categories = {pid: (cat, title) for pid, cat, title in
                            con.execute("SELECT pattern_id, category, title FROM patterns").fetchall()}
         self.redactor = audit.redactor
-        # templates are made from redacted messages: other rules, other templates
-        ident = "\n".join([AGGREGATE_VERSION, str(level), str(MAX_TEMPLATE_CHARS), repr(MASKS),
-                           *(f"{a}\t{b}" for a, b in pats), *("\t".join(r) for r in self.redactor.rules)])
-        self.cat_tag = hashlib.sha256(ident.encode()).hexdigest()[:16]
+        self.base_data = audit.store.derived("aggregates", base_shape())
+        self.cat_data = audit.store.derived("aggregates-cat", cat_shape(level, pats, self.redactor))
+        self.cat_tag = self.cat_data.digest
         self._names: list[str] = []
         self.pa = pa
         base_parts, cat_parts = self._load()
@@ -187,20 +209,14 @@ class FileAggregates:
 
     # -------------------------------------------------------------------------- cache plumbing
     def file_key(self, path: Path) -> str:
-        """The cache key of an entry file: its path under entries/ (else its absolute path)."""
-        try:
-            return path.relative_to(self.root / "entries").as_posix()
-        except ValueError:
-            return path.resolve().as_posix()
-
-    def _folder(self, key: str) -> Path:
-        return self.cache / (key[:-8] if key.endswith(".parquet") else key)
+        """The key of an entry file in the derived data: its path under entries/ (else its absolute path)."""
+        return entry_key(self.root, path)
 
     def _load(self) -> tuple[list[Any], list[Any]]:
         """Cached aggregate files and freshly computed tables (files missing, or cut by the window)
         for the two views; each part is a list of parquet paths or Arrow tables."""
         sizes = {f: f.stat().st_size for f in self.files}
-        base_paths = {f: self._folder(self.file_key(f)) / f"base-{sizes[f]}.parquet" for f in self.files}
+        base_paths = {f: self.base_data.entry_folder(f) / f"base-{sizes[f]}.parquet" for f in self.files}
         base_cached = [f for f in self.files if _intact(base_paths[f])]
         base_missing = [f for f in self.files if f not in set(base_cached)]
         fresh_base: dict[Path, Any] = {}
@@ -208,7 +224,7 @@ class FileAggregates:
             fresh = self._compute_base(base_missing)
             for f in base_missing:
                 part = _rows_of(fresh, str(f)).drop_columns(["filename"])
-                self._write(base_paths[f].parent, base_paths[f].name, "base-", part)
+                self._write(self.base_data, base_paths[f], "base-", part)
                 fresh_base[f] = part
         if self.window.since is None and self.window.until is None:
             whole = list(self.files)
@@ -230,14 +246,14 @@ class FileAggregates:
             if partial else (None, None)
         if edge_base is not None:
             base_parts.append(edge_base)
-        cat_paths = {f: self._folder(self.file_key(f)) / f"cat-{self.cat_tag}-{sizes[f]}.parquet" for f in whole + cut}
+        cat_paths = {f: self.cat_data.entry_folder(f) / f"cat-{sizes[f]}.parquet" for f in whole + cut}
         cat_missing = [f for f in whole + cut if not _intact(cat_paths[f])]
         fresh_cat: dict[Path, Any] = {}
         if cat_missing:
             fresh = self._compute_cat(cat_missing)
             for f in cat_missing:
                 fresh_cat[f] = _rows_of(fresh, str(f)).drop_columns(["filename"])
-                self._write(cat_paths[f].parent, cat_paths[f].name, "cat-", fresh_cat[f])
+                self._write(self.cat_data, cat_paths[f], "cat-", fresh_cat[f])
             self._prune()
         cat_parts: list[Any] = [[str(cat_paths[f]) for f in whole if f not in fresh_cat]]
         cat_parts += [fresh_cat[f] for f in whole if f in fresh_cat]
@@ -309,38 +325,27 @@ class FileAggregates:
         w = self.window
         return (w.until is None or lo < w.until) and (w.since is None or hi >= w.since)
 
-    def _write(self, folder: Path, name: str, prefix: str, table: Any) -> None:
-        """Write atomically; other versions of the same kind in the folder go. Never fails the comparison."""
-        import uuid
-
+    @staticmethod
+    def _write(data: Any, path: Path, prefix: str, table: Any) -> None:
+        """Write atomically (`Derived.write`); other versions of the same file go. Never fails the
+        comparison: a cache that cannot be written only costs speed."""
         import pyarrow.parquet as pq
 
-        if not self.writable:
+        if not data.writable:
             return
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
-            pq.write_table(table, tmp, compression="zstd")
-            os.replace(tmp, folder / name)
-            for old in folder.glob(f"{prefix}*.parquet"):
-                if old.name != name:
+            data.write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+            for old in path.parent.glob(f"{prefix}*.parquet"):
+                if old.name != path.name:
                     old.unlink(missing_ok=True)
-        except OSError:
+        except (OSError, StoreWriteError):
             pass
 
     def _prune(self) -> None:
-        """Drop cached aggregates of entry files that no longer exist (compacted away)."""
-        import shutil
-
-        if not self.writable:
-            return
-        try:
-            for part in self.cache.glob("date=*"):
-                for folder in part.iterdir():
-                    if folder.is_dir() and not (self.root / "entries" / part.name / f"{folder.name}.parquet").exists():
-                        shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            pass
+        """Drop aggregates of entry files that no longer exist (compacted away) and of shapes no
+        longer used (`Derived.prune`)."""
+        self.base_data.prune()
+        self.cat_data.prune()
 
     def _register(self, name: str, parts: list[Any], cols: tuple[str, ...]) -> None:
         """A temporary table of cached aggregate files (lists of paths; ("filtered", paths, where))
@@ -392,33 +397,7 @@ class FileAggregates:
             self.con.unregister("logaudit_cmp_paths")
 
     def _compute_base_sql(self, src: str) -> Any:
-        return arrow_table(self.con, f"""
-            WITH src AS (SELECT * FROM {src})
-            SELECT filename, 'rev' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
-                   min(timestamp) AS first_ts, max(timestamp) AS last_ts,
-                   count(*) AS n, count(*) FILTER (effective_severity_num >= 500) AS errors,
-                   count(http_status) AS requests, count(*) FILTER (http_status BETWEEN 400 AND 499) AS status_4xx,
-                   count(*) FILTER (http_status >= 500) AS status_5xx,
-                   count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
-                   sum(http_latency_ms) FILTER (http_status <> 101) AS latency_sum, NULL::INTEGER AS bin
-            FROM src GROUP BY filename, bucket, service, revision
-            UNION ALL BY NAME
-            SELECT filename, 'deploy' AS kind, {_BUCKET_SQL} AS bucket, service, audit_revision AS revision,
-                   min(timestamp) AS first_ts, min(timestamp) AS last_ts, count(*) AS n
-            FROM src WHERE audit_revision IS NOT NULL GROUP BY filename, bucket, service, audit_revision
-            UNION ALL BY NAME
-            SELECT filename, 'hist' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
-                   CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin,
-                   count(*) AS n
-            FROM src WHERE http_status <> 101 AND http_latency_ms IS NOT NULL GROUP BY ALL
-            UNION ALL BY NAME
-            SELECT s.filename, 'endpoint' AS kind, epoch_ns(s.timestamp) // {BUCKET_NS} AS bucket,
-                   s.service, s.revision, s.http_method AS method, p.path,
-                   s.http_status AS status, count(*) AS n,
-                   list(s.http_latency_ms) FILTER (s.http_status <> 101 AND s.http_latency_ms IS NOT NULL) AS latencies
-            FROM src s LEFT JOIN logaudit_cmp_paths p ON p.raw = s.http_path
-            WHERE s.http_status IS NOT NULL GROUP BY ALL
-        """)
+        return arrow_table(self.con, _base_sql(src))
 
     def _compute_cat(self, files: list[Path]) -> Any:
         src = self._source(files, rows=True)
@@ -433,36 +412,8 @@ class FileAggregates:
                            JOIN logaudit_patterns_table p ON c.fingerprint = p.fingerprint)"""
         self.con.register(name, keys)
         try:
-            return arrow_table(self.con, f"""
-                WITH k AS (SELECT * FROM {name}),
-                mx AS {matches},
-                m AS (SELECT DISTINCT entry_file, entry_row FROM mx WHERE entry_file IN (SELECT entry_key FROM k)),
-                e AS (
-                    SELECT s.filename, s.file_row_number AS entry_row, s.service, s.revision, s.timestamp, s.message,
-                           s.effective_severity_num AS sev, k.entry_key
-                    FROM {src} s JOIN k ON k.path = s.filename
-                    WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL
-                )
-                SELECT k.path AS filename, 'pattern' AS kind, epoch_ns(mm.timestamp) // {BUCKET_NS} AS bucket,
-                       mm.service, mm.revision, mm.pattern_id AS key,
-                       NULL::SMALLINT AS sev, count(*) AS n, min(mm.timestamp) AS first_ts,
-                       max(mm.timestamp) AS example_ts, any_value(mm.entry_file) AS example_file,
-                       arg_max(mm.entry_row, (mm.timestamp, mm.entry_row))::BIGINT AS example_row
-                FROM mx mm JOIN k ON mm.entry_file = k.entry_key
-                GROUP BY ALL
-                UNION ALL BY NAME
-                SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template_sql(self.redactor.sql('u.message'))} AS key,
-                       u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
-                       arg_max(u.message, (u.example_ts, u.message)) AS example, max(u.example_ts) AS example_ts
-                FROM (  -- identical messages are templated once
-                    SELECT e.filename, epoch_ns(e.timestamp) // {BUCKET_NS} AS bucket, e.service, e.revision, e.sev,
-                           e.message, count(*) AS n,
-                           min(e.timestamp) AS first_ts, max(e.timestamp) AS example_ts
-                    FROM e ANTI JOIN m ON m.entry_file = e.entry_key AND m.entry_row = e.entry_row
-                    GROUP BY ALL
-                ) u
-                GROUP BY u.filename, u.bucket, u.service, u.revision, key, u.sev
-            """, {"level": self.level})
+            return arrow_table(self.con, _cat_sql(src, matches, name, template_sql(self.redactor.sql('u.message'))),
+                          {"level": self.level})
         finally:
             self.con.unregister(name)
 
@@ -570,6 +521,71 @@ class FileAggregates:
             FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY key
         """, params).df()  # pandas keeps the timestamps' nanoseconds
         return [(t.key, int(t.n), t.lo, t.hi, t.f, int(t.r), by_rev.get(t.key, {})) for t in df.itertuples()]
+
+def _base_sql(src: str) -> str:
+    """The query of the per-file aggregates of the entry files `src` (a `read_parquet(...)`)."""
+    return f"""
+            WITH src AS (SELECT * FROM {src})
+            SELECT filename, 'rev' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
+                   min(timestamp) AS first_ts, max(timestamp) AS last_ts,
+                   count(*) AS n, count(*) FILTER (effective_severity_num >= 500) AS errors,
+                   count(http_status) AS requests, count(*) FILTER (http_status BETWEEN 400 AND 499) AS status_4xx,
+                   count(*) FILTER (http_status >= 500) AS status_5xx,
+                   count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
+                   sum(http_latency_ms) FILTER (http_status <> 101) AS latency_sum, NULL::INTEGER AS bin
+            FROM src GROUP BY filename, bucket, service, revision
+            UNION ALL BY NAME
+            SELECT filename, 'deploy' AS kind, {_BUCKET_SQL} AS bucket, service, audit_revision AS revision,
+                   min(timestamp) AS first_ts, min(timestamp) AS last_ts, count(*) AS n
+            FROM src WHERE audit_revision IS NOT NULL GROUP BY filename, bucket, service, audit_revision
+            UNION ALL BY NAME
+            SELECT filename, 'hist' AS kind, {_BUCKET_SQL} AS bucket, service, revision,
+                   CAST(round(ln(greatest(http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) AS bin,
+                   count(*) AS n
+            FROM src WHERE http_status <> 101 AND http_latency_ms IS NOT NULL GROUP BY ALL
+            UNION ALL BY NAME
+            SELECT s.filename, 'endpoint' AS kind, epoch_ns(s.timestamp) // {BUCKET_NS} AS bucket,
+                   s.service, s.revision, s.http_method AS method, p.path,
+                   s.http_status AS status, count(*) AS n,
+                   list(s.http_latency_ms) FILTER (s.http_status <> 101 AND s.http_latency_ms IS NOT NULL) AS latencies
+            FROM src s LEFT JOIN logaudit_cmp_paths p ON p.raw = s.http_path
+            WHERE s.http_status IS NOT NULL GROUP BY ALL
+        """
+
+
+def _cat_sql(src: str, matches: str, keys: str, template: str) -> str:
+    """The query of the per-file pattern and template counts: entry files `src`, their matches
+    (a subquery), the table `keys` of their entry keys, `template` the templating expression."""
+    return f"""
+                WITH k AS (SELECT * FROM {keys}),
+                mx AS {matches},
+                m AS (SELECT DISTINCT entry_file, entry_row FROM mx WHERE entry_file IN (SELECT entry_key FROM k)),
+                e AS (
+                    SELECT s.filename, s.file_row_number AS entry_row, s.service, s.revision, s.timestamp, s.message,
+                           s.effective_severity_num AS sev, k.entry_key
+                    FROM {src} s JOIN k ON k.path = s.filename
+                    WHERE s.effective_severity_num >= $level AND s.message IS NOT NULL
+                )
+                SELECT k.path AS filename, 'pattern' AS kind, epoch_ns(mm.timestamp) // {BUCKET_NS} AS bucket,
+                       mm.service, mm.revision, mm.pattern_id AS key,
+                       NULL::SMALLINT AS sev, count(*) AS n, min(mm.timestamp) AS first_ts,
+                       max(mm.timestamp) AS example_ts, any_value(mm.entry_file) AS example_file,
+                       arg_max(mm.entry_row, (mm.timestamp, mm.entry_row))::BIGINT AS example_row
+                FROM mx mm JOIN k ON mm.entry_file = k.entry_key
+                GROUP BY ALL
+                UNION ALL BY NAME
+                SELECT u.filename, 'template' AS kind, u.bucket, u.service, u.revision, {template} AS key,
+                       u.sev, sum(u.n)::BIGINT AS n, min(u.first_ts) AS first_ts,
+                       arg_max(u.message, (u.example_ts, u.message)) AS example, max(u.example_ts) AS example_ts
+                FROM (  -- identical messages are templated once
+                    SELECT e.filename, epoch_ns(e.timestamp) // {BUCKET_NS} AS bucket, e.service, e.revision, e.sev,
+                           e.message, count(*) AS n,
+                           min(e.timestamp) AS first_ts, max(e.timestamp) AS example_ts
+                    FROM e ANTI JOIN m ON m.entry_file = e.entry_key AND m.entry_row = e.entry_row
+                    GROUP BY ALL
+                ) u
+                GROUP BY u.filename, u.bucket, u.service, u.revision, key, u.sev
+"""
 
 
 def _intact(path: Path) -> bool:

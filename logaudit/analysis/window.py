@@ -64,14 +64,14 @@ def resolve_window(since: str | datetime | None = None, until: str | datetime | 
 
 
 
-_ID_SEGMENT_RE = re.compile(_ID_SEGMENT)
+ID_SEGMENT_RE = re.compile(_ID_SEGMENT)
 
 
 def normalize_path(path: str | None) -> str | None:
     """`/api/threads/8f3a2b1c-1234-4abc-9def-0123456789ab/messages` -> `/api/threads/{id}/messages`."""
     if path is None:
         return None
-    return "/".join("{id}" if _ID_SEGMENT_RE.match(seg) else seg for seg in path.split("/"))
+    return "/".join("{id}" if ID_SEGMENT_RE.match(seg) else seg for seg in path.split("/"))
 
 
 

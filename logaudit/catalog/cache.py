@@ -1,15 +1,17 @@
-"""The match cache: per entry file and per pattern fingerprint, under ``STORE/matches/``.
+"""The match cache: the derived data kind ``matches`` (`logaudit.store.derived`), per entry file
+and per cache key, under ``STORE/derived/matches/<shape digest>/``.
 
-One folder per entry file holds an ``index.json`` (which fingerprints were evaluated, in which
-chunk file, with a summary of the counts) and Parquet chunks of matches. `evaluate_file`
-evaluates the missing patterns on one entry file and records them.
+One folder per entry file holds an ``index.json`` (which cache keys were evaluated, in which
+chunk file, with a summary of the counts) and Parquet chunks of matches. A cache key is a
+pattern's fingerprint, the text cut (`max_chars`) and the digest of the engine's shape
+(`match_shape`: the constants that decide what matches). `evaluate_file` evaluates the missing
+patterns on one entry file and records them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import time
 import uuid
@@ -24,10 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from logaudit.catalog import engine
 from logaudit.catalog.catalog import Pattern
 from logaudit.catalog.engine import (
     DEFAULT_MAX_CHARS,
-    ENGINE_VERSION,
     KEY_COLUMNS,
     CompiledCatalog,
     MatchResult,
@@ -36,8 +38,9 @@ from logaudit.catalog.engine import (
     decoded,
     match_table,
 )
-from logaudit.core.lock import FileLock
+from logaudit.core.atomic import atomic_path
 from logaudit.store.check import entry_file_problem
+from logaudit.store.derived import DERIVED, Derived, entry_key
 from logaudit.store.layout import damaged_error, parquet_framing_problem, scratch_dir, write_errors
 from logaudit.store.schema import DICTIONARY_COLUMNS, ENTRY_SCHEMA, TEXT_COLUMNS
 
@@ -51,26 +54,35 @@ CHUNK_SCHEMA = pa.schema([
 MAX_CHUNKS = 8
 
 
+def match_shape() -> dict[str, Any]:
+    """What shapes every cached match besides the pattern and `max_chars`: the engine's
+    constants (read when called, so a changed constant is a changed shape)."""
+    return {"engine": engine.ENGINE_VERSION, "long_text": engine.LONG_TEXT, "regex_timeout": engine.REGEX_TIMEOUT,
+            "max_timeouts": engine.MAX_TIMEOUTS, "pattern_budget": engine.PATTERN_BUDGET,
+            "text_budget": engine.TEXT_BUDGET, "key_columns": list(engine.KEY_COLUMNS),
+            "chunk_columns": CHUNK_SCHEMA.names}
+
+
+def matches(store_root: Path, writable: bool = True) -> Derived:
+    """The match cache's handle (derived data kind ``matches``) of the store at `store_root`."""
+    return Derived(store_root, "matches", match_shape(), writable=writable)
+
+
 def cache_key(pattern: Pattern, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """What a cached result depends on: the pattern's fingerprint, the engine and its bounds."""
-    return hashlib.sha256(f"{pattern.fingerprint}/{ENGINE_VERSION}/{max_chars}".encode()).hexdigest()[:16]
-
-
-def entry_key(store_root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(store_root / "entries").as_posix()
-    except ValueError:
-        return "external/" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16] + ".parquet"
+    """What a cached result depends on: the pattern's fingerprint, the text cut and the engine's shape."""
+    return matches(Path()).key(pattern.fingerprint, max_chars)
 
 
 def match_dir(store_root: Path, key: str) -> Path:
     """The cache folder of an entry file: in the store, or in the scratch directory standing in
     for a read-only store's cache when classification had to add results there."""
-    name = key.removesuffix(".parquet")
+    handle = matches(store_root)
     scratch = scratch_dir(store_root, create=False)
-    if scratch is not None and (scratch / "matches" / name).is_dir():
-        return scratch / "matches" / name
-    return store_root / "matches" / name
+    if scratch is not None:
+        folder = handle.entry_folder(key, scratch / DERIVED / handle.kind / handle.digest)
+        if folder.is_dir():
+            return folder
+    return handle.entry_folder(key)
 
 
 def _read_index(folder: Path) -> dict[str, Any] | None:
@@ -98,17 +110,16 @@ def usable_index(folder: Path, entry_bytes: int) -> tuple[dict[str, Any] | None,
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with write_errors(path, tmp):
+    with write_errors(path), atomic_path(path) as tmp:
         tmp.write_bytes(data)
-        os.replace(tmp, path)
 
 
 def overlay(root: Path, key: str, index: dict[str, Any] | None) -> Path:
     """A scratch folder standing in for a read-only store's cache folder of one entry file:
     its usable results are linked, new ones are written there (see `scratch_dir`)."""
-    folder = root / "matches" / key.removesuffix(".parquet")
-    scratch = scratch_dir(root) / "matches" / key.removesuffix(".parquet")  # type: ignore[operator]
+    handle = matches(root, writable=False)
+    folder = handle.entry_folder(key)
+    scratch = handle.entry_folder(key, handle.scratch())
     scratch.mkdir(parents=True, exist_ok=True)
     if index is not None:
         for chunk in {c for c in index["fingerprints"].values() if c}:
@@ -118,16 +129,9 @@ def overlay(root: Path, key: str, index: dict[str, Any] | None) -> Path:
     return scratch
 
 
-@contextlib.contextmanager
-def matches_lock(root: Path, writable: bool = True) -> Any:
-    if not writable:  # nothing is written to a read-only store's cache: no writer to keep out
-        yield
-        return
-    folder = root / "matches"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder / ".lock") as lock:
-        lock.acquire()
-        yield
+def matches_lock(root: Path, writable: bool = True) -> contextlib.AbstractContextManager[None]:
+    """The match cache's writer lock (nothing is written to a read-only store: no writer to keep out)."""
+    return matches(root, writable).lock()
 
 
 @dataclass
@@ -227,10 +231,8 @@ def evaluate_file(task: FileTask) -> FileOutcome:
             cols[name] = as_array(table.column(name)).take(idx) if name in table.column_names else pa.nulls(n, typ)
         cols["fields_json"] = res.fields_json
         chunk = pa.table(cols)
-        tmp = folder / f".{chunk_name}.tmp"
-        with write_errors(folder / chunk_name, tmp):
+        with write_errors(folder / chunk_name), atomic_path(folder / chunk_name) as tmp:
             _write_chunk(chunk, tmp)
-            os.replace(tmp, folder / chunk_name)
     for i, key in enumerate(task.keys):
         fps[key] = chunk_name if per_key[i] else None
         if res.timeouts.get(i):
@@ -275,10 +277,8 @@ def _compact(folder: Path, index: dict[str, Any], live: set[str]) -> None:
     merged = merged.filter(keep)
     name = f"c-{uuid.uuid4().hex[:12]}.parquet"
     if merged.num_rows:
-        tmp = folder / f".{name}.tmp"
-        with write_errors(folder / name, tmp):
+        with write_errors(folder / name), atomic_path(folder / name) as tmp:
             _write_chunk(merged, tmp)
-            os.replace(tmp, folder / name)
     present = set(merged["fingerprint"].to_pylist()) if merged.num_rows else set()
     index["fingerprints"] = {k: (name if k in present else None) for k in fps if k in live}
     for key in ("timeouts", "skipped"):
@@ -302,15 +302,9 @@ def drop_unusable(folder: Path, index: dict[str, Any] | None, damaged: set[str])
 
 
 def prune(root: Path) -> int:
-    """Drop cached matches of entry files that no longer exist (compacted away)."""
-    removed = 0
-    base = root / "matches"
-    for part in base.glob("date=*"):
-        for folder in part.iterdir():
-            if folder.is_dir() and not (root / "entries" / part.name / f"{folder.name}.parquet").exists():
-                shutil.rmtree(folder, ignore_errors=True)
-                removed += 1
-    return removed
+    """Drop cached matches of entry files that no longer exist (compacted away) and of engine
+    shapes no longer used (`Derived.prune`)."""
+    return matches(root).prune()
 
 
 def chunk_files(root: Path, files: list[Path], indexes: dict[str, dict[str, Any]] | None,

@@ -24,6 +24,7 @@ from logaudit.catalog.cache import (
     entry_key,
     live_hash,
     match_dir,
+    matches,
     matches_lock,
     overlay,
     prune,
@@ -128,6 +129,8 @@ def _classify_store(store: Any, catalog: Catalog, since: datetime | None, until:
             if missing:
                 tasks.append(FileTask(str(path), ekey, str(folder), size, [unique[k] for k in missing], missing,
                                        max_chars, use_hyperscan, live, str(root)))
+        if tasks and writable:
+            matches(root).prepare()  # the shape file, once
         evaluated: set[str] = set()
         nworkers = resolve_workers(workers)
         big = sum(Path(t.entry_path).stat().st_size for t in tasks) > PARALLEL_MIN_BYTES

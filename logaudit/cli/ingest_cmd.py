@@ -1,4 +1,4 @@
-"""`logaudit ingest` and `logaudit store info|check|repair`."""
+"""`logaudit ingest` and `logaudit store info|check|repair|clear-cache`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 from logaudit.cli import ExpandedPath, echo_json, format_option, handle_errors, main, store_option
 from logaudit.core.errors import ExitCode
 from logaudit.core.progress import byte_progress
+from logaudit.store.derived import KINDS
 from logaudit.store.ingest import ingest as ingest_into
 from logaudit.store.store import MAX_NOTES_SHOWN, Store, store_root
 
@@ -94,6 +95,7 @@ def store_info(store_dir: str | None, fmt: str) -> None:
     click.echo(f"store:      {info['store']}")
     click.echo(f"entries:    {info['entries']} in {info['files']} files, {info['partitions']} date partitions, {info['bytes'] / 1e6:.1f} MB")
     click.echo(f"time range: {info['first']} .. {info['last']}")
+    click.echo(f"derived:    {_sizes(info['derived'])}")
     click.echo(f"ingests:    {len(info['ingests'])} ({info['rejected_total']} rejected in all)")
     for m in info["ingests"][-10:]:
         srcs = ", ".join(s["source"] for s in m.get("sources", []))[:80]
@@ -106,6 +108,32 @@ def store_info(store_dir: str | None, fmt: str) -> None:
     for rel in info["manifest_unreadable"]:
         click.secho(f"warning: {info['store']}/{rel}: unreadable manifest record; `logaudit store check` and "
                     "`logaudit store repair` deal with it (the entries it recorded are kept)", fg="yellow", err=True)
+
+
+def _sizes(kinds: dict[str, dict[str, int]]) -> str:
+    """`matches 12 files 1.2 MB, aggregates 0 files 0.0 MB, ...`"""
+    return ", ".join(f"{k} {v['files']} file{'' if v['files'] == 1 else 's'} {v['bytes'] / 1e6:.1f} MB"
+                     for k, v in kinds.items())
+
+
+@store.command("clear-cache")
+@store_option
+@format_option("text", "json")
+@click.option("--kind", type=click.Choice([*KINDS, "legacy"]), default=None,
+              help="Only this kind of derived data (default: all, and the caches of earlier versions).")
+@handle_errors
+def store_clear_cache(store_dir: str | None, fmt: str, kind: str | None) -> None:
+    """Remove the store's derived data (classification results, aggregates, hour slices):
+    commands compute it again when next needed. Run it while no other command uses the store.
+
+    Exit code 0; 3 on a read-only store or when there is no store.
+    """
+    store = Store(store_dir, create=False)
+    removed = store.clear_derived(kind)
+    if fmt == "json":
+        echo_json({"store": str(store.root), "removed": removed})
+        return
+    click.echo(f"removed from {store.root}: {_sizes(removed)}" if removed else f"no derived data in {store.root}")
 
 
 @store.command("check")

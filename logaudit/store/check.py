@@ -11,18 +11,22 @@ entries         Parquet framing and footer, the entry schema, row counts, every 
                 column readable (not with `quick`), rows inside their date
 manifest        each record is a JSON object with an ingest id and status        quarantine
 rejects         each line is a JSON object                                       quarantine
-match-cache     ``matches/``: index JSON, result chunks readable                 quarantine (rebuilt)
-aggregates      ``cache/compare-v*/``: per-file aggregates readable              quarantine (rebuilt)
-slices          ``cache/compare-v*/edges/``: hour slices readable                quarantine (rebuilt)
+derived         ``derived/*/*/shape.json``: what a kind's data depends on         quarantine (rewritten)
+match-cache     ``derived/matches/``: index JSON, result chunks readable         quarantine (rebuilt)
+aggregates      ``derived/aggregates*/``: per-file aggregates readable           quarantine (rebuilt)
+slices          ``derived/slices/``: hour slices readable                        quarantine (rebuilt)
 cursor          ``cursors/``: pull cursors                                       quarantine (pull restarts)
 tmp             temporary files of writes that never finished                    removed
 running         manifest records still `running` while no process writes         marked `interrupted`
 ==============  ===============================================================  ==========================
 
+Cache folders of earlier versions (``matches/``, ``cache/``) are not read by logaudit and not
+checked; `logaudit store clear-cache` removes them.
+
 `repair` holds the store's lock (so no ingest or pull runs meanwhile) and the match cache's
 lock, then moves damaged files to ``quarantine/<time>/<their path>`` (renames, so nothing is
 lost and nothing is half-moved), removes stale temporary files, and marks `running` records
-`interrupted`. Temporary files under ``cache/`` are written by readers, which take no lock: only
+`interrupted`. Temporary files of derived data other than matches are written by readers, which take no lock: only
 those older than STALE_TMP_SECONDS are removed.
 """
 
@@ -45,6 +49,7 @@ import pyarrow.parquet as pq
 from logaudit.core.errors import StoreError
 from logaudit.core.lock import FileLock
 from logaudit.core.version import __version__
+from logaudit.store.derived import DERIVED, SHAPE_FILE
 from logaudit.store.layout import MARKER, QUARANTINE, STORE_FORMAT, atomic_write, parquet_framing_problem
 from logaudit.store.schema import ENTRY_SCHEMA
 
@@ -53,8 +58,12 @@ if TYPE_CHECKING:
 
 #: Columns without which a Parquet file is not an entry file at all.
 _KEY = frozenset({"timestamp", "log_name", "insert_id"})
-#: A temporary file under cache/ older than this belongs to no running command.
+#: A temporary file of derived data (other than matches) older than this belongs to no running command.
 STALE_TMP_SECONDS = 3600.0
+
+
+def _matches_lock(root: Path) -> Path:
+    return root / DERIVED / "matches" / ".lock"
 
 _QUARANTINE = "`logaudit store repair` moves it to quarantine/"
 _FIXES = {
@@ -62,6 +71,7 @@ _FIXES = {
     "entries": _QUARANTINE + "; then re-ingest the sources of {day}",
     "manifest": _QUARANTINE + " (the entries it recorded are kept)",
     "rejects": _QUARANTINE,
+    "derived": "derived data: " + _QUARANTINE + " and it is written again when next needed",
     "match-cache": "derived data: " + _QUARANTINE + " and it is rebuilt when next needed",
     "aggregates": "derived data: " + _QUARANTINE + " and it is rebuilt when next needed",
     "slices": "derived data: " + _QUARANTINE + " and it is rebuilt when next needed",
@@ -135,14 +145,23 @@ def file_kind(rel: str) -> str | None:
         return "manifest"
     if top == "rejects" and len(parts) == 2 and name.endswith(".jsonl"):
         return "rejects"
-    if top == "matches" and (name == "index.json" or name.endswith(".parquet")):
-        return "match-cache"
-    if top == "cache" and name.endswith(".parquet"):
-        return "aggregates"
-    if top == "cache" and name.endswith(".arrow"):
-        return "slices"
+    if top == DERIVED and len(parts) >= 4:
+        return _derived_kind(parts[1], name, len(parts))
     if top == "cursors" and name.endswith(".json"):
         return "cursor"
+    return None
+
+
+def _derived_kind(kind: str, name: str, depth: int) -> str | None:
+    """The check kind of a file under ``derived/<kind>/<digest>/`` (`depth`: parts of its path)."""
+    if name == SHAPE_FILE and depth == 4:
+        return "derived"
+    if kind == "matches" and (name == "index.json" or name.endswith(".parquet")):
+        return "match-cache"
+    if kind.startswith("aggregates") and name.endswith(".parquet"):
+        return "aggregates"
+    if kind == "slices" and name.endswith(".arrow"):
+        return "slices"
     return None
 
 
@@ -158,6 +177,9 @@ def file_problem(root: Path, path: Path, *, deep: bool = True) -> str | None:
             or _chunks_problem(path)
     if kind == "slices":
         return _arrow_problem(path)
+    if kind == "derived":
+        return _json_problem(path, lambda d: isinstance(d.get("digest"), str) and isinstance(d.get("shape"), dict),
+                             "a derived data shape")
     if kind == "manifest":
         return _json_problem(path, lambda d: isinstance(d.get("ingest_id"), str) and isinstance(d.get("status"), str),
                              "a manifest record")
@@ -297,7 +319,7 @@ def _rel(root: Path, path: Path) -> str:
 # ============================================================================ the whole store
 def check(store: Store, *, quick: bool = False) -> CheckReport:
     """Verify every file logaudit keeps in `store` (`quick`: footers and schemas, not every row)."""
-    with _lock_probe(store.root / ".lock") as busy, _lock_probe(store.root / "matches" / ".lock") as matches_busy:
+    with _lock_probe(store.root / ".lock") as busy, _lock_probe(_matches_lock(store.root)) as matches_busy:
         return _check(store, quick=quick, busy=busy, matches_busy=matches_busy)
 
 
@@ -344,10 +366,10 @@ def _files(root: Path) -> Iterator[Path]:
 
 def _stale_tmp(rel: str, path: Path, now: float, *, busy: bool, matches_busy: bool) -> bool:
     """Whether a temporary file belongs to no running command (see the module docstring)."""
-    top = rel.split("/")[0]
-    if top in ("entries", "manifest", "rejects", "cursors"):
+    parts = rel.split("/")
+    if parts[0] in ("entries", "manifest", "rejects", "cursors"):
         return not busy
-    if top == "matches":
+    if parts[:2] == [DERIVED, "matches"]:
         return not matches_busy
     try:
         return now - path.stat().st_mtime > STALE_TMP_SECONDS
@@ -387,7 +409,7 @@ def repair(store: Store) -> RepairReport:
         raise StoreError(f"{store.root}: the store is read-only; it cannot be repaired in place",
                          hint="`logaudit store check` works read-only; repair needs write access")
     report = RepairReport(store=str(store.root))
-    with store.lock(), _hold(store.root / "matches" / ".lock"):
+    with store.lock(), _hold(_matches_lock(store.root)):
         found = _check(store, quick=False, busy=False, matches_busy=False)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         folder = store.root / QUARANTINE / stamp

@@ -13,10 +13,10 @@ import errno
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from logaudit.core.atomic import atomic_write_bytes
 from logaudit.core.errors import StoreDamagedError, StoreWriteError
 
 #: The store's format, recorded in MARKER; a store of a newer format is refused, not misread.
@@ -34,17 +34,12 @@ _SCRATCH: dict[Path, Path] = {}
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a fsynced temporary file and a rename: readers see old or new, never half.
+    """Write `data` to `path` atomically (`core.atomic`): readers see old or new, never half.
 
     Raises StoreWriteError (and leaves no temporary file) when the operating system refuses.
     """
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with write_errors(path, tmp):
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+    with write_errors(path):
+        atomic_write_bytes(path, data)
 
 
 @contextlib.contextmanager

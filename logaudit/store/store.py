@@ -7,14 +7,15 @@ Layout (everything below the store root)::
     manifest/<time>-<id>.json                           one record per ingest or pull
     rejects/<ingest id>.jsonl                           what was not a LogEntry, with file:line and reason
     .lock                                               held while writing
-    matches/, cache/, cursors/                          derived data (classification, aggregates, pulls)
+    derived/<kind>/<shape digest>/...                   derived data (classification, aggregates: `derived`)
+    cursors/                                            where each pull has got to
     quarantine/<time>/...                               damaged files moved aside by `Store.repair`
 
 Partitioned by UTC date because every question logaudit asks is bounded in time: a 6 h
 summary opens one or two partitions, and deduplicating a new batch only reads the key columns
 of the partitions the batch touches. Entry files are immutable once written (written to a
 temporary name and renamed into place), so an interrupted ingest leaves the store as it was
-plus whole batches, and caches keyed by file name (classification) stay valid.
+plus whole batches, and derived data keyed by file name (`logaudit.store.derived`) stays valid.
 
 Faults are typed: a write the operating system refuses (disk full, quota, read-only) raises
 StoreWriteError and leaves no temporary file; a damaged or foreign file raises StoreDamagedError
@@ -36,12 +37,12 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -80,6 +81,10 @@ from logaudit.store.layout import (
 )
 from logaudit.store.normalize import normalize_batch
 from logaudit.store.schema import DEDUP_KEY, DICTIONARY_COLUMNS, ENTRY_SCHEMA
+
+if TYPE_CHECKING:
+    from logaudit.store.check import CheckReport, RepairReport
+    from logaudit.store.derived import Derived
 
 DEFAULT_STORE = "logaudit-store"
 #: Reject records (and notes on unreadable fields) kept per ingest (beyond this only the count grows).
@@ -408,7 +413,36 @@ class Store:
         stats["ingests"] = manifest
         stats["rejected_total"] = sum(m.get("rejected", 0) for m in manifest)
         stats["manifest_unreadable"] = unreadable
+        stats["derived"] = self.derived_info()
         return stats
+
+    # ------------------------------------------------------------------ derived data
+    def derived(self, kind: str, shape: Mapping[str, Any]) -> Derived:
+        """The handle on one kind of derived data under `shape` (see `logaudit.store.derived`).
+
+        >>> Store("logaudit-store").derived("aggregates", {"latency_bins_per_e": 200}).folder  # doctest: +SKIP
+        PosixPath('logaudit-store/derived/aggregates/5c1e0f2b8a7d9e63')
+        """
+        from logaudit.store.derived import Derived
+
+        return Derived(self.root, kind, shape, writable=self.writable)
+
+    def derived_info(self) -> dict[str, dict[str, int]]:
+        """Files and bytes of each kind of derived data (and of cache folders of earlier versions)."""
+        from logaudit.store.derived import derived_info
+
+        return derived_info(self.root)
+
+    def clear_derived(self, kind: str | None = None) -> dict[str, dict[str, int]]:
+        """Remove the derived data of `kind` (None: all of it, and earlier versions' caches); what
+        was removed per kind. Raises StoreError on a read-only store."""
+        from logaudit.store.derived import clear_derived
+
+        if not self.writable:
+            raise StoreError(f"{self.root}: the store is read-only; its derived data cannot be cleared",
+                             hint="derived data of a read-only store is never written: there is nothing to clear")
+        with write_errors(self.root / "derived"):
+            return clear_derived(self.root, kind)
 
     @contextlib.contextmanager
     def faults(self) -> Iterator[None]:

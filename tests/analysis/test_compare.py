@@ -18,7 +18,7 @@ from logaudit.analysis.audit import Audit, default_catalog
 from logaudit.analysis.comparison import LATENCY_BINS_PER_E, Observations, PatternCounts, Side, TemplateCounts
 from logaudit.analysis.gate import Gate, GateError, gate_from_dict, load_gate
 from logaudit.analysis.judge import compare, judge
-from logaudit.analysis.observe import AGGREGATE_VERSION, observe
+from logaudit.analysis.observe import observe
 from logaudit.analysis.stats import holm
 from logaudit.analysis.templates import merge_templates, template, template_sql
 from logaudit.core.errors import UsageError
@@ -375,7 +375,8 @@ def test_a_window_cut_equals_the_rows_inside_it_and_the_cache_changes_nothing(sa
             assert m["counts"]["canary"][0] == by_pattern[pid].get(CANARY_REVISION, 0)
     # whole-store comparison from the cache equals one computed without it
     cached = compare(Audit(store), gate=Gate()).to_dict()
-    shutil.rmtree(Path(store.root) / "cache" / f"compare-v{AGGREGATE_VERSION}")
+    shutil.rmtree(Path(store.root) / "derived" / "aggregates")
+    shutil.rmtree(Path(store.root) / "derived" / "aggregates-cat")
     assert compare(Audit(store), gate=Gate()).to_dict() == cached
 
 

@@ -14,7 +14,6 @@ from logaudit.analysis.audit import Audit
 from logaudit.analysis.edges import hour_spans
 from logaudit.analysis.gate import Gate
 from logaudit.analysis.judge import compare
-from logaudit.analysis.observe import AGGREGATE_VERSION
 from logaudit.sources.sample import BASELINE_REVISION, CANARY_REVISION, SampleConfig, SampleGenerator
 from logaudit.store.store import Store
 
@@ -56,8 +55,7 @@ def _ingest_copies(store: Store) -> list[dict]:
 
 
 def _slices(store: Store) -> dict[str, float]:
-    folder = store.root / "cache" / f"compare-v{AGGREGATE_VERSION}" / "edges"
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.arrow")} if folder.exists() else {}
+    return {p.name: p.stat().st_mtime_ns for p in (store.root / "derived" / "slices").glob("*/*.arrow")}
 
 
 def _same(store: Store, window: dict) -> dict:
@@ -95,8 +93,8 @@ def test_a_new_entry_file_in_a_cut_hour_makes_a_new_slice(store):
 @pytest.mark.slow
 def test_a_damaged_slice_is_rebuilt(store):
     _same(store, WINDOW)
-    folder = store.root / "cache" / f"compare-v{AGGREGATE_VERSION}" / "edges"
-    damaged = sorted(folder.glob(f"{_hour('2025-09-09T21:00')}-*-rows.arrow"))[0]
+    folder = store.root / "derived" / "slices"
+    damaged = sorted(folder.glob(f"*/{_hour('2025-09-09T21:00')}-*-rows.arrow"))[0]
     damaged.write_bytes(b"not arrow")
     _same(store, WINDOW)
     assert damaged.read_bytes()[:6] == b"ARROW1"
@@ -156,8 +154,8 @@ def test_a_slice_damaged_inside_its_data_is_rebuilt(store):
     import pyarrow.feather as feather
 
     _same(store, WINDOW)
-    folder = store.root / "cache" / f"compare-v{AGGREGATE_VERSION}" / "edges"
-    path = sorted(folder.glob(f"{_hour('2025-09-09T21:00')}-*-rows.arrow"))[0]
+    folder = store.root / "derived" / "slices"
+    path = sorted(folder.glob(f"*/{_hour('2025-09-09T21:00')}-*-rows.arrow"))[0]
     rows = feather.read_table(path)
     files = rows["file"].combine_chunks()
     bad = pa.DictionaryArray.from_arrays(pa.array([99] * len(files), pa.int32()), files.dictionary, safe=False)

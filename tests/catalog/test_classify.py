@@ -570,7 +570,7 @@ def test_classify_store_counts_and_cache(tmp_path):
     again = classify_store(store, cat)
     assert (again.files_evaluated, again.patterns_evaluated, again.cache_hits, again.cache_misses) == (0, 0, 6, 0)
     assert again.matches == first.matches
-    index = json.loads((store.root / "matches" / "date=2025-09-09" / "part-a" / "index.json").read_text())
+    index = json.loads((cache.matches(store.root).folder / "date=2025-09-09" / "part-a" / "index.json").read_text())
     assert index["entry_file"] == "date=2025-09-09/part-a.parquet" and index["rows"] == 3
     assert len(index["fingerprints"]) == 3
 
@@ -606,7 +606,7 @@ def test_new_files_and_deleted_files(tmp_path):
     (store.root / "entries" / "date=2025-09-09" / "part-a.parquet").unlink()
     rep = classify_store(store, cat)
     assert rep.pruned == 1 and rep.matches == {"tok": 2, "exit": 1, "agents": 1}
-    assert not (store.root / "matches" / "date=2025-09-09" / "part-a").exists()
+    assert not (cache.matches(store.root).folder / "date=2025-09-09" / "part-a").exists()
 
 
 def test_time_window(tmp_path):
@@ -671,7 +671,7 @@ def test_chunks_are_compacted(tmp_path, monkeypatch):
         path.write_text("catalog: t\nversion: 1\npatterns:\n" + CAT_V1.replace("NO_TOKEN", f"NO_TOKEN|v{i}"))
         rep = classify_store(store, load_catalogs([path]))
         assert rep.matches["tok"] == 2
-    folder = store.root / "matches" / "date=2025-09-09" / "part-a"
+    folder = cache.matches(store.root).folder / "date=2025-09-09" / "part-a"
     index = json.loads((folder / "index.json").read_text())
     assert len({c for c in index["fingerprints"].values() if c}) <= 2
     assert sorted(p.name for p in folder.glob("c-*.parquet")) == sorted(
@@ -792,3 +792,37 @@ def test_when_on_numeric_columns_agrees_with_the_reference(values, cond, as_floa
     got = engine._When(table).mask(cond, rows)
     assert got.tolist() == [cond.matches_value(values[r]) for r in rows]
     assert engine._When(table).mask(cond, None).tolist() == [cond.matches_value(v) for v in values]  # all rows
+
+
+ENGINE_CHANGES = {
+    "engine version": ("ENGINE_VERSION", "test"),
+    "long text": ("LONG_TEXT", 4),
+    "regex timeout": ("REGEX_TIMEOUT", 0.5),
+    "pattern budget": ("PATTERN_BUDGET", 2.0),
+    "max chars": (None, 4),  # a call parameter: part of every cache key
+}
+
+
+@pytest.mark.parametrize("change", list(ENGINE_CHANGES))
+def test_a_changed_matching_constant_is_a_cache_miss(tmp_path, monkeypatch, change):
+    store = small_store(tmp_path)
+    cat = load_catalogs([catalog_file(tmp_path, CAT_V1)])
+    first = classify_store(store, cat)
+    keys = [cache.cache_key(p) for p in cat]
+    folders = {p.name for p in (store.root / "derived" / "matches").glob("*")}
+    name, value = ENGINE_CHANGES[change]
+    max_chars = value if name is None else engine.DEFAULT_MAX_CHARS
+    if name is not None:
+        monkeypatch.setattr(engine, name, value)
+    again = classify_store(store, cat, max_chars=max_chars)
+    assert [cache.cache_key(p, max_chars) for p in cat] != keys
+    assert (again.cache_hits, again.cache_misses, again.files_evaluated) == (0, 6, 2)
+    cold = classify_store(small_store(tmp_path / "cold"), cat, max_chars=max_chars)
+    assert (again.matches, again.matched_entries, again.unclassified) == (cold.matches, cold.matched_entries,
+                                                                           cold.unclassified)
+    now = {p.name for p in (store.root / "derived" / "matches").glob("*")}
+    if name is None:  # a shorter cut finds less; the engine's shape, hence the folder, is unchanged
+        assert first.matches == {"tok": 2, "exit": 2, "agents": 1} and again.matches["exit"] == 0
+        assert now == folders and len(now) == 1
+    else:  # a new shape folder; the old one goes once unused for an hour
+        assert now - folders == {cache.matches(store.root).digest} and folders < now

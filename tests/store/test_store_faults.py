@@ -89,7 +89,7 @@ def store(warm_store, tmp_path) -> Path:
 @pytest.fixture
 def cold_store(warm_store, tmp_path) -> Path:
     """A private copy of the store as a version without the store marker left it, caches not built yet."""
-    root = Path(shutil.copytree(warm_store, tmp_path / "cold", ignore=shutil.ignore_patterns("matches", "cache")))
+    root = Path(shutil.copytree(warm_store, tmp_path / "cold", ignore=shutil.ignore_patterns("derived")))
     (root / "logaudit-store.json").unlink(missing_ok=True)
     return root
 
@@ -172,7 +172,7 @@ def test_export_names_a_truncated_entry_file(store, tmp_path):
 def test_a_foreign_parquet_file_is_named(store, command):
     foreign = store / "entries" / f"date={DAY1}" / "part-0-foreign.parquet"
     pq.write_table(pa.table({"foo": [1, 2]}), foreign)
-    shutil.rmtree(store / "matches")  # classification reads the file itself
+    shutil.rmtree(store / "derived" / "matches")  # classification reads the file itself
     result = logaudit(*read_command(command), "--store", store)
     what = f"not a logaudit entry file: no columns timestamp, receive_timestamp, log_name, log_id and {len(ENTRY_SCHEMA) - 4} more"
     assert (result.returncode, result.stderr) == (3, f"error: {foreign}: {what}\n{damaged_hint(store)}\n")
@@ -184,7 +184,7 @@ def test_corrupt_data_inside_an_entry_file_is_named_when_read(store):
     for i in range(10_000, 60_000, 7):  # inside the compressed column chunks; footer intact
         data[i] ^= 0x5A
     bad.write_bytes(bytes(data))
-    shutil.rmtree(store / "matches")
+    shutil.rmtree(store / "derived" / "matches")
     result = logaudit("classify", "--store", store)
     message = f"{bad}: damaged entry file: row group 0 is unreadable (ZSTD decompression failed: Data corruption detected)"
     assert (result.returncode, result.stderr) == (3, f"error: {message}\n{damaged_hint(store)}\n")
@@ -207,12 +207,12 @@ def test_store_check_reads_every_row_unless_quick(store):
 
 # ------------------------------------------------------------------------------ damaged caches
 def test_damaged_caches_are_rebuilt_silently(store, expected):
-    index = next((store / "matches").glob("date=*/*/index.json"))
+    index = next((store / "derived" / "matches").glob("*/date=*/*/index.json"))
     (chunk,) = index.parent.glob("c-*.parquet")
     chunk.write_bytes(chunk.read_bytes()[:100])  # a truncated result chunk
-    other = sorted((store / "matches").glob("date=*/*/index.json"))[-1]
+    other = sorted((store / "derived" / "matches").glob("*/date=*/*/index.json"))[-1]
     other.write_bytes(b"{not json")  # a damaged index
-    aggregates = sorted((store / "cache").rglob("base-*.parquet")) + sorted((store / "cache").rglob("cat-*.parquet"))
+    aggregates = sorted((store / "derived").rglob("base-*.parquet")) + sorted((store / "derived").rglob("cat-*.parquet"))
     assert len(aggregates) == 4
     for path in aggregates:
         path.write_bytes(b"PAR1 nothing else")
@@ -286,7 +286,7 @@ def test_reads_work_on_a_store_without_write_permission(warm_store, expected):
     base = Path(tempfile.mkdtemp(prefix="logaudit-ro-"))  # reachable by that user, unlike pytest's tmp folders
     try:
         base.chmod(0o755)
-        root = Path(shutil.copytree(warm_store, base / "store", ignore=shutil.ignore_patterns("matches", "cache")))
+        root = Path(shutil.copytree(warm_store, base / "store", ignore=shutil.ignore_patterns("derived")))
         subprocess.run(["chmod", "-R", "a-w", root], check=True)
         before = tree(root)
         drop = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] if os.geteuid() == 0 else []
@@ -366,7 +366,8 @@ find {disk}/store -name '*.tmp' >{tmp_path}/tmp-files
 """, tmp_path / "results")
     match = DISK_FULL.fullmatch(results["summarize"].stderr)
     assert match and results["summarize"].returncode == 3, results["summarize"].stderr
-    assert re.fullmatch(rf"{disk}/store/matches/date={DAY1}/part-\S+/c-\w+\.parquet", match["file"])
+    assert re.fullmatch(rf"{disk}/store/derived/matches/\w+/(shape\.json|date={DAY1}/part-\S+/c-\w+\.parquet)",
+                        match["file"])
     assert match["state"] == "the store is unchanged"
     assert (tmp_path / "tmp-files").read_text() == ""
 
@@ -478,7 +479,7 @@ def _damage_everything(store: Path) -> dict[str, str]:
     rejects.write_text('{"source": "a"}\n[1]\n')
     tmp = store / "entries" / f"date={DAY2}" / ".part-x.parquet.tmp"
     tmp.write_bytes(b"half")
-    chunk = next((store / "matches").glob(f"date={DAY2}/*/c-*.parquet"))
+    chunk = next((store / "derived" / "matches").glob(f"*/date={DAY2}/*/c-*.parquet"))
     chunk.write_bytes(chunk.read_bytes()[:50])
     return {p.relative_to(store).as_posix(): k for p, k in [
         (bad, "entries"), (first, "manifest"), (running, "running"), (rejects, "rejects"), (tmp, "tmp"),
