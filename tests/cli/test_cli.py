@@ -103,6 +103,7 @@ def test_every_reporting_command_takes_format_json(cli, store, tmp_path):
         "pull": (["pull", "-p", "my-project", "--since", SINCE, "--until", UNTIL, "--dry-run",
                   "--store", tmp_path / "p"], {0}),
         "demo": (["demo", "--store", tmp_path / "d"], {0}),
+        "store clear-cache": (["store", "clear-cache", "--store", tmp_path / "d"], {0}),  # after demo made it
     }
     for name, (args, codes) in runs.items():
         result = cli(*args, "--format", "json")
