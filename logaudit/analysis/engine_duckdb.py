@@ -112,7 +112,9 @@ class DuckDBEngine:
                     SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
                            sum(n)::BIGINT AS entries, sum(errors)::BIGINT AS errors, sum(requests)::BIGINT AS requests,
                            sum(status_4xx)::BIGINT AS status_4xx, sum(status_5xx)::BIGINT AS status_5xx,
-                           sum(latency_n)::BIGINT AS latency_n, sum(latency_sum) AS latency_sum
+                           sum(latency_n)::BIGINT AS latency_n,
+                           -- exact, so the mean does not depend on the order the parts are added in
+                           sum(latency_sum::DECIMAL(38, 9))::DOUBLE AS latency_sum
                     FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {where}
                     GROUP BY ALL
                 ),

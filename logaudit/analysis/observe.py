@@ -532,7 +532,8 @@ def _base_sql(src: str) -> str:
                    count(http_status) AS requests, count(*) FILTER (http_status BETWEEN 400 AND 499) AS status_4xx,
                    count(*) FILTER (http_status >= 500) AS status_5xx,
                    count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
-                   sum(http_latency_ms) FILTER (http_status <> 101) AS latency_sum, NULL::INTEGER AS bin
+                   (sum(http_latency_ms::DECIMAL(38, 6)) FILTER (http_status <> 101))::DOUBLE AS latency_sum,
+                   NULL::INTEGER AS bin
             FROM src GROUP BY filename, bucket, service, revision
             UNION ALL BY NAME
             SELECT filename, 'deploy' AS kind, {_BUCKET_SQL} AS bucket, service, audit_revision AS revision,
