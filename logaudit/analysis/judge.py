@@ -259,13 +259,16 @@ def _metric(name: str, kind: str, unit: str, vb: float | None, vc: float | None,
 
 def _adjust_and_judge(metrics: list[Metric], gate: Gate) -> None:
     tested = [m for m in metrics if m.judgement != "Inconclusive"]
-    pvals = [m.p_value if m.p_value is not None else 1.0 for m in tested]
+    # patterns with too few matches stay in the family (as p = 1): calling them Inconclusive
+    # must not loosen the correction of the other metrics
+    sparse = sum(m.inconclusive == "events" for m in metrics)
+    pvals = [m.p_value if m.p_value is not None else 1.0 for m in tested] + [1.0] * sparse
     if gate.correction == "holm":
-        adj = holm(pvals)
+        adj = holm(pvals)[: len(tested)]
     elif gate.correction == "bonferroni":
-        adj = bonferroni(pvals)
+        adj = bonferroni(pvals)[: len(tested)]
     else:
-        adj = list(pvals)
+        adj = pvals[: len(tested)]
     rules = {**gate.metrics}
     for m, pa in zip(tested, adj, strict=True):
         m.p_adjusted = pa
@@ -377,7 +380,10 @@ def _verdict(metrics: list[Metric], new_patterns: list[dict[str, Any]], new_temp
         return "MARGINAL", score, marginal + notes
     ready = [f"{passed} of {len(judged)} judged metrics Pass; no new critical pattern"]
     if inconclusive:
-        ready.append(f"{len(inconclusive)} non-critical metrics Inconclusive")
+        sparse = sum(m.inconclusive == "events" for m in inconclusive)
+        text = f"{len(inconclusive)} {'' if any(m.critical for m in inconclusive) else 'non-critical '}metrics Inconclusive"
+        ready.append(text + (f" ({sparse} pattern rates with fewer than min_events {gate.min_events} matches)"
+                             if sparse else ""))
     return "READY", score, ready + notes
 
 
