@@ -155,7 +155,7 @@ def test_bundled_sample_is_not_ready_for_the_injected_regressions(sample_result)
                                             "(min_tail 5 / (1 - 0.99))")
     assert r.metric("pattern:db-connection-lost").rule == "Inconclusive: 4 matches (baseline 0, canary 4) < min_events 5"
     assert r.metric("request_error_rate").rule == (
-        "Fisher exact p_adj 1.4e-05 < alpha 0.05 and change +325.5% > allowed_change 20% and |difference| 0.04431 "
+        "Fisher exact p_adj 1.4e-05 < alpha 0.05 and change +325.5% > allowed_change 20% and |difference| 0.0443 "
         ">= min_abs_change 0.001: High")
 
 
