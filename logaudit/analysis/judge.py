@@ -294,7 +294,8 @@ def _classify(m: Metric, rule: MetricRule, alpha: float) -> tuple[str, str | Non
     if m.change is not None and abs(m.change) <= rule.allowed_change:
         small.append(f"|change| {100 * abs(m.change):.1f}% <= allowed_change {100 * rule.allowed_change:g}%")
     if rule.min_effect_size and (m.effect_size is None or abs(_effect_for_threshold(m)) < rule.min_effect_size):
-        small.append(f"effect size below {rule.min_effect_size:g}")
+        size = "-" if m.effect_size is None else f"{abs(_effect_for_threshold(m)):.3g}"
+        small.append(f"effect size {size} < min_effect_size {rule.min_effect_size:g}")
     word = "higher" if diff > 0 else "lower"
     if small:
         return "Pass", f"significantly {word}, but within the gate ({'; '.join(small)})", \

@@ -78,13 +78,14 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
     shown = [m for m in result["metrics"]
              if all_metrics or not m["name"].startswith("pattern:") or m["judgement"] != "Pass"]
     cols = [Col("metric (* critical)"), Col("baseline", right=True), Col("canary", right=True),
-            Col("change", right=True), Col("adj. p", right=True), Col("judgement"), Col("unit", style="dim"),
-            Col("rule", wrap="text", style="dim")]
+            Col("change", right=True), Col("adj. p", right=True), Col("judgement"), Col("unit", style="dim")]
     print_table(con, cols, [[one_line(m["name"]) + (" *" if m["critical"] else ""), _value_text(m, "baseline"),
                              _value_text(m, "canary"), _change_text(m), format_p(m["p_adjusted"]),
                              Text(m["judgement"], style=_JSTYLE.get(m["judgement"], "")),
-                             "%" if m["kind"] == "proportion" else one_line(m["unit"]),
-                             one_line(m.get("rule") or "-")] for m in shown])
+                             "%" if m["kind"] == "proportion" else one_line(m["unit"])] for m in shown])
+    con.print(Text("rules that decided them:", style="bold"))
+    for m in shown:
+        con.print(Text(f"  {one_line(m['name'])}: {one_line(m.get('rule') or '-')}", style="dim"))
     hidden = len(result["metrics"]) - len(shown)
     if hidden:
         con.print(Text(more(hidden, "pattern rates Pass", "see --all-metrics or --format json"), style="dim"))

@@ -85,8 +85,10 @@ def test_compare_summary_report_and_export_agree(scenario, cli, tmp_path):
     exported = json.loads((folder / "compare.json").read_text())
     assert {m["name"]: m["judgement"] for m in exported["metrics"]} == judgements
     assert {m["name"]: m["rule"] for m in exported["metrics"]} == rules
-    assert (exported["verdict"], exported["baseline"], exported["baseline_choice"]) == \
-        (compared["verdict"], compared["baseline"], compared["baseline_choice"])
+    assert (exported["verdict"], exported["baseline"]) == (compared["verdict"], compared["baseline"])
+    # (the export names its window: "the window", not "the store's data", cuts a baseline short)
+    assert {k: exported["baseline_choice"][k] for k in ("rule", "text", "baseline_cut")} == \
+        {k: compared["baseline_choice"][k] for k in ("rule", "text", "baseline_cut")}
     exported_summary = json.loads((folder / "summary.json").read_text())
     assert {j["name"]: j["judgement"] for j in exported_summary["verdict"]["judgements"]} == judgements
     assert exported_summary["verdict"]["verdict"] == compared["verdict"] == result.periods[0].compare["verdict"]
@@ -124,9 +126,9 @@ def test_a_window_after_the_baseline_deploy_keeps_the_serving_baseline(scenario_
     assert "note: the window cuts the baseline short" in text
     # the summary's new issues are against that baseline only, and say the window cuts it short
     news = " ".join(cli("summarize", "--store", store.root, "--since", "2025-09-10T01:15:00Z").stdout.split())
-    assert f"{CANARY_REVISION[22:]} vs {BASELINE_REVISION[22:]}:" in news.replace("netra-backend-staging-", "") \
-        or f"{CANARY_REVISION} vs {BASELINE_REVISION}:" in news
-    assert "note: the window cuts the baseline short" in news
+    section = news[news.index("4. New issues"):]
+    assert f"{CANARY_REVISION} vs {BASELINE_REVISION}: baseline chosen by rule deploy-audit-traffic: " in section
+    assert f"note: the window cuts the baseline short: {BASELINE_REVISION} was deployed before it" in section
     # named, it is what was named
     given = compare(Audit(store), since="2025-09-10T01:15:00Z", baseline=PREVIOUS_REVISION, gate=Gate())
     assert (given.baseline, given.baseline_choice["rule"]) == (PREVIOUS_REVISION, "given")
@@ -217,22 +219,24 @@ def test_a_p99_on_449_requests_is_inconclusive_not_pass():
 
 
 def test_a_significant_change_within_the_gate_says_why_it_passes():
-    """The issue's case: a +47.6 % change with p=1e-19 passed by a rule the table never showed."""
+    """The issue's case: a +47.6 % latency change with a tiny p passed by an effect-size rule the
+    table never showed; the rule is now part of the metric (and of every format)."""
+    from logaudit.analysis.aggregates import latency_bin
     from logaudit.analysis.comparison import Observations, Side
     from logaudit.analysis.judge import judge
+    from logaudit.present.comparison import render_markdown
 
-    def side(rev: str, n: int, errors: int) -> Side:
-        return Side(rev, entries=n, errors=errors)
+    def side(rev: str, mean: float, hist: dict[int, int], p99: float) -> Side:
+        return Side(rev, entries=20_000, requests=10_000, latency_n=10_000, latency_mean=mean,
+                    latency_quantiles={"p50": 100.0, "p95": 100.0, "p99": p99}, latency_hist=hist)
 
-    r = judge(Observations("svc", side("b", 400_000, 4000), side("c", 400_000, 5904)),
-              Gate(metrics={**Gate().metrics, "entry_error_rate": Gate().metrics["entry_error_rate"].__class__(
-                  critical=True, allowed_change=0.5, min_abs_change=0.002)}))
-    m = r.metric("entry_error_rate")
-    assert m.judgement == "Pass"
-    assert m.rule == ("Fisher exact p_adj 1.7e-69 < alpha 0.05 but |difference| 0.00476 >= min_abs_change"
-                      if False else m.rule)
-    assert m.rule.startswith("Fisher exact p_adj ") and " < alpha 0.05 but " in m.rule
-    assert m.rule.endswith("|change| 47.6% <= allowed_change 50%: Pass")
+    r = judge(Observations("svc", side("b", 100.0, {latency_bin(100): 10_000}, 100.0),
+                           side("c", 147.6, {latency_bin(100): 9600, latency_bin(1290): 400}, 1290.0)), Gate())
+    m = r.metric("latency")
+    assert (m.judgement, round(m.change, 3)) == ("Pass", 0.476)
+    assert m.rule == "Mann-Whitney U p_adj 3.7e-90 < alpha 0.05 but effect size 0.04 < min_effect_size 0.1: Pass"
+    assert r.metric("latency_p50").rule == "Mood quantile p_adj 7.9e-122 < alpha 0.05 but no difference: Pass"
+    assert m.rule.replace("<", "\\<") in render_markdown(r.to_dict())
 
 
 # ------------------------------------------------------------------------ false-alarm rate
