@@ -256,10 +256,8 @@ def test_false_alarm_rate_over_200_same_distribution_stores(tmp_path):
     rate = verdicts["NOT READY"] / 200
     print(f"false-alarm rate over 200 healthy stores: {rate:.1%} ({dict(verdicts)})")
     assert rate <= 0.05
-    assert verdicts == MEASURED_VERDICTS  # docs/compare.md
+    assert verdicts == {"READY": 193, "NOT READY": 7}  # measured: 3.5 % (docs/compare.md)
     regressed = Store(tmp_path / "regressed")
     regressed.ingest_entries(SampleGenerator(SampleConfig(entries=1500, seed=0)), "sample")
     assert compare(Audit(regressed), gate=Gate()).verdict == "NOT READY"
 
-
-MEASURED_VERDICTS = {"READY": 0, "NOT READY": 0}
