@@ -99,7 +99,8 @@ def judge(obs: Observations, gate: Gate | None = None) -> Comparison:
 
 def compare(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
             since: Any = None, until: Any = None, gate: Gate | str | os.PathLike | None = None) -> Comparison:
-    """Compare `canary` with `baseline` (default: the service's newest revision and the one before it).
+    """Compare `canary` with `baseline` (default: the service's newest revision, and the revision that
+    served the traffic just before its deploy, else the one before it: `Comparison.baseline_choice`).
 
     Each revision is read over the window where it served traffic (its first to last entry),
     intersected with `since`/`until` when given. `gate` is a `Gate`, a gate file path, or None
