@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from logaudit.analysis.audit import Audit
+from logaudit.analysis.comparison import Comparison
 from logaudit.analysis.judge import compare
 from logaudit.analysis.window import Window, resolve_window
 from logaudit.core.db import connect
@@ -246,10 +247,12 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
         window = Window(*clamp_window(since, until), service, None)
         entries = _write_entries(audit, window, folder / "entries.parquet")
         _write_matches(audit, window, folder / "matches.parquet")
-        compare_doc, compare_status = _compare(audit, service, since, until)
+        comparison, compare_doc, compare_status = _compare(audit, service, since, until)
         if compare_doc is not None:
             _write_bytes(folder / "compare.json", orjson.dumps(compare_doc, option=orjson.OPT_INDENT_2, default=str))
-        report = build_report(audit, since=since, until=until, service=service, out_dir=folder, formats=formats)
+        # one judgement: the report's verdict and checklist are this comparison's
+        report = build_report(audit, since=since, until=until, service=service, out_dir=folder, formats=formats,
+                              comparison=comparison)
         files = _inventory(folder)
         manifest = {
             "format": FORMAT, "complete": True, "service": service, "period": period,
@@ -266,14 +269,15 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
                         export_id=export_id, entries=entries, files=files, replaced=replaced, compare=compare_status)
 
 
-def _compare(audit: Audit, service: str, since: datetime, until: datetime) -> tuple[dict | None, dict[str, Any]]:
-    """compare.json content and a status for the manifest."""
+def _compare(audit: Audit, service: str, since: datetime, until: datetime
+             ) -> tuple[Comparison | None, dict | None, dict[str, Any]]:
+    """The comparison, compare.json content and a status for the manifest."""
     try:
-        doc = compare(audit, service=service, since=since, until=until).to_dict()
+        result = compare(audit, service=service, since=since, until=until)
     except LogauditError as err:
-        return None, {"status": "skipped", "reason": audit.redactor.redact(err.message)}
-    doc = audit.redactor.redact_tree(doc)  # templates and reasons quote log text
-    return doc, {"status": "written", "verdict": doc.get("verdict"), "file": "compare.json"}
+        return None, None, {"status": "skipped", "reason": audit.redactor.redact(err.message)}
+    doc = audit.redactor.redact_tree(result.to_dict())  # templates and reasons quote log text
+    return result, doc, {"status": "written", "verdict": doc.get("verdict"), "file": "compare.json"}
 
 
 def _write_entries(audit: Audit, window: Window, path: Path) -> int:

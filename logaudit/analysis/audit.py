@@ -436,8 +436,11 @@ class Audit:
         df["revisions"] = [list(v) if hasattr(v, "__iter__") else [] for v in df["revisions"]]
         return df
 
-    def summary(self, **window: Any) -> dict[str, Any]:
+    def summary(self, *, comparison: Any = None, **window: Any) -> dict[str, Any]:
         """Everything `summarize --format json` prints (see docs/summary-json.md).
+
+        `comparison`: the `Comparison` of this window already judged (e.g. by an export that
+        writes it too), whose `verdict_dict()` becomes `verdict`: one judgement, not two.
 
         Every number is an aggregate of `self.engine` (`logaudit.analysis.aggregates`): the same
         numbers as `revisions()`, `patterns(fields=False)`, `endpoints()` and `unclassified()`
@@ -461,7 +464,8 @@ class Audit:
             unclassified = merge_templates_by_text(engine.templates(w, min_severity=SEVERITY_NUM["WARNING"]),
                                                    limit=SUMMARY_TEMPLATES)
             # compare's verdict for the newest deploy in the window (None and why: e.g. no service has two revisions)
-            verdict, verdict_note = summary_verdict(self, w, engine=engine)
+            verdict, verdict_note = (comparison.verdict_dict(), None) if comparison is not None else \
+                summary_verdict(self, w, engine=engine)
         # every text once more, in one pass: examples and templates are redacted already, and
         # the rest (paths, verdict reasons, ...) is redacted wherever it may quote log text; every
         # value plain (a service DuckDB returns as NULL is None here, never NaN); `catalogs` (no

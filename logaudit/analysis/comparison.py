@@ -68,6 +68,9 @@ class Observations:
     templates: list[TemplateCounts] = field(default_factory=list)
     since: datetime | None = None
     until: datetime | None = None
+    #: how the baseline was chosen: {"rule": "deploy-audit-traffic" | "first-seen" | "given", "text",
+    #: "baseline_cut": whether the window cuts the baseline short, "baseline_cut_text"}
+    baseline_choice: dict[str, Any] = field(default_factory=dict)
 
 
 # ========================================================================================== result
@@ -93,6 +96,12 @@ class Metric:
     counts: dict[str, Any] = field(default_factory=dict)
     note: str | None = None
     title: str | None = None
+    #: the rule that decided the judgement, in words with its numbers (docs/compare.md), e.g.
+    #: "Fisher exact p_adj 1.5e-05 < alpha 0.05 and change +325.5% > allowed_change 20%: High"
+    rule: str | None = None
+    #: why a metric is Inconclusive: "traffic" (a side below min_requests / min_entries or a
+    #: tail quantile's minimum) or "events" (a pattern with fewer than min_events matches)
+    inconclusive: str | None = None
 
     @property
     def failed(self) -> bool:
@@ -122,6 +131,7 @@ class Comparison:
     reasons: list[str]
     gate: Gate = field(default_factory=Gate)
     catalogs: list[dict[str, Any]] = field(default_factory=list)  # Catalog.describe() of the audit
+    baseline_choice: dict[str, Any] = field(default_factory=dict)  # Observations.baseline_choice
 
     @property
     def exit_code(self) -> int:
@@ -150,6 +160,7 @@ class Comparison:
             "new_templates": self.new_templates,
             "gate": self.gate.to_dict(),
             "catalogs": self.catalogs,
+            "baseline_choice": dict(self.baseline_choice),
         }
 
     def verdict_dict(self) -> dict[str, Any]:
@@ -165,7 +176,16 @@ class Comparison:
                         "inconclusive": len(self.metrics) - len(judged)},
             "new_patterns": [p["id"] for p in self.new_patterns],
             "new_templates": len(self.new_templates),
+            "baseline_choice": dict(self.baseline_choice),
+            "judgements": self.judgements(),
         }
+
+    def judgements(self) -> list[dict[str, Any]]:
+        """Every metric's judgement and the rule that decided it: what summaries, the report's
+        checklist and exports show (`summarize` JSON `verdict.judgements`)."""
+        return [{"name": m.name, "judgement": m.judgement, "critical": m.critical, "rule": m.rule,
+                 "baseline": json_num(m.baseline), "canary": json_num(m.canary), "change": json_num(m.change),
+                 "unit": m.unit, "kind": m.kind} for m in self.metrics]
 
 
 

@@ -104,6 +104,12 @@ class Gate:
     correction: str = "holm"  # holm | bonferroni | none
     min_requests: int = 100
     min_entries: int = 200
+    #: a latency quantile q is judged only with at least min_tail / (1 - q) requests on each side
+    #: (and min_requests): p99 needs 500, p95 100 with the defaults
+    min_tail: int = 5
+    #: a pattern rate is judged only when the pattern matched at least this many entries in the
+    #: two revisions together; fewer is Inconclusive (a new pattern is still judged as new)
+    min_events: int = 5
     marginal_below: float = 95.0
     not_ready_below: float = 75.0
     inconclusive: str = "MARGINAL"  # verdict floor when a critical metric is Inconclusive: MARGINAL | READY
@@ -113,6 +119,14 @@ class Gate:
     new_patterns: NewPatternRule = field(default_factory=NewPatternRule)
     new_templates: NewTemplateRule = field(default_factory=NewTemplateRule)
     source: str | None = None
+
+    def quantile_minimum(self, q: float) -> int:
+        """Requests each side needs before latency quantile `q` is judged.
+
+        >>> Gate().quantile_minimum(0.99), Gate().quantile_minimum(0.95), Gate().quantile_minimum(0.5)
+        (500, 100, 100)
+        """
+        return max(self.min_requests, math.ceil(round(self.min_tail / (1.0 - q), 9)))
 
     def pattern_rule(self, pattern_id: str, category: str) -> MetricRule:
         rule = self.pattern_ids.get(pattern_id)
@@ -127,6 +141,8 @@ class Gate:
             "correction": self.correction,
             "min_requests": self.min_requests,
             "min_entries": self.min_entries,
+            "min_tail": self.min_tail,
+            "min_events": self.min_events,
             "score": {"marginal_below": self.marginal_below, "not_ready_below": self.not_ready_below},
             "inconclusive": self.inconclusive,
             "metrics": {k: asdict(v) for k, v in self.metrics.items()},
@@ -221,7 +237,7 @@ class _Checker:
         return tuple(value)
 
 
-_TOP_KEYS = ("alpha", "correction", "min_requests", "min_entries", "score", "inconclusive", "metrics", "patterns",
+_TOP_KEYS = ("alpha", "correction", "min_requests", "min_entries", "min_tail", "min_events", "score", "inconclusive", "metrics", "patterns",
              "new_patterns", "new_templates")
 
 
@@ -236,7 +252,7 @@ def gate_from_dict(data: Mapping[str, Any] | None, *, source: str | None = None,
         kw["alpha"] = float(c.number(top["alpha"], ("alpha",), 0.0, 1.0, open_lo=True, open_hi=True))
     if "correction" in top:
         kw["correction"] = c.choice(top["correction"], ("correction",), ("holm", "bonferroni", "none"))
-    for key in ("min_requests", "min_entries"):
+    for key in ("min_requests", "min_entries", "min_tail", "min_events"):
         if key in top:
             kw[key] = int(c.number(top[key], (key,), 0, integer=True))
     if "inconclusive" in top:

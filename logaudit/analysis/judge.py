@@ -46,6 +46,8 @@ from logaudit.core.errors import UsageError
 from logaudit.sources.severity import SEVERITY_NAME
 
 _QUANTILES = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
+_TEST_NAMES = {"fisher_exact": "Fisher exact", "poisson_exact": "exact Poisson", "mann_whitney_u": "Mann-Whitney U",
+               "mood_quantile": "Mood quantile"}
 
 
 # ======================================================================================== judging
@@ -93,12 +95,13 @@ def judge(obs: Observations, gate: Gate | None = None) -> Comparison:
     }
     windows["query"] = {"since": iso(obs.since), "until": iso(obs.until)}
     return Comparison(obs.service, b.revision, c.revision, windows, metrics, new_patterns, gone_patterns,
-                      new_templates, verdict, score, reasons, gate)
+                      new_templates, verdict, score, reasons, gate, baseline_choice=dict(obs.baseline_choice))
 
 
 def compare(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
             since: Any = None, until: Any = None, gate: Gate | str | os.PathLike | None = None) -> Comparison:
-    """Compare `canary` with `baseline` (default: the service's newest revision and the one before it).
+    """Compare `canary` with `baseline` (default: the service's newest revision, and the revision that
+    served the traffic just before its deploy, else the one before it: `Comparison.baseline_choice`).
 
     Each revision is read over the window where it served traffic (its first to last entry),
     intersected with `since`/`until` when given. `gate` is a `Gate`, a gate file path, or None
@@ -164,7 +167,8 @@ def _proportion(name: str, unit: str, xb: int, nb: int, xc: int, nc: int, minimu
     small = _too_small(nb, nc, minimum, what)
     if small:
         return Metric(name, "proportion", unit, pb, pc, _change(pb, pc), _diff(pb, pc), None, None, None, None,
-                      None, "Inconclusive", rule.critical, rule.direction, counts, small)
+                      None, "Inconclusive", rule.critical, rule.direction, counts, small,
+                      rule=_minimum_rule(nb, nc, minimum, what, f"min_{what}"), inconclusive="traffic")
     t = fisher_exact(xb, nb, xc, nc)
     return _metric(name, "proportion", unit, pb, pc, t, rule, counts)
 
@@ -174,14 +178,17 @@ def _latency_metrics(b: Side, c: Side, gate: Gate) -> list[Metric]:
     bins = sorted(set(b.latency_hist) | set(c.latency_hist))
     cb = [b.latency_hist.get(k, 0) for k in bins]
     cc = [c.latency_hist.get(k, 0) for k in bins]
-    small = _too_small(b.latency_n, c.latency_n, gate.min_requests, "requests with a latency")
+    what = "requests with a latency"
+    small = _too_small(b.latency_n, c.latency_n, gate.min_requests, what)
     counts = {"baseline": b.latency_n, "canary": c.latency_n}
     rule = gate.metrics["latency"]
     if rule.judge:
         if small:
             out.append(Metric("latency", "distribution", "ms (mean)", b.latency_mean, c.latency_mean,
                               _change(b.latency_mean, c.latency_mean), _diff(b.latency_mean, c.latency_mean), None,
-                              None, None, None, None, "Inconclusive", rule.critical, rule.direction, counts, small))
+                              None, None, None, None, "Inconclusive", rule.critical, rule.direction, counts, small,
+                              rule=_minimum_rule(b.latency_n, c.latency_n, gate.min_requests, what, "min_requests"),
+                              inconclusive="traffic"))
         else:
             t = mann_whitney_counts(bins, cb, cc)
             out.append(_metric("latency", "distribution", "ms (mean)", b.latency_mean, c.latency_mean, t, rule,
@@ -192,9 +199,15 @@ def _latency_metrics(b: Side, c: Side, gate: Gate) -> list[Metric]:
             continue
         key = name.rsplit("_", 1)[1]
         vb, vc = b.latency_quantiles.get(key), c.latency_quantiles.get(key)
-        if small:
+        need = gate.quantile_minimum(q)
+        tail = _too_small(b.latency_n, c.latency_n, need, what)
+        if tail:
+            source = "min_requests" if need == gate.min_requests else \
+                f"needed for {key} (min_tail {gate.min_tail} / (1 - {q:g}))"
             out.append(Metric(name, "quantile", "ms", vb, vc, _change(vb, vc), _diff(vb, vc), None, None, None, None,
-                              None, "Inconclusive", rule.critical, rule.direction, counts, small))
+                              None, "Inconclusive", rule.critical, rule.direction, counts, tail,
+                              rule=_minimum_rule(b.latency_n, c.latency_n, need, what, source),
+                              inconclusive="traffic"))
             continue
         t = quantile_test(bins, cb, cc, q)
         m = _metric(name, "quantile", "ms", vb, vc, t, rule, counts)
@@ -218,9 +231,18 @@ def _pattern_metrics(obs: Observations, gate: Gate) -> list[Metric]:
         counts = {"baseline": [p.baseline, int(exp_b)], "canary": [p.canary, int(exp_c)]}
         name = f"pattern:{p.id}"
         label = f"per 1k {unit}"
+        events = p.baseline + p.canary
         if small:
             m = Metric(name, "rate", label, rb, rc, _change(rb, rc), _diff(rb, rc), None, None, None, None, None,
-                       "Inconclusive", rule.critical, rule.direction, counts, small)
+                       "Inconclusive", rule.critical, rule.direction, counts, small,
+                       rule=_minimum_rule(int(exp_b), int(exp_c), minimum, unit, f"min_{unit}"),
+                       inconclusive="traffic")
+        elif events < gate.min_events:
+            m = Metric(name, "rate", label, rb, rc, _change(rb, rc), _diff(rb, rc), None, None, None, None, None,
+                       "Inconclusive", rule.critical, rule.direction, counts,
+                       f"{events} matches in the two revisions, fewer than min_events {gate.min_events}",
+                       rule=f"Inconclusive: {events} matches (baseline {p.baseline}, canary {p.canary}) "
+                            f"< min_events {gate.min_events}", inconclusive="events")
         else:
             m = _metric(name, "rate", label, rb, rc, poisson_rate_test(p.baseline, exp_b, p.canary, exp_c), rule,
                         counts)
@@ -239,13 +261,16 @@ def _metric(name: str, kind: str, unit: str, vb: float | None, vc: float | None,
 
 def _adjust_and_judge(metrics: list[Metric], gate: Gate) -> None:
     tested = [m for m in metrics if m.judgement != "Inconclusive"]
-    pvals = [m.p_value if m.p_value is not None else 1.0 for m in tested]
+    # patterns with too few matches stay in the family (as p = 1): calling them Inconclusive
+    # must not loosen the correction of the other metrics
+    sparse = sum(m.inconclusive == "events" for m in metrics)
+    pvals = [m.p_value if m.p_value is not None else 1.0 for m in tested] + [1.0] * sparse
     if gate.correction == "holm":
-        adj = holm(pvals)
+        adj = holm(pvals)[: len(tested)]
     elif gate.correction == "bonferroni":
-        adj = bonferroni(pvals)
+        adj = bonferroni(pvals)[: len(tested)]
     else:
-        adj = list(pvals)
+        adj = pvals[: len(tested)]
     rules = {**gate.metrics}
     for m, pa in zip(tested, adj, strict=True):
         m.p_adjusted = pa
@@ -253,30 +278,43 @@ def _adjust_and_judge(metrics: list[Metric], gate: Gate) -> None:
             rule = gate.pattern_rule(m.name.split(":", 1)[1], m.counts.get("category", ""))
         else:
             rule = rules[m.name]
-        m.judgement, m.note = _classify(m, rule, gate.alpha)
+        m.judgement, m.note, m.rule = _classify(m, rule, gate.alpha)
 
 
-def _classify(m: Metric, rule: MetricRule, alpha: float) -> tuple[str, str | None]:
+def _classify(m: Metric, rule: MetricRule, alpha: float) -> tuple[str, str | None, str]:
+    """(judgement, note, the rule that decided it in words)."""
+    test = f"{_TEST_NAMES.get(m.test or '', m.test or 'test')} p_adj {format_p(m.p_adjusted)}"
     if m.p_adjusted is None or m.p_adjusted >= alpha:
-        return "Pass", None
+        return "Pass", None, f"{test} >= alpha {alpha:g}: Pass"
+    test += f" < alpha {alpha:g}"
     diff = m.difference or 0.0
     if diff == 0.0:
-        return "Pass", None
+        return "Pass", None, f"{test} but no difference: Pass"
     small = []
     if abs(diff) < rule.min_abs_change:
         small.append(f"|difference| {abs(diff):.4g} < min_abs_change {rule.min_abs_change:g}")
     if m.change is not None and abs(m.change) <= rule.allowed_change:
         small.append(f"|change| {100 * abs(m.change):.1f}% <= allowed_change {100 * rule.allowed_change:g}%")
     if rule.min_effect_size and (m.effect_size is None or abs(_effect_for_threshold(m)) < rule.min_effect_size):
-        small.append(f"effect size below {rule.min_effect_size:g}")
+        size = "-" if m.effect_size is None else f"{abs(_effect_for_threshold(m)):.3g}"
+        small.append(f"effect size {size} < min_effect_size {rule.min_effect_size:g}")
     word = "higher" if diff > 0 else "lower"
     if small:
-        return "Pass", f"significantly {word}, but within the gate ({'; '.join(small)})"
+        return "Pass", f"significantly {word}, but within the gate ({'; '.join(small)})", \
+            f"{test} but {'; '.join(small)}: Pass"
+    met = [f"change {'new' if m.change is None else f'{100 * m.change:+.1f}%'} > allowed_change "
+           f"{100 * rule.allowed_change:g}%"]
+    if rule.min_abs_change:
+        met.append(f"|difference| {abs(diff):.4g} >= min_abs_change {rule.min_abs_change:g}")
+    if rule.min_effect_size:
+        met.append(f"effect size {abs(_effect_for_threshold(m)):.3g} >= min_effect_size {rule.min_effect_size:g}")
+    passed = f"{test} and {' and '.join(met)}"
     if diff > 0 and rule.direction in ("increase", "either"):
-        return "High", None
+        return "High", None, f"{passed}: High"
     if diff < 0 and rule.direction in ("decrease", "either"):
-        return "Low", None
-    return "Pass", f"significantly {word} (only a{'n increase' if rule.direction == 'increase' else ' decrease'} fails)"
+        return "Low", None, f"{passed}: Low"
+    only = f"only a{'n increase' if rule.direction == 'increase' else ' decrease'} fails"
+    return "Pass", f"significantly {word} ({only})", f"{passed}, but {only}: Pass"
 
 
 def _effect_for_threshold(m: Metric) -> float:
@@ -329,7 +367,7 @@ def _verdict(metrics: list[Metric], new_patterns: list[dict[str, Any]], new_temp
                 f"({t['canary']} in the canary, none in the baseline, p={format_p(t['p_value'])})")
         (not_ready if ntr.verdict == "NOT READY" else marginal).append(text)
     inconclusive = [m for m in metrics if m.judgement == "Inconclusive"]
-    critical_inconclusive = [m for m in inconclusive if m.critical]
+    critical_inconclusive = [m for m in inconclusive if m.critical and m.inconclusive != "events"]
     if critical_inconclusive:
         groups: dict[str, str | None] = {}
         for m in critical_inconclusive:
@@ -345,7 +383,10 @@ def _verdict(metrics: list[Metric], new_patterns: list[dict[str, Any]], new_temp
         return "MARGINAL", score, marginal + notes
     ready = [f"{passed} of {len(judged)} judged metrics Pass; no new critical pattern"]
     if inconclusive:
-        ready.append(f"{len(inconclusive)} non-critical metrics Inconclusive")
+        sparse = sum(m.inconclusive == "events" for m in inconclusive)
+        text = f"{len(inconclusive)} {'' if any(m.critical for m in inconclusive) else 'non-critical '}metrics Inconclusive"
+        ready.append(text + (f" ({sparse} pattern rates with fewer than min_events {gate.min_events} matches)"
+                             if sparse else ""))
     return "READY", score, ready + notes
 
 
@@ -356,8 +397,7 @@ def _inconclusive_group(m: Metric) -> str:
 def _metric_reason(m: Metric) -> str:
     label = m.name if not m.name.startswith("pattern:") else f"pattern {m.name[8:]} rate"
     change = "new" if m.change is None else f"{100 * m.change:+.1f}%"
-    test = {"fisher_exact": "Fisher exact", "poisson_exact": "exact Poisson", "mann_whitney_u": "Mann-Whitney U",
-            "mood_quantile": "Mood quantile"}.get(m.test or "", m.test or "")
+    test = _TEST_NAMES.get(m.test or "", m.test or "")
     return (f"{label} {m.judgement} ({'critical' if m.critical else 'non-critical'}): "
             f"{_fmt(m, m.canary)} vs {_fmt(m, m.baseline)} in the baseline ({change}, {test} "
             f"adjusted p={format_p(m.p_adjusted)})")
@@ -377,6 +417,17 @@ def _fmt(m: Metric, v: float | None) -> str:
 def _clip(text: str, width: int) -> str:
     line = " ".join(text.split())
     return line if len(line) <= width else line[: width - 1] + "\u2026"
+
+
+def _minimum_rule(nb: int, nc: int, minimum: int, what: str, source: str) -> str:
+    """The rule text of a metric Inconclusive for want of traffic.
+
+    >>> _minimum_rule(5000, 449, 500, "requests with a latency", "min_requests")
+    'Inconclusive: canary 449 requests with a latency < min_requests 500'
+    """
+    low = [f"{side} {n:,}" for side, n in (("baseline", nb), ("canary", nc)) if n < max(minimum, 1)]
+    need = f"{source} {max(minimum, 1):,}" if source.startswith("min_") else f"{max(minimum, 1):,} {source}"
+    return f"Inconclusive: {' and '.join(low)} {what} < {need}"
 
 
 def _too_small(nb: int, nc: int, minimum: int, what: str) -> str | None:

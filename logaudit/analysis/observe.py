@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from logaudit.analysis.comparison import (
 from logaudit.analysis.edges import EdgeSlices, hour_spans
 from logaudit.analysis.gate import Gate
 from logaudit.analysis.templates import merge_templates, template_sql
-from logaudit.analysis.window import Window, normalize_path, resolve_window
+from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
 from logaudit.catalog.cache import chunk_files
 from logaudit.core.db import arrow_table, sql_list
 from logaudit.core.errors import StoreWriteError, UsageError
@@ -87,15 +89,78 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
     reuse = aggregates if aggregates is not None and aggregates.window == window and aggregates.level == level else None
     with engine.hold(reuse) if reuse is not None else engine.hold():
         revisions = [r for r in engine.revisions(window, percentiles=False) if r.service is not None]
-        service, base_side, can_side = _pick([(r.service, r.revision, _micro(r.first_seen), _micro(r.last_seen),
-                                               _micro(r.deploy_time)) for r in revisions], service, baseline, canary)
+        service, base_side, can_side, choice = _pick(
+            [(r.service, r.revision, _micro(r.first_seen), _micro(r.last_seen), _micro(r.deploy_time))
+             for r in revisions], service, baseline, canary,
+            lambda svc, side: serving_before_deploy(engine, window, svc, side))
+        choice.update(_cut(window, base_side))
         scope = Window(window.since, window.until, service)
         _fill(engine, scope, base_side, can_side)
         patterns = _pattern_counts(audit, engine.patterns(scope, examples=False), base_side.revision,
                                    can_side.revision)
         templates = _template_counts(audit, engine.templates(scope, min_severity=level), base_side.revision,
                                      can_side.revision)
-    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until, choice)
+
+
+_HOUR, _SECOND = timedelta(hours=1), timedelta(seconds=1)
+
+
+def serving_before_deploy(engine: Any, window: Window, service: str, canary: Side) -> tuple[str, datetime] | None:
+    """The revision of `service` (not the canary) that served the last requests before the
+    canary's deploy (its first audit-log entry in the window), and the start of the second
+    holding them; None without a deploy time or without such requests.
+
+    Reads request counts per revision and time bucket (`Engine.timeline`): per second in the hour
+    before the deploy; when that hour has none, per hour over the window before it, then per
+    second in the last hour with requests. In the last second with requests, the revision with
+    the most (ties: the smallest name).
+    """
+    if canary.deploy_time is None:
+        return None
+    deploy = _aware(canary.deploy_time)
+    since = window.since
+    if since is not None and since >= deploy:
+        return None
+    near = deploy - _HOUR if since is None else max(deploy - _HOUR, since)
+    found = _last_requests(engine, Window(near, deploy, service), _SECOND, canary.revision)
+    if found is None and (since is None or since < near):
+        hour = _last_requests(engine, Window(since, near, service), _HOUR, canary.revision)
+        if hour is not None:
+            lo = hour[1] if since is None else max(hour[1], since)
+            found = _last_requests(engine, Window(lo, min(hour[1] + _HOUR, near), service), _SECOND, canary.revision)
+    return found
+
+
+def _last_requests(engine: Any, window: Window, step: timedelta, leave_out: str) -> tuple[str, datetime] | None:
+    """(revision with the most requests in the window's last bucket with requests, its start)."""
+    table = engine.timeline(window, step)
+    per: dict[datetime, dict[str, int]] = {}
+    for bucket, rev, n in zip(*(table[c].to_pylist() for c in ("bucket", "revision", "requests")), strict=True):
+        if n and rev != leave_out:
+            counts = per.setdefault(bucket, {})
+            counts[rev] = counts.get(rev, 0) + n
+    if not per:
+        return None
+    start = max(per)
+    return min(per[start], key=lambda r: (-per[start][r], r)), start
+
+
+def _aware(value: datetime) -> datetime:
+    """Engines may return naive UTC times (DuckDB's TIMESTAMP): UTC-aware, to compare with windows."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _cut(window: Window, base: Side) -> dict[str, Any]:
+    """Whether the window cuts the baseline short: it began serving before the window (no deploy
+    of it inside), so its first entry is where the window (or the store) starts."""
+    cut = base.deploy_time is None  # deploy times come from the window's own audit entries
+    text = None
+    if cut:
+        start = "the window" if window.since is not None else "the store's data"
+        text = (f"{start} cuts the baseline short: {base.revision} was deployed before it (no deploy of it in "
+                f"the audit log here); its first entry in the window is at {iso(base.first_seen)}")
+    return {"baseline_cut": cut, "baseline_cut_text": text}
 
 
 def _fill(engine: Any, scope: Any, *sides: Side) -> None:
@@ -624,8 +689,13 @@ def _empty(pa: Any, cols: tuple[str, ...]) -> Any:
 
 
 def _pick(rows: list[tuple[str, str, Any, Any, Any]], service: str | None, baseline: str | None,
-          canary: str | None) -> tuple[str, Side, Side]:
-    """Choose (service, baseline, canary): by default the service's newest revision and the one before it."""
+          canary: str | None, serving_before: Callable[[str, Side], tuple[str, datetime] | None] | None = None,
+          ) -> tuple[str, Side, Side, dict[str, Any]]:
+    """Choose (service, baseline, canary, how the baseline was chosen): by default the service's
+    newest revision (deploy time, else first seen) as the canary and, as the baseline, the
+    revision that served the traffic just before the canary's deploy (`serving_before`), else the
+    revision deployed (or first seen) before the canary. The choice is {"rule", "text"}, rule one
+    of `BASELINE_RULES`."""
     by_service: dict[str, list[Side]] = {}
     for svc, rev, first, last, deploy in rows:
         by_service.setdefault(svc, []).append(Side(rev, first, last, deploy))
@@ -663,16 +733,39 @@ def _pick(rows: list[tuple[str, str, Any, Any, Any]], service: str | None, basel
         canary = names[-1]
         if baseline == canary:
             raise UsageError(f"--baseline {baseline!r} is the newest revision; name a --canary too")
-    if baseline is None:
-        i = names.index(canary)
-        if i == 0:
-            raise UsageError(f"{canary!r} is the oldest revision of {service!r} in this window: no baseline before it",
-                             hint=f"revisions of {service}: {', '.join(names)}; name one with --baseline")
-        baseline = names[i - 1]
+    pick = {s.revision: s for s in revs}
+    if baseline is not None:
+        choice = {"rule": "given", "text": f"{baseline} was named as the baseline (--baseline)"}
+    else:
+        baseline, choice = _default_baseline(service, names, pick[canary], serving_before)
     if baseline == canary:
         raise UsageError(f"baseline and canary are the same revision {canary!r}")
-    pick = {s.revision: s for s in revs}
-    return service, pick[baseline], pick[canary]
+    return service, pick[baseline], pick[canary], choice
+
+
+#: How `compare` chose the baseline (JSON `baseline_choice.rule`, docs/compare.md).
+BASELINE_RULES = ("deploy-audit-traffic", "first-seen", "given")
+
+
+def _default_baseline(service: str, names: list[str], can: Side,
+                      serving_before: Callable[[str, Side], tuple[str, datetime] | None] | None
+                      ) -> tuple[str, dict[str, Any]]:
+    canary = can.revision
+    found = serving_before(service, can) if serving_before is not None else None
+    if found is not None and found[0] in names:
+        rev, second = found
+        return rev, {"rule": "deploy-audit-traffic",
+                     "text": f"{rev} served the last requests before {canary} was deployed at {iso(can.deploy_time)} "
+                             f"(audit log), in the second from {iso(second)}"}
+    i = names.index(canary)
+    if i == 0:
+        raise UsageError(f"{canary!r} is the oldest revision of {service!r} in this window: no baseline before it",
+                         hint=f"revisions of {service}: {', '.join(names)}; name one with --baseline")
+    why = (f"no deploy of {canary} in the audit log of this window" if can.deploy_time is None else
+           f"no request of another revision before {canary}'s deploy at {iso(can.deploy_time)}")
+    return names[i - 1], {"rule": "first-seen",
+                          "text": f"{names[i - 1]} is the revision deployed (else first seen) just before {canary} "
+                                  f"({why})"}
 
 
 def _order_key(side: Side) -> Any:

@@ -19,7 +19,9 @@ from logaudit.cli.catalog_options import catalog_options, catalog_paths
 
 @main.command("compare")
 @click.option("--service", help="Cloud Run service (default: the one whose newest revision was deployed last).")
-@click.option("--baseline", help="Baseline revision (default: the revision before the canary).")
+@click.option("--baseline", help="Baseline revision (default: the revision serving the traffic just before the "
+              "canary's deploy, from the audit log and the requests; without a deploy in the window, the revision "
+              "deployed or first seen before the canary). The output says how it was chosen.")
 @click.option("--canary", help="Canary revision (default: the service's newest revision).")
 @click.option("--since", help="Window start: a duration before now (30m, 6h, 2d) or RFC 3339 / ISO time. "
               "Default: each revision from its first entry.")

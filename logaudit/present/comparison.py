@@ -39,6 +39,21 @@ def _change_text(m: dict[str, Any]) -> str:
     return f"{100 * m['change']:+.1f}%"
 
 
+def baseline_lines(choice: dict[str, Any] | None) -> list[str]:
+    """How the baseline was chosen (`Comparison.baseline_choice`), as lines of text: the rule and
+    its facts, then whether the window cuts the baseline short.
+
+    >>> baseline_lines({"rule": "given", "text": "b was named as the baseline (--baseline)", "baseline_cut": False})
+    ['baseline chosen by rule given: b was named as the baseline (--baseline)']
+    """
+    if not choice or not choice.get("rule"):
+        return []
+    out = [f"baseline chosen by rule {choice['rule']}: {choice.get('text') or ''}".rstrip(": ")]
+    if choice.get("baseline_cut") and choice.get("baseline_cut_text"):
+        out.append(f"note: {choice['baseline_cut_text']}")
+    return out
+
+
 def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: bool = False) -> None:
     """Print a comparison (`Comparison.to_dict()`) for a terminal (`logaudit.present.display.make_console`:
     log text never read as markup, every figure whole at any width)."""
@@ -51,6 +66,8 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
         s = w[side]
         con.print(Text(f"  {side:<8} {one_line(result[side])}  {short_time(s['since'])} .. {short_time(s['until'])}  "
                        f"{s['entries']:,} entries, {s['requests']:,} requests"))
+    for line in baseline_lines(result.get("baseline_choice")):
+        con.print(Text(f"  {one_line(line)}", style="dim"))
     con.print(Text.assemble("verdict: ", (result["verdict"], _STYLE.get(result["verdict"], "bold")),
                             f"  (score {result['score']:.0f}, exit code {result['exit_code']})"))
     for r in result["reasons"]:
@@ -66,6 +83,9 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
                              _value_text(m, "canary"), _change_text(m), format_p(m["p_adjusted"]),
                              Text(m["judgement"], style=_JSTYLE.get(m["judgement"], "")),
                              "%" if m["kind"] == "proportion" else one_line(m["unit"])] for m in shown])
+    con.print(Text("rules that decided them:", style="bold"))
+    for m in shown:
+        con.print(Text(f"  {one_line(m['name'])}: {one_line(m.get('rule') or '-')}", style="dim"))
     hidden = len(result["metrics"]) - len(shown)
     if hidden:
         con.print(Text(more(hidden, "pattern rates Pass", "see --all-metrics or --format json"), style="dim"))
@@ -101,17 +121,20 @@ def render_markdown(result: dict[str, Any]) -> str:
         s = w[side]
         lines.append(f"| {side} | {md_code(result[side])} | {short_time(s['since'])} | {short_time(s['until'])} | "
                      f"{s['entries']:,} | {s['requests']:,} |")
+    choice = baseline_lines(result.get("baseline_choice"))
+    if choice:
+        lines += [""] + [md_text(line) + "  " for line in choice]
     if result.get("catalogs"):
         lines += ["", f"Catalogs: {md_text(describe_catalogs(result['catalogs']))}"]
     lines += ["", "## Reasons", ""] + [f"- {md_text(r)}" for r in result["reasons"]]
-    lines += ["", "## Metrics", "", "| metric | baseline | canary | change | test | adjusted p | effect | judgement |",
-              "|---|---:|---:|---:|---|---:|---:|---|"]
+    lines += ["", "## Metrics", "", "| metric | baseline | canary | change | test | adjusted p | effect | judgement "
+              "| rule |", "|---|---:|---:|---:|---|---:|---:|---|---|"]
     for m in result["metrics"]:
         eff = "-" if m["effect_size"] is None else f"{m['effect_size']:.2f}"
         crit = " (critical)" if m["critical"] else ""
         lines.append(f"| {md_text(m['name'])} | {_value_text(m, 'baseline')} | {_value_text(m, 'canary')} | "
                      f"{_change_text(m)} | {m['test'] or '-'} | {format_p(m['p_adjusted'])} | {eff} | "
-                     f"**{m['judgement']}**{crit} |")
+                     f"**{m['judgement']}**{crit} | {md_text(m.get('rule') or '-')} |")
     for title, key, count in (("New patterns (canary only)", "new_patterns", "canary"),
                               ("Gone patterns (baseline only)", "gone_patterns", "baseline")):
         lines += ["", f"## {title}", ""]

@@ -70,12 +70,11 @@ from logaudit.present.summary import (
     empty_message,
     endpoint_rank,
     new_in_newest,
+    news_notes,
     shown_first,
 )
 
 FORMATS = ("md", "html")
-#: p95 latency of the newest revision may be this many times the previous one's and still pass.
-LATENCY_TOLERANCE = 1.2
 #: Most manifest records listed in the provenance section (the newest ones).
 MAX_SOURCES = 40
 #: Most endpoint rows in the endpoint table (the rest are in summary.json).
@@ -425,42 +424,58 @@ def _newest_by_service(summary: dict[str, Any]) -> dict[str, list[dict[str, Any]
             for s, revs in out.items()}
 
 
-def readiness_checklist(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Checks of the newest revision of each service against the previous one, from the summary.
+#: Checklist items read from the verdict's metric judgements: (check, metric, label).
+CHECKLIST_METRICS = (("5xx-rate", "request_error_rate", "HTTP 5xx rate"),
+                     ("error-rate", "entry_error_rate", "ERROR+ entry rate"),
+                     ("latency", "latency", "latency distribution"),
+                     ("p50-latency", "latency_p50", "p50 latency"),
+                     ("p95-latency", "latency_p95", "p95 latency"),
+                     ("p99-latency", "latency_p99", "p99 latency"))
+_JUDGEMENT_OK = {"Pass": True, "High": False, "Low": False, "Inconclusive": None}
 
-    Each item: {"service", "check", "ok": True | False | None (not applicable), "text"}.
+
+def readiness_checklist(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Checks of the newest revision of each service against its baseline, from the summary.
+
+    The metric checks are the judgements of the summary's verdict (`compare`'s, with the rule
+    that decided each): Pass passes, High or Low fails, Inconclusive is not applicable. Services
+    the verdict is not about get them as not applicable (compare judges one service at a time).
+    Each item: {"service", "check", "ok": True | False | None (not applicable), "text"}; metric
+    checks add "metric", "judgement" and "rule".
     """
     items: list[dict[str, Any]] = []
     news = {n["service"]: n for n in new_in_newest(summary)}
+    verdict = summary.get("verdict") or {}
+    judged = {j["name"]: j for j in verdict.get("judgements") or []}
     for service, revs in _newest_by_service(summary).items():
         if len(revs) < 2:
             items.append({"service": service, "check": "comparison", "ok": None,
                           "text": f"{service_label(service)}: only one revision ({revs[0]['revision']}) in the window; "
                                   "nothing to compare it with"})
             continue
-        new, old = revs[-1], revs[-2]
         n = news[service]
+        new, base = n["revision"], n["baseline"]
         crit = [p["title"] for p in n["new_patterns"] if p["category"] == "critical"]
         items.append({"service": service, "check": "no-new-critical", "ok": not crit,
-                      "text": f"No critical pattern new in {new['revision']}" if not crit else
-                              f"{len(crit)} critical pattern(s) new in {new['revision']}: " + "; ".join(crit)})
+                      "text": f"No critical pattern new in {new} (vs {base})" if not crit else
+                              f"{len(crit)} critical pattern(s) new in {new} (vs {base}): " + "; ".join(crit)})
         templates = n["new_templates"]
         items.append({"service": service, "check": "no-new-unclassified", "ok": not templates,
-                      "text": f"No new unclassified WARNING+ message in {new['revision']}" if not templates else
-                              f"{len(templates)} unclassified WARNING+ message template(s) new in {new['revision']}"})
-        a, b = new["request_error_rate"], old["request_error_rate"]
-        items.append({"service": service, "check": "5xx-rate", "ok": None if a is None or b is None else a <= b,
-                      "text": f"5xx rate of {new['revision']} ({pct(a)}) not above {old['revision']} ({pct(b)})"})
-        a, b = new["error_rate"], old["error_rate"]
-        items.append({"service": service, "check": "error-rate", "ok": None if a is None or b is None else a <= b,
-                      "text": f"ERROR+ entry rate of {new['revision']} ({pct(a)}) not above {old['revision']} ({pct(b)})"})
-        a, b = new["latency_ms"]["p95"], old["latency_ms"]["p95"]
-        items.append({"service": service, "check": "p95-latency",
-                      "ok": None if a is None or b is None else a <= LATENCY_TOLERANCE * b,
-                      "text": f"p95 latency of {new['revision']} ({ms(a)}) within {LATENCY_TOLERANCE:.0%} of "
-                              f"{old['revision']} ({ms(b)})"})
-    verdict = summary.get("verdict")
-    if verdict and verdict.get("verdict"):
+                      "text": f"No new unclassified WARNING+ message in {new} (vs {base})" if not templates else
+                              f"{len(templates)} unclassified WARNING+ message template(s) new in {new} (vs {base})"})
+        mine = verdict.get("service") == service
+        for check, metric, label_ in CHECKLIST_METRICS:
+            j = judged.get(metric) if mine else None
+            if j is None:
+                why = (f"the gate leaves {metric} out" if mine else
+                       f"the verdict is about {verdict.get('service')}" if verdict.get("service") else "no verdict")
+                items.append({"service": service, "check": check, "ok": None, "metric": metric, "judgement": None,
+                              "rule": None, "text": f"{label_} of {new} vs {base}: not judged ({why})"})
+                continue
+            items.append({"service": service, "check": check, "ok": _JUDGEMENT_OK.get(j["judgement"]),
+                          "metric": metric, "judgement": j["judgement"], "rule": j["rule"],
+                          "text": f"{label_} of {new} vs {base}: {j['judgement']} ({j['rule']})"})
+    if verdict.get("verdict"):
         items.append({"service": verdict.get("service"), "check": "verdict", "ok": verdict["verdict"] == "READY",
                       "text": f"Compare verdict for {verdict.get('canary')} vs {verdict.get('baseline')}: "
                               f"{verdict['verdict']}"})
@@ -471,10 +486,11 @@ def readiness_checklist(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def build_report(audit: Audit, *, since: Any = None, until: Any = None, service: str | None = None,
                  out_dir: str | os.PathLike = "logaudit-report", formats: str | Iterable[str] = FORMATS,
                  bucket: str | None = None, now: datetime | None = None, title: str | None = None,
-                 with_charts: bool = True) -> ReportResult:
+                 with_charts: bool = True, comparison: Any = None) -> ReportResult:
     """Write the report for one window (`since` inclusive, `until` exclusive; durations count back
     from `now`) of `audit`'s store, optionally one service, into `out_dir`. `with_charts=False` draws
-    none (the documents without figures, in a fraction of the time)."""
+    none (the documents without figures, in a fraction of the time). `comparison`: the window's
+    `Comparison` when the caller judged it already (its verdict is the report's)."""
     fmts = parse_formats(formats)
     generated = (now or datetime.now(UTC)).astimezone(UTC)
     window = audit.window(since, until, service, now=generated)
@@ -484,7 +500,7 @@ def build_report(audit: Audit, *, since: Any = None, until: Any = None, service:
         old.unlink()
     # the summary is redacted where it is built; a second pass is a no-op on redacted text and
     # catches any field that was not (e.g. text an `Audit` subclass adds)
-    summary = audit.redactor.redact_tree(audit.summary(since=window))
+    summary = audit.redactor.redact_tree(audit.summary(since=window, comparison=comparison))
     span = _span(window, summary)
     bucket = bucket or charts.bucket_for(span)
     chart_files = _draw_charts(audit, window, summary, bucket, out / "charts") if with_charts else {}
@@ -756,12 +772,13 @@ def _new_issues_section(summary: dict[str, Any]) -> list[Block]:
         return [*blocks, Para("Only one revision per service in this window: nothing to compare.")]
     revs_by_service = _newest_by_service(summary)
     for i, n in enumerate(news, start=1):
-        revs = revs_by_service[n["service"]]
-        newest = revs[-1]
-        older = revs[:-1]
-        older_names = [r["revision"] for r in older]
-        older_entries = sum(r["entries"] for r in older)
-        blocks.append(Heading(3, f"4.{i} {service_label(n['service'])}: {n['revision']} vs {', '.join(older_names)}"))
+        by_name = {r["revision"]: r for r in revs_by_service[n["service"]]}
+        newest = by_name[n["revision"]]
+        prev = by_name[n["baseline"]]
+        older_names = [prev["revision"]]
+        older_entries = prev["entries"]
+        blocks.append(Heading(3, f"4.{i} {service_label(n['service'])}: {n['revision']} vs {prev['revision']}"))
+        blocks += [Para(note) for note in news_notes(n)]
         items: list[Runs] = []
         for p in n["new_patterns"]:
             items.append([(_cat_badge(p["category"]), p["category"].upper()), " ", p["title"],
@@ -770,7 +787,8 @@ def _new_issues_section(summary: dict[str, Any]) -> list[Block]:
             items.append([("warn", "UNCLASSIFIED"), " ", ("code", one_line(u["template"], 140)), f": {u['count']:,} entries"])
         blocks.append(Para([("b", f"Introduced in {n['revision']}: "),
                             f"{len(n['new_patterns'])} pattern(s), {len(n['new_templates'])} unclassified template(s)"]))
-        blocks.append(Bullets(items) if items else Para("No pattern or message template appears only in the newest revision."))
+        blocks.append(Bullets(items) if items else
+                      Para("No pattern or message template appears in the newest revision and not in its baseline."))
         pre = [p for p in summary["patterns"] if p["category"] in ("critical", "warning")
                and p["by_revision"].get(n["revision"]) and set(older_names) & set(p["by_revision"])]
         blocks.append(Para([("b", "Pre-existing issues: "),
@@ -784,11 +802,10 @@ def _new_issues_section(summary: dict[str, Any]) -> list[Block]:
                 rate_a = 1000 * after / newest["entries"] if newest["entries"] else None
                 rows.append([(_cat_badge(p["category"]), p["category"].upper()), p["title"], _count(before),
                              _rate(rate_b), _count(after), _rate(rate_a)])
-            blocks.append(Table(["category", "pattern", "older", "per 1k", "newest", "per 1k"], rows, align="llrrrr"))
+            blocks.append(Table(["category", "pattern", "baseline", "per 1k", "newest", "per 1k"], rows, align="llrrrr"))
         gone = [p for p in n["gone_patterns"] if p["category"] in ("critical", "warning")]
         blocks.append(Para([("b", f"No longer seen in {n['revision']}: "),
                             ", ".join(p["title"] for p in gone) if gone else "none"]))
-        prev = revs[-2]
         metric_rows = []
         for name, key, fmt in (("5xx rate", "request_error_rate", pct), ("ERROR+ entry rate", "error_rate", pct)):
             metric_rows.append([name, fmt(prev[key]), fmt(newest[key]), _change(prev[key], newest[key], pct=True)])
@@ -845,8 +862,8 @@ def _checklist_section(summary: dict[str, Any], checklist: list[dict[str, Any]])
         status += [(VERDICT_CLASS.get(verdict["verdict"], "na"), verdict["verdict"]), " (compare verdict); "]
     status.append(f"{passed} of {len(applicable)} applicable checks pass.")
     blocks.append(Para(status))
-    blocks.append(Para(f"Rates pass when the newest revision's are not above the previous revision's; p95 latency "
-                       f"passes within {LATENCY_TOLERANCE:.0%} of the previous revision's."))
+    blocks.append(Para("Metric checks are the compare verdict's judgements, each with the rule that decided it: "
+                       "Pass passes, High or Low fails, Inconclusive (below the gate's minimums) is not applicable."))
     return blocks
 
 

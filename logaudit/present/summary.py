@@ -85,22 +85,58 @@ def _by_service(rows: list[dict[str, Any]]) -> dict[Any, list[dict[str, Any]]]:
 
 
 def new_in_newest(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per service with 2+ revisions: patterns and unclassified templates seen in the newest revision only."""
+    """Per service with 2+ revisions: patterns and unclassified templates seen in its newest
+    revision and not in its baseline (and gone ones), against that one baseline only.
+
+    For the service of the summary's verdict, canary and baseline are the verdict's (chosen as
+    `compare` chooses them, `baseline_choice`); for the others, the newest revision and the one
+    deployed (else first seen) before it. `baseline_cut` says when the window cuts the baseline
+    short (it was deployed before the window, so the window holds only part of what it logged).
+    """
     out = []
     by_service: dict[str, list[dict[str, Any]]] = {}
     for r in summary["revisions"]:
         by_service.setdefault(r["service"], []).append(r)
+    verdict = summary.get("verdict") or {}
     for service, revs in by_service.items():
         if len(revs) < 2:
             continue
         revs = sorted(revs, key=lambda r: (r["deploy_time"] or r["first_seen"] or "", r["revision"]))
-        newest, older = revs[-1]["revision"], {r["revision"] for r in revs[:-1]}
-        new_patterns = [p for p in summary["patterns"] if p["by_revision"].get(newest) and not older & set(p["by_revision"])]
-        gone = [p for p in summary["patterns"] if older & set(p["by_revision"]) and not p["by_revision"].get(newest)]
-        new_templates = [u for u in summary["unclassified"] if u["revisions"] == [newest]]
-        out.append({"service": service, "revision": newest, "previous": revs[-2]["revision"],
-                    "new_patterns": new_patterns, "gone_patterns": gone, "new_templates": new_templates})
+        names = {r["revision"]: r for r in revs}
+        if verdict.get("service") == service and verdict.get("canary") in names and verdict.get("baseline") in names:
+            newest, baseline = verdict["canary"], verdict["baseline"]
+            choice = dict(verdict.get("baseline_choice") or {})
+        else:
+            newest, baseline = revs[-1]["revision"], revs[-2]["revision"]
+            choice = {"rule": "first-seen", "text": f"{baseline} is the revision deployed (else first seen) just "
+                                                    f"before {newest}"}
+        if "baseline_cut" not in choice:
+            base = names[baseline]
+            choice["baseline_cut"] = base["deploy_time"] is None
+            choice["baseline_cut_text"] = (f"the window cuts the baseline short: {baseline} was deployed before it; "
+                                           f"its first entry in the window is at {base['first_seen']}"
+                                           if choice["baseline_cut"] else None)
+        new_patterns = [p for p in summary["patterns"] if p["by_revision"].get(newest) and not p["by_revision"].get(baseline)]
+        gone = [p for p in summary["patterns"] if p["by_revision"].get(baseline) and not p["by_revision"].get(newest)]
+        new_templates = [u for u in summary["unclassified"] if newest in u["revisions"] and baseline not in u["revisions"]]
+        out.append({"service": service, "revision": newest, "previous": baseline, "baseline": baseline,
+                    "baseline_choice": choice, "new_patterns": new_patterns, "gone_patterns": gone,
+                    "new_templates": new_templates})
     return out
+
+
+def news_notes(n: dict[str, Any]) -> list[str]:
+    """How a `new_in_newest` item's baseline was chosen and whether the window cuts it short."""
+    choice = n.get("baseline_choice") or {}
+    out = [f"baseline chosen by rule {choice.get('rule')}: {choice.get('text')}"] if choice.get("rule") else []
+    if choice.get("baseline_cut") and choice.get("baseline_cut_text"):
+        out.append(f"note: {choice['baseline_cut_text']}")
+    return out
+
+
+def core_judgements(verdict: dict[str, Any]) -> list[dict[str, Any]]:
+    """The verdict's judgements of the core metrics (error rates, latency), in compare's order."""
+    return [j for j in verdict.get("judgements") or [] if not j["name"].startswith("pattern:")]
 
 
 def render_text(summary: dict[str, Any], console: Console | None = None) -> None:
@@ -145,6 +181,11 @@ def _verdict_text(con: Console, summary: dict[str, Any]) -> None:
         con.print(Text(f"  - {one_line(reason)}"))
     if len(reasons) > MAX_REASONS:
         con.print(Text(f"  {more(len(reasons) - MAX_REASONS, 'reasons')}", style="dim"))
+    choice = verdict.get("baseline_choice") or {}
+    if choice.get("rule"):
+        con.print(Text(f"  baseline chosen by rule {choice['rule']}: {one_line(choice.get('text') or '')}", style="dim"))
+    for j in core_judgements(verdict):
+        con.print(Text(f"  {j['name']}: {j['judgement']} ({one_line(j['rule'] or '-')})", style="dim"))
 
 
 def _rule(con: Console, title: str) -> None:
@@ -209,6 +250,8 @@ def _news_text(con: Console, summary: dict[str, Any]) -> None:
         con.print(Text("only one revision per service in this window: nothing to compare"))
     for n in news:
         con.print(Text.assemble((revision_label(n["revision"]), "bold"), f" vs {revision_label(n['previous'])}:"))
+        for note in news_notes(n):
+            con.print(Text(f"  {one_line(note)}", style="dim"))
         if not n["new_patterns"] and not n["new_templates"]:
             con.print(Text("  nothing new"))
         for p in n["new_patterns"]:
@@ -265,6 +308,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += [f"**Verdict: {verdict['verdict']}** ({md_text(verdict['canary'])} vs {md_text(verdict['baseline'])}, "
                   f"score {verdict['score']:.0f})", ""]
         lines += [f"- {md_text(r)}" for r in verdict.get("reasons", [])] + [""]
+        choice = verdict.get("baseline_choice") or {}
+        if choice.get("rule"):
+            lines += [f"Baseline chosen by rule {md_text(choice['rule'])}: {md_text(choice.get('text') or '')}", ""]
+        core = core_judgements(verdict)
+        if core:
+            lines += ["| metric | judgement | rule |", "|---|---|---|"]
+            lines += [f"| {md_text(j['name'])} | {j['judgement']} | {md_text(j['rule'] or '-')} |" for j in core]
+            lines.append("")
     elif summary.get("verdict_note"):
         lines += [f"**No verdict:** {md_text(summary['verdict_note'])}", ""]
     lines += ["## 1. Error pattern analysis", ""]
@@ -302,6 +353,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for n in news:
         lines.append(f"**{md_text(n['revision'])}** vs {md_text(n['previous'])}:")
         lines.append("")
+        lines += [f"- {md_text(note)}" for note in news_notes(n)]
         items = [f"- new {p['category']}: {md_text(p['title'])} ({p['by_revision'][n['revision']]:,})" for p in n["new_patterns"]]
         items += [f"- new unclassified: {md_code(one_line(u['template'], 120), table=False)} ({u['count']:,})"
                   for u in n["new_templates"]]

@@ -6,7 +6,10 @@ bundled sample: `logaudit summarize --format json` and `logaudit compare --forma
 store, a window cutting hours at both ends, service and revision filters), the report's
 checklist and Markdown up to its list of sources (no charts, generated at 2025-09-10T06:00:00Z,
 store folder `s`) and
-the DataFrames the charts are drawn from.
+the DataFrames the charts are drawn from. The compare and summary JSON, the checklist and the
+Markdown were written again when every metric got the rule that decided it, tail quantiles and
+patterns with few matches became Inconclusive and the checklist became the verdict's judgements
+(issue 17); the chart data is the original.
 """
 
 from __future__ import annotations

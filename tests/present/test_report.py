@@ -164,18 +164,20 @@ def test_checklist_and_verdict(report):
     md = md_of(result)
     checklist = readiness_checklist(summary)
     assert checklist == result.checklist
-    canary = next(r for r in summary["revisions"] if r["revision"] == CANARY_REVISION)
     base = next(r for r in summary["revisions"] if r["service"] == BACKEND and r["revision"] != CANARY_REVISION)
+    # the metric checks are the verdict's judgements (compare's), not rules of their own
+    judged = {j["name"]: j for j in summary["verdict"]["judgements"]}
     expected = {
         "comparison": None, "no-new-critical": False, "no-new-unclassified": False,
-        "5xx-rate": canary["request_error_rate"] <= base["request_error_rate"],
-        "error-rate": canary["error_rate"] <= base["error_rate"],
-        "p95-latency": canary["latency_ms"]["p95"] <= 1.2 * base["latency_ms"]["p95"],
+        "5xx-rate": False, "error-rate": False, "latency": True, "p50-latency": True, "p95-latency": True,
+        "p99-latency": None,
     }
     got = {c["check"]: c["ok"] for c in checklist if c["check"] in expected}
     assert got == expected
-    assert (f"- [ ] **FAIL** 5xx rate of {CANARY_REVISION} ({_pct(canary['request_error_rate'])}) not above "
-            f"{base['revision']} ({_pct(base['request_error_rate'])})") in md
+    assert judged["latency_p95"]["judgement"] == "Pass" and judged["latency_p99"]["judgement"] == "Inconclusive"
+    assert (f"- [ ] **FAIL** HTTP 5xx rate of {CANARY_REVISION} vs {base['revision']}: High "
+            f"({judged['request_error_rate']['rule']})") in md.replace("\\", "")  # Markdown escapes < > |
+    assert judged["request_error_rate"]["rule"].endswith(": High")
     assert "- [ ] **N/A** netra-auth-service: only one revision (netra-auth-service-00042-k9p) in the window" in md
     applicable = [c for c in checklist if c["ok"] is not None]
     passed = sum(bool(c["ok"]) for c in applicable)
