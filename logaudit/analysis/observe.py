@@ -72,7 +72,31 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
                                    can_side.revision)
         templates = _template_counts(audit, engine.templates(scope, min_severity=level), base_side.revision,
                                      can_side.revision)
-    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until)
+        health_stats, root_causes = _health(audit, engine, scope, base_side.revision, can_side.revision)
+    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until,
+                        health_stats, root_causes)
+
+
+def _health(audit: Any, engine: Any, scope: Any, b: str, c: str) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Per side: its `HealthStats` and `RootCause` rows (`Engine.health`, `Engine.root_causes`), texts redacted."""
+    from dataclasses import replace
+
+    sides = {b: "baseline", c: "canary"}
+    stats = {sides[h.revision]: h for h in engine.health(scope) if h.revision in sides}
+    causes: dict[str, list[Any]] = {}
+    for r in engine.root_causes(scope):
+        if r.revision in sides:
+            causes.setdefault(sides[r.revision], []).append(r)
+    evidence = [(side, kind) for side, h in stats.items() for kind in h.evidence]
+    rows = [r for side in causes for r in causes[side]]
+    texts = audit.redactor.redact_all([stats[s].evidence[k].example for s, k in evidence]
+                                      + [t for r in rows for t in (r.line, r.example)])
+    for (side, kind), text in zip(evidence, texts, strict=False):
+        stats[side].evidence[kind] = replace(stats[side].evidence[kind], example=text or None)
+    rest = iter(texts[len(evidence):])
+    for side in causes:
+        causes[side] = [replace(r, line=next(rest) or "", example=next(rest) or None) for r in causes[side]]
+    return stats, causes
 
 
 def _fill(engine: Any, scope: Any, *sides: Side) -> None:
