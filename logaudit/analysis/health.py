@@ -140,9 +140,10 @@ def _readiness(s: HealthStats, rule: HealthRule, ev: HealthEvidence | None) -> H
     if s.instance_starts < rule.min_starts:
         return _evidence(name, "not-applicable", f"{s.instance_starts} instance starts, fewer than "
                          f"health.min_starts {rule.min_starts}", s.ready_starts, s.instance_starts, ev)
-    if s.ready_starts == 0:
-        return _evidence(name, "fail", f"none of {s.instance_starts} instance starts became ready (application "
-                         "startup complete or a successful request)", 0, s.instance_starts, ev)
+    if s.ready_starts == 0:  # the evidence: when the starts were (their text says nothing more)
+        return HealthCheck(name, "fail", f"none of {s.instance_starts} instance starts became ready (application "
+                           "startup complete or a successful request)", 0, s.instance_starts,
+                           ev.first_seen if ev else None, ev.last_seen if ev else None)
     return HealthCheck(name, "ok", f"{s.ready_starts} of {s.instance_starts} instance starts became ready",
                        s.ready_starts, s.instance_starts)
 
