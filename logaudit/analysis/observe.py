@@ -89,13 +89,12 @@ def _health(audit: Any, engine: Any, scope: Any, b: str, c: str) -> tuple[dict[s
             causes.setdefault(sides[r.revision], []).append(r)
     evidence = [(side, kind) for side, h in stats.items() for kind in h.evidence]
     rows = [r for side in causes for r in causes[side]]
-    texts = audit.redactor.redact_all([stats[s].evidence[k].example for s, k in evidence]
-                                      + [t for r in rows for t in (r.line, r.example)])
-    for (side, kind), text in zip(evidence, texts, strict=False):
-        stats[side].evidence[kind] = replace(stats[side].evidence[kind], example=text or None)
-    rest = iter(texts[len(evidence):])
+    texts = iter(audit.redactor.redact_all([stats[s].evidence[k].example for s, k in evidence]
+                                           + [t for r in rows for t in (r.line, r.example)]))
+    for side, h in stats.items():
+        stats[side] = replace(h, evidence={k: replace(e, example=next(texts) or None) for k, e in h.evidence.items()})
     for side in causes:
-        causes[side] = [replace(r, line=next(rest) or "", example=next(rest) or None) for r in causes[side]]
+        causes[side] = [replace(r, line=next(texts) or "", example=next(texts) or None) for r in causes[side]]
     return stats, causes
 
 

@@ -268,3 +268,40 @@ def test_the_summary_verdict_carries_the_health(scenarios):
     assert v["health"] == {"baseline": {"status": "ok", "failed": [], "root_cause": None},
                            "canary": {"status": "fail", "failed": ["crash_loop", "no_successful_request", "readiness"],
                                       "root_cause": CRASH_ROOT_CAUSE}}
+
+
+def test_root_causes_and_evidence_are_redacted_and_entries_without_an_instance_are_one(tmp_path):
+    """A secret in the first error is never shown; entries without labels.instanceId count as one instance."""
+    secret = "Bearer abcdefghijklmnopqrstuvwxyz0123456789ABCD"
+
+    def entry(i: int, second: int, text: str, *, revision: str, log: str = "stderr", severity: str | None = None):
+        e = {"logName": f"projects/p/logs/run.googleapis.com%2F{log}", "insertId": f"{revision}-{i}",
+             "timestamp": f"2025-09-10T02:00:{second:02d}Z", "textPayload": text,
+             "resource": {"type": "cloud_run_revision", "labels": {"service_name": "svc", "revision_name": revision}}}
+        if severity:
+            e["severity"] = severity
+        return e
+
+    start = "Starting new instance. Reason: DEPLOYMENT - Instance started due to traffic shifting between revisions."
+    cause = f"RuntimeError: upstream refused token {secret}"
+    entries = []
+    for rev in ("svc-00001-aaa", "svc-00002-bbb"):
+        for k in range(3):
+            base = 10 * k
+            entries += [entry(base, base, start, revision=rev, log="varlog%2Fsystem", severity="INFO"),
+                        entry(base + 1, base + 1, f"Traceback (most recent call last):\n  File \"x.py\"\n{cause}",
+                              revision=rev, severity="ERROR"),
+                        entry(base + 2, base + 2, "Container called exit(1).", revision=rev, log="varlog%2Fsystem",
+                              severity="WARNING")]
+    store = Store(tmp_path / "store")
+    store.ingest_entries(entries, "test")
+    audit = Audit(store)
+    [raw] = [r for r in audit.engine.root_causes(Window()) if r.revision == "svc-00002-bbb"]
+    assert (raw.line, raw.starts) == (cause, 3)  # the engine returns the text as stored
+    result = compare(audit, gate=Gate())
+    assert result.verdict == "NOT READY" and result.canary == "svc-00002-bbb"
+    assert result.health["canary"].check("crash_loop").count == 3
+    shown = json.dumps(result.to_dict())
+    assert secret not in shown and "abcdefghijklmnopqrstuvwxyz" not in shown
+    assert result.reasons[0].startswith("root cause: RuntimeError: upstream refused token ")
+    assert "(3 of 3 instance starts" in result.reasons[0]
