@@ -240,6 +240,75 @@ def latest_example(rows: Iterable[TemplateStats]) -> str | None:
     return None if best is None else best[1]
 
 
+# ============================================================================ health
+#: Catalog patterns (patterns/cloud_run.yaml) that mark the health facts of an instance start:
+#: the platform's start line, a start that ends in failure (the worker or the application never
+#: booted, the container exited with an error), the platform's startup probe giving up, and the
+#: application being ready. The rules stay in the catalog; these ids only say which rules count.
+START_PATTERNS = ("instance-started",)
+BOOT_FAILURE_PATTERNS = ("gunicorn-worker-boot-failed", "gunicorn-app-load-failed", "application-startup-failed",
+                         "container-exit")
+STARTUP_PROBE_PATTERNS = ("startup-probe-failed", "container-failed-to-listen")
+READY_PATTERNS = ("application-startup-complete",)
+#: `HealthStats.evidence` kinds.
+HEALTH_KINDS = ("start", "boot_failure", "startup_probe", "ready", "request", "failed_request")
+
+
+@dataclass(frozen=True)
+class HealthEvidence:
+    """Entries of one kind of health fact: how many, first and last, the latest one's text (as stored)."""
+
+    entries: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    example: str | None
+
+
+@dataclass(frozen=True)
+class HealthStats:
+    """Health facts of one (service, revision) in a window, per instance start.
+
+    An instance start is an entry of a `START_PATTERNS` pattern; the entries of the same instance
+    (`instance_id`; entries without one count as one instance) up to its next start belong to it.
+    `failed_starts`: starts with a `BOOT_FAILURE_PATTERNS` entry; `probe_failed_starts`: with a
+    `STARTUP_PROBE_PATTERNS` entry; `ready_starts`: with a `READY_PATTERNS` entry or a successful
+    request. Entries of an instance before its first start in the window count in `evidence` but
+    in no start. `successful_requests`: status 200-399 (a WebSocket upgrade, 101, is not one).
+    `evidence`: per `HEALTH_KINDS` kind with an entry (`failed_request`: requests with a status
+    outside 200-399 other than 101).
+    """
+
+    service: str | None
+    revision: str
+    instance_starts: int
+    failed_starts: int
+    probe_failed_starts: int
+    ready_starts: int
+    requests: int
+    successful_requests: int
+    evidence: dict[str, HealthEvidence] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """The first error of instance starts: per (service, revision) and root-cause line, how many
+    starts logged it first, first and last time, the latest such entry's text (as stored).
+
+    The first error of a start is its first entry with effective severity >= ERROR that is not a
+    request log; its root-cause line is the last non-blank line of the message when the message
+    holds a Python traceback (``Traceback (most recent call last):``), else its first non-blank
+    line, unmasked (`ModuleNotFoundError: No module named 'app.monitoring'`).
+    """
+
+    service: str | None
+    revision: str
+    line: str
+    starts: int
+    first_seen: datetime
+    last_seen: datetime
+    example: str | None
+
+
 # ============================================================================ time series
 #: `Engine.timeline`: per time bucket and (service, revision) of the window, zero-filled from the
 #: bucket holding `since` (else the first entry) to `until` (else the last entry).
@@ -304,6 +373,14 @@ class Engine(Protocol):
         """Per (template, service, revision) of unmatched messages at `min_severity` or above."""
         ...
 
+    def health(self, window: Window) -> list[HealthStats]:
+        """Per (service, revision) with an entry counted by the health facts; by service, revision."""
+        ...
+
+    def root_causes(self, window: Window) -> list[RootCause]:
+        """Per (service, revision, root-cause line); by service, revision, starts (descending), line."""
+        ...
+
     def timeline(self, window: Window, step: timedelta) -> pa.Table:
         """`TIMELINE_SCHEMA`, by bucket, service, revision."""
         ...
@@ -316,6 +393,8 @@ class Engine(Protocol):
         ...
 
 
-__all__ = ["CATEGORIES", "NO_REVISION", "QUANTILES", "STATUS_SERIES_SCHEMA", "TIMELINE_SCHEMA", "Engine",
-           "EndpointStats", "LatencyHistogram", "PatternStats", "RevisionStats", "TemplateStats", "TemplateTotal",
-           "Totals", "bin_bounds", "latency_bin", "latest_example", "merge_templates_by_text", "step_ns"]
+__all__ = ["BOOT_FAILURE_PATTERNS", "CATEGORIES", "HEALTH_KINDS", "NO_REVISION", "QUANTILES", "READY_PATTERNS",
+           "START_PATTERNS", "STARTUP_PROBE_PATTERNS", "STATUS_SERIES_SCHEMA", "TIMELINE_SCHEMA", "Engine",
+           "EndpointStats", "HealthEvidence", "HealthStats", "LatencyHistogram", "PatternStats", "RevisionStats",
+           "RootCause", "TemplateStats", "TemplateTotal", "Totals", "bin_bounds", "latency_bin", "latest_example",
+           "merge_templates_by_text", "step_ns"]

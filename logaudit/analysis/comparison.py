@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from logaudit.analysis.gate import Gate
 from logaudit.core.errors import ExitCode
+
+if TYPE_CHECKING:
+    from logaudit.analysis.health import Health
 
 VERDICTS = ("READY", "MARGINAL", "NOT READY")
 #: Exit code of `logaudit compare` per verdict (errors have codes of their own: `errors.ExitCode`).
@@ -71,6 +74,10 @@ class Observations:
     #: how the baseline was chosen: {"rule": "deploy-audit-traffic" | "first-seen" | "given", "text",
     #: "baseline_cut": whether the window cuts the baseline short, "baseline_cut_text"}
     baseline_choice: dict[str, Any] = field(default_factory=dict)
+    #: per side ("baseline", "canary"): its `aggregates.HealthStats` (absent: nothing counted)
+    health_stats: dict[str, Any] = field(default_factory=dict)
+    #: per side: its `aggregates.RootCause` rows, most frequent first
+    root_causes: dict[str, list[Any]] = field(default_factory=dict)
 
 
 # ========================================================================================== result
@@ -132,6 +139,8 @@ class Comparison:
     gate: Gate = field(default_factory=Gate)
     catalogs: list[dict[str, Any]] = field(default_factory=list)  # Catalog.describe() of the audit
     baseline_choice: dict[str, Any] = field(default_factory=dict)  # Observations.baseline_choice
+    #: per side ("baseline", "canary"): its absolute `health.Health`
+    health: dict[str, Health] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -144,7 +153,8 @@ class Comparison:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able: service, baseline, canary, windows, metrics, new/gone patterns, new templates, verdict."""
+        """JSON-able: service, baseline, canary, windows, metrics, new/gone patterns, new templates, verdict,
+        health of both sides."""
         return {
             "service": self.service,
             "baseline": self.baseline,
@@ -161,6 +171,7 @@ class Comparison:
             "gate": self.gate.to_dict(),
             "catalogs": self.catalogs,
             "baseline_choice": dict(self.baseline_choice),
+            "health": {side: h.to_dict() for side, h in self.health.items()},
         }
 
     def verdict_dict(self) -> dict[str, Any]:
@@ -178,6 +189,9 @@ class Comparison:
             "new_templates": len(self.new_templates),
             "baseline_choice": dict(self.baseline_choice),
             "judgements": self.judgements(),
+            "health": {side: {"status": h.status, "failed": [c.name for c in h.failed],
+                              "root_cause": h.root_causes[0].line if h.root_causes and h.failed else None}
+                       for side, h in self.health.items()},
         }
 
     def judgements(self) -> list[dict[str, Any]]:

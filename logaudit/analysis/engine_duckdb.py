@@ -22,14 +22,21 @@ import pandas as pd
 import pyarrow as pa
 
 from logaudit.analysis.aggregates import (
+    BOOT_FAILURE_PATTERNS,
     CATEGORIES,
     NO_REVISION,
+    READY_PATTERNS,
+    START_PATTERNS,
+    STARTUP_PROBE_PATTERNS,
     STATUS_SERIES_SCHEMA,
     TIMELINE_SCHEMA,
     EndpointStats,
+    HealthEvidence,
+    HealthStats,
     LatencyHistogram,
     PatternStats,
     RevisionStats,
+    RootCause,
     TemplateStats,
     Totals,
     step_ns,
@@ -288,6 +295,117 @@ class DuckDBEngine:
             GROUP BY ALL ORDER BY 1, 2
         """, params=params | {"step": step_ns(step)}).to_arrow_table()
         return table.cast(STATUS_SERIES_SCHEMA)
+
+    # ------------------------------------------------------------------ health
+    def _health_segments(self, window: Window) -> tuple[Any, str, dict[str, Any]]:
+        """The window's connection and a CTE: the entries that count for health, each with its
+        instance start (`seq`: starts of its instance so far; 0 before the first in the window)."""
+        audit = self.audit
+        where, params = audit._filters(window, "e")
+        mwhere, _ = audit._filters(window, "m")
+        con = audit.connection(window)
+        marked = list(START_PATTERNS + BOOT_FAILURE_PATTERNS + STARTUP_PROBE_PATTERNS + READY_PATTERNS)
+        params = params | {"marked": marked, "start": list(START_PATTERNS), "fail": list(BOOT_FAILURE_PATTERNS),
+                           "probe": list(STARTUP_PROBE_PATTERNS), "ready": list(READY_PATTERNS)}
+        cte = f"""
+            marks AS (
+                SELECT m.log_name, m.insert_id, m.timestamp,
+                       bool_or(list_contains($start, m.pattern_id)) AS is_start,
+                       bool_or(list_contains($fail, m.pattern_id)) AS is_fail,
+                       bool_or(list_contains($probe, m.pattern_id)) AS is_probe,
+                       bool_or(list_contains($ready, m.pattern_id)) AS is_ready
+                FROM matches m WHERE list_contains($marked, m.pattern_id) AND m.revision IS NOT NULL AND {mwhere}
+                GROUP BY ALL
+            ),
+            e AS (
+                SELECT e.service, e.revision, e.instance_id, e.timestamp, e.insert_id, e.http_status,
+                       coalesce(k.is_start, false) AS is_start, coalesce(k.is_fail, false) AS is_fail,
+                       coalesce(k.is_probe, false) AS is_probe, coalesce(k.is_ready, false) AS is_ready,
+                       e.http_status BETWEEN 200 AND 399 AS is_ok,
+                       e.http_status IS NOT NULL AND e.http_status <> 101 AND NOT e.http_status BETWEEN 200 AND 399
+                           AS is_bad,
+                       e.http_status IS NULL AND e.effective_severity_num >= 500 AS is_error,
+                       coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status) AS text
+                FROM entries e LEFT JOIN marks k
+                  ON k.insert_id = e.insert_id AND k.timestamp = e.timestamp
+                 AND k.log_name IS NOT DISTINCT FROM e.log_name
+                WHERE e.revision IS NOT NULL AND {where}
+                  AND (k.insert_id IS NOT NULL OR e.http_status IS NOT NULL OR e.effective_severity_num >= 500)
+            ),
+            s AS (
+                SELECT *, sum(is_start::INTEGER) OVER (
+                    PARTITION BY service, revision, instance_id
+                    ORDER BY timestamp, is_start DESC, insert_id ROWS UNBOUNDED PRECEDING) AS seq
+                FROM e
+            )"""
+        return con, cte, params
+
+    def health(self, window: Window) -> list[HealthStats]:
+        con, cte, params = self._health_segments(window)
+        kinds = " UNION ALL ".join(
+            f"SELECT service, revision, '{kind}' AS kind, count(*) AS n, min(timestamp) AS lo, max(timestamp) AS hi, "
+            f"arg_max(text, (timestamp, insert_id)) AS example FROM s WHERE {cond} GROUP BY ALL"
+            for kind, cond in (("start", "is_start"), ("boot_failure", "is_fail"), ("startup_probe", "is_probe"),
+                               ("ready", "is_ready"), ("request", "http_status IS NOT NULL"),
+                               ("failed_request", "is_bad")))
+        ev = con.execute(f"WITH {cte} {kinds} ORDER BY service, revision, kind", params).df()
+        counts = con.execute(f"""
+            WITH {cte},
+            segs AS (
+                SELECT service, revision, bool_or(is_fail) AS failed, bool_or(is_probe) AS probe,
+                       bool_or(is_ready OR is_ok) AS ready
+                FROM s WHERE seq > 0 GROUP BY service, revision, instance_id, seq
+            ),
+            per_seg AS (
+                SELECT service, revision, count(*) FILTER (failed) AS failed, count(*) FILTER (probe) AS probe,
+                       count(*) FILTER (ready) AS ready
+                FROM segs GROUP BY ALL
+            ),
+            per_rev AS (
+                SELECT service, revision, count(*) FILTER (is_start) AS starts,
+                       count(http_status) AS requests, count(*) FILTER (is_ok) AS ok
+                FROM s GROUP BY ALL
+            )
+            SELECT r.service, r.revision, r.starts, coalesce(p.failed, 0), coalesce(p.probe, 0), coalesce(p.ready, 0),
+                   r.requests, r.ok
+            FROM per_rev r LEFT JOIN per_seg p
+              ON p.service IS NOT DISTINCT FROM r.service AND p.revision = r.revision
+            ORDER BY r.service, r.revision
+        """, params).fetchall()
+        evidence: dict[tuple[str | None, str], dict[str, HealthEvidence]] = {}
+        for t in ev.itertuples(index=False):
+            evidence.setdefault((_text(t.service), t.revision), {})[t.kind] = HealthEvidence(
+                int(t.n), _ts(t.lo), _ts(t.hi), _text(t.example))
+        return [HealthStats(service, revision, int(starts), int(failed), int(probe), int(ready), int(requests),
+                            int(ok), evidence.get((service, revision), {}))
+                for service, revision, starts, failed, probe, ready, requests, ok in counts]
+
+    def root_causes(self, window: Window) -> list[RootCause]:
+        con, cte, params = self._health_segments(window)
+        df = con.execute(f"""
+            WITH {cte},
+            firsts AS (
+                SELECT service, revision, arg_min(text, (timestamp, insert_id)) AS msg, min(timestamp) AS ts
+                FROM s WHERE is_error AND seq > 0 AND text IS NOT NULL
+                GROUP BY service, revision, instance_id, seq
+            ),
+            lined AS (
+                SELECT *, list_filter(regexp_split_to_array(msg, '\\r\\n|\\n|\\r'), lambda x: regexp_matches(x, '\\S'))
+                    AS lines FROM firsts
+            ),
+            causes AS (
+                SELECT service, revision, msg, ts,
+                       CASE WHEN contains(msg, 'Traceback (most recent call last):') THEN lines[-1] ELSE lines[1] END
+                           AS line
+                FROM lined WHERE len(lines) > 0
+            )
+            SELECT service, revision, line, count(*) AS starts, min(ts) AS lo, max(ts) AS hi,
+                   arg_max(msg, (ts, msg)) AS example
+            FROM causes GROUP BY ALL
+            ORDER BY service, revision, starts DESC, line
+        """, params).df()
+        return [RootCause(_text(t.service), t.revision, t.line, int(t.starts), t.lo, t.hi, _text(t.example))
+                for t in df.itertuples(index=False)]
 
     def close(self) -> None:
         self._depth = 0

@@ -76,6 +76,29 @@ class NewTemplateRule:
     min_count: int = 1
 
 
+#: The absolute health checks of a revision (`logaudit.analysis.health`), in report order.
+HEALTH_CHECKS = ("crash_loop", "no_successful_request", "startup_failure", "readiness")
+
+
+@dataclass(frozen=True)
+class HealthRule:
+    """The health floor a canary must clear on its own, whatever its baseline (docs/compare.md).
+
+    `crash_loop`: at least `min_starts` instance starts and a share >= `crash_loop_share` of them
+    ended in a boot failure. `no_successful_request`: at least `min_requests` requests and none
+    succeeded (2xx/3xx). `startup_failure`: a share >= `startup_failure_share` of at least
+    `min_starts` starts had the platform's startup probe fail. `readiness`: at least `min_starts`
+    starts and none became ready (application startup complete, or a successful request).
+    Checks named in `ignore` are reported as not applicable.
+    """
+
+    crash_loop_share: float = 0.5
+    startup_failure_share: float = 0.5
+    min_starts: int = 3
+    min_requests: int = 1
+    ignore: tuple[str, ...] = ()
+
+
 def _default_metric_rules() -> dict[str, MetricRule]:
     return {
         "request_error_rate": MetricRule(critical=True, allowed_change=0.2, min_abs_change=0.001),
@@ -118,6 +141,7 @@ class Gate:
     pattern_ids: Mapping[str, MetricRule] = field(default_factory=dict)
     new_patterns: NewPatternRule = field(default_factory=NewPatternRule)
     new_templates: NewTemplateRule = field(default_factory=NewTemplateRule)
+    health: HealthRule = field(default_factory=HealthRule)
     source: str | None = None
 
     def quantile_minimum(self, q: float) -> int:
@@ -151,6 +175,7 @@ class Gate:
             "new_patterns": {**asdict(self.new_patterns), "not_ready": list(self.new_patterns.not_ready),
                              "marginal": list(self.new_patterns.marginal)},
             "new_templates": asdict(self.new_templates),
+            "health": {**asdict(self.health), "ignore": list(self.health.ignore)},
         }
 
 
@@ -237,8 +262,9 @@ class _Checker:
         return tuple(value)
 
 
-_TOP_KEYS = ("alpha", "correction", "min_requests", "min_entries", "min_tail", "min_events", "score", "inconclusive", "metrics", "patterns",
-             "new_patterns", "new_templates")
+_TOP_KEYS = ("alpha", "correction", "min_requests", "min_entries", "min_tail", "min_events", "score", "inconclusive",
+             "metrics", "patterns",
+             "new_patterns", "new_templates", "health")
 
 
 def gate_from_dict(data: Mapping[str, Any] | None, *, source: str | None = None,
@@ -300,7 +326,26 @@ def gate_from_dict(data: Mapping[str, Any] | None, *, source: str | None = None,
     if "min_count" in newt:
         nt_kw["min_count"] = int(c.number(newt["min_count"], ("new_templates", "min_count"), 1, integer=True))
     kw["new_templates"] = replace(base.new_templates, **nt_kw)
+    kw["health"] = _health_rule(c, top.get("health"), base.health)
     return Gate(**kw)
+
+
+def _health_rule(c: _Checker, value: Any, base: HealthRule) -> HealthRule:
+    data = c.mapping(value, ("health",), tuple(f.name for f in fields(HealthRule)))
+    kw: dict[str, Any] = {}
+    for key in ("crash_loop_share", "startup_failure_share"):
+        if key in data:
+            kw[key] = float(c.number(data[key], ("health", key), 0.0, 1.0, open_lo=True))
+    for key in ("min_starts", "min_requests"):
+        if key in data:
+            kw[key] = int(c.number(data[key], ("health", key), 1, integer=True))
+    if "ignore" in data:
+        names = data["ignore"]
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list):
+            raise c.fail(("health", "ignore"), f"expected a list of checks, not {names!r}")
+        kw["ignore"] = tuple(c.choice(n, ("health", "ignore"), HEALTH_CHECKS) for n in names)
+    return replace(base, **kw)
 
 
 def _key_lines(node: Any, path: tuple[str, ...] = (), out: dict[tuple[str, ...], int] | None = None

@@ -29,6 +29,7 @@ from logaudit.analysis.comparison import (
     json_num,
 )
 from logaudit.analysis.gate import Gate, GateError, MetricRule, default_gate, load_gate
+from logaudit.analysis.health import Health, assess_health, health_reasons
 from logaudit.analysis.observe import FileAggregates, observe
 from logaudit.analysis.stats import (
     TestResult,
@@ -88,6 +89,9 @@ def judge(obs: Observations, gate: Gate | None = None) -> Comparison:
             })
 
     verdict, score, reasons = _verdict(metrics, new_patterns, new_templates, gate)
+    health = {side: assess_health(s.revision, obs.health_stats.get(side), obs.root_causes.get(side, ()), gate.health)
+              for side, s in (("baseline", b), ("canary", c))}
+    verdict, reasons = _health_verdict(verdict, reasons, health)
     windows = {
         name: {"since": iso(s.first_seen), "until": iso(s.last_seen), "deploy_time": iso(s.deploy_time),
                "entries": s.entries, "requests": s.requests}
@@ -95,7 +99,8 @@ def judge(obs: Observations, gate: Gate | None = None) -> Comparison:
     }
     windows["query"] = {"since": iso(obs.since), "until": iso(obs.until)}
     return Comparison(obs.service, b.revision, c.revision, windows, metrics, new_patterns, gone_patterns,
-                      new_templates, verdict, score, reasons, gate, baseline_choice=dict(obs.baseline_choice))
+                      new_templates, verdict, score, reasons, gate, baseline_choice=dict(obs.baseline_choice),
+                      health=health)
 
 
 def compare(audit: Any, *, service: str | None = None, baseline: str | None = None, canary: str | None = None,
@@ -388,6 +393,17 @@ def _verdict(metrics: list[Metric], new_patterns: list[dict[str, Any]], new_temp
         ready.append(text + (f" ({sparse} pattern rates with fewer than min_events {gate.min_events} matches)"
                              if sparse else ""))
     return "READY", score, ready + notes
+
+
+def _health_verdict(verdict: str, reasons: list[str], health: dict[str, Health]) -> tuple[str, list[str]]:
+    """The health floor: a canary failing a health check is NOT READY whatever its baseline and
+    score, its root cause and failing checks first; an unhealthy baseline is said (a note)."""
+    canary = health_reasons(health["canary"], "canary")
+    baseline = health_reasons(health["baseline"], "baseline")
+    if canary:
+        relative = reasons if verdict != "READY" else []  # a READY's reasons say all passed: not so
+        return "NOT READY", canary + baseline + relative
+    return verdict, reasons + baseline
 
 
 def _inconclusive_group(m: Metric) -> str:

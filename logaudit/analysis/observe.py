@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,9 @@ def observe(audit: Any, *, service: str | None = None, baseline: str | None = No
                                    can_side.revision)
         templates = _template_counts(audit, engine.templates(scope, min_severity=level), base_side.revision,
                                      can_side.revision)
-    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until, choice)
+        health_stats, root_causes = _health(audit, engine, scope, base_side.revision, can_side.revision)
+    return Observations(service, base_side, can_side, patterns, templates, window.since, window.until,
+                        baseline_choice=choice, health_stats=health_stats, root_causes=root_causes)
 
 
 _HOUR, _SECOND = timedelta(hours=1), timedelta(seconds=1)
@@ -161,6 +164,25 @@ def _cut(window: Window, base: Side) -> dict[str, Any]:
         text = (f"{start} cuts the baseline short: {base.revision} was deployed before it (no deploy of it in "
                 f"the audit log here); its first entry in the window is at {iso(base.first_seen)}")
     return {"baseline_cut": cut, "baseline_cut_text": text}
+
+
+def _health(audit: Any, engine: Any, scope: Any, b: str, c: str) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Per side: its `HealthStats` and `RootCause` rows (`Engine.health`, `Engine.root_causes`), texts redacted."""
+    sides = {b: "baseline", c: "canary"}
+    stats = {sides[h.revision]: h for h in engine.health(scope) if h.revision in sides}
+    causes: dict[str, list[Any]] = {}
+    for r in engine.root_causes(scope):
+        if r.revision in sides:
+            causes.setdefault(sides[r.revision], []).append(r)
+    evidence = [(side, kind) for side, h in stats.items() for kind in h.evidence]
+    rows = [r for side in causes for r in causes[side]]
+    texts = iter(audit.redactor.redact_all([stats[s].evidence[k].example for s, k in evidence]
+                                           + [t for r in rows for t in (r.line, r.example)]))
+    for side, h in stats.items():
+        stats[side] = replace(h, evidence={k: replace(e, example=next(texts) or None) for k, e in h.evidence.items()})
+    for side in causes:
+        causes[side] = [replace(r, line=next(texts) or "", example=next(texts) or None) for r in causes[side]]
+    return stats, causes
 
 
 def _fill(engine: Any, scope: Any, *sides: Side) -> None:

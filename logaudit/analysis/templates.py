@@ -45,9 +45,11 @@ benchmarks/bench_templates.py and docs/compare.md for speed and accuracy). Only 
 
 **The first stages**, used by `summarize` and `compare` until they call `group_templates`:
 
-1. `template` (and `template_sql`): per-message masks that also hide every quoted string, the
-   value of a logfmt ``key=value``, and tokens that mix letters and digits the way ids do
-   (``8fKq2LmZa``, ``x2kqz``, ``1m30s``). The rules are RE2-compatible and applied in the same
+1. `template` (and `template_sql`): per-message masks that also hide quoted strings other than
+   names (a quoted module path, config key or word explains and stays: ``No module named
+   'app.monitoring'``, ``KeyError: 'DATABASE_URL'``; ``'user 42'`` becomes ``'<*>'``), the value
+   of a logfmt ``key=value``, and tokens that mix letters and digits the way ids do
+   (``8fKq2LmZa``, ``x2kqz``, ``1m30s``, also quoted: ``'user_42'``). The rules are RE2-compatible and applied in the same
    passes, with ASCII semantics, by Python (`template`) and DuckDB (`template_sql`).
 2. `merge_templates`, on the distinct templates of a result: templates that differ in one or two
    whitespace-separated words only are merged when each such word takes at least `MIN_DISTINCT`
@@ -88,9 +90,17 @@ _TOKENS = "|".join([
 ])
 #: Passes, in order: (pattern, replacement). RE2 syntax; Python compiles them with re.ASCII so that
 #: \w, \d and \b mean what they mean in RE2. One alternation does most of the work in one scan.
+_QUOTED_NAME = r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
 MASKS: list[tuple[str, str]] = [
+    # a quoted name (module path, config key, class, word) explains: it is set aside (between
+    # \x1f or \x1e), the other quoted strings are masked, then it is put back; the passes after
+    # mask it only when it looks like an id (`'user_42'`, a hex id)
+    (f"'{_QUOTED_NAME}'", "\x1f\\1\x1f"),
     (r"'[^']*'", "'<*>'"),
+    (f'"{_QUOTED_NAME}"', "\x1e\\1\x1e"),
     (r'"[^"]*"', '"<*>"'),
+    (f"\x1f{_QUOTED_NAME}\x1f", "'\\1'"),
+    (f"\x1e{_QUOTED_NAME}\x1e", '"\\1"'),
     # logfmt: key=value (the value up to a space, comma, semicolon, ampersand, quote or bracket)
     (r"\b([A-Za-z_][\w.-]*)=[^\s,;&'\"()\[\]{}<>]+", r"\1=<*>"),
     (_VARIABLE, "<*>"),

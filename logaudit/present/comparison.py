@@ -75,6 +75,8 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
     if result.get("catalogs"):
         con.print(Text(f"catalogs: {describe_catalogs(result['catalogs'])}"))
     con.print()
+    if result.get("health"):
+        _health_text(con, result["health"])
     shown = [m for m in result["metrics"]
              if all_metrics or not m["name"].startswith("pattern:") or m["judgement"] != "Pass"]
     cols = [Col("metric (* critical)"), Col("baseline", right=True), Col("canary", right=True),
@@ -108,6 +110,47 @@ def render_text(result: dict[str, Any], console: Any = None, *, all_metrics: boo
                                     ("" if t["significant"] else " (not significant)", "dim")))
 
 
+_HSTYLE = {"fail": "bold red", "ok": "green", "not-applicable": "dim"}
+_HEALTH_SIDES = ("baseline", "canary")
+
+
+def _health_cell(check: dict[str, Any] | None) -> str:
+    """`fail 15/15`, `ok 1/4`, `n/a`: a check's status and its count of its total."""
+    if check is None:
+        return "-"
+    status = "n/a" if check["status"] == "not-applicable" else check["status"]
+    if check["count"] is None or not check["total"]:
+        return status
+    return f"{status} {check['count']:,}/{check['total']:,}"
+
+
+def _health_rows(health: dict[str, Any]) -> list[tuple[str, list[dict[str, Any] | None]]]:
+    names: list[str] = []
+    for side in _HEALTH_SIDES:
+        names += [c["name"] for c in health.get(side, {}).get("checks", []) if c["name"] not in names]
+    by = {side: {c["name"]: c for c in health.get(side, {}).get("checks", [])} for side in _HEALTH_SIDES}
+    return [(n, [by[side].get(n) for side in _HEALTH_SIDES]) for n in names]
+
+
+def _root_causes(health: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The root cause of each failing side (its most frequent first error after a start)."""
+    return [(side, health[side]["root_causes"][0]) for side in _HEALTH_SIDES
+            if health.get(side, {}).get("failed") and health[side].get("root_causes")]
+
+
+def _health_text(con: Any, health: dict[str, Any]) -> None:
+    from rich.text import Text
+
+    con.print(Text("Health", style="bold") + Text(" (each revision on its own; count of total)"))
+    rows = [[name] + [Text(_health_cell(c), style=_HSTYLE.get(c["status"], "") if c else "") for c in cells]
+            for name, cells in _health_rows(health)]
+    print_table(con, [Col("check"), Col("baseline"), Col("canary")], rows)
+    for side, r in _root_causes(health):
+        con.print(Text(f"  root cause ({side}): {one_line(r['line'])} ({r['starts']:,} of {r['of_starts']:,} "
+                       f"instance starts)"))
+    con.print()
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """A comparison (`Comparison.to_dict()`) as Markdown (for a pull request or a CI summary); log
     text is escaped (`logaudit.present.display.md_text`), every item listed."""
@@ -127,6 +170,12 @@ def render_markdown(result: dict[str, Any]) -> str:
     if result.get("catalogs"):
         lines += ["", f"Catalogs: {md_text(describe_catalogs(result['catalogs']))}"]
     lines += ["", "## Reasons", ""] + [f"- {md_text(r)}" for r in result["reasons"]]
+    if result.get("health"):
+        lines += ["", "## Health", "", "| check | baseline | canary |", "|---|---|---|"]
+        lines += [f"| {md_text(name)} | {' | '.join(_health_cell(c) for c in cells)} |"
+                  for name, cells in _health_rows(result["health"])]
+        lines += [""] + [f"Root cause ({side}): {md_code(r['line'], table=False)} ({r['starts']:,} of "
+                         f"{r['of_starts']:,} instance starts)" for side, r in _root_causes(result["health"])]
     lines += ["", "## Metrics", "", "| metric | baseline | canary | change | test | adjusted p | effect | judgement "
               "| rule |", "|---|---:|---:|---:|---|---:|---:|---|---|"]
     for m in result["metrics"]:

@@ -667,6 +667,21 @@ def test_template_masks_and_merge():
         merge_templates([], min_distinct=1)
 
 
+def test_template_masks_keep_quoted_names_and_mask_quoted_values():
+    """A quoted module path, config key or class explains the message: it stays; quoted values that vary go."""
+    for text in ("ModuleNotFoundError: No module named 'netra_backend.app.monitoring'", "KeyError: 'DATABASE_URL'",
+                 'Could not import "app.settings.Base"', "ValueError: Critical service 'agent_supervisor' failed"):
+        assert template(text) == text
+    assert template("No module named 'netra_backend.app.monitoring'") != template("No module named 'redis'")
+    assert template("user 'user_42' in 'us east' said \"it is fine\" ''") == "user '<*>' in '<*>' said \"<*>\" '<*>'"
+    assert template("lookup 'a1b2c3d4e5f6' failed: 'x.y.z' at 'x.y.z:80'") == "lookup '<*>' failed: 'x.y.z' at '<*>'"
+    import duckdb
+
+    for text in ("No module named 'a.b'", "user 'user_42' said \"it's 'x'\""):
+        got = duckdb.sql(f"SELECT {template_sql('t')} FROM (SELECT ? AS t)", params=[text]).fetchall()[0][0]
+        assert got == template(text)
+
+
 @pytest.mark.timezone
 @pytest.mark.parametrize("window", [{}, {"since": "2025-09-09T22:13:07.5Z", "until": "2025-09-10T03:41:00Z"},
                                     {"since": "2025-09-09T23:30:23Z", "until": "2025-09-10T03:41:10Z"}])
