@@ -18,8 +18,9 @@
      numbers);
    * **logaudit masks**: `logaudit.analysis.templates.template` (the masks above plus logfmt values and
      mixed letter/digit tokens), the same in SQL (`template_sql`);
-   * **logaudit masks + merge**: then `merge_templates`, which merges templates that differ in
-     one word position only when that position takes many distinct values;
+   * **logaudit masks + grouping**: what summarize, compare and the report do: the first-stage
+     masks (kept per entry file), then `group_templates` over the distinct masked templates
+     (`logaudit.analysis.aggregates.grouping`);
    * **logaudit group_templates**: `logaudit.group_templates`, the one grouping (masks, a
      Drain-like tree over words, words that vary split or masked by the values they take);
    * **drain3** (when installed: `pip install -e '.[bench]'`): the Drain log-template miner with
@@ -66,11 +67,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from logaudit.analysis.aggregates import grouping  # noqa: E402
 from logaudit.analysis.templates import (  # noqa: E402
     group_templates,
     mask,
     mask_sql,
-    merge_templates,
     template,
     template_sql,
 )
@@ -275,10 +276,10 @@ def method_masks(msgs: list[str]) -> list[str]:
     return [template(m) for m in msgs]
 
 
-def method_merge(msgs: list[str]) -> list[str]:
+def method_masks_grouped(msgs: list[str]) -> list[str]:
     t = [template(m) for m in msgs]
-    mapping = merge_templates(Counter(t))
-    return [mapping.get(x, x) for x in t]
+    mapping = grouping(t)
+    return [mapping[x] for x in t]
 
 
 def method_group(msgs: list[str]) -> list[str]:
@@ -309,7 +310,7 @@ METHODS: list[tuple[str, Callable[[list[str]], list[str] | None]]] = [
     ("exact", method_exact),
     ("masks v0", method_v0),
     ("logaudit masks", method_masks),
-    ("logaudit masks + merge", method_merge),
+    ("logaudit masks + grouping", method_masks_grouped),
     ("logaudit group_templates", method_group),
     ("drain3 (after masks)", method_drain),
 ]

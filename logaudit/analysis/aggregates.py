@@ -22,13 +22,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 import pyarrow as pa
 
 from logaudit.analysis.comparison import LATENCY_BINS_PER_E
+from logaudit.analysis.templates import group_templates
 from logaudit.analysis.window import Window
 from logaudit.catalog.catalog import CATEGORIES
 
@@ -205,6 +206,20 @@ class TemplateTotal:
     revisions: list[str]
     max_severity: int
     example: str | None
+
+
+def grouping(templates: Iterable[str]) -> dict[str, str]:
+    """Each first-stage template (the masks of `templates.template`) -> its template under the
+    one grouping every output uses (`templates.group_templates`, over all of them at once)."""
+    keys = sorted(set(templates))
+    return dict(zip(keys, group_templates(keys), strict=True))
+
+
+def group_template_stats(rows: Iterable[TemplateStats]) -> list[TemplateStats]:
+    """`rows` with their templates grouped (`grouping`), to merge with `merge_templates_by_text`."""
+    rows = list(rows)
+    to = grouping(r.template for r in rows)
+    return [replace(r, template=to[r.template]) for r in rows]
 
 
 def merge_templates_by_text(rows: Iterable[TemplateStats], limit: int | None = None) -> list[TemplateTotal]:
@@ -397,4 +412,4 @@ __all__ = ["BOOT_FAILURE_PATTERNS", "CATEGORIES", "HEALTH_KINDS", "NO_REVISION",
            "START_PATTERNS", "STARTUP_PROBE_PATTERNS", "STATUS_SERIES_SCHEMA", "TIMELINE_SCHEMA", "Engine",
            "EndpointStats", "HealthEvidence", "HealthStats", "LatencyHistogram", "PatternStats", "RevisionStats",
            "RootCause", "TemplateStats", "TemplateTotal", "Totals", "bin_bounds", "latency_bin", "latest_example",
-           "merge_templates_by_text", "step_ns"]
+           "merge_templates_by_text", "step_ns", "grouping", "group_template_stats"]

@@ -24,7 +24,13 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from logaudit.analysis.aggregates import Engine, PatternStats, merge_templates_by_text
+from logaudit.analysis.aggregates import (
+    Engine,
+    PatternStats,
+    group_template_stats,
+    grouping,
+    merge_templates_by_text,
+)
 from logaudit.analysis.engine_duckdb import DuckDBEngine
 from logaudit.analysis.judge import summary_verdict
 from logaudit.analysis.templates import template_sql
@@ -428,12 +434,11 @@ class Audit:
                    arg_max(message, (last_seen, message)) AS example
             FROM g
             GROUP BY 1
-            ORDER BY count DESC, template
-            {"LIMIT " + str(int(limit)) if limit else ""}
         """, params)
+        df["revisions"] = [list(v) if hasattr(v, "__iter__") else [] for v in df["revisions"]]
+        df = _grouped(df, limit)
         df["example"] = self.redactor.redact_all(df["example"])
         df["template"] = self.redactor.redact_all(df["template"])
-        df["revisions"] = [list(v) if hasattr(v, "__iter__") else [] for v in df["revisions"]]
         return df
 
     def summary(self, *, comparison: Any = None, **window: Any) -> dict[str, Any]:
@@ -461,8 +466,8 @@ class Audit:
             endpoints = engine.endpoints(w)  # first: its latency table has the revisions' percentiles too
             revisions = engine.revisions(w)
             patterns = self._summary_patterns(engine.patterns(w))
-            unclassified = merge_templates_by_text(engine.templates(w, min_severity=SEVERITY_NUM["WARNING"]),
-                                                   limit=SUMMARY_TEMPLATES)
+            unclassified = merge_templates_by_text(
+                group_template_stats(engine.templates(w, min_severity=SEVERITY_NUM["WARNING"])), limit=SUMMARY_TEMPLATES)
             # compare's verdict for the newest deploy in the window (None and why: e.g. no service has two revisions)
             verdict, verdict_note = (comparison.verdict_dict(), None) if comparison is not None else \
                 summary_verdict(self, w, engine=engine)
@@ -554,5 +559,24 @@ def _num(value: Any) -> float | None:
         return None
     return None if f != f else round(f, 6)
 
+
+
+
+def _grouped(df: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """First-stage templates merged under the one grouping (`aggregates.grouping`): counts summed,
+    first/last seen, revisions united, the highest severity, the latest example (ties: the
+    greatest text); most frequent first, then by template; at most `limit`."""
+    columns = list(df.columns)
+    if df.empty:
+        return df
+    df = df.assign(template=df["template"].map(grouping(df["template"])))
+    out = []
+    for template, g in df.groupby("template", sort=False):
+        last = g.sort_values(["last_seen", "example"], na_position="first").iloc[-1]
+        out.append({"template": template, "count": int(g["count"].sum()), "first_seen": g["first_seen"].min(),
+                    "last_seen": g["last_seen"].max(), "revisions": sorted({r for rs in g["revisions"] for r in rs}),
+                    "max_severity_num": g["max_severity_num"].max(), "example": last["example"]})
+    merged = pd.DataFrame(out, columns=columns).sort_values(["count", "template"], ascending=[False, True])
+    return (merged.head(int(limit)) if limit else merged).reset_index(drop=True)
 
 __all__ = ["CATEGORIES", "Audit", "Window", "default_catalog", "resolve_window"]

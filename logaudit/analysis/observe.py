@@ -12,7 +12,7 @@ from typing import Any
 
 import logaudit.analysis.templates as template_module
 import logaudit.analysis.window as window_module
-from logaudit.analysis.aggregates import latest_example
+from logaudit.analysis.aggregates import grouping, latest_example
 from logaudit.analysis.comparison import (
     BUCKET_NS,
     LATENCY_BINS_PER_E,
@@ -23,7 +23,7 @@ from logaudit.analysis.comparison import (
 )
 from logaudit.analysis.edges import EdgeSlices, hour_spans
 from logaudit.analysis.gate import Gate
-from logaudit.analysis.templates import merge_templates, template_sql
+from logaudit.analysis.templates import template_sql
 from logaudit.analysis.window import Window, iso, normalize_path, resolve_window
 from logaudit.catalog.cache import chunk_files
 from logaudit.core.db import arrow_table, sql_list
@@ -213,7 +213,7 @@ def _pattern_counts(audit: Any, stats: list[Any], b: str, c: str) -> list[Patter
 
 
 def _template_counts(audit: Any, rows: list[Any], b: str, c: str) -> list[TemplateCounts]:
-    """Unclassified templates of either revision, similar ones merged (`templates.merge_templates`);
+    """Unclassified templates of either revision under the one grouping (`aggregates.grouping`);
     most frequent in the canary first. Templates are made from redacted messages; their examples
     are redacted here (one pass)."""
     per: dict[str, list[Any]] = {}
@@ -223,7 +223,7 @@ def _template_counts(audit: Any, rows: list[Any], b: str, c: str) -> list[Templa
     trows = [(t, sum(r.count for r in rs if r.revision == b), sum(r.count for r in rs if r.revision == c),
               max(r.max_severity for r in rs), latest_example(r for r in rs if r.revision == c))
              for t, rs in per.items()]
-    mapping = merge_templates({t: nb + nc for t, nb, nc, _, _ in trows})
+    mapping = grouping(t for t, _, _, _, _ in trows)
     merged: dict[str, TemplateCounts] = {}
     for t, nb, nc, sev, example in trows:
         key = mapping.get(t, t)

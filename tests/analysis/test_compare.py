@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from oracles import EXPECTED_KINDS
 from scipy import stats as ss
 
+from logaudit.analysis.aggregates import grouping
 from logaudit.analysis.audit import Audit, default_catalog
 from logaudit.analysis.comparison import LATENCY_BINS_PER_E, Observations, PatternCounts, Side, TemplateCounts
 from logaudit.analysis.gate import Gate, GateError, gate_from_dict, load_gate
 from logaudit.analysis.judge import compare, judge
 from logaudit.analysis.observe import observe
 from logaudit.analysis.stats import holm
-from logaudit.analysis.templates import merge_templates, template, template_sql
+from logaudit.analysis.templates import template, template_sql
 from logaudit.core.errors import UsageError
 from logaudit.present.comparison import render_markdown, render_text
 from logaudit.sources.bundled import sample_path
@@ -649,22 +650,20 @@ def test_template_sql_equals_python(text):
     assert got == template(text)
 
 
-def test_template_masks_and_merge():
+def test_template_masks_and_the_one_grouping():
     assert template("Job export-123 ran for 1m30s, over budget") == "Job export-<*> ran for <*>, over budget"
     assert template("Pod worker-7d9f8b6c5-x2kqz evicted from 2600:1700:b43:c3e3::b4f") == \
         "Pod worker-<*>-<*> evicted from <*>"
     assert template("auth failed user=bob ip=10.1.2.3 reason=bad_password") == \
         "auth failed user=<*> ip=<*> reason=<*>"
     users = ["alice", "bob", "carol", "dave", "erin"]
-    m = merge_templates([f"Login failed for user {u}: account locked" for u in users]
-                        + ["Failed to connect to redis at <*>", "Failed to connect to postgres at <*>"])
+    texts = [template(f"Login failed for user {u}: account locked") for u in users] \
+        + ["Failed to connect to redis at <*>", "Failed to connect to postgres at <*>"]
+    m = grouping(texts)  # what compare, summarize and the report apply to the first-stage templates
     assert {m[f"Login failed for user {u}: account locked"] for u in users} == {"Login failed for user <*>: account locked"}
     assert m["Failed to connect to redis at <*>"] == "Failed to connect to redis at <*>"
     assert m["Failed to connect to postgres at <*>"] == "Failed to connect to postgres at <*>"
-    two = merge_templates([f"Pod {a} on node {b}" for a, b in zip("abcdef", "uvwxyz", strict=True)])
-    assert set(two.values()) == {"Pod <*> on node <*>"}
-    with pytest.raises(ValueError):
-        merge_templates([], min_distinct=1)
+    assert grouping([]) == {}
 
 
 def test_template_masks_keep_quoted_names_and_mask_quoted_values():

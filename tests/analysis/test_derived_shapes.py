@@ -61,9 +61,12 @@ def rounded(value: object) -> object:
 
 def answers(root: Path, cat: Path, redactor: Redactor | None = None) -> dict:
     """What summarize and compare answer for WINDOW (and compare for the whole store)."""
-    summary = Audit(root, [cat], redactor=redactor).summary(**WINDOW)
+    audit = Audit(root, [cat], redactor=redactor)
+    summary = audit.summary(**WINDOW)
+    templates = audit.engine.templates(audit.window(**WINDOW), min_severity=400)  # as cached, before grouping
     return rounded({
         "summary": {k: summary[k] for k in ("entries", "revisions", "patterns", "endpoints", "unclassified")},
+        "templates": sorted((t.template, t.revision or "", t.count) for t in templates),
         "compare": compare(Audit(root, [cat], redactor=redactor), gate=Gate(), **WINDOW).to_dict(),
         "compare-all": compare(Audit(root, [cat], redactor=redactor), gate=Gate()).to_dict()})
 
@@ -83,7 +86,7 @@ CONSTANTS = {
     "latency bins": (_bins, {"aggregates", "slices"}),
     "path normalisation": (lambda mp: mp.setattr(window, "ID_SEGMENT_RE", re.compile(r"^[0-9]+$")),
                            {"aggregates", "slices"}),
-    "template masks": (lambda mp: mp.setattr(templates, "MASKS", templates.MASKS[2:]), {"aggregates-cat", "slices"}),
+    "template masks": (lambda mp: mp.setattr(templates, "MASKS", templates.MASKS[:-1]), {"aggregates-cat", "slices"}),
     "template cut": (lambda mp: mp.setattr(templates, "MAX_TEMPLATE_CHARS", 25), {"aggregates-cat", "slices"}),
 }
 
