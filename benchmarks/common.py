@@ -1,7 +1,9 @@
 """Shared benchmark fixtures: a large generated store, built once and reused.
 
 The store lives in $LOGAUDIT_BENCH_STORE (default: a folder in the system temp directory named
-after its size) and is rebuilt only when missing or incomplete.
+after its size) and is rebuilt only when missing or incomplete. A benchmark asking for another
+size than the folder holds gets a sibling folder named after its size (`STORE-200000-2d`): a
+store is never added to.
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ def bench_store(entries: int = 10_000_000, days: float = 10, path: str | os.Path
         info = json.loads(marker.read_text())
         if info.get("entries") == entries and info.get("days") == days:
             return Store(root, create=False), info
+        # a store of another size is never added to: this size gets a folder of its own next to it
+        root = root.with_name(f"{root.name}-{entries}-{days:g}d")
+        marker = root / "bench.json"
+        if marker.exists():
+            info = json.loads(marker.read_text())
+            if info.get("entries") == entries and info.get("days") == days:
+                return Store(root, create=False), info
     config = SampleConfig(entries=entries, hours=24.0 * days)
     print(f"building benchmark store: {entries:,} entries over {days} days in {root} (once)", flush=True)
     t0 = time.perf_counter()

@@ -189,7 +189,7 @@ class Audit:
                                    f"WHERE {time_filter('timestamp', span.since, span.until)} AND {where} {limit}", params or {}).fetchall()
 
     def _holds(self, w: Window, span: Window) -> bool:
-        where, params = self._filters(w)
+        where, params = self.filters(w)
         return bool(self._scan(span, "1", where, params, limit="LIMIT 1"))
 
     def _pairs(self, span: Window) -> list[tuple[str, str | None]]:
@@ -197,7 +197,9 @@ class Audit:
         return self._scan(span, "DISTINCT service, revision", "service IS NOT NULL")
 
     @staticmethod
-    def _filters(w: Window, alias: str = "") -> tuple[str, dict[str, Any]]:
+    def filters(w: Window, alias: str = "") -> tuple[str, dict[str, Any]]:
+        """The SQL condition (on `alias`'s columns) and parameters of a window's service/revision
+        filters, for the engine's queries over `entries` and `matches`."""
         prefix = f"{alias}." if alias else ""
         conds, params = [], {}
         if w.service is not None:
@@ -227,7 +229,7 @@ class Audit:
 
     def entries_count(self, **window: Any) -> int:
         w = self.window(**window)
-        where, params = self._filters(w)
+        where, params = self.filters(w)
         return int(self.connection(w).execute(f"SELECT count(*) FROM entries WHERE {where}", params).fetchall()[0][0])
 
     def revisions(self, **window: Any) -> pd.DataFrame:
@@ -238,7 +240,7 @@ class Audit:
         long the connection stayed open, not how fast the service answered.
         """
         w = self.window(**window)
-        where, params = self._filters(w, "e")
+        where, params = self.filters(w, "e")
         return self._df(w, f"""
             WITH per AS (
                 SELECT e.service, e.revision,
@@ -285,7 +287,7 @@ class Audit:
         example message (the latest, redacted) and, with `fields`, the top-10 value counts of
         each extracted field."""
         w = self.window(**window)
-        where, params = self._filters(w, "m")
+        where, params = self.filters(w, "m")
         con = self.connection(w)
         df = con.execute(f"""
             SELECT m.pattern_id AS id, any_value(m.category) AS category, any_value(m.title) AS title,
@@ -302,13 +304,13 @@ class Audit:
                 params).fetchall():
             per_rev.setdefault(pid, {})[rev if rev is not None else "(none)"] = n
         df["by_revision"] = [per_rev.get(pid, {}) for pid in df["id"]]
-        df["example"] = self._examples(w, list(zip(df["example_file"], df["example_row"], strict=True)))
+        df["example"] = self.examples(w, list(zip(df["example_file"], df["example_row"], strict=True)))
         df = df.drop(columns=["example_file", "example_row"])
         if fields:
             df["fields"] = self._field_counts(w, list(df["id"]))
         return df
 
-    def _examples(self, w: Window, refs: list[tuple[str, int]], *, redact: bool = True) -> list[str | None]:
+    def examples(self, w: Window, refs: list[tuple[str, int]], *, redact: bool = True) -> list[str | None]:
         """The message (or `METHOD path -> status` for request logs) of each (entry_file, entry_row),
         redacted (`redact=False`: for a caller that redacts them with the rest)."""
         if not refs:
@@ -331,7 +333,7 @@ class Audit:
 
     def _field_counts(self, w: Window, pattern_ids: list[str]) -> list[dict[str, dict[str, int]]]:
         """Per pattern: the top-10 values of each extracted field, redacted (in one pass for all)."""
-        where, params = self._filters(w, "m")
+        where, params = self.filters(w, "m")
         found: list[tuple[int, str, str, int]] = []
         for i, pid in enumerate(pattern_ids):
             names = self.catalog.get(pid).group_names if pid in self.catalog.by_id else ()
@@ -354,7 +356,7 @@ class Audit:
         """The entries a pattern matched (newest first): timestamp, revision, instance, message
         (redacted), extracted fields, and where the entry came from (source, line)."""
         w = self.window(**window)
-        where, params = self._filters(w, "m")
+        where, params = self.filters(w, "m")
         params |= {"pid": pattern_id, "root": str(Path(self.store.root) / "entries") + "/"}
         self._with_rows(w)
         df = self._df(w, f"""
@@ -378,7 +380,7 @@ class Audit:
         and only the distinct paths are normalized, so the cost does not grow with traffic.
         """
         w = self.window(**window)
-        where, params = self._filters(w)
+        where, params = self.filters(w)
         con = self.connection(w)
         raw = con.sql(f"""
             SELECT service, http_method AS method, http_path, http_status AS status, count(*) AS count,
@@ -408,7 +410,7 @@ class Audit:
         level = SEVERITY_NUM.get(min_severity.upper())
         if level is None:
             raise UsageError(f"unknown severity {min_severity!r}", hint=f"one of {', '.join(SEVERITY_NUM)}")
-        where, params = self._filters(w)
+        where, params = self.filters(w)
         params |= {"level": level}
         params |= {"root": str(Path(self.store.root) / "entries") + "/"}
         self._with_rows(w)

@@ -113,7 +113,7 @@ class DuckDBEngine:
 
     def revisions(self, window: Window, *, percentiles: bool = True) -> list[RevisionStats]:
         with self._aggregates(window) as agg:
-            where, params = agg._filters(window.service, window.revision)
+            where, params = agg.filters(window.service, window.revision)
             df = agg.con.execute(f"""
                 WITH per AS (
                     SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
@@ -157,19 +157,19 @@ class DuckDBEngine:
                     FROM (SELECT service, revision, unnest(latencies) AS v FROM logaudit_cmp_base
                           WHERE kind = 'endpoint' AND revision IS NOT NULL AND {where})
                     GROUP BY ALL"""
-        filters = [(where, params), agg._filters(None, None)]
+        filters = [(where, params), agg.filters(None, None)]
         if "service" in params:
-            filters.append(agg._filters(params["service"], None))
+            filters.append(agg.filters(params["service"], None))
         for fwhere, fparams in filters:
-            name = agg._latency_name(fwhere, fparams)
-            if name in agg._lat_tables:
+            name = agg.latency_name(fwhere, fparams)
+            if name in agg.latency_tables:
                 query = f"SELECT service, revision, q FROM {name} WHERE per_revision AND revision IS NOT NULL AND {where}"
                 break
         return {(s, r): tuple(q) for s, r, q in agg.con.execute(query, params).fetchall()}
 
     def latency_histograms(self, window: Window) -> list[LatencyHistogram]:
         with self._aggregates(window) as agg:
-            where, params = agg._filters(window.service, window.revision)
+            where, params = agg.filters(window.service, window.revision)
             rows = agg.con.execute(f"""
                 SELECT service, revision, bin, sum(n)::BIGINT FROM logaudit_cmp_base
                 WHERE kind = 'hist' AND revision IS NOT NULL AND {where}
@@ -194,7 +194,7 @@ class DuckDBEngine:
             else:  # one pass: counts per revision, first and last match
                 rows = self._pattern_counts(agg, window)
         rows.sort(key=lambda r: r[0])
-        texts = self.audit._examples(span, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False) if examples \
+        texts = self.audit.examples(span, [(f, r) for _, _, _, _, f, r, _ in rows], redact=False) if examples \
             else [None] * len(rows)
         return [PatternStats(pid, n, lo, hi, by_rev, ex)
                 for (pid, n, lo, hi, _, _, by_rev), ex in zip(rows, texts, strict=True)]
@@ -202,7 +202,7 @@ class DuckDBEngine:
     @staticmethod
     def _pattern_counts(agg: FileAggregates, window: Window) -> list[tuple]:
         """`FileAggregates.pattern_rows` without the example's place."""
-        where, params = agg._filters(window.service, window.revision)
+        where, params = agg.filters(window.service, window.revision)
         df = agg.con.execute(f"""
             SELECT key, revision, sum(n)::BIGINT AS n, min(first_ts) AS lo, max(example_ts) AS hi
             FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where} GROUP BY ALL ORDER BY 1, 2
@@ -218,7 +218,7 @@ class DuckDBEngine:
 
     def templates(self, window: Window, *, min_severity: int = DEFAULT_LEVEL) -> list[TemplateStats]:
         with self._aggregates(window, min_severity) as agg:
-            where, params = agg._filters(window.service, window.revision)
+            where, params = agg.filters(window.service, window.revision)
             df = agg.con.execute(f"""
                 SELECT key AS template, service, revision, sum(n)::BIGINT AS count, max(sev) AS sev,
                        min(first_ts) AS first_seen, max(example_ts) AS last_seen,
@@ -231,7 +231,7 @@ class DuckDBEngine:
 
     def timeline(self, window: Window, step: timedelta) -> pa.Table:
         audit, ns = self.audit, step_ns(step)
-        where, params = audit._filters(window)
+        where, params = audit.filters(window)
         con = audit.connection(window)
         lo, hi = con.execute(
             f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
@@ -249,7 +249,7 @@ class DuckDBEngine:
         mindex = f"(({expr.format('m.timestamp')} - $lo) // $step)::BIGINT"
         start = (f"greatest($lo::HUGEINT + t.i::HUGEINT * $step, {MIN_TIMESTAMP_NS})::BIGINT" if wide
                  else "$lo + t.i * $step")
-        mwhere, _ = audit._filters(window, "m")
+        mwhere, _ = audit.filters(window, "m")
         cats = ", ".join(f"coalesce(c.{c}, 0) AS {c}" for c in CATEGORIES)
         cat_cols = ", ".join(f"count(*) FILTER (m.category = '{c}') AS {c}" for c in CATEGORIES)
         table = con.sql(f"""
@@ -287,7 +287,7 @@ class DuckDBEngine:
 
     def status_series(self, window: Window, step: timedelta) -> pa.Table:
         audit = self.audit
-        where, params = audit._filters(window)
+        where, params = audit.filters(window)
         table = audit.connection(window).sql(f"""
             SELECT make_timestamp_ns((epoch_ns(timestamp) // $step) * $step)::TIMESTAMPTZ AS bucket,
                    CAST(http_status // 100 AS VARCHAR) || 'xx' AS status_class, count(*) AS requests
@@ -301,8 +301,8 @@ class DuckDBEngine:
         """The window's connection and a CTE: the entries that count for health, each with its
         instance start (`seq`: starts of its instance so far; 0 before the first in the window)."""
         audit = self.audit
-        where, params = audit._filters(window, "e")
-        mwhere, _ = audit._filters(window, "m")
+        where, params = audit.filters(window, "e")
+        mwhere, _ = audit.filters(window, "m")
         con = audit.connection(window)
         marked = list(START_PATTERNS + BOOT_FAILURE_PATTERNS + STARTUP_PROBE_PATTERNS + READY_PATTERNS)
         params = params | {"marked": marked, "start": list(START_PATTERNS), "fail": list(BOOT_FAILURE_PATTERNS),

@@ -265,7 +265,7 @@ class FileAggregates:
         self.con = con
         self.window = window
         self.level = level
-        self._lat_tables: list[str] = []
+        self.latency_tables: list[str] = []
         self.root = Path(audit.store.root)
         self.store = audit.store
         self.writable = audit.store.writable  # a read-only store: aggregates are computed, not cached
@@ -453,9 +453,9 @@ class FileAggregates:
     def close(self) -> None:
         with contextlib.suppress(Exception):  # the connection may be closed already
             self.con.execute("DROP TABLE IF EXISTS logaudit_cmp_base; DROP TABLE IF EXISTS logaudit_cmp_cat")
-            for name in self._lat_tables:
+            for name in self.latency_tables:
                 self.con.execute(f"DROP TABLE IF EXISTS {name}")
-        self._lat_tables.clear()
+        self.latency_tables.clear()
         for name in self._names:
             with contextlib.suppress(Exception):
                 self.con.unregister(name)
@@ -506,7 +506,8 @@ class FileAggregates:
 
     # -------------------------------------------------------------------------- the summary's answers
     @staticmethod
-    def _filters(service: str | None, revision: str | None) -> tuple[str, dict[str, Any]]:
+    def filters(service: str | None, revision: str | None) -> tuple[str, dict[str, Any]]:
+        """The SQL condition and parameters selecting a service's and revision's aggregate rows."""
         conds, params = ["TRUE"], {}
         if service is not None:
             conds.append("service = $service")
@@ -518,7 +519,7 @@ class FileAggregates:
 
     def totals(self, service: str | None = None, revision: str | None = None) -> tuple[int, list[str]]:
         """(entries, services) of the window."""
-        where, params = self._filters(service, revision)
+        where, params = self.filters(service, revision)
         n, services = self.con.execute(f"""
             SELECT coalesce(sum(n), 0)::BIGINT, list(DISTINCT service ORDER BY service) FILTER (service IS NOT NULL)
             FROM logaudit_cmp_base WHERE kind = 'rev' AND {where}
@@ -527,7 +528,7 @@ class FileAggregates:
 
     def revision_table(self, service: str | None = None, revision: str | None = None) -> Any:
         """What `Audit.revisions` returns, from the aggregates (same columns, same order)."""
-        where, params = self._filters(service, revision)
+        where, params = self.filters(service, revision)
         return self.con.execute(f"""
             WITH per AS (
                 SELECT service, revision, min(first_ts) AS first_seen, max(last_ts) AS last_seen,
@@ -555,7 +556,7 @@ class FileAggregates:
 
     def endpoint_table(self, service: str | None = None, revision: str | None = None) -> Any:
         """What `Audit.endpoints` returns, from the aggregates."""
-        where, params = self._filters(service, revision)
+        where, params = self.filters(service, revision)
         lat = self._latencies(where, params)
         return self.con.execute(f"""
             WITH c AS (
@@ -572,14 +573,15 @@ class FileAggregates:
         """, params).df()
 
     @staticmethod
-    def _latency_name(where: str, params: dict[str, Any]) -> str:
+    def latency_name(where: str, params: dict[str, Any]) -> str:
+        """The temporary table holding the latency lists of one filter (`latency_tables`)."""
         return "logaudit_cmp_lat_" + hashlib.sha256(repr((where, sorted(params.items()))).encode()).hexdigest()[:8]
 
     def _latencies(self, where: str, params: dict[str, Any]) -> str:
         """A temporary table of latency percentiles (p50, p95, p99) per revision and per endpoint,
         computed in one pass over the latencies (made once per filter)."""
-        name = self._latency_name(where, params)
-        if name not in self._lat_tables:
+        name = self.latency_name(where, params)
+        if name not in self.latency_tables:
             self.con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {name} AS
                 SELECT service, revision, method, path, status, GROUPING(method) = 0 AS per_endpoint,
@@ -588,13 +590,13 @@ class FileAggregates:
                       WHERE kind = 'endpoint' AND {where})
                 GROUP BY GROUPING SETS ((service, revision), (service, method, path, status))
             """, params)
-            self._lat_tables.append(name)
+            self.latency_tables.append(name)
         return name
 
     def pattern_rows(self, service: str | None = None, revision: str | None = None
                      ) -> list[tuple[str, int, Any, Any, str, int, dict[str, int]]]:
         """Per matched pattern: (id, count, first_seen, last_seen, example entry file, row, {revision: count})."""
-        where, params = self._filters(service, revision)
+        where, params = self.filters(service, revision)
         by_rev: dict[str, dict[str, int]] = {}
         for pid, rev, n in self.con.execute(f"""
             SELECT key, revision, sum(n)::BIGINT FROM logaudit_cmp_cat WHERE kind = 'pattern' AND {where}
