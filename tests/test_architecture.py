@@ -10,6 +10,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "logaudit"
 
@@ -101,6 +103,7 @@ def test_importing_logaudit_changes_nothing_in_the_process():
     assert done.stdout.splitlines() == ["[]", "logaudit.store.store 0.1.0"]
 
 
+@pytest.mark.slow
 def test_every_public_name_loads_and_the_functions_stay_functions():
     """Each name of `logaudit.__all__` loads; importing the modules behind them first changes nothing."""
     code = ("import logaudit.period_export, logaudit.store.pull, logaudit.store.ingest\nimport logaudit\n"

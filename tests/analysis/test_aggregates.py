@@ -87,6 +87,7 @@ def generated(tmp_path_factory):
     ("compare-all.json", ("compare",)),
     ("compare-cut.json", ("compare", *CUT)),
 ], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.slow
 def test_json_outputs_are_the_same_as_before(sample, cli, name, args):
     """The same JSON as before the engine, but for the last bits of floats: latency sums were
     added in the order DuckDB's threads finished (so the old outputs themselves varied in their
@@ -107,6 +108,7 @@ def _rounded(value: object) -> object:
     return [_rounded(v) for v in value] if isinstance(value, list) else value
 
 
+@pytest.mark.slow
 def test_report_checklist_and_markdown_are_unchanged(sample, monkeypatch):
     store, _, _ = sample
     monkeypatch.chdir(store.root.parent)
@@ -264,6 +266,7 @@ def test_held_aggregates_are_released(sample):
 
 
 # ---------------------------------------------------------------------------- the values
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None)
 @given(st.floats(min_value=0, max_value=1e7, allow_nan=False))
 def test_latency_bin_equals_the_sql_every_engine_runs(ms):

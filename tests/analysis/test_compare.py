@@ -243,6 +243,7 @@ def test_no_regression_is_ready(tmp_path):
     assert r.new_patterns == [] and r.new_templates == []
 
 
+@pytest.mark.slow
 def test_too_little_traffic_is_inconclusive_without_a_false_alarm(tmp_path):
     config = SampleConfig(entries=600, regression=False)
     gen = SampleGenerator(config)
@@ -292,6 +293,7 @@ def test_new_critical_pattern_against_a_tiny_baseline_is_only_marginal(tmp_path)
     assert not r.new_patterns[0]["significant"]
 
 
+@pytest.mark.slow
 def test_zero_error_baseline(tmp_path):
     base = _requests("svc-1", 10, 800)
     canary = _requests("svc-2", 11, 400, errors=12, start=5000)
@@ -397,6 +399,7 @@ def test_a_window_cut_equals_the_rows_inside_it_and_the_cache_changes_nothing(sa
     assert compare(Audit(store), gate=Gate()).to_dict() == cached
 
 
+@pytest.mark.slow
 def test_gate_changes_the_verdict(sample_store):
     store, _ = sample_store
     lenient = gate_from_dict({
@@ -528,6 +531,7 @@ def test_summary_carries_the_verdict(sample_store, cli):
     assert "**Verdict: NOT READY** (netra-backend-staging-00317-696 vs netra-backend-staging-00316-m2x, score 72)" in md
 
 
+@pytest.mark.slow
 def test_renderers_handle_inconclusive_and_missing_values(tmp_path):
     audit = Audit(_store(tmp_path / "s", SampleConfig(entries=600, regression=False)))
     d = compare(audit, gate=Gate()).to_dict()
@@ -681,6 +685,7 @@ def test_template_masks_keep_quoted_names_and_mask_quoted_values():
         assert got == template(text)
 
 
+@pytest.mark.slow
 @pytest.mark.timezone
 @pytest.mark.parametrize("window", [{}, {"since": "2025-09-09T22:13:07.5Z", "until": "2025-09-10T03:41:00Z"},
                                     {"since": "2025-09-09T23:30:23Z", "until": "2025-09-10T03:41:10Z"}])

@@ -91,6 +91,7 @@ CONSTANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CONSTANTS))
 def test_a_changed_constant_is_never_served_old_numbers(name, base_store, tmp_path, monkeypatch):
     change, kinds = CONSTANTS[name]
@@ -109,6 +110,7 @@ def test_a_changed_constant_is_never_served_old_numbers(name, base_store, tmp_pa
     assert all(now[k] - made[k] and made[k] <= now[k] for k in kinds)
 
 
+@pytest.mark.slow
 def test_a_changed_catalog_or_redaction_is_never_served_old_numbers(base_store, tmp_path):
     warm = Path(shutil.copytree(base_store, tmp_path / "warm"))
     cat, edited = catalog(tmp_path), catalog(tmp_path, "Rate limiter fallback")
@@ -124,6 +126,7 @@ def test_a_changed_catalog_or_redaction_is_never_served_old_numbers(base_store, 
         made = now
 
 
+@pytest.mark.slow
 def test_the_shape_file_names_the_inputs(base_store, tmp_path):
     import orjson
 

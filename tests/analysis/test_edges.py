@@ -109,6 +109,7 @@ def test_old_slices_are_pruned(store, monkeypatch):
     assert len(names) == 4 and sorted(n.split("-")[0] for n in names) == [_hour("2025-09-09T23:00")] * 2 + [_hour("2025-09-10T01:00")] * 2
 
 
+@pytest.mark.slow
 @pytest.mark.timezone
 def test_compare_over_a_cut_window_counts_the_rows_inside_it(store):
     first = compare(Audit(store), gate=Gate(), **WINDOW).to_dict()

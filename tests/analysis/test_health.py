@@ -27,6 +27,9 @@ from logaudit.sources.sample import (
 )
 from logaudit.store.store import Store
 
+# every test here builds or reads stores of all the sample scenarios: the full suite runs them
+pytestmark = pytest.mark.slow
+
 ENTRIES = 3000
 
 

@@ -29,6 +29,9 @@ from logaudit.sources.sample import (
 )
 from logaudit.store.store import Store
 
+# every test here builds or reads stores of all the sample scenarios: the full suite runs them
+pytestmark = pytest.mark.slow
+
 ENTRIES = 3000
 SINCE, UNTIL = "2025-09-09T20:00:00Z", "2025-09-10T04:00:00Z"  # the sample's 8 hours
 
@@ -50,6 +53,7 @@ def scenario(request, scenario_stores) -> tuple[str, Store, SampleTruth]:
 
 
 # ------------------------------------------------------------------------------ one judgement
+@pytest.mark.slow
 def test_compare_summary_report_and_export_agree(scenario, cli, tmp_path):
     name, store, _ = scenario
     run = cli("compare", "--store", store.root, "--format", "json")
@@ -176,6 +180,7 @@ def test_new_issues_are_against_the_chosen_baseline_only(scenario_stores, cli):
 
 
 # --------------------------------------------------------------------------- small samples
+@pytest.mark.slow
 def test_inconclusive_rule_in_every_format(scenario_stores, cli, tmp_path):
     """low-traffic-canary: 12 canary requests; the rule that made each metric Inconclusive is in the
     JSON, the text, the Markdown, the summary and the report."""

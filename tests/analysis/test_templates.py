@@ -132,6 +132,7 @@ def _wildcard(template: str) -> re.Pattern[str]:
     return re.compile(r"\s*" + ".*".join(literal) + r"\s*", re.DOTALL)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.one_of(_TEXT, st.text(max_size=60)), max_size=30), st.randoms(use_true_random=False))
 def test_group_templates_properties(messages, rnd):

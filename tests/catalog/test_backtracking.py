@@ -77,6 +77,7 @@ def test_linear_patterns_are_accepted(rx):
     assert (found.linear, found.risk, found.unanalysed) == (True, None, None)
 
 
+@pytest.mark.slow
 def test_too_many_ways_alive_at_once_are_refused():
     """150 alternatives that all keep reading letters: linear, but 150 ways per character."""
     alternatives = "|".join(f"\\w*{a}{b}" for a in "bcdefghijklmnop" for b in "0123456789")

@@ -591,6 +591,7 @@ def _cli(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_cli_check_and_test_on_shipped_catalogs():
     result = _cli("catalog", "check", str(PATTERNS))
     assert result.exit_code == 0, result.output

@@ -163,6 +163,7 @@ def test_compare_and_report_say_which_catalogs(store, tmp_path):
     assert f"**Pattern catalogs:** 85 patterns from {line} (fingerprint " in (out / "report.md").read_text().replace("\\_", "_")
 
 
+@pytest.mark.slow
 def test_only_local_catalogs_with_no_shipped_catalogs(store, tmp_path):
     alone = write(tmp_path, "alone.yaml", ALONE)
     result = cli("summarize", "--store", store, "--no-shipped-catalogs", "--catalog", alone, "--format", "json")

@@ -255,6 +255,7 @@ def test_two_concurrent_runs_one_wins(sample, tmp_path):
     assert sorted(p.name for p in (tmp_path / BACKEND).iterdir()) == [PERIOD]
 
 
+@pytest.mark.slow
 def test_failures_are_one_line_and_non_zero(sample, tmp_path, cli):
     store, _ = sample
     blocker = tmp_path / "a-file"
@@ -490,6 +491,7 @@ def _staged(tmp_path: Path, tag: str) -> tuple[Path, dict]:
     return folder, manifest
 
 
+@pytest.mark.slow
 def test_gs_commit_failures_leave_the_previous_export(emulator, bucket, tmp_path, monkeypatch):
     from google.api_core import exceptions as gexc
     from google.cloud.storage import Blob

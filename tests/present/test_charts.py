@@ -138,6 +138,7 @@ def fleet(fleet_audit):
 
 
 # ------------------------------------------------------------------------------ empty
+@pytest.mark.slow
 def test_every_chart_draws_an_empty_window(sample_audit, tmp_path):
     empty = {"since": "2030-01-01T00:00:00Z", "until": "2030-01-02T00:00:00Z"}
     from logaudit.analysis.window import resolve_window

@@ -44,6 +44,9 @@ from logaudit.sources.sample import (
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.store import Store
 
+# every test here builds or reads stores of all the sample scenarios: the full suite runs them
+pytestmark = pytest.mark.slow
+
 BASE = (SERVICE, BASELINE_REVISION)
 CANARY = (SERVICE, CANARY_REVISION)
 PREV = (SERVICE, PREVIOUS_REVISION)
@@ -429,6 +432,7 @@ def test_scenarios_differ_from_each_other() -> None:
     second=st.booleans(),
     secrets=st.booleans(),
 )
+
 def test_truth_adds_up(scenario: str, entries: int, seed: int, hours: float, second: bool, secrets: bool) -> None:
     cfg = SampleConfig(entries=entries, seed=seed, hours=hours, scenario=scenario, second_service=second,
                        plant_secrets=secrets)

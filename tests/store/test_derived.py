@@ -160,6 +160,7 @@ handle.write(handle.folder / "slice.arrow", fill)
 
 
 # ------------------------------------------------------------------------------ info and clear-cache
+@pytest.mark.slow
 def test_store_info_sizes_and_clear_cache(store, cli):
     answer = rounded(compare(Audit(store), service=BACKEND, gate=Gate(), **WINDOW).to_dict())
     expected = sizes(store)
@@ -195,6 +196,7 @@ def test_store_info_sizes_and_clear_cache(store, cli):
     assert rounded(compare(Audit(store), service=BACKEND, gate=Gate(), **WINDOW).to_dict()) == answer  # computed again
 
 
+@pytest.mark.slow
 @needs_mounts
 def test_a_read_only_store_computes_without_keeping_and_cannot_be_cleared(store, tmp_path):
     window = ["--since", WINDOW["since"], "--until", WINDOW["until"]]
@@ -220,6 +222,7 @@ run info store info --format json --store {store}
 
 
 # ------------------------------------------------------------------------------ a concurrent ingest
+@pytest.mark.slow
 def test_a_concurrent_ingest_during_compare_never_mis_serves(tmp_path):
     """A second process ingests one entry file while compares run: each answer is that of the
     store before or after the ingest (computed cold), never a mix or stale derived data."""

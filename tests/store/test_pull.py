@@ -261,6 +261,7 @@ def test_broken_bodies_are_retried(fake, store_dir, spec, kind):
     assert [r.status for r in server.requests] == [-1, 200, -1, -1, 200, 200, 200, 200]
 
 
+@pytest.mark.slow
 def test_timeouts_are_retried(fake, store_dir):
     entries = make_entries(30)
     server = fake(entries, faults={2: "hang:1.5"})
@@ -560,6 +561,7 @@ def test_json_report(fake, cli, store_dir):
         "boundary": "2026-11-28T10:00:11.123456789Z"}
 
 
+@pytest.mark.slow
 def test_pacer_spacing_is_exact():
     import threading
 
