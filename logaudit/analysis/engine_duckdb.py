@@ -298,8 +298,11 @@ class DuckDBEngine:
 
     # ------------------------------------------------------------------ health
     def _health_segments(self, window: Window) -> tuple[Any, str, dict[str, Any]]:
-        """The window's connection and a CTE: the entries that count for health, each with its
-        instance start (`seq`: starts of its instance so far; 0 before the first in the window)."""
+        """The window's connection and CTEs: `s`, the entries that mark an instance's life (catalog
+        lifecycle patterns) and the errors that are not requests, each with its instance start
+        (`seq`: starts of its instance so far; 0 before the first in the window); `req`, the
+        requests (many: aggregated, never ordered one by one); `segs`, each start's segment
+        [t0, t1) of its instance."""
         audit = self.audit
         where, params = audit.filters(window, "e")
         mwhere, _ = audit.filters(window, "m")
@@ -307,7 +310,7 @@ class DuckDBEngine:
         marked = list(START_PATTERNS + BOOT_FAILURE_PATTERNS + STARTUP_PROBE_PATTERNS + READY_PATTERNS)
         params = params | {"marked": marked, "start": list(START_PATTERNS), "fail": list(BOOT_FAILURE_PATTERNS),
                            "probe": list(STARTUP_PROBE_PATTERNS), "ready": list(READY_PATTERNS)}
-        cte = f"""
+        base = f"""
             marks AS (
                 SELECT m.log_name, m.insert_id, m.timestamp,
                        bool_or(list_contains($start, m.pattern_id)) AS is_start,
@@ -330,7 +333,7 @@ class DuckDBEngine:
                   ON k.insert_id = e.insert_id AND k.timestamp = e.timestamp
                  AND k.log_name IS NOT DISTINCT FROM e.log_name
                 WHERE e.revision IS NOT NULL AND {where}
-                  AND (k.insert_id IS NOT NULL OR e.http_status IS NOT NULL OR e.effective_severity_num >= 500)
+                  AND (k.insert_id IS NOT NULL OR (e.http_status IS NULL AND e.effective_severity_num >= 500))
             ),
             s AS (
                 SELECT *, sum(is_start::INTEGER) OVER (
@@ -338,38 +341,80 @@ class DuckDBEngine:
                     ORDER BY timestamp, is_start DESC, insert_id ROWS UNBOUNDED PRECEDING) AS seq
                 FROM e
             )"""
-        return con, cte, params
+        rest = f"""
+            req AS (
+                SELECT e.service, e.revision, e.instance_id, e.timestamp, e.insert_id, e.http_status,
+                       e.http_status BETWEEN 200 AND 399 AS is_ok,
+                       e.http_status <> 101 AND NOT e.http_status BETWEEN 200 AND 399 AS is_bad,
+                       e.message, e.http_method, e.http_path
+                FROM entries e WHERE e.revision IS NOT NULL AND e.http_status IS NOT NULL AND {where}
+            ),
+            segs AS (
+                SELECT service, revision, instance_id, seq, timestamp AS t0,
+                       lead(timestamp) OVER (PARTITION BY service, revision, instance_id ORDER BY seq) AS t1
+                FROM (SELECT service, revision, instance_id, seq, min(timestamp) AS timestamp
+                      FROM s WHERE seq > 0 GROUP BY ALL)
+            )"""
+        con.execute(f"CREATE OR REPLACE TEMP TABLE logaudit_health_s AS WITH {base} SELECT * FROM s", params)
+        cte = "s AS (SELECT * FROM logaudit_health_s),\n" + rest
+        return con, cte, {k: v for k, v in params.items() if k not in ("marked", "start", "fail", "probe", "ready")}
 
     def health(self, window: Window) -> list[HealthStats]:
         con, cte, params = self._health_segments(window)
-        kinds = " UNION ALL ".join(
+        marked = " UNION ALL ".join(
             f"SELECT service, revision, '{kind}' AS kind, count(*) AS n, min(timestamp) AS lo, max(timestamp) AS hi, "
             f"arg_max(text, (timestamp, insert_id)) AS example FROM s WHERE {cond} GROUP BY ALL"
             for kind, cond in (("start", "is_start"), ("boot_failure", "is_fail"), ("startup_probe", "is_probe"),
-                               ("ready", "is_ready"), ("request", "http_status IS NOT NULL"),
-                               ("failed_request", "is_bad")))
-        ev = con.execute(f"WITH {cte} {kinds} ORDER BY service, revision, kind", params).df()
+                               ("ready", "is_ready")))
+        # requests: the example's text is made for the one row chosen, not for every request
+        requests = " UNION ALL ".join(
+            f"SELECT service, revision, '{kind}' AS kind, count(*) AS n, min(timestamp) AS lo, max(timestamp) AS hi, "
+            f"max(timestamp) AS k_ts FROM req WHERE {cond} GROUP BY ALL"
+            for kind, cond in (("request", "TRUE"), ("failed_request", "is_bad")))
+        ev = con.execute(f"""
+            WITH {cte}
+            {marked}
+            UNION ALL
+            SELECT q.service, q.revision, q.kind, q.n, q.lo, q.hi,
+                   arg_max(coalesce(r.message, r.http_method || ' ' || r.http_path || ' -> ' || r.http_status),
+                           r.insert_id) AS example  -- the latest request (ties: the greatest insertId)
+            FROM ({requests}) q
+            JOIN req r ON r.timestamp = q.k_ts AND r.revision = q.revision AND r.service IS NOT DISTINCT FROM q.service
+             AND (q.kind = 'request' OR r.is_bad)
+            GROUP BY ALL
+            ORDER BY service, revision, kind""", params).df()
         counts = con.execute(f"""
             WITH {cte},
-            segs AS (
-                SELECT service, revision, bool_or(is_fail) AS failed, bool_or(is_probe) AS probe,
-                       bool_or(is_ready OR is_ok) AS ready
-                FROM s WHERE seq > 0 GROUP BY service, revision, instance_id, seq
+            served AS (  -- the segments in which a request succeeded (few segments, many requests)
+                SELECT DISTINCT g.service, g.revision, g.instance_id, g.seq
+                FROM segs g JOIN req r
+                  ON r.service IS NOT DISTINCT FROM g.service AND r.revision = g.revision
+                 AND r.instance_id IS NOT DISTINCT FROM g.instance_id
+                 AND r.timestamp >= g.t0 AND (g.t1 IS NULL OR r.timestamp < g.t1)
+                WHERE r.is_ok
+            ),
+            marked_segs AS (
+                SELECT service, revision, instance_id, seq, bool_or(is_fail) AS failed, bool_or(is_probe) AS probe,
+                       bool_or(is_ready) AS ready
+                FROM s WHERE seq > 0 GROUP BY ALL
             ),
             per_seg AS (
-                SELECT service, revision, count(*) FILTER (failed) AS failed, count(*) FILTER (probe) AS probe,
-                       count(*) FILTER (ready) AS ready
-                FROM segs GROUP BY ALL
+                SELECT m.service, m.revision, count(*) FILTER (m.failed) AS failed, count(*) FILTER (m.probe) AS probe,
+                       count(*) FILTER (m.ready OR v.seq IS NOT NULL) AS ready
+                FROM marked_segs m LEFT JOIN served v
+                  ON v.service IS NOT DISTINCT FROM m.service AND v.revision = m.revision
+                 AND v.instance_id IS NOT DISTINCT FROM m.instance_id AND v.seq = m.seq
+                GROUP BY ALL
             ),
-            per_rev AS (
-                SELECT service, revision, count(*) FILTER (is_start) AS starts,
-                       count(http_status) AS requests, count(*) FILTER (is_ok) AS ok
-                FROM s GROUP BY ALL
-            )
-            SELECT r.service, r.revision, r.starts, coalesce(p.failed, 0), coalesce(p.probe, 0), coalesce(p.ready, 0),
-                   r.requests, r.ok
-            FROM per_rev r LEFT JOIN per_seg p
-              ON p.service IS NOT DISTINCT FROM r.service AND p.revision = r.revision
+            starts AS (SELECT service, revision, count(*) FILTER (is_start) AS starts FROM s GROUP BY ALL),
+            reqs AS (SELECT service, revision, count(*) AS requests, count(*) FILTER (is_ok) AS ok FROM req GROUP BY ALL),
+            revs AS (SELECT service, revision FROM starts UNION SELECT service, revision FROM reqs)
+            SELECT r.service, r.revision, coalesce(st.starts, 0), coalesce(p.failed, 0), coalesce(p.probe, 0),
+                   coalesce(p.ready, 0), coalesce(q.requests, 0), coalesce(q.ok, 0)
+            FROM revs r
+            LEFT JOIN starts st ON st.service IS NOT DISTINCT FROM r.service AND st.revision = r.revision
+            LEFT JOIN per_seg p ON p.service IS NOT DISTINCT FROM r.service AND p.revision = r.revision
+            LEFT JOIN reqs q ON q.service IS NOT DISTINCT FROM r.service AND q.revision = r.revision
             ORDER BY r.service, r.revision
         """, params).fetchall()
         evidence: dict[tuple[str | None, str], dict[str, HealthEvidence]] = {}
