@@ -60,6 +60,7 @@ class DuckDBEngine:
         self.audit = audit
         self._depth = 0
         self._held: dict[tuple[Window, int], tuple[FileAggregates, bool]] = {}  # -> (aggregates, owned)
+        self._pinned: dict[Window, Any] = {}  # span -> connection, while held: one file set per answer
 
     # ------------------------------------------------------------------ per-span aggregates
     @contextmanager
@@ -81,12 +82,25 @@ class DuckDBEngine:
             if owned:
                 agg.close()
         self._held.clear()
+        self._pinned.clear()
+
+    def _connection(self, window: Window) -> Any:
+        """The connection of the window's span (its views depend on the span only). While held,
+        the first one stays: every aggregate of one answer reads the same entry files, even when an
+        ingest adds files meanwhile."""
+        span = Window(window.since, window.until)
+        con = self._pinned.get(span)
+        if con is None:
+            con = self.audit.connection(span)  # brings classification up to date; new when files changed
+            if self._depth:
+                self._pinned[span] = con
+        return con
 
     @contextmanager
     def _aggregates(self, window: Window, level: int | None = None) -> Iterator[FileAggregates]:
         """The per-file aggregates of the window's span (any level unless `level` is given)."""
         span = Window(window.since, window.until)
-        con = self.audit.connection(span)  # brings classification up to date; new when files changed
+        con = self._connection(span)
         for (w, lvl), (agg, _) in self._held.items():
             if w == span and agg.con is con and (level is None or lvl == level):
                 yield agg
@@ -232,7 +246,7 @@ class DuckDBEngine:
     def timeline(self, window: Window, step: timedelta) -> pa.Table:
         audit, ns = self.audit, step_ns(step)
         where, params = audit.filters(window)
-        con = audit.connection(window)
+        con = self._connection(window)
         lo, hi = con.execute(
             f"SELECT min(epoch_ns(timestamp)), max(epoch_ns(timestamp)) FROM entries WHERE revision IS NOT NULL AND {where}",
             params).fetchall()[0]
@@ -288,7 +302,7 @@ class DuckDBEngine:
     def status_series(self, window: Window, step: timedelta) -> pa.Table:
         audit = self.audit
         where, params = audit.filters(window)
-        table = audit.connection(window).sql(f"""
+        table = self._connection(window).sql(f"""
             SELECT make_timestamp_ns((epoch_ns(timestamp) // $step) * $step)::TIMESTAMPTZ AS bucket,
                    CAST(http_status // 100 AS VARCHAR) || 'xx' AS status_class, count(*) AS requests
             FROM entries WHERE http_status IS NOT NULL AND {where}
@@ -306,7 +320,7 @@ class DuckDBEngine:
         audit = self.audit
         where, params = audit.filters(window, "e")
         mwhere, _ = audit.filters(window, "m")
-        con = audit.connection(window)
+        con = self._connection(window)
         marked = list(START_PATTERNS + BOOT_FAILURE_PATTERNS + STARTUP_PROBE_PATTERNS + READY_PATTERNS)
         params = params | {"marked": marked, "start": list(START_PATTERNS), "fail": list(BOOT_FAILURE_PATTERNS),
                            "probe": list(STARTUP_PROBE_PATTERNS), "ready": list(READY_PATTERNS)}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ingest_bundled_sample
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 from rich.cells import cell_len
@@ -162,13 +162,20 @@ def _block_values(lines: list[str], i: int, key: str, out: dict[str, str]) -> No
 
 def revision_rows(text: str, service: str | None, revision: str) -> dict[str, str]:
     """`row_values` of `revision` in the part of section 2 (Revisions) about `service`."""
-    part = text.split("2. Revisions", 1)[1].split("3. Endpoint status", 1)[0]
-    lines, keep = [], False
-    for line in part.splitlines():
-        if line.startswith("service "):
-            keep = line == f"service {service_label(service)}"
+    part = text.split("2. Revisions", 1)[1].split("3. Endpoint status", 1)[0].splitlines()
+    want = squash(f"service {service_label(service)}")
+    lines, keep, i = [], False, 0
+    while i < len(part):
+        line = part[i]
+        if line.startswith("service"):  # a heading; a long service name folds it over several lines
+            seen, j = squash(line), i
+            while seen != want and want.startswith(seen) and j + 1 < len(part):
+                j += 1
+                seen += squash(part[j])
+            keep, i = seen == want, (j if seen == want else i)
         elif keep:
             lines.append(line)
+        i += 1
     values = row_values("\n".join(lines), one_line(revision))
     values.pop("revision", None)  # the key column (a table's; the block layout's first line)
     return values
@@ -522,6 +529,17 @@ def log_entries(draw) -> list[dict]:
     return out
 
 
+#: A service whose name, escaped, folds the "service ..." heading of the revisions at 60 columns.
+FOLDED_SERVICE = [
+    {"logName": "projects/p/logs/run.googleapis.com%2Fstderr", "resource": {"type": "cloud_run_revision", "labels": {}},
+     "timestamp": "2025-09-10T02:23:00Z", "insertId": "h0-3807015", "textPayload": "", "httpRequest": {"latency": None}},
+    {"logName": "projects/p/logs/run.googleapis.com%2Fstderr", "resource": {"type": "gae_app", "labels": {
+        "service_name": "[bold][bold][bold][bold]\u2066\U0009eb1b\x06\U0002183eôW\x8e[f\x90fó\x93",
+        "revision_name": ";\x00ýèôäÅ\x0e\n"}},
+     "timestamp": "2025-09-10T03:47:00Z", "insertId": "h2-197816247"},
+]
+
+
 @pytest.fixture(scope="module")
 def small_store(tmp_path_factory) -> Path:
     """A small generated deploy (two revisions of a service, one of another), made once."""
@@ -582,6 +600,7 @@ def _check_compare_outputs(audit: Audit, width: int) -> None:
 @settings(max_examples=RENDER_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture, HealthCheck.data_too_large])
 @given(entries=log_entries(), width=st.sampled_from([60, 80, 120, 200]))
+@example(entries=FOLDED_SERVICE, width=60)  # found by CI: a service name folding its heading
 def test_property_every_output_renders_whatever_ingest_accepts(small_store, tmp_path_factory, entries, width):
     folder = tmp_path_factory.mktemp("prop")
     shutil.copytree(small_store, folder / "store")
