@@ -40,6 +40,7 @@ from logaudit.analysis.audit import Audit
 from logaudit.analysis.comparison import Comparison
 from logaudit.analysis.judge import compare
 from logaudit.analysis.window import Window, resolve_window
+from logaudit.core.atomic import fsync_file
 from logaudit.core.db import connect
 from logaudit.core.errors import LockedError, LogauditError, SourceError, StoreError, UsageError
 from logaudit.core.lock import FileLock
@@ -407,14 +408,6 @@ def exchange_paths(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class _LocalTarget(_Target):
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -470,7 +463,7 @@ class _LocalTarget(_Target):
 
     def commit(self, service: str, period: str, export_id: str, folder: Path, manifest: dict[str, Any]) -> bool:
         _write_bytes(folder / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-        _fsync_dir(folder)
+        fsync_file(folder)
         service_dir = folder.parent
         final = service_dir / period
         replaced = final.exists()
@@ -483,7 +476,7 @@ class _LocalTarget(_Target):
             os.rename(final, old)
             os.rename(folder, final)
             shutil.rmtree(old)
-        _fsync_dir(service_dir)
+        fsync_file(service_dir)
         return replaced
 
 

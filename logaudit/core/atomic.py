@@ -25,7 +25,7 @@ def temporary_name(path: Path) -> Path:
 
 
 def fsync_file(path: Path) -> None:
-    """Flush a written file's data to the disk."""
+    """Flush a written file's data (or a folder's entries) to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
