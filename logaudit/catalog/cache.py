@@ -110,7 +110,7 @@ def usable_index(folder: Path, entry_bytes: int) -> tuple[dict[str, Any] | None,
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    with write_errors(path), atomic_path(path) as tmp:
+    with write_errors(path), atomic_path(path, durable=False) as tmp:
         tmp.write_bytes(data)
 
 
@@ -231,7 +231,7 @@ def evaluate_file(task: FileTask) -> FileOutcome:
             cols[name] = as_array(table.column(name)).take(idx) if name in table.column_names else pa.nulls(n, typ)
         cols["fields_json"] = res.fields_json
         chunk = pa.table(cols)
-        with write_errors(folder / chunk_name), atomic_path(folder / chunk_name) as tmp:
+        with write_errors(folder / chunk_name), atomic_path(folder / chunk_name, durable=False) as tmp:
             _write_chunk(chunk, tmp)
     for i, key in enumerate(task.keys):
         fps[key] = chunk_name if per_key[i] else None
@@ -277,7 +277,7 @@ def _compact(folder: Path, index: dict[str, Any], live: set[str]) -> None:
     merged = merged.filter(keep)
     name = f"c-{uuid.uuid4().hex[:12]}.parquet"
     if merged.num_rows:
-        with write_errors(folder / name), atomic_path(folder / name) as tmp:
+        with write_errors(folder / name), atomic_path(folder / name, durable=False) as tmp:
             _write_chunk(merged, tmp)
     present = set(merged["fingerprint"].to_pylist()) if merged.num_rows else set()
     index["fingerprints"] = {k: (name if k in present else None) for k in fps if k in live}

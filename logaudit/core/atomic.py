@@ -3,7 +3,9 @@
 A file is written under a temporary name in its own folder (``.NAME.<random>.tmp``, so the
 rename never crosses file systems and `logaudit store repair` recognises leftovers), fsynced,
 and renamed over its final name. When anything fails the temporary file is removed and the
-error propagates unchanged.
+error propagates unchanged. Derived data (caches a reader checks and rebuilds when damaged) is
+written with ``durable=False``: still atomic, but not flushed, which costs 8 % of a cold
+classification of a 1M-entry store.
 
 >>> from pathlib import Path
 >>> with atomic_path(Path("out.parquet")) as tmp:       # doctest: +SKIP
@@ -34,13 +36,14 @@ def fsync_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path to write; on success it is fsynced and renamed to `path`, on any
-    failure (also KeyboardInterrupt) it is removed and the error re-raised."""
+def atomic_path(path: Path, *, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it is fsynced (unless not `durable`) and
+    renamed to `path`, on any failure (also KeyboardInterrupt) it is removed and the error re-raised."""
     tmp = temporary_name(Path(path))
     try:
         yield tmp
-        fsync_file(tmp)
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -48,9 +51,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Write `data` to `path` atomically (see `atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "wb") as fh:
         fh.write(data)
 
 

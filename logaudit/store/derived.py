@@ -121,7 +121,7 @@ class Derived:
                                     option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS, default=str)
                 with write_errors(shape_file):
                     self.folder.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(shape_file) as tmp:
+                    with atomic_path(shape_file, durable=False) as tmp:
                         tmp.write_bytes(body)
             else:  # marks the shape as in use (see `prune`)
                 with contextlib.suppress(OSError):
@@ -130,12 +130,13 @@ class Derived:
         return True
 
     def write(self, path: Path, fill: Callable[[Path], None]) -> None:
-        """Write `path` atomically: `fill(tmp)` writes a temporary file that is fsynced and renamed.
+        """Write `path` atomically: `fill(tmp)` writes a temporary file that is renamed (not fsynced:
+        a reader checks derived files and builds a damaged one again).
         Raises StoreWriteError (leaving no temporary file) when the operating system refuses."""
         with write_errors(path):
             self.prepare()
             path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
+            with atomic_path(path, durable=False) as tmp:
                 fill(tmp)
 
     def write_bytes(self, path: Path, data: bytes) -> None:
