@@ -47,6 +47,10 @@ from logaudit.core.timeparse import to_ns
 from logaudit.sources.severity import SEVERITY_NUM
 from logaudit.store.schema import MIN_TIMESTAMP_NS
 
+#: A request that failed: a status outside 200-399 other than a WebSocket upgrade (101).
+_BAD_REQUEST = "e.http_status <> 101 AND NOT e.http_status BETWEEN 200 AND 399"
+#: The segments of a `_health_tables` prefix an entry can be in (two starts at one instant: the later one's)
+_SPANS = "SELECT * FROM {prefix}_segs WHERE t1 IS NULL OR t1 > t0"
 #: Severity floor of the per-file template aggregates the engine loads unless asked for another.
 DEFAULT_LEVEL = SEVERITY_NUM["WARNING"]
 
@@ -61,6 +65,7 @@ class DuckDBEngine:
         self._depth = 0
         self._held: dict[tuple[Window, int], tuple[FileAggregates, bool]] = {}  # -> (aggregates, owned)
         self._pinned: dict[Window, Any] = {}  # span -> connection, while held: one file set per answer
+        self._health: dict[Window, tuple[Any, str, dict[str, Any]]] = {}  # window -> its health tables, while held
 
     # ------------------------------------------------------------------ per-span aggregates
     @contextmanager
@@ -83,6 +88,7 @@ class DuckDBEngine:
                 agg.close()
         self._held.clear()
         self._pinned.clear()
+        self._health.clear()
 
     def _connection(self, window: Window) -> Any:
         """The connection of the window's span (its views depend on the span only). While held,
@@ -311,21 +317,25 @@ class DuckDBEngine:
         return table.cast(STATUS_SERIES_SCHEMA)
 
     # ------------------------------------------------------------------ health
-    def _health_segments(self, window: Window) -> tuple[Any, str, dict[str, Any]]:
-        """The window's connection and CTEs: `s`, the entries that mark an instance's life (catalog
-        lifecycle patterns) and the errors that are not requests, each with its instance start
-        (`seq`: starts of its instance so far; 0 before the first in the window); `req`, the
-        requests (many: aggregated, never ordered one by one); `segs`, each start's segment
-        [t0, t1) of its instance."""
+    def _health_tables(self, window: Window) -> tuple[Any, str, dict[str, Any]]:
+        """The window's connection, the names' prefix and the parameters of three small temporary
+        tables made once per window while held: `{p}_s`, the entries of catalog lifecycle patterns
+        with their instance start (`seq`: starts of the instance so far; 0 before its first start in
+        the window); `{p}_segs`, each start's segment [t0, t1) of its instance; `{p}_req`, the
+        requests per (service, revision): counts, first and last. Requests and errors are many and
+        only aggregated, never ordered one by one."""
+        con = self._connection(window)
+        made = self._health.get(window)
+        if made is not None and made[0] is con:
+            return made
         audit = self.audit
         where, params = audit.filters(window, "e")
         mwhere, _ = audit.filters(window, "m")
-        con = self._connection(window)
+        prefix = f"logaudit_health_{len(self._health)}"
         marked = list(START_PATTERNS + BOOT_FAILURE_PATTERNS + STARTUP_PROBE_PATTERNS + READY_PATTERNS)
-        params = params | {"marked": marked, "start": list(START_PATTERNS), "fail": list(BOOT_FAILURE_PATTERNS),
-                           "probe": list(STARTUP_PROBE_PATTERNS), "ready": list(READY_PATTERNS)}
-        base = f"""
-            marks AS (
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {prefix}_s AS
+            WITH marks AS (
                 SELECT m.log_name, m.insert_id, m.timestamp,
                        bool_or(list_contains($start, m.pattern_id)) AS is_start,
                        bool_or(list_contains($fail, m.pattern_id)) AS is_fail,
@@ -333,104 +343,127 @@ class DuckDBEngine:
                        bool_or(list_contains($ready, m.pattern_id)) AS is_ready
                 FROM matches m WHERE list_contains($marked, m.pattern_id) AND m.revision IS NOT NULL AND {mwhere}
                 GROUP BY ALL
-            ),
-            e AS (
-                SELECT e.service, e.revision, e.instance_id, e.timestamp, e.insert_id, e.http_status,
-                       coalesce(k.is_start, false) AS is_start, coalesce(k.is_fail, false) AS is_fail,
-                       coalesce(k.is_probe, false) AS is_probe, coalesce(k.is_ready, false) AS is_ready,
-                       e.http_status BETWEEN 200 AND 399 AS is_ok,
-                       e.http_status IS NOT NULL AND e.http_status <> 101 AND NOT e.http_status BETWEEN 200 AND 399
-                           AS is_bad,
-                       e.http_status IS NULL AND e.effective_severity_num >= 500 AS is_error,
-                       coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status) AS text
-                FROM entries e LEFT JOIN marks k
-                  ON k.insert_id = e.insert_id AND k.timestamp = e.timestamp
-                 AND k.log_name IS NOT DISTINCT FROM e.log_name
-                WHERE e.revision IS NOT NULL AND {where}
-                  AND (k.insert_id IS NOT NULL OR (e.http_status IS NULL AND e.effective_severity_num >= 500))
-            ),
-            s AS (
-                SELECT *, sum(is_start::INTEGER) OVER (
-                    PARTITION BY service, revision, instance_id
-                    ORDER BY timestamp, is_start DESC, insert_id ROWS UNBOUNDED PRECEDING) AS seq
-                FROM e
-            )"""
-        rest = f"""
-            req AS (
-                SELECT e.service, e.revision, e.instance_id, e.timestamp, e.insert_id, e.http_status,
-                       e.http_status BETWEEN 200 AND 399 AS is_ok,
-                       e.http_status <> 101 AND NOT e.http_status BETWEEN 200 AND 399 AS is_bad,
-                       e.message, e.http_method, e.http_path
-                FROM entries e WHERE e.revision IS NOT NULL AND e.http_status IS NOT NULL AND {where}
-            ),
-            segs AS (
-                SELECT service, revision, instance_id, seq, timestamp AS t0,
-                       lead(timestamp) OVER (PARTITION BY service, revision, instance_id ORDER BY seq) AS t1
-                FROM (SELECT service, revision, instance_id, seq, min(timestamp) AS timestamp
-                      FROM s WHERE seq > 0 GROUP BY ALL)
-            )"""
-        con.execute(f"CREATE OR REPLACE TEMP TABLE logaudit_health_s AS WITH {base} SELECT * FROM s", params)
-        cte = "s AS (SELECT * FROM logaudit_health_s),\n" + rest
-        return con, cte, {k: v for k, v in params.items() if k not in ("marked", "start", "fail", "probe", "ready")}
+            )
+            SELECT e.service, e.revision, e.instance_id, e.timestamp, e.insert_id,
+                   k.is_start, k.is_fail, k.is_probe, k.is_ready,
+                   coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status) AS text,
+                   sum(k.is_start::INTEGER) OVER (
+                       PARTITION BY e.service, e.revision, e.instance_id
+                       ORDER BY e.timestamp, k.is_start DESC, e.insert_id ROWS UNBOUNDED PRECEDING) AS seq
+            FROM entries e JOIN marks k
+              ON k.insert_id = e.insert_id AND k.timestamp = e.timestamp AND k.log_name IS NOT DISTINCT FROM e.log_name
+            WHERE e.revision IS NOT NULL AND {where}
+        """, params | {"marked": marked, "start": list(START_PATTERNS), "fail": list(BOOT_FAILURE_PATTERNS),
+                       "probe": list(STARTUP_PROBE_PATTERNS), "ready": list(READY_PATTERNS)})
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {prefix}_segs AS
+            SELECT service, revision, instance_id, seq, t0,
+                   lead(t0) OVER (PARTITION BY service, revision, instance_id ORDER BY seq) AS t1
+            FROM (SELECT service, revision, instance_id, seq, min(timestamp) AS t0
+                  FROM {prefix}_s WHERE seq > 0 GROUP BY ALL)
+        """)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {prefix}_req AS
+            SELECT e.service, e.revision, count(*) AS n, count(*) FILTER (e.http_status BETWEEN 200 AND 399) AS ok,
+                   min(e.timestamp) AS lo, max(e.timestamp) AS hi,
+                   count(*) FILTER ({_BAD_REQUEST}) AS bad_n,
+                   min(e.timestamp) FILTER ({_BAD_REQUEST}) AS bad_lo, max(e.timestamp) FILTER ({_BAD_REQUEST}) AS bad_hi
+            FROM entries e WHERE e.revision IS NOT NULL AND e.http_status IS NOT NULL AND {where}
+            GROUP BY ALL
+        """, params)
+        made = (con, prefix, params)
+        if self._depth:
+            self._health[window] = made
+        return made
+
+    def _served(self, con: Any, prefix: str, where: str, params: dict[str, Any]) -> str:
+        """A temporary table `{prefix}_served` of the segments without a ready entry in which a
+        request succeeded (the others are ready anyway). A successful request belongs to the segment
+        of its instance's latest start at or before it (an as-of join); only the requests of those
+        segments' instances and time are read."""
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {prefix}_served AS
+            SELECT g.service, g.revision, g.instance_id, g.seq, g.t0, g.t1
+            FROM ({_SPANS.format(prefix=prefix)}) g
+            WHERE NOT EXISTS (SELECT 1 FROM {prefix}_s s WHERE s.is_ready AND s.seq = g.seq
+                              AND s.service IS NOT DISTINCT FROM g.service AND s.revision = g.revision
+                              AND s.instance_id IS NOT DISTINCT FROM g.instance_id)
+        """)
+        (lo, hi, open_end), = con.execute(f"SELECT min(t0), max(t1), bool_or(t1 IS NULL) FROM {prefix}_served").fetchall()
+        if lo is None:
+            return f"{prefix}_served"
+        instances = [r[0] for r in con.execute(f"SELECT DISTINCT instance_id FROM {prefix}_served").fetchall()]
+        known = [i for i in instances if i is not None]
+        cond = " OR ".join(c for c in ("list_contains($instances, e.instance_id)" if known else "",
+                                       "e.instance_id IS NULL" if None in instances else "") if c)
+        until = "" if open_end else "AND e.timestamp < $hi"
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {prefix}_served AS
+            SELECT DISTINCT g.service, g.revision, g.instance_id, g.seq
+            FROM (SELECT e.service, e.revision, e.instance_id, e.timestamp FROM entries e
+                  WHERE e.revision IS NOT NULL AND e.http_status BETWEEN 200 AND 399 AND ({cond})
+                    AND e.timestamp >= $lo {until} AND {where}) r
+            ASOF JOIN ({_SPANS.format(prefix=prefix)}) g
+              ON r.service IS NOT DISTINCT FROM g.service AND r.revision = g.revision
+             AND r.instance_id IS NOT DISTINCT FROM g.instance_id AND r.timestamp >= g.t0
+            SEMI JOIN {prefix}_served c
+              ON c.service IS NOT DISTINCT FROM g.service AND c.revision = g.revision
+             AND c.instance_id IS NOT DISTINCT FROM g.instance_id AND c.seq = g.seq
+        """, params | ({"instances": known} if known else {}) | {"lo": lo} | ({} if open_end else {"hi": hi}))
+        return f"{prefix}_served"
 
     def health(self, window: Window) -> list[HealthStats]:
-        con, cte, params = self._health_segments(window)
+        con, p, params = self._health_tables(window)
+        where, _ = self.audit.filters(window, "e")
+        served = self._served(con, p, where, params)
         marked = " UNION ALL ".join(
             f"SELECT service, revision, '{kind}' AS kind, count(*) AS n, min(timestamp) AS lo, max(timestamp) AS hi, "
-            f"arg_max(text, (timestamp, insert_id)) AS example FROM s WHERE {cond} GROUP BY ALL"
+            f"arg_max(text, (timestamp, insert_id)) AS example FROM {p}_s WHERE {cond} GROUP BY ALL"
             for kind, cond in (("start", "is_start"), ("boot_failure", "is_fail"), ("startup_probe", "is_probe"),
                                ("ready", "is_ready")))
-        # requests: the example's text is made for the one row chosen, not for every request
-        requests = " UNION ALL ".join(
-            f"SELECT service, revision, '{kind}' AS kind, count(*) AS n, min(timestamp) AS lo, max(timestamp) AS hi, "
-            f"max(timestamp) AS k_ts FROM req WHERE {cond} GROUP BY ALL"
-            for kind, cond in (("request", "TRUE"), ("failed_request", "is_bad")))
+        # requests: the example's text is made for the one row chosen (the latest; ties: the
+        # greatest insertId), not for every request
         ev = con.execute(f"""
-            WITH {cte}
+            WITH q AS (
+                SELECT service, revision, 'request' AS kind, n, lo, hi FROM {p}_req
+                UNION ALL
+                SELECT service, revision, 'failed_request', bad_n, bad_lo, bad_hi FROM {p}_req WHERE bad_n > 0
+            )
             {marked}
             UNION ALL
             SELECT q.service, q.revision, q.kind, q.n, q.lo, q.hi,
-                   arg_max(coalesce(r.message, r.http_method || ' ' || r.http_path || ' -> ' || r.http_status),
-                           r.insert_id) AS example  -- the latest request (ties: the greatest insertId)
-            FROM ({requests}) q
-            JOIN req r ON r.timestamp = q.k_ts AND r.revision = q.revision AND r.service IS NOT DISTINCT FROM q.service
-             AND (q.kind = 'request' OR r.is_bad)
+                   arg_max(coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status),
+                           e.insert_id) AS example
+            FROM q JOIN entries e
+              ON e.timestamp = q.hi AND e.revision = q.revision AND e.service IS NOT DISTINCT FROM q.service
+             AND e.http_status IS NOT NULL AND (q.kind = 'request' OR {_BAD_REQUEST})
+            WHERE {where}
             GROUP BY ALL
             ORDER BY service, revision, kind""", params).df()
         counts = con.execute(f"""
-            WITH {cte},
-            served AS (  -- the segments in which a request succeeded (few segments, many requests)
-                SELECT DISTINCT g.service, g.revision, g.instance_id, g.seq
-                FROM segs g JOIN req r
-                  ON r.service IS NOT DISTINCT FROM g.service AND r.revision = g.revision
-                 AND r.instance_id IS NOT DISTINCT FROM g.instance_id
-                 AND r.timestamp >= g.t0 AND (g.t1 IS NULL OR r.timestamp < g.t1)
-                WHERE r.is_ok
-            ),
-            marked_segs AS (
+            WITH marked_segs AS (
                 SELECT service, revision, instance_id, seq, bool_or(is_fail) AS failed, bool_or(is_probe) AS probe,
                        bool_or(is_ready) AS ready
-                FROM s WHERE seq > 0 GROUP BY ALL
+                FROM {p}_s WHERE seq > 0 GROUP BY ALL
             ),
             per_seg AS (
                 SELECT m.service, m.revision, count(*) FILTER (m.failed) AS failed, count(*) FILTER (m.probe) AS probe,
                        count(*) FILTER (m.ready OR v.seq IS NOT NULL) AS ready
-                FROM marked_segs m LEFT JOIN served v
+                FROM marked_segs m LEFT JOIN {served} v
                   ON v.service IS NOT DISTINCT FROM m.service AND v.revision = m.revision
                  AND v.instance_id IS NOT DISTINCT FROM m.instance_id AND v.seq = m.seq
                 GROUP BY ALL
             ),
-            starts AS (SELECT service, revision, count(*) FILTER (is_start) AS starts FROM s GROUP BY ALL),
-            reqs AS (SELECT service, revision, count(*) AS requests, count(*) FILTER (is_ok) AS ok FROM req GROUP BY ALL),
-            revs AS (SELECT service, revision FROM starts UNION SELECT service, revision FROM reqs)
-            SELECT r.service, r.revision, coalesce(st.starts, 0), coalesce(p.failed, 0), coalesce(p.probe, 0),
-                   coalesce(p.ready, 0), coalesce(q.requests, 0), coalesce(q.ok, 0)
+            starts AS (SELECT service, revision, count(*) FILTER (is_start) AS starts FROM {p}_s GROUP BY ALL),
+            revs AS (SELECT service, revision FROM starts UNION SELECT service, revision FROM {p}_req)
+            SELECT r.service, r.revision, coalesce(st.starts, 0), coalesce(ps.failed, 0), coalesce(ps.probe, 0),
+                   coalesce(ps.ready, 0), coalesce(q.n, 0), coalesce(q.ok, 0)
             FROM revs r
             LEFT JOIN starts st ON st.service IS NOT DISTINCT FROM r.service AND st.revision = r.revision
-            LEFT JOIN per_seg p ON p.service IS NOT DISTINCT FROM r.service AND p.revision = r.revision
-            LEFT JOIN reqs q ON q.service IS NOT DISTINCT FROM r.service AND q.revision = r.revision
+            LEFT JOIN per_seg ps ON ps.service IS NOT DISTINCT FROM r.service AND ps.revision = r.revision
+            LEFT JOIN {p}_req q ON q.service IS NOT DISTINCT FROM r.service AND q.revision = r.revision
             ORDER BY r.service, r.revision
-        """, params).fetchall()
+        """).fetchall()
         evidence: dict[tuple[str | None, str], dict[str, HealthEvidence]] = {}
         for t in ev.itertuples(index=False):
             evidence.setdefault((_text(t.service), t.revision), {})[t.kind] = HealthEvidence(
@@ -440,17 +473,48 @@ class DuckDBEngine:
                 for service, revision, starts, failed, probe, ready, requests, ok in counts]
 
     def root_causes(self, window: Window) -> list[RootCause]:
-        con, cte, params = self._health_segments(window)
+        con, p, params = self._health_tables(window)
+        where, _ = self.audit.filters(window, "e")
+        first_start = con.execute(f"SELECT min(t0) FROM {p}_segs").fetchone()[0]
+        if first_start is None:
+            return []
+        # Each start's first error: an entry of ERROR or worse that is not a request, with a text
+        # (ties: the least insertId). Errors are placed in their instance's segment by an as-of
+        # join on their time alone; the text is read for the entries at the first error's instant
+        # only, and again in full only for segments whose first instant has no text.
+        errors = "e.revision IS NOT NULL AND e.http_status IS NULL AND e.effective_severity_num >= 500"
+        text = "coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status)"
+        placed = f"""
+            SELECT g.service, g.revision, g.instance_id, g.seq, {{what}}
+            FROM (SELECT e.service, e.revision, e.instance_id, e.timestamp{{cols}} FROM entries e
+                  WHERE {errors} AND e.timestamp >= $first_start AND {where}{{cond}}) r
+            ASOF JOIN ({_SPANS.format(prefix=p)}) g
+              ON r.service IS NOT DISTINCT FROM g.service AND r.revision = g.revision
+             AND r.instance_id IS NOT DISTINCT FROM g.instance_id AND r.timestamp >= g.t0
+            GROUP BY g.service, g.revision, g.instance_id, g.seq"""
+        args = params | {"first_start": first_start}
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {p}_first AS "
+                    + placed.format(what="min(r.timestamp) AS ts", cols="", cond=""), args)
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_causes AS
+            SELECT f.service, f.revision, f.instance_id, f.seq, f.ts, arg_min({text}, e.insert_id) AS msg
+            FROM {p}_first f JOIN entries e
+              ON e.timestamp = f.ts AND e.revision = f.revision AND e.service IS NOT DISTINCT FROM f.service
+             AND e.instance_id IS NOT DISTINCT FROM f.instance_id
+            WHERE {errors} AND e.message IS NOT NULL AND list_contains($instants, e.timestamp) AND {where}
+            GROUP BY ALL
+        """, params | {"instants": [r[0] for r in con.execute(f"SELECT DISTINCT ts FROM {p}_first").fetchall()]})
+        if con.execute(f"SELECT (SELECT count(*) FROM {p}_first) > (SELECT count(*) FROM {p}_causes)").fetchone()[0]:
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {p}_causes AS
+                SELECT service, revision, instance_id, seq, k.ts AS ts, k.msg AS msg FROM (
+                    {placed.format(what="arg_min({'ts': r.timestamp, 'msg': r.msg}, (r.timestamp, r.insert_id)) AS k",
+                                   cols=f", e.insert_id, {text} AS msg", cond=" AND e.message IS NOT NULL")})
+            """, args)
         df = con.execute(f"""
-            WITH {cte},
-            firsts AS (
-                SELECT service, revision, arg_min(text, (timestamp, insert_id)) AS msg, min(timestamp) AS ts
-                FROM s WHERE is_error AND seq > 0 AND text IS NOT NULL
-                GROUP BY service, revision, instance_id, seq
-            ),
-            lined AS (
+            WITH lined AS (
                 SELECT *, list_filter(regexp_split_to_array(msg, '\\r\\n|\\n|\\r'), lambda x: regexp_matches(x, '\\S'))
-                    AS lines FROM firsts
+                    AS lines FROM {p}_causes
             ),
             causes AS (
                 SELECT service, revision, msg, ts,
@@ -462,7 +526,7 @@ class DuckDBEngine:
                    arg_max(msg, (ts, msg)) AS example
             FROM causes GROUP BY ALL
             ORDER BY service, revision, starts DESC, line
-        """, params).df()
+        """).df()
         return [RootCause(_text(t.service), t.revision, t.line, int(t.starts), t.lo, t.hi, _text(t.example))
                 for t in df.itertuples(index=False)]
 

@@ -3,6 +3,7 @@ checks of `assess_health`, and the verdicts of `compare` for every sample scenar
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -308,3 +309,46 @@ def test_root_causes_and_evidence_are_redacted_and_entries_without_an_instance_a
     assert secret not in shown and "abcdefghijklmnopqrstuvwxyz" not in shown
     assert result.reasons[0].startswith("root cause: RuntimeError: upstream refused token ")
     assert "(3 of 3 instance starts" in result.reasons[0]
+
+
+def test_segments_are_ready_by_a_mark_or_a_request_and_a_first_error_without_text_is_passed_over(tmp_path):
+    """Four starts of one instance: ready by "Application startup complete.", ready by a successful
+    request alone, never ready, and one whose first error has no text (its second one is the cause)."""
+    def entry(i: int, second: int, *, text: str | None = None, payload: dict | None = None,
+              severity: str = "INFO", status: int | None = None, log: str = "stderr") -> dict:
+        e = {"logName": f"projects/p/logs/run.googleapis.com%2F{log}", "insertId": f"e{i}",
+             "timestamp": f"2025-09-10T02:00:{second:02d}Z", "severity": severity,
+             "resource": {"type": "cloud_run_revision", "labels": {"service_name": "svc", "revision_name": "svc-1"}},
+             "labels": {"instanceId": "inst-1"}}
+        if text is not None:
+            e["textPayload"] = text
+        if payload is not None:
+            e["jsonPayload"] = payload
+        if status is not None:
+            e["httpRequest"] = {"requestMethod": "GET", "requestUrl": "https://svc/x", "status": status}
+            e["logName"] = "projects/p/logs/run.googleapis.com%2Frequests"
+        return e
+
+    start = "Starting new instance. Reason: AUTOSCALING - Instance started due to configured scaling factors."
+    entries = [
+        entry(0, 0, text=start, log="varlog%2Fsystem"),
+        entry(1, 1, payload={"code": 7}, severity="ERROR"),          # an error without a text
+        entry(2, 2, text="RuntimeError: boom", severity="ERROR"),
+        entry(3, 3, status=503),
+        entry(10, 10, text=start, log="varlog%2Fsystem"),
+        entry(11, 11, text="INFO:     Application startup complete."),
+        entry(20, 20, text=start, log="varlog%2Fsystem"),
+        entry(21, 21, status=200),
+        entry(30, 30, text=start, log="varlog%2Fsystem"),
+        entry(31, 31, status=500),
+    ]
+    store = Store(tmp_path / "store")
+    store.ingest_entries(entries, "test")
+    audit = Audit(store)
+    for held in (False, True):  # alone, and sharing the window's tables while held
+        with audit.engine.hold() if held else contextlib.nullcontext():
+            [h] = audit.engine.health(Window())
+            causes = audit.engine.root_causes(Window())
+        assert (h.instance_starts, h.ready_starts, h.requests, h.successful_requests) == (4, 2, 3, 1)
+        assert (h.evidence["failed_request"].entries, h.evidence["failed_request"].example) == (2, "GET /x -> 500")
+        assert [(c.line, c.starts, c.example) for c in causes] == [("RuntimeError: boom", 1, "RuntimeError: boom")]
