@@ -43,7 +43,8 @@ from logaudit.core.timeparse import to_ns
 
 KEEP = 24  # slice files kept (two per hour: rows and pattern matches)
 ROWS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "sev", "status", "err", "s4", "s5", "lat_ok",
-                "audit_revision", "method", "path", "bin", "message", "template")
+                "audit_revision", "method", "path", "bin", "instance_id", "ok", "bad", "req_ts", "ok_ts", "bad_ts",
+                "err_ts", "message", "template")
 HITS_COLUMNS = ("file", "entry_row", "ts", "service", "revision", "pattern_id")
 
 _TS = pa.timestamp("ns", tz="UTC")  # what DuckDB returns for TIMESTAMPTZ in the session zone of `db.connect`
@@ -53,7 +54,9 @@ BASE_SCHEMA = pa.schema([
     ("first_ts", _TS), ("last_ts", _TS), ("n", pa.int64()), ("errors", pa.int64()), ("requests", pa.int64()),
     ("status_4xx", pa.int64()), ("status_5xx", pa.int64()), ("latency_n", pa.int64()), ("latency_sum", pa.float64()),
     ("bin", pa.int32()), ("method", pa.string()), ("path", pa.string()), ("status", pa.int32()),
-    ("latencies", pa.list_(pa.float64())),
+    ("latencies", pa.list_(pa.float64())), ("ok_n", pa.int64()), ("req_first", _TS), ("req_last", _TS),
+    ("bad_n", pa.int64()), ("bad_first", _TS), ("bad_last", _TS), ("instance_id", pa.string()),
+    ("ok_first", _TS), ("ok_last", _TS), ("err_ts", pa.list_(_TS)),
 ])
 CAT_SCHEMA = pa.schema([
     ("kind", pa.string()), ("bucket", pa.int64()), ("service", pa.string()), ("revision", pa.string()),
@@ -178,7 +181,7 @@ class EdgeSlices:
         finally:
             for name in ("logaudit_edge_keys", "logaudit_edge_hits", "logaudit_edge_paths"):
                 con.unregister(name)
-        return (_encode(rows, ("file", "service", "revision", "audit_revision", "method", "path", "template")),
+        return (_encode(rows, ("file", "service", "revision", "audit_revision", "method", "path", "template", "instance_id")),
                 _encode(hits, ("file", "service", "revision", "pattern_id")))
 
 
@@ -197,6 +200,15 @@ def _rows_sql(src: str, where: str, template: str) -> str:
                            s.audit_revision, s.http_method AS method, p.path,
                            CASE WHEN s.http_status <> 101 AND s.http_latency_ms IS NOT NULL THEN CAST(round(
                                ln(greatest(s.http_latency_ms, 0.001)) * {LATENCY_BINS_PER_E}) AS INTEGER) END AS bin,
+                           s.instance_id,
+                           coalesce((s.http_status BETWEEN 200 AND 399)::TINYINT, 0) AS ok,
+                           coalesce((s.http_status <> 101 AND NOT s.http_status BETWEEN 200 AND 399)::TINYINT, 0) AS bad,
+                           CASE WHEN s.http_status IS NOT NULL THEN s.timestamp END AS req_ts,
+                           CASE WHEN s.http_status BETWEEN 200 AND 399 THEN s.timestamp END AS ok_ts,
+                           CASE WHEN s.http_status <> 101 AND NOT s.http_status BETWEEN 200 AND 399
+                                THEN s.timestamp END AS bad_ts,
+                           CASE WHEN s.http_status IS NULL AND s.effective_severity_num >= 500
+                                 AND s.message IS NOT NULL THEN s.timestamp END AS err_ts,
                            CASE WHEN s.effective_severity_num >= $level AND NOT EXISTS (
                                SELECT 1 FROM m WHERE m.file = k.entry_key AND m.entry_row = s.file_row_number)
                                THEN s.message END AS message
@@ -243,10 +255,19 @@ def _base(rows: pa.Table, hour: int) -> pa.Table:
     parts = []
     rev = _group(rows, ["file", "service", "revision"], [
         ("ts", "min"), ("ts", "max"), ([], "count_all"), ("err", "sum"), ("status", "count"),
-        ("s4", "sum"), ("s5", "sum"), ("lat_ok", "count"), ("lat_ok", "sum")])
+        ("s4", "sum"), ("s5", "sum"), ("lat_ok", "count"), ("lat_ok", "sum"), ("ok", "sum"), ("req_ts", "min"),
+        ("req_ts", "max"), ("bad", "sum"), ("bad_ts", "min"), ("bad_ts", "max")])
     parts.append(_named(rev, "rev", hour, {
         "ts_min": "first_ts", "ts_max": "last_ts", "count_all": "n", "err_sum": "errors", "status_count": "requests",
-        "s4_sum": "status_4xx", "s5_sum": "status_5xx", "lat_ok_count": "latency_n", "lat_ok_sum": "latency_sum"}))
+        "s4_sum": "status_4xx", "s5_sum": "status_5xx", "lat_ok_count": "latency_n", "lat_ok_sum": "latency_sum",
+        "ok_sum": "ok_n", "req_ts_min": "req_first", "req_ts_max": "req_last", "bad_sum": "bad_n",
+        "bad_ts_min": "bad_first", "bad_ts_max": "bad_last"}))
+    marked = rows.filter(pc.and_(pc.or_(pc.equal(rows["ok"], 1), pc.is_valid(rows["err_ts"])),
+                                 pc.is_valid(rows["revision"])))
+    inst = _group(marked, ["file", "service", "revision", "instance_id"],
+                  [("ok", "sum"), ("ok_ts", "min"), ("ok_ts", "max"), ("err_ts", "list")])
+    inst = inst.set_column(inst.schema.get_field_index("err_ts_list"), "err_ts", _drop_nulls(inst["err_ts_list"]))
+    parts.append(_named(inst, "inst", hour, {"ok_sum": "ok_n", "ok_ts_min": "ok_first", "ok_ts_max": "ok_last"}))
     deployed = rows.filter(pc.is_valid(rows["audit_revision"]))
     dep = _group(deployed, ["file", "service", "audit_revision"], [("ts", "min"), ([], "count_all")])
     dep = dep.append_column("last_ts", dep["ts_min"])

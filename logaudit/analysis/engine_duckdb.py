@@ -362,15 +362,26 @@ class DuckDBEngine:
             FROM (SELECT service, revision, instance_id, seq, min(timestamp) AS t0
                   FROM {prefix}_s WHERE seq > 0 GROUP BY ALL)
         """)
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {prefix}_req AS
-            SELECT e.service, e.revision, count(*) AS n, count(*) FILTER (e.http_status BETWEEN 200 AND 399) AS ok,
-                   min(e.timestamp) AS lo, max(e.timestamp) AS hi,
-                   count(*) FILTER ({_BAD_REQUEST}) AS bad_n,
-                   min(e.timestamp) FILTER ({_BAD_REQUEST}) AS bad_lo, max(e.timestamp) FILTER ({_BAD_REQUEST}) AS bad_hi
-            FROM entries e WHERE e.revision IS NOT NULL AND e.http_status IS NOT NULL AND {where}
-            GROUP BY ALL
-        """, params)
+        with self._aggregates(window) as agg:  # the requests: from the per-file aggregates
+            awhere, aparams = agg.filters(window.service, window.revision)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {prefix}_req AS
+                SELECT service, revision, sum(requests)::BIGINT AS n, sum(ok_n)::BIGINT AS ok,
+                       min(req_first) AS lo, max(req_last) AS hi, sum(bad_n)::BIGINT AS bad_n,
+                       min(bad_first) AS bad_lo, max(bad_last) AS bad_hi
+                FROM logaudit_cmp_base WHERE kind = 'rev' AND revision IS NOT NULL AND {awhere}
+                GROUP BY ALL HAVING sum(requests) > 0
+            """, aparams)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {prefix}_ok AS
+                SELECT service, revision, instance_id, ok_first, ok_last
+                FROM logaudit_cmp_base WHERE kind = 'inst' AND ok_n > 0 AND {awhere}
+            """, aparams)
+            con.execute(f"""
+                CREATE OR REPLACE TEMP TABLE {prefix}_err AS
+                SELECT service, revision, instance_id, unnest(err_ts) AS timestamp
+                FROM logaudit_cmp_base WHERE kind = 'inst' AND err_ts IS NOT NULL AND {awhere}
+            """, aparams)
         made = (con, prefix, params)
         if self._depth:
             self._health[window] = made
@@ -378,39 +389,45 @@ class DuckDBEngine:
 
     def _served(self, con: Any, prefix: str, where: str, params: dict[str, Any]) -> str:
         """A temporary table `{prefix}_served` of the segments without a ready entry in which a
-        request succeeded (the others are ready anyway). A successful request belongs to the segment
-        of its instance's latest start at or before it (an as-of join); only the requests of those
-        segments' instances and time are read."""
+        request succeeded (the others are ready anyway). The aggregates' first and last successful
+        request per instance and hour decide, unless a segment lies between the two; only those
+        segments' requests are read."""
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {prefix}_served AS
-            SELECT g.service, g.revision, g.instance_id, g.seq, g.t0, g.t1
-            FROM ({_SPANS.format(prefix=prefix)}) g
-            WHERE NOT EXISTS (SELECT 1 FROM {prefix}_s s WHERE s.is_ready AND s.seq = g.seq
-                              AND s.service IS NOT DISTINCT FROM g.service AND s.revision = g.revision
-                              AND s.instance_id IS NOT DISTINCT FROM g.instance_id)
+            WITH cand AS (
+                SELECT g.* FROM ({_SPANS.format(prefix=prefix)}) g
+                ANTI JOIN (SELECT * FROM {prefix}_s WHERE is_ready) s
+                  ON s.seq = g.seq AND s.service IS NOT DISTINCT FROM g.service AND s.revision = g.revision
+                 AND s.instance_id IS NOT DISTINCT FROM g.instance_id
+            ),
+            inside AS (  -- t0 <= ts < t1
+                SELECT c.*, o.ok_first, o.ok_last FROM cand c JOIN {prefix}_ok o
+                  ON o.service IS NOT DISTINCT FROM c.service AND o.revision = c.revision
+                 AND o.instance_id IS NOT DISTINCT FROM c.instance_id
+            )
+            SELECT service, revision, instance_id, seq, t0, t1,
+                   bool_or((ok_first >= t0 AND (t1 IS NULL OR ok_first < t1))
+                           OR (ok_last >= t0 AND (t1 IS NULL OR ok_last < t1))) AS served
+            FROM inside
+            WHERE (ok_last >= t0) AND (t1 IS NULL OR ok_first < t1)
+            GROUP BY ALL
         """)
-        (lo, hi, open_end), = con.execute(f"SELECT min(t0), max(t1), bool_or(t1 IS NULL) FROM {prefix}_served").fetchall()
-        if lo is None:
-            return f"{prefix}_served"
-        instances = [r[0] for r in con.execute(f"SELECT DISTINCT instance_id FROM {prefix}_served").fetchall()]
-        known = [i for i in instances if i is not None]
-        cond = " OR ".join(c for c in ("list_contains($instances, e.instance_id)" if known else "",
-                                       "e.instance_id IS NULL" if None in instances else "") if c)
-        until = "" if open_end else "AND e.timestamp < $hi"
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE {prefix}_served AS
-            SELECT DISTINCT g.service, g.revision, g.instance_id, g.seq
-            FROM (SELECT e.service, e.revision, e.instance_id, e.timestamp FROM entries e
-                  WHERE e.revision IS NOT NULL AND e.http_status BETWEEN 200 AND 399 AND ({cond})
-                    AND e.timestamp >= $lo {until} AND {where}) r
-            ASOF JOIN ({_SPANS.format(prefix=prefix)}) g
-              ON r.service IS NOT DISTINCT FROM g.service AND r.revision = g.revision
-             AND r.instance_id IS NOT DISTINCT FROM g.instance_id AND r.timestamp >= g.t0
-            SEMI JOIN {prefix}_served c
-              ON c.service IS NOT DISTINCT FROM g.service AND c.revision = g.revision
-             AND c.instance_id IS NOT DISTINCT FROM g.instance_id AND c.seq = g.seq
-        """, params | ({"instances": known} if known else {}) | {"lo": lo} | ({} if open_end else {"hi": hi}))
-        return f"{prefix}_served"
+        unsure = con.execute(f"SELECT service, revision, instance_id, seq, t0, t1 FROM {prefix}_served "
+                             "WHERE NOT served ORDER BY t0").fetchall()
+        # one bounded read per unsure segment (a few: each lies inside one hour of one instance)
+        for service, revision, instance, seq, t0, t1 in unsure:
+            hit = con.execute(f"""
+                SELECT count(*) > 0 FROM (SELECT 1 FROM entries e
+                    WHERE e.revision = $revision AND e.service IS NOT DISTINCT FROM $service
+                      AND e.instance_id IS NOT DISTINCT FROM $instance AND e.http_status BETWEEN 200 AND 399
+                      AND e.timestamp >= $t0 AND e.timestamp < $t1 AND {where} LIMIT 1)
+            """, params | {"revision": revision, "service": service, "instance": instance, "t0": t0, "t1": t1}
+            ).fetchone()[0]
+            if hit:
+                con.execute(f"UPDATE {prefix}_served SET served = true WHERE revision = $revision AND seq = $seq "
+                            "AND service IS NOT DISTINCT FROM $service AND instance_id IS NOT DISTINCT FROM $instance",
+                            {"revision": revision, "seq": seq, "service": service, "instance": instance})
+        return f"(SELECT * FROM {prefix}_served WHERE served)"
 
     def health(self, window: Window) -> list[HealthStats]:
         con, p, params = self._health_tables(window)
@@ -475,42 +492,33 @@ class DuckDBEngine:
     def root_causes(self, window: Window) -> list[RootCause]:
         con, p, params = self._health_tables(window)
         where, _ = self.audit.filters(window, "e")
-        first_start = con.execute(f"SELECT min(t0) FROM {p}_segs").fetchone()[0]
-        if first_start is None:
-            return []
         # Each start's first error: an entry of ERROR or worse that is not a request, with a text
-        # (ties: the least insertId). Errors are placed in their instance's segment by an as-of
-        # join on their time alone; the text is read for the entries at the first error's instant
-        # only, and again in full only for segments whose first instant has no text.
-        errors = "e.revision IS NOT NULL AND e.http_status IS NULL AND e.effective_severity_num >= 500"
-        text = "coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status)"
-        placed = f"""
-            SELECT g.service, g.revision, g.instance_id, g.seq, {{what}}
-            FROM (SELECT e.service, e.revision, e.instance_id, e.timestamp{{cols}} FROM entries e
-                  WHERE {errors} AND e.timestamp >= $first_start AND {where}{{cond}}) r
-            ASOF JOIN ({_SPANS.format(prefix=p)}) g
+        # (ties: the least insertId). The aggregates list the errors' times per instance and hour;
+        # an as-of join places them in their start's segment, and the text is read for the
+        # entries at each first error's instant only.
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE {p}_first AS
+            SELECT g.service, g.revision, g.instance_id, g.seq, min(r.timestamp) AS ts
+            FROM {p}_err r ASOF JOIN ({_SPANS.format(prefix=p)}) g
               ON r.service IS NOT DISTINCT FROM g.service AND r.revision = g.revision
              AND r.instance_id IS NOT DISTINCT FROM g.instance_id AND r.timestamp >= g.t0
-            GROUP BY g.service, g.revision, g.instance_id, g.seq"""
-        args = params | {"first_start": first_start}
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {p}_first AS "
-                    + placed.format(what="min(r.timestamp) AS ts", cols="", cond=""), args)
+            GROUP BY ALL
+        """)
+        instants = [r[0] for r in con.execute(f"SELECT DISTINCT ts FROM {p}_first").fetchall()]
+        if not instants:
+            return []
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {p}_causes AS
-            SELECT f.service, f.revision, f.instance_id, f.seq, f.ts, arg_min({text}, e.insert_id) AS msg
+            SELECT f.service, f.revision, f.instance_id, f.seq, f.ts,
+                   arg_min(coalesce(e.message, e.http_method || ' ' || e.http_path || ' -> ' || e.http_status),
+                           e.insert_id) AS msg
             FROM {p}_first f JOIN entries e
               ON e.timestamp = f.ts AND e.revision = f.revision AND e.service IS NOT DISTINCT FROM f.service
              AND e.instance_id IS NOT DISTINCT FROM f.instance_id
-            WHERE {errors} AND e.message IS NOT NULL AND list_contains($instants, e.timestamp) AND {where}
+            WHERE e.http_status IS NULL AND e.effective_severity_num >= 500 AND e.message IS NOT NULL
+              AND list_contains($instants, e.timestamp) AND {where}
             GROUP BY ALL
-        """, params | {"instants": [r[0] for r in con.execute(f"SELECT DISTINCT ts FROM {p}_first").fetchall()]})
-        if con.execute(f"SELECT (SELECT count(*) FROM {p}_first) > (SELECT count(*) FROM {p}_causes)").fetchone()[0]:
-            con.execute(f"""
-                CREATE OR REPLACE TEMP TABLE {p}_causes AS
-                SELECT service, revision, instance_id, seq, k.ts AS ts, k.msg AS msg FROM (
-                    {placed.format(what="arg_min({'ts': r.timestamp, 'msg': r.msg}, (r.timestamp, r.insert_id)) AS k",
-                                   cols=f", e.insert_id, {text} AS msg", cond=" AND e.message IS NOT NULL")})
-            """, args)
+        """, params | {"instants": instants})
         df = con.execute(f"""
             WITH lined AS (
                 SELECT *, list_filter(regexp_split_to_array(msg, '\\r\\n|\\n|\\r'), lambda x: regexp_matches(x, '\\S'))

@@ -36,7 +36,8 @@ from logaudit.store.layout import parquet_framing_problem
 # ========================================================================================== SQL
 _BASE_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "first_ts", "last_ts", "n", "errors",
                      "requests", "status_4xx", "status_5xx", "latency_n", "latency_sum", "bin", "method", "path",
-                     "status", "latencies")
+                     "status", "latencies", "ok_n", "req_first", "req_last", "bad_n", "bad_first", "bad_last",
+                     "instance_id", "ok_first", "ok_last", "err_ts")
 _CAT_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "key", "sev", "n", "first_ts", "example",
                     "example_ts", "example_file", "example_row")
 #: Aggregates are kept per hour of each file (`bucket`: hours since the epoch), so that a window
@@ -44,6 +45,11 @@ _CAT_SCHEMA_COLS = ("filename", "kind", "bucket", "service", "revision", "key", 
 
 
 _BUCKET_SQL = f"epoch_ns(timestamp) // {BUCKET_NS}"
+#: A successful request (a WebSocket upgrade, 101, is not one) and a failed one (`HealthStats`).
+_OK = "http_status BETWEEN 200 AND 399"
+_BAD = "http_status <> 101 AND NOT http_status BETWEEN 200 AND 399"
+#: An error that is not a request, with a text: what a root cause is read from (`Engine.root_causes`).
+_TEXT_ERROR = "http_status IS NULL AND effective_severity_num >= 500 AND message IS NOT NULL"
 
 
 def base_shape() -> dict[str, Any]:
@@ -622,8 +628,19 @@ def _base_sql(src: str) -> str:
                    count(*) FILTER (http_status >= 500) AS status_5xx,
                    count(http_latency_ms) FILTER (http_status <> 101) AS latency_n,
                    (sum(http_latency_ms::DECIMAL(38, 6)) FILTER (http_status <> 101))::DOUBLE AS latency_sum,
-                   NULL::INTEGER AS bin
+                   NULL::INTEGER AS bin, count(*) FILTER ({_OK}) AS ok_n,
+                   min(timestamp) FILTER (http_status IS NOT NULL) AS req_first,
+                   max(timestamp) FILTER (http_status IS NOT NULL) AS req_last,
+                   count(*) FILTER ({_BAD}) AS bad_n, min(timestamp) FILTER ({_BAD}) AS bad_first,
+                   max(timestamp) FILTER ({_BAD}) AS bad_last
             FROM src GROUP BY filename, bucket, service, revision
+            UNION ALL BY NAME
+            SELECT filename, 'inst' AS kind, {_BUCKET_SQL} AS bucket, service, revision, instance_id,
+                   count(*) FILTER ({_OK}) AS ok_n, min(timestamp) FILTER ({_OK}) AS ok_first,
+                   max(timestamp) FILTER ({_OK}) AS ok_last,
+                   list(timestamp ORDER BY timestamp) FILTER ({_TEXT_ERROR}) AS err_ts
+            FROM src WHERE revision IS NOT NULL AND ({_OK} OR {_TEXT_ERROR})
+            GROUP BY filename, bucket, service, revision, instance_id
             UNION ALL BY NAME
             SELECT filename, 'deploy' AS kind, {_BUCKET_SQL} AS bucket, service, audit_revision AS revision,
                    min(timestamp) AS first_ts, min(timestamp) AS last_ts, count(*) AS n
@@ -708,7 +725,10 @@ def _empty(pa: Any, cols: tuple[str, ...]) -> Any:
              "latency_sum": pa.float64(), "bin": pa.int32(), "key": pa.string(), "sev": pa.int16(),
              "example": pa.string(), "example_ts": pa.timestamp("ns", tz="UTC"), "status_4xx": pa.int64(),
              "method": pa.string(), "path": pa.string(), "status": pa.int32(), "latencies": pa.list_(pa.float64()),
-             "example_file": pa.string(), "example_row": pa.int64()}
+             "example_file": pa.string(), "example_row": pa.int64(), "ok_n": pa.int64(), "bad_n": pa.int64(),
+             "instance_id": pa.string(), **{c: pa.timestamp("ns", tz="UTC") for c in (
+                 "req_first", "req_last", "bad_first", "bad_last", "ok_first", "ok_last")},
+             "err_ts": pa.list_(pa.timestamp("ns", tz="UTC"))}
     return pa.table({c: pa.array([], types[c]) for c in cols})
 
 

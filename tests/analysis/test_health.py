@@ -312,8 +312,10 @@ def test_root_causes_and_evidence_are_redacted_and_entries_without_an_instance_a
 
 
 def test_segments_are_ready_by_a_mark_or_a_request_and_a_first_error_without_text_is_passed_over(tmp_path):
-    """Four starts of one instance: ready by "Application startup complete.", ready by a successful
-    request alone, never ready, and one whose first error has no text (its second one is the cause)."""
+    """Five starts of one instance in one hour: ready by "Application startup complete.", by a
+    successful request between the hour's first and last one (read again), by the hour's last
+    one, never ready (its only request failed), and a first one whose first error has no text
+    (its second error is the cause)."""
     def entry(i: int, second: int, *, text: str | None = None, payload: dict | None = None,
               severity: str = "INFO", status: int | None = None, log: str = "stderr") -> dict:
         e = {"logName": f"projects/p/logs/run.googleapis.com%2F{log}", "insertId": f"e{i}",
@@ -337,10 +339,13 @@ def test_segments_are_ready_by_a_mark_or_a_request_and_a_first_error_without_tex
         entry(3, 3, status=503),
         entry(10, 10, text=start, log="varlog%2Fsystem"),
         entry(11, 11, text="INFO:     Application startup complete."),
+        entry(12, 12, status=200),
         entry(20, 20, text=start, log="varlog%2Fsystem"),
         entry(21, 21, status=200),
         entry(30, 30, text=start, log="varlog%2Fsystem"),
         entry(31, 31, status=500),
+        entry(40, 40, text=start, log="varlog%2Fsystem"),
+        entry(45, 45, status=200),
     ]
     store = Store(tmp_path / "store")
     store.ingest_entries(entries, "test")
@@ -349,6 +354,6 @@ def test_segments_are_ready_by_a_mark_or_a_request_and_a_first_error_without_tex
         with audit.engine.hold() if held else contextlib.nullcontext():
             [h] = audit.engine.health(Window())
             causes = audit.engine.root_causes(Window())
-        assert (h.instance_starts, h.ready_starts, h.requests, h.successful_requests) == (4, 2, 3, 1)
+        assert (h.instance_starts, h.ready_starts, h.requests, h.successful_requests) == (5, 3, 5, 3)
         assert (h.evidence["failed_request"].entries, h.evidence["failed_request"].example) == (2, "GET /x -> 500")
         assert [(c.line, c.starts, c.example) for c in causes] == [("RuntimeError: boom", 1, "RuntimeError: boom")]
