@@ -102,7 +102,8 @@ class Audit:
         if cached is not None:  # not closed here: a caller may still be using it (it closes when unused)
             self._rows.discard(window)
         con = connect()
-        register_views(con, self.store, self.catalog, since=window.since, until=window.until)
+        # the views read the files listed here: the per-file aggregates (`classified_files`) too
+        register_views(con, self.store, self.catalog, since=window.since, until=window.until, files=list(files))
         self._cons[window] = (con, files)
         self._made[id(con)] = files  # also for a connection replaced meanwhile but still in use
         return con

@@ -80,8 +80,10 @@ class ClassifyReport:
 
 def classify_store(store: Any, catalog: Catalog, since: datetime | None = None, until: datetime | None = None,
                    progress: Progress | None = None, *, workers: int | None = None,
-                   max_chars: int = DEFAULT_MAX_CHARS, use_hyperscan: bool = True, summarize: bool = True) -> ClassifyReport:
-    """Classify the store's entry files (those of the window) against `catalog`, using the cache.
+                   max_chars: int = DEFAULT_MAX_CHARS, use_hyperscan: bool = True, summarize: bool = True,
+                   files: list[Path] | None = None) -> ClassifyReport:
+    """Classify the store's entry files (those of the window, or `files` as listed by the caller)
+    against `catalog`, using the cache.
 
     Only (entry file, pattern fingerprint) pairs not cached yet are evaluated; counts in the
     report cover the entries with since <= timestamp < until.
@@ -89,15 +91,15 @@ def classify_store(store: Any, catalog: Catalog, since: datetime | None = None, 
     faults = getattr(store, "faults", contextlib.nullcontext)  # a Store; any object with root and entry_files works
     with faults():
         return _classify_store(store, catalog, since, until, progress, workers=workers, max_chars=max_chars,
-                               use_hyperscan=use_hyperscan, summarize=summarize)
+                               use_hyperscan=use_hyperscan, summarize=summarize, files=files)
 
 
 def _classify_store(store: Any, catalog: Catalog, since: datetime | None, until: datetime | None,
                     progress: Progress | None, *, workers: int | None, max_chars: int, use_hyperscan: bool,
-                    summarize: bool) -> ClassifyReport:
+                    summarize: bool, files: list[Path] | None) -> ClassifyReport:
     t0 = time.perf_counter()
     root = Path(store.root)
-    files = store.entry_files(since, until)
+    files = store.entry_files(since, until) if files is None else list(files)
     writable = getattr(store, "writable", True)
     report = ClassifyReport(files=len(files), patterns=len(catalog),
                             since=_iso(since), until=_iso(until))

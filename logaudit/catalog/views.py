@@ -42,18 +42,20 @@ def patterns_table(catalog: Catalog, max_chars: int = DEFAULT_MAX_CHARS) -> pa.T
 def register_views(con: duckdb.DuckDBPyConnection, store: Any, catalog: Catalog, *,
                    since: datetime | None = None, until: datetime | None = None, classify: bool = True,
                    workers: int | None = None, max_chars: int = DEFAULT_MAX_CHARS,
-                   progress: Progress | None = None) -> ClassifyReport | None:
-    """Create temp views `entries`, `matches`, `patterns`, `unclassified` on `con`.
+                   progress: Progress | None = None, files: list[Path] | None = None) -> ClassifyReport | None:
+    """Create temp views `entries`, `matches`, `patterns`, `unclassified` on `con`, over `files`
+    (default: the store's entry files of the window, listed once here).
 
-    With `classify` (the default) the store is first brought up to date with the catalog
-    (cheap when cached), so queries always reflect the catalog as it is now.
+    With `classify` (the default) those files are first brought up to date with the catalog
+    (cheap when cached), so queries always reflect the catalog as it is now. One listing serves
+    both: a file that an ingest adds meanwhile is in neither (never in the views unclassified).
     """
     report = None
+    files = store.entry_files(since, until) if files is None else list(files)
     if classify:
         report = classify_store(store, catalog, since, until, progress, workers=workers, max_chars=max_chars,
-                                summarize=False)
+                                summarize=False, files=files)
     root = Path(store.root)
-    files = store.entry_files(since, until)
     ptable = patterns_table(catalog, max_chars)
     con.register("logaudit_patterns_table", ptable)
     con.execute("CREATE OR REPLACE TEMP VIEW patterns AS SELECT * FROM logaudit_patterns_table")

@@ -66,8 +66,10 @@ def demo(store_dir: str | None, catalogs: tuple[str, ...], no_shipped_catalogs: 
     if fmt == "json":
         echo_json(summary)
         return
-    click.echo(f"ingested {path.name}: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate "
-               f"-> {store.root}", err=True)
+    # two lines: the store's path has any length, the counts line fits 80 columns
+    click.echo(f"ingested {path.name}: {report.read} read, {report.new_rows} new, {report.duplicates} duplicate",
+               err=True)
+    click.echo(f"store: {store.root}", err=True)
     if fmt == "markdown":
         click.echo(render_markdown(summary), nl=False)
     else:

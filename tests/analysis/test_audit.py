@@ -383,9 +383,11 @@ def test_extracted_fields_are_counted(sample):
 
 @pytest.mark.slow
 def test_demo_runs_the_main_job_on_the_bundled_sample(tmp_path, cli):
-    result = cli("demo", "--store", tmp_path / "demo")
+    result = cli("demo", "--store", tmp_path / "demo", env={"COLUMNS": "80"})
     assert result.exit_code == 0
-    assert "ingested netra-staging.jsonl.gz: 5000 read, 5000 new, 0 duplicate" in result.stderr
+    assert result.stderr.splitlines() == ["ingested netra-staging.jsonl.gz: 5000 read, 5000 new, 0 duplicate",
+                                          f"store: {tmp_path / 'demo'}"]
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
     assert "5,000 entries from 2 service(s)" in result.stdout
     assert "new critical: Service dependency validation FAILED (3)" in result.stdout
     again = cli("demo", "--store", tmp_path / "demo", "--format", "json")

@@ -22,6 +22,7 @@ from conftest import in_namespace, needs_mounts
 from logaudit.analysis.audit import Audit
 from logaudit.analysis.gate import Gate
 from logaudit.analysis.judge import compare
+from logaudit.analysis.window import Window
 from logaudit.sources.bundled import sample_path
 from logaudit.sources.sample import SampleConfig, SampleGenerator
 from logaudit.store.derived import KINDS, STALE_SHAPE_SECONDS, shape_digest
@@ -254,3 +255,37 @@ def test_a_concurrent_ingest_during_compare_never_mis_serves(tmp_path):
     assert all(a in (cold_before, cold_after) for a in seen) and seen[-1] == cold_after
     check = logaudit("store", "check", "--store", root)
     assert check.returncode == 0, check.stdout
+
+
+def test_a_file_ingested_while_a_connection_is_made_is_in_neither_its_views_nor_its_aggregates(tmp_path):
+    """An ingest that lands right after the store's files are listed for a connection: the views,
+    the classification and the per-file aggregates all read the one listing (the health facts
+    join the views and the aggregates: two listings made a compare mix the stores)."""
+    entries = list(SampleGenerator(SampleConfig(entries=600)))
+    late = entries[1::2]
+    root = tmp_path / "store"
+    Store(root).ingest_entries(entries[::2], "first")
+
+    class IngestAfterListing(Store):
+        pending = True
+
+        def entry_files(self, since=None, until=None):
+            listed = super().entry_files(since, until)
+            if self.pending:  # another process's ingest, right after this listing
+                self.pending = False
+                assert Store(self.root).ingest_entries(late, "late").new_rows == 300
+            return listed
+
+    audit, window = Audit(IngestAfterListing(root)), Window()
+    with audit.engine.hold():  # one answer: the files of the first listing
+        totals = audit.engine.totals(window)
+        health = audit.engine.health(window)
+        revisions = audit.engine.revisions(window, percentiles=False)
+        con = audit.engine._pinned[window]  # the connection of this answer
+        viewed = con.execute("SELECT count(*), count(http_status) FROM entries").fetchone()
+        classified = con.execute("SELECT count(DISTINCT entry_file) FROM matches").fetchone()[0]
+    assert totals.entries == viewed[0] == 300
+    assert sum(h.requests for h in health) == sum(r.requests for r in revisions if r.revision) == viewed[1]
+    assert classified == len(audit.classified_files(window, con)) == 2  # one per day
+    assert len(Store(root).entry_files()) == 4
+    assert audit.engine.totals(window).entries == 600  # the next answer reads the store as it is now
