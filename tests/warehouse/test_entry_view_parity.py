@@ -3,8 +3,6 @@ the local store holds for the same entries: every canonical column, every row.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import pytest
 from bq_tables import canonical_rows, differences, load_all_logs, load_sink
@@ -13,7 +11,7 @@ from logaudit.core.db import connect, sql_list
 from logaudit.sources.sample import SampleConfig, sample_entries
 from logaudit.store.store import Store
 from logaudit.warehouse.dialect import to_duckdb
-from logaudit.warehouse.entry_view import CANONICAL_COLUMNS, all_logs_view, sink_view
+from logaudit.warehouse.entry_view import CANONICAL_COLUMNS, SinkTable, all_logs_view, sink_view
 
 LOG = "projects/netra-staging/logs/"
 STDOUT, REQUESTS, AUDIT = LOG + "run.googleapis.com%2Fstdout", LOG + "run.googleapis.com%2Frequests", \
@@ -97,17 +95,22 @@ def local_rows(entries: list[dict], tmp_path_factory: pytest.TempPathFactory) ->
     return canonical_rows(con, f"read_parquet({sql_list([str(f) for f in store.entry_files()])})")
 
 
-def _con() -> duckdb.DuckDBPyConnection:
-    return connect()
+@pytest.fixture(scope="module")
+def loaded(entries: list[dict]) -> tuple[duckdb.DuckDBPyConnection, dict[str, list[SinkTable]]]:
+    """One connection holding `p.d._AllLogs` and two sinks of the entries: `p.sink` date-sharded
+    with Duration texts, `p.part` partitioned with {seconds, nanos} records."""
+    con = connect()
+    load_all_logs(con, "p.d._AllLogs", entries)
+    return con, {"p.sink": load_sink(con, "p.sink", entries, sharded=True, latency="STRING"),
+                 "p.part": load_sink(con, "p.part", entries, sharded=False, latency="RECORD")}
 
 
 def _run(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple]:
     return canonical_rows(con, f"({to_duckdb(sql)})")
 
 
-def test_all_logs_view_equals_the_local_store(entries: list[dict], local_rows: list[tuple]) -> None:
-    con = _con()
-    load_all_logs(con, "p.d._AllLogs", entries)
+def test_all_logs_view_equals_the_local_store(loaded, local_rows: list[tuple]) -> None:
+    con, _ = loaded
     got = _run(con, all_logs_view("p.d._AllLogs"))
     assert len(got) == len(local_rows) == 3031
     assert differences(got, local_rows) == {}
@@ -116,7 +119,7 @@ def test_all_logs_view_equals_the_local_store(entries: list[dict], local_rows: l
 def test_a_missing_severity_stored_as_default_reads_the_same(entries: list[dict], local_rows: list[tuple]) -> None:
     """Entries without severity as `DEFAULT`/0 rather than NULL: only `severity` and
     `severity_num` show it; the effective severity is read from the text all the same."""
-    con = _con()
+    con = connect()
     load_all_logs(con, "p.d._AllLogs", entries, no_severity="default")
     got = _run(con, all_logs_view("p.d._AllLogs"))
     diff = differences(got, local_rows)
@@ -127,11 +130,10 @@ def test_a_missing_severity_stored_as_default_reads_the_same(entries: list[dict]
     assert {(g, w) for _, g, w in diff["severity_num"]} == {(0, None)}
 
 
-@pytest.mark.parametrize(("sharded", "latency"), [(True, "STRING"), (False, "RECORD")])
-def test_sink_view_equals_the_local_store(entries: list[dict], local_rows: list[tuple], sharded: bool,
-                                          latency: str) -> None:
-    con = _con()
-    tables = load_sink(con, "p.sink", entries, sharded=sharded, latency=latency)
+@pytest.mark.parametrize(("dataset", "sharded"), [("p.sink", True), ("p.part", False)])
+def test_sink_view_equals_the_local_store(loaded, local_rows: list[tuple], dataset: str, sharded: bool) -> None:
+    con, sinks = loaded
+    tables = sinks[dataset]
     assert [t.name.rsplit(".", 1)[1] for t in tables] == [
         f"{name}{'_' if sharded else ''}" for name in (
             "cloudaudit_googleapis_com_activity", "run_googleapis_com_requests", "run_googleapis_com_stderr",
@@ -141,17 +143,15 @@ def test_sink_view_equals_the_local_store(entries: list[dict], local_rows: list[
     assert differences(got, local_rows) == {}
 
 
-def test_duplicates_are_kept_with_no_dedupe(entries: list[dict], local_rows: list[tuple]) -> None:
-    con = _con()
-    load_all_logs(con, "p.d._AllLogs", entries)
-    tables = load_sink(con, "p.sink", entries)
-    for sql in (all_logs_view("p.d._AllLogs", dedupe=False), sink_view(tables, dedupe=False)):
+def test_duplicates_are_kept_with_no_dedupe(loaded, entries: list[dict], local_rows: list[tuple]) -> None:
+    con, sinks = loaded
+    for sql in (all_logs_view("p.d._AllLogs", dedupe=False), sink_view(sinks["p.sink"], dedupe=False)):
         got = _run(con, sql)
         assert len(got) == len(entries) == 3044
         assert sorted(set(got)) == sorted(local_rows)
 
 
-def test_time_window_and_shards(entries: list[dict], local_rows: list[tuple]) -> None:
+def test_time_window_and_shards(loaded, local_rows: list[tuple]) -> None:
     """since <= timestamp < until, on _AllLogs and on date shards (only the days' shards read)."""
     from datetime import UTC, datetime
 
@@ -159,9 +159,8 @@ def test_time_window_and_shards(entries: list[dict], local_rows: list[tuple]) ->
     lo, hi = int(since.timestamp() * 1e6), int(until.timestamp() * 1e6)
     ts = CANONICAL_COLUMNS.index("timestamp")
     want = [r for r in local_rows if lo <= r[ts] < hi]
-    con = _con()
-    load_all_logs(con, "p.d._AllLogs", entries)
-    tables = load_sink(con, "p.sink", entries)
+    con, sinks = loaded
+    tables = sinks["p.sink"]
     assert 0 < len(want) < len(local_rows)
     assert differences(_run(con, all_logs_view("p.d._AllLogs", since=since, until=until)), want) == {}
     sql = sink_view(tables, since=since, until=until)
@@ -193,11 +192,10 @@ def test_hostile_entries_read_as_the_local_store_reads_them(local_rows: list[tup
     assert get(29, "message") == "google.cloud.run.v1.Services.DeleteService by unknown principal: OK"
 
 
-def test_a_sink_table_without_columns_reads_them_as_typed_nulls(entries: list[dict], local_rows: list[tuple],
-                                                               tmp_path: Path) -> None:
+def test_a_sink_table_without_columns_reads_them_as_typed_nulls(entries: list[dict], local_rows: list[tuple]) -> None:
     """A requests table created before httpRequest and labels existed: those columns are NULL,
     typed (the view still runs), and the rest of the rows is unchanged."""
-    con = _con()
+    con = connect()
     tables = load_sink(con, "p.sink", entries, drop={"run_googleapis_com_requests": ["httpRequest", "labels"]})
     requests = next(t for t in tables if "requests" in t.name)
     assert not any(k.lower().startswith(("httprequest", "labels")) for k in requests.columns)
