@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
@@ -45,11 +45,7 @@ def micros(text: str | None) -> datetime | None:
     """An RFC 3339 time cut to microseconds, as BigQuery stores it."""
     if text is None:
         return None
-    ns = parse_rfc3339_ns(text)
-    return datetime.fromtimestamp(0, UTC) + (ns // 1000) * _US
-
-
-_US = datetime(1970, 1, 1, 0, 0, 0, 1, UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return datetime.fromtimestamp(0, UTC) + timedelta(microseconds=parse_rfc3339_ns(text) // 1000)
 
 
 def duration(value: Any) -> tuple[int, int] | None:
@@ -58,6 +54,11 @@ def duration(value: Any) -> tuple[int, int] | None:
         return None
     whole = Decimal(value[:-1]) * 1_000_000_000
     return int(whole) // 1_000_000_000, int(whole) % 1_000_000_000
+
+
+def _latency_record(value: Any) -> dict | None:
+    parts = duration(value)
+    return None if parts is None else {"seconds": parts[0], "nanos": parts[1]}
 
 
 def _int(value: Any) -> int | None:
@@ -116,8 +117,7 @@ def all_logs_rows(entries: list[dict], *, no_severity: str = "null") -> list[dic
                 "response_size": _int(http.get("responseSize")), "user_agent": http.get("userAgent"),
                 "remote_ip": http.get("remoteIp"), "server_ip": http.get("serverIp"), "referer": http.get("referer"),
                 "protocol": http.get("protocol"),
-                "latency": None if duration(http.get("latency")) is None else dict(
-                    zip(("seconds", "nanos"), duration(http.get("latency")), strict=True)),
+                "latency": _latency_record(http.get("latency")),
             },
         })
     return rows
@@ -174,13 +174,11 @@ def sink_row(e: dict, *, latency: str) -> dict:
         row["jsonPayload"] = _lower_keys(e["jsonPayload"]) or None
     http = e.get("httpRequest")
     if http is not None:
-        lat = duration(http.get("latency"))
         row["httpRequest"] = {
             "requestMethod": http.get("requestMethod"), "requestUrl": http.get("requestUrl"),
             "status": _int(http.get("status")), "userAgent": http.get("userAgent"),
             "requestSize": _int(http.get("requestSize")), "remoteIp": http.get("remoteIp"),
-            "latency": (http.get("latency") if latency == "STRING" else
-                        None if lat is None else {"seconds": lat[0], "nanos": lat[1]}),
+            "latency": http.get("latency") if latency == "STRING" else _latency_record(http.get("latency")),
         }
     proto = e.get("protoPayload")
     if proto is not None and str(proto.get("@type", "")).endswith("google.cloud.audit.AuditLog"):
