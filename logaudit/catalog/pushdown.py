@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import re2
-import regex
 
 from logaudit.catalog.catalog import Catalog, Pattern
 from logaudit.catalog.translate import (
@@ -60,8 +59,6 @@ def sql_budget(regex_text: str) -> int:
     return 48 + 5 * len(regex_text)
 
 _NON_ASCII = r"\x{80}-\x{10ffff}"
-#: The non-ASCII characters `regex` folds onto an ASCII letter under IGNORECASE.
-_FOLD_POOL = frozenset("\u0130\u0131\u017f\u212a")
 _CONTROL = {"\n": r"\n", "\t": r"\t", "\r": r"\r"}
 _META = frozenset("\\.+*?()|[]{}^$-")
 _ATOM = re2.compile(r"\(\?:(?:\\.|[^()\\])*\)|\[(?:\\.|[^\]\\])*\]|\\x\{[0-9a-f]+\}|\\.|\(\?s:\.\)|[^\\]")
@@ -113,7 +110,9 @@ class _Walk:
 
     def seq(self, items: list[Any], flags: int, top: bool = False) -> str:
         out: list[str] = []
-        run: list[str] = []  # case-insensitive ASCII literals RE2's (?i) folds as `regex` does
+        # case-insensitive ASCII literals RE2's (?i) folds as `regex` does (all but i and I, which
+        # `regex` folds onto U+0130 and U+0131 and RE2 does not: compared over every code point)
+        run: list[str] = []
         for i, (op, av) in enumerate(items):
             if op == sre_c.LITERAL and flags & sre_c.SRE_FLAG_IGNORECASE and av < 128 and chr(av) not in "iI":
                 run.append(_char(chr(av)))
@@ -217,35 +216,9 @@ def _icase_run(run: list[str]) -> str:
     return f"(?i:{text})" if any(c.isalpha() for c in text) else text
 
 
-def _icase_fix(cs: CharSet, source: str) -> CharSet:
-    """Correct the non-ASCII characters a case-insensitive set matches, asking `regex` with the
-    set's `source` (`regex` folds `i` onto U+0130 but `I` onto U+0131; `translate` assumes U+0130)."""
-    if not isinstance(cs.non, frozenset) and cs.non != "none":
-        return cs
-    explicit = frozenset() if cs.non == "none" else cs.non
-    folded = {c for c in _FOLD_POOL if regex.fullmatch(source, c, regex.IGNORECASE)}
-    return CharSet(cs.ascii, (explicit - _FOLD_POOL) | folded or "none")
-
-
-def _class_source(items: list[Any]) -> str | None:
-    """A `regex` class of the literals and ranges (None when it has anything else)."""
-    parts = []
-    for op, av in items:
-        if op == sre_c.LITERAL:
-            parts.append(regex.escape(chr(av)))
-        elif op == sre_c.RANGE:
-            parts.append(f"{regex.escape(chr(av[0]))}-{regex.escape(chr(av[1]))}")
-        else:
-            return None
-    return "[" + "".join(parts) + "]"
-
-
 def _charset(op: Any, av: Any, flags: int) -> tuple[CharSet, int]:
-    icase = bool(flags & sre_c.SRE_FLAG_IGNORECASE)
     if op == sre_c.LITERAL:
         cs = fold_literal(chr(av), flags)
-        if icase and av < 128:
-            cs = _icase_fix(cs, regex.escape(chr(av)))
         return cs, cs.exactness
     if op == sre_c.NOT_LITERAL:
         cs = fold_literal(chr(av), flags)
@@ -255,11 +228,7 @@ def _charset(op: Any, av: Any, flags: int) -> tuple[CharSet, int]:
     if op == sre_c.CATEGORY:
         return class_set([(op, av)], flags)
     if op == sre_c.IN:
-        cs, ex = class_set(list(av), flags)
-        source = _class_source(list(av)) if icase else None
-        if source is not None:
-            cs = _icase_fix(cs, source)
-        return cs, ex
+        return class_set(list(av), flags)
     return CharSet(ALL_ASCII, "all"), EXACT  # ANY with DOTALL
 
 

@@ -12,6 +12,7 @@ import functools
 import re
 import re._constants as sre_c
 import re._parser as sre_parse
+import string
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,9 +43,16 @@ ALL_ASCII = frozenset(range(128))
 _DIGIT = _ascii_set(r"\d")
 ASCII_WORD = _ascii_set(r"\w")
 _SPACE = _ascii_set(r"\s")
-#: Non-ASCII characters `regex` folds onto an ASCII letter under IGNORECASE (verified by a test).
-_SPECIAL_FOLDS: dict[str, str] = {"i": "\u0130", "s": "\u017f", "k": "\u212a"}
-_SPECIAL_FOLDS_REV: dict[str, str] = {v: k for k, v in _SPECIAL_FOLDS.items()}
+#: The non-ASCII characters `regex` folds onto an ASCII letter under IGNORECASE (a test checks
+#: every code point). Which letter is asked of `regex`: `I` matches the dotless U+0131 and `i`
+#: U+0130, not both U+0130.
+FOLD_POOL = "\u0130\u0131\u017f\u212a"
+_SPECIAL_FOLDS: dict[str, frozenset[str]] = {
+    a: frozenset(c for c in FOLD_POOL if regex.fullmatch(regex.escape(a), c, regex.IGNORECASE))
+    for a in string.ascii_letters}
+_SPECIAL_FOLDS_REV: dict[str, frozenset[str]] = {
+    c: frozenset(a for a in string.ascii_letters if regex.fullmatch(regex.escape(c), a, regex.IGNORECASE))
+    for c in FOLD_POOL}
 _WORD_RX = regex.compile(r"\w")
 _MB = r"(?:[\xc0-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf7][\x80-\xbf]{3})"
 _GAP = r"[^\xff]*"
@@ -129,15 +137,13 @@ def fold_literal(ch: str, flags: int) -> CharSet:
     if code < 128:
         if not ch.isalpha():
             return CharSet([code])
-        low = ch.lower()
         non: Any = "none"
-        if not ascii_only and low in _SPECIAL_FOLDS:
-            non = frozenset([_SPECIAL_FOLDS[low]])
-        return CharSet({ord(low), ord(ch.upper())}, non)
+        if not ascii_only and _SPECIAL_FOLDS[ch]:
+            non = _SPECIAL_FOLDS[ch]
+        return CharSet({ord(ch.lower()), ord(ch.upper())}, non)
     if ascii_only:
         return CharSet((), frozenset([ch]))
-    extra = _SPECIAL_FOLDS_REV.get(ch)
-    return CharSet({ord(extra), ord(extra.upper())} if extra else (), "some")
+    return CharSet({ord(a) for a in _SPECIAL_FOLDS_REV.get(ch, ())}, "some")
 
 
 def _category(cat: Any, flags: int) -> tuple[CharSet, int]:
@@ -470,5 +476,5 @@ def _hs_compiles(expr: bytes) -> bool:
     return _hs is None or single_database(expr) is not None
 
 
-__all__ = ["ALL_ASCII", "ASCII_EXACT", "ASCII_WORD", "EXACT", "INEXACT", "CharSet", "Plan", "class_set", "fold_literal",
+__all__ = ["ALL_ASCII", "ASCII_EXACT", "ASCII_WORD", "EXACT", "FOLD_POOL", "INEXACT", "CharSet", "Plan", "class_set", "fold_literal",
            "parse_pattern", "plan_pattern", "re2_compiles", "single_database"]
