@@ -12,6 +12,7 @@ import functools
 import re
 import re._constants as sre_c
 import re._parser as sre_parse
+import string
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,20 +39,27 @@ def _ascii_set(rx: str) -> frozenset[int]:
     return frozenset(i for i in range(128) if compiled.match(chr(i)))
 
 
-_ALL_ASCII = frozenset(range(128))
+ALL_ASCII = frozenset(range(128))
 _DIGIT = _ascii_set(r"\d")
-_WORD = _ascii_set(r"\w")
+ASCII_WORD = _ascii_set(r"\w")
 _SPACE = _ascii_set(r"\s")
-#: Non-ASCII characters `regex` folds onto an ASCII letter under IGNORECASE (verified by a test).
-_SPECIAL_FOLDS: dict[str, str] = {"i": "\u0130", "s": "\u017f", "k": "\u212a"}
-_SPECIAL_FOLDS_REV: dict[str, str] = {v: k for k, v in _SPECIAL_FOLDS.items()}
+#: The non-ASCII characters `regex` folds onto an ASCII letter under IGNORECASE (a test checks
+#: every code point). Which letter is asked of `regex`: `I` matches the dotless U+0131 and `i`
+#: U+0130, not both U+0130.
+FOLD_POOL = "\u0130\u0131\u017f\u212a"
+_SPECIAL_FOLDS: dict[str, frozenset[str]] = {
+    a: frozenset(c for c in FOLD_POOL if regex.fullmatch(regex.escape(a), c, regex.IGNORECASE))
+    for a in string.ascii_letters}
+_SPECIAL_FOLDS_REV: dict[str, frozenset[str]] = {
+    c: frozenset(a for a in string.ascii_letters if regex.fullmatch(regex.escape(c), a, regex.IGNORECASE))
+    for c in FOLD_POOL}
 _WORD_RX = regex.compile(r"\w")
 _MB = r"(?:[\xc0-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf7][\x80-\xbf]{3})"
 _GAP = r"[^\xff]*"
 _MAX_HS_REPEAT = 1000
 
 
-class _CharSet:
+class CharSet:
     """Characters one position may match: an exact ASCII part and a non-ASCII part.
 
     `non` is "none", "all", "some" (an unknown part: emitted as any non-ASCII char, which makes
@@ -64,7 +72,7 @@ class _CharSet:
         self.ascii = frozenset(ascii_)
         self.non = non
 
-    def union(self, other: _CharSet) -> _CharSet:
+    def union(self, other: CharSet) -> CharSet:
         a, b = self.non, other.non
         if a == "all" or b == "all":
             non: Any = "all"
@@ -76,11 +84,11 @@ class _CharSet:
             non = a
         else:
             non = a | b
-        return _CharSet(self.ascii | other.ascii, non)
+        return CharSet(self.ascii | other.ascii, non)
 
-    def negate(self) -> _CharSet:
+    def negate(self) -> CharSet:
         non = {"none": "all", "all": "none"}.get(self.non, "some") if isinstance(self.non, str) else "some"
-        return _CharSet(_ALL_ASCII - self.ascii, non)
+        return CharSet(ALL_ASCII - self.ascii, non)
 
     @property
     def exactness(self) -> int:
@@ -120,56 +128,55 @@ def _byte_class(codes: frozenset[int], force_class: bool = False) -> str:
     return f"[{body}]"
 
 
-def _fold_literal(ch: str, flags: int) -> _CharSet:
+def fold_literal(ch: str, flags: int) -> CharSet:
     """The characters `ch` matches under `flags` (IGNORECASE, ASCII)."""
     code = ord(ch)
     if not flags & sre_c.SRE_FLAG_IGNORECASE:
-        return _CharSet([code]) if code < 128 else _CharSet((), frozenset([ch]))
+        return CharSet([code]) if code < 128 else CharSet((), frozenset([ch]))
     ascii_only = bool(flags & sre_c.SRE_FLAG_ASCII)
     if code < 128:
         if not ch.isalpha():
-            return _CharSet([code])
-        low = ch.lower()
+            return CharSet([code])
         non: Any = "none"
-        if not ascii_only and low in _SPECIAL_FOLDS:
-            non = frozenset([_SPECIAL_FOLDS[low]])
-        return _CharSet({ord(low), ord(ch.upper())}, non)
+        if not ascii_only and _SPECIAL_FOLDS[ch]:
+            non = _SPECIAL_FOLDS[ch]
+        return CharSet({ord(ch.lower()), ord(ch.upper())}, non)
     if ascii_only:
-        return _CharSet((), frozenset([ch]))
-    extra = _SPECIAL_FOLDS_REV.get(ch)
-    return _CharSet({ord(extra), ord(extra.upper())} if extra else (), "some")
+        return CharSet((), frozenset([ch]))
+    return CharSet({ord(a) for a in _SPECIAL_FOLDS_REV.get(ch, ())}, "some")
 
 
-def _category(cat: Any, flags: int) -> tuple[_CharSet, int]:
+def _category(cat: Any, flags: int) -> tuple[CharSet, int]:
     ascii_only = bool(flags & sre_c.SRE_FLAG_ASCII)
-    pos = {sre_c.CATEGORY_DIGIT: _DIGIT, sre_c.CATEGORY_WORD: _WORD, sre_c.CATEGORY_SPACE: _SPACE}
-    neg = {sre_c.CATEGORY_NOT_DIGIT: _DIGIT, sre_c.CATEGORY_NOT_WORD: _WORD, sre_c.CATEGORY_NOT_SPACE: _SPACE}
+    pos = {sre_c.CATEGORY_DIGIT: _DIGIT, sre_c.CATEGORY_WORD: ASCII_WORD, sre_c.CATEGORY_SPACE: _SPACE}
+    neg = {sre_c.CATEGORY_NOT_DIGIT: _DIGIT, sre_c.CATEGORY_NOT_WORD: ASCII_WORD, sre_c.CATEGORY_NOT_SPACE: _SPACE}
     if ascii_only:
         ascii_pos = {sre_c.CATEGORY_DIGIT: _ascii_set(r"(?a)\d"), sre_c.CATEGORY_WORD: _ascii_set(r"(?a)\w"),
                      sre_c.CATEGORY_SPACE: _ascii_set(r"(?a)\s")}
         if cat in ascii_pos:
-            return _CharSet(ascii_pos[cat], "none"), EXACT
+            return CharSet(ascii_pos[cat], "none"), EXACT
         base = {sre_c.CATEGORY_NOT_DIGIT: sre_c.CATEGORY_DIGIT, sre_c.CATEGORY_NOT_WORD: sre_c.CATEGORY_WORD,
                 sre_c.CATEGORY_NOT_SPACE: sre_c.CATEGORY_SPACE}.get(cat)
         if base is not None:
-            return _CharSet(_ALL_ASCII - ascii_pos[base], "all"), EXACT
+            return CharSet(ALL_ASCII - ascii_pos[base], "all"), EXACT
     if cat in pos:
-        return _CharSet(pos[cat], "some"), ASCII_EXACT
+        return CharSet(pos[cat], "some"), ASCII_EXACT
     if cat in neg:
-        return _CharSet(_ALL_ASCII - neg[cat], "some"), ASCII_EXACT
-    return _CharSet(_ALL_ASCII, "all"), INEXACT  # locale/linebreak categories: anything
+        return CharSet(ALL_ASCII - neg[cat], "some"), ASCII_EXACT
+    return CharSet(ALL_ASCII, "all"), INEXACT  # locale/linebreak categories: anything
 
 
-def _class(items: list[Any], flags: int) -> tuple[_CharSet, int]:
+def class_set(items: list[Any], flags: int) -> tuple[CharSet, int]:
+    """The characters a class (its `re` parse items) matches under `flags`, and how exactly."""
     negate = False
-    acc = _CharSet()
+    acc = CharSet()
     exact = EXACT
     icase = bool(flags & sre_c.SRE_FLAG_IGNORECASE)
     for op, av in items:
         if op == sre_c.NEGATE:
             negate = True
         elif op == sre_c.LITERAL:
-            acc = acc.union(_fold_literal(chr(av), flags))
+            acc = acc.union(fold_literal(chr(av), flags))
         elif op == sre_c.RANGE:
             lo, hi = av
             a_lo, a_hi = lo, min(hi, 127)
@@ -177,19 +184,19 @@ def _class(items: list[Any], flags: int) -> tuple[_CharSet, int]:
                 codes = set(range(a_lo, a_hi + 1))
                 if icase:
                     for c in list(codes):
-                        acc = acc.union(_fold_literal(chr(c), flags))
-                acc = acc.union(_CharSet(codes))
+                        acc = acc.union(fold_literal(chr(c), flags))
+                acc = acc.union(CharSet(codes))
             if hi >= 128:
                 if not icase and hi - max(lo, 128) < 64:
-                    acc = acc.union(_CharSet((), frozenset(chr(c) for c in range(max(lo, 128), hi + 1))))
+                    acc = acc.union(CharSet((), frozenset(chr(c) for c in range(max(lo, 128), hi + 1))))
                 else:
-                    acc = acc.union(_CharSet((), "some"))
+                    acc = acc.union(CharSet((), "some"))
         elif op == sre_c.CATEGORY:
             cs, ex = _category(av, flags)
             exact = min(exact, ex)
             acc = acc.union(cs)
         else:
-            return _CharSet(_ALL_ASCII, "all"), INEXACT
+            return CharSet(ALL_ASCII, "all"), INEXACT
     if negate:
         acc = acc.negate()
     return acc, min(exact, acc.exactness)
@@ -238,13 +245,23 @@ def plan_pattern(pattern: Pattern, *, verify: bool = True) -> Plan:
     return plan
 
 
-def _plan(pattern: Pattern, verify: bool) -> Plan:
+def parse_pattern(pattern: Pattern) -> Any:
+    """The pattern's `re` parse tree (its `ignore_case` applied), or None when only `regex` reads it.
+
+    `re`'s parser is private but exact for the syntax both modules share, which is why it is used.
+    """
     flags = re.IGNORECASE if pattern.ignore_case else 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            tree = sre_parse.parse(normalize_for_re(pattern.regex), flags)
+            return sre_parse.parse(normalize_for_re(pattern.regex), flags)
     except (re.error, Warning, RecursionError, OverflowError, ValueError, IndexError, TypeError):
+        return None
+
+
+def _plan(pattern: Pattern, verify: bool) -> Plan:
+    tree = parse_pattern(pattern)
+    if tree is None:
         return Plan(None, INEXACT, None, True, "uses syntax only the `regex` module knows: evaluated on every row")
     names = {v: k for k, v in tree.state.groupdict.items()}
     try:
@@ -305,7 +322,7 @@ def _translate(items: list[Any], flags: int, names: dict[int, str]) -> _Tr:
             items.pop(0)
         elif at == sre_c.AT_BOUNDARY and nxt is not None and nxt[0] == sre_c.LITERAL:
             word = bool(_WORD_RX.match(chr(nxt[1])))
-            other = _CharSet(_ALL_ASCII - _WORD, "some") if word else _CharSet(_WORD, "some")
+            other = CharSet(ALL_ASCII - ASCII_WORD, "some") if word else CharSet(ASCII_WORD, "some")
             hs = rf"(?:^|\xff|{other.hs()})" if word else other.hs()
             prefix.append(_Tr(hs, ASCII_EXACT, r"\b"))
             items.pop(0)
@@ -324,7 +341,7 @@ def _translate(items: list[Any], flags: int, names: dict[int, str]) -> _Tr:
             items.pop()
         elif at == sre_c.AT_BOUNDARY and prv is not None and prv[0] == sre_c.LITERAL:
             word = bool(_WORD_RX.match(chr(prv[1])))
-            other = _CharSet(_ALL_ASCII - _WORD, "some") if word else _CharSet(_WORD, "some")
+            other = CharSet(ALL_ASCII - ASCII_WORD, "some") if word else CharSet(ASCII_WORD, "some")
             suffix = rf"(?:{other.hs()}[^\xff]*)?\xff" if word else rf"{other.hs()}[^\xff]*\xff"
             re2_suffix = r"\b"
             exact = ASCII_EXACT
@@ -353,16 +370,16 @@ def _repeat(lo: int, hi: Any) -> str:
 
 def _node(op: Any, av: Any, flags: int, names: dict[int, str]) -> _Tr:
     if op == sre_c.LITERAL:
-        cs = _fold_literal(chr(av), flags)
+        cs = fold_literal(chr(av), flags)
         return _Tr(cs.hs(), cs.exactness, cs.re2_ascii() or r"[^\x00-\x7f]")
     if op == sre_c.NOT_LITERAL:
-        cs = _fold_literal(chr(av), flags).negate()
+        cs = fold_literal(chr(av), flags).negate()
         return _Tr(cs.hs(), cs.exactness, cs.re2_ascii() or r"[^\x00-\x7f]")
     if op == sre_c.ANY:
-        cs = _CharSet(_ALL_ASCII if flags & sre_c.SRE_FLAG_DOTALL else _ALL_ASCII - {10}, "all")
+        cs = CharSet(ALL_ASCII if flags & sre_c.SRE_FLAG_DOTALL else ALL_ASCII - {10}, "all")
         return _Tr(cs.hs(), EXACT, r"(?s:.)" if flags & sre_c.SRE_FLAG_DOTALL else r"[^\n]")
     if op == sre_c.IN:
-        cs, ex = _class(list(av), flags)
+        cs, ex = class_set(list(av), flags)
         return _Tr(cs.hs(), ex, cs.re2_ascii() or r"[^\x00-\x7f]")
     if op == sre_c.BRANCH:
         subs = [_seq(list(b), flags, names) for b in av[1]]
@@ -459,4 +476,5 @@ def _hs_compiles(expr: bytes) -> bool:
     return _hs is None or single_database(expr) is not None
 
 
-__all__ = ["ASCII_EXACT", "EXACT", "INEXACT", "Plan", "plan_pattern", "re2_compiles", "single_database"]
+__all__ = ["ALL_ASCII", "ASCII_EXACT", "ASCII_WORD", "EXACT", "FOLD_POOL", "INEXACT", "CharSet", "Plan", "class_set", "fold_literal",
+           "parse_pattern", "plan_pattern", "re2_compiles", "single_database"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import textwrap
 
 import click
 
@@ -39,19 +41,24 @@ def catalog() -> None:
 @paths_argument
 @no_shipped_option
 @click.option("--collect", is_flag=True, help="Report every problem instead of stopping at the first.")
+@click.option("--engine", type=click.Choice(["local", "bigquery"]), default="local", show_default=True,
+              help="bigquery: also say how each pattern runs in BigQuery (exact, prefilter or local).")
 @format_option("text", "json")
 @handle_errors
-def check(paths: tuple[str, ...], no_shipped_catalogs: bool, collect: bool, fmt: str) -> None:
+def check(paths: tuple[str, ...], no_shipped_catalogs: bool, collect: bool, engine: str, fmt: str) -> None:
     """Load and validate the shipped catalogs together with the catalog files or directories
     PATHS (default: $LOGAUDIT_CATALOG), as `--catalog PATHS` would load them.
 
     Problems are reported as FILE:LINE: PATTERN-ID: message, with a hint; exit code 4. A regex
     that may backtrack catastrophically is a problem unless marked `allow_backtracking: true`.
+    With `--engine bigquery`, each pattern's BigQuery mode follows (docs/catalog.md, "BigQuery modes").
     """
+    from logaudit.catalog.pushdown import check_bigquery
     from logaudit.catalog.translate import plan_pattern
 
     cat = _load_or_report(paths, no_shipped_catalogs, collect, fmt)
     plans = {p.id: plan_pattern(p) for p in cat}
+    bigquery = check_bigquery(cat) if engine == "bigquery" else None
     if fmt == "json":
         echo_json({
             "ok": True,
@@ -59,7 +66,7 @@ def check(paths: tuple[str, ...], no_shipped_catalogs: bool, collect: bool, fmt:
             "patterns": [p.to_dict() | {"engine_mode": plans[p.id].mode, "engine_note": plans[p.id].note,
                                         "linear": p.analysis.linear, "time_limit_note": p.time_limit_note}
                          for p in cat],
-        })
+        } | ({"bigquery": bigquery.to_dict()} if bigquery else {}))
         return
     for src in cat.sources:
         click.echo(f"{src.resource or src.file}: catalog {src.name} ({src.origin}), {src.patterns} patterns"
@@ -68,7 +75,20 @@ def check(paths: tuple[str, ...], no_shipped_catalogs: bool, collect: bool, fmt:
         for note in (plans[p.id].note, p.time_limit_note):
             if note:
                 click.secho(f"{p.location}: {p.id}: note: {note}", fg="yellow")
+    if bigquery:
+        _echo_bigquery(bigquery)
     click.echo(f"ok: {len(cat)} patterns in {len(cat.sources)} catalog(s)")
+
+
+def _echo_bigquery(check) -> None:
+    """One line per pattern (its reason wrapped below it), then the count per mode."""
+    width = min(shutil.get_terminal_size().columns, 100)
+    for pattern, plan in check.plans:
+        click.echo(f"bigquery {plan.mode:9s} {pattern.id}")
+        if plan.reason:
+            click.echo(textwrap.fill(plan.reason, width, initial_indent=" " * 19, subsequent_indent=" " * 19,
+                                     break_on_hyphens=False))
+    click.echo("bigquery: " + ", ".join(f"{n} {mode}" for mode, n in check.counts.items()))
 
 
 @catalog.command("test")

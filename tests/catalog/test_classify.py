@@ -125,6 +125,11 @@ CASES: list[tuple[str, dict, list[str]]] = [
     (r"exit\((?P<code>\d+)\)\.$", {}, ["Container called exit(3).", "exit(3).\n", "exit(3). x", "exit(٣)."]),
     (r"(?i)container CALLED", {}, ["Container called", "CONTAINER CALLED", "\u212aontainer called", "cont ainer"]),
     (r"kelvin", {"ignore_case": True}, ["KELVIN", "\u212aelvin", "kelvi"]),
+    # `regex` folds `I` onto the dotless U+0131 and `i` onto U+0130 (not both onto U+0130)
+    (r"LIMIT hit", {"ignore_case": True}, ["l\u0131m\u0131t hit", "L\u0130M\u0130T hit", "limit HIT"]),
+    (r"limit hit", {"ignore_case": True}, ["l\u0131m\u0131t hit", "L\u0130M\u0130T hit", "LIMIT hit"]),
+    (r"\u0131 \u0130", {"ignore_case": True}, ["I i", "i I", "\u0131 \u0130"]),
+    (r"[A-Z]{3}!", {"ignore_case": True}, ["\u0131\u0131\u0131!", "\u0130\u0130\u0130!", "abc!"]),
     (r"(?:✅|\s*PASS:)\s*COMPLETED: (?P<sid>\S+)", {}, ["✅ COMPLETED: s1", " PASS:  COMPLETED: s2", "COMPLETED: s3"]),
     (r"foo(?=bar)", {}, ["foobar", "foobaz", "xfoofoobar"]),
     (r"(?<!x)foo", {}, ["xfoo", "yfoo", "foo"]),
