@@ -13,6 +13,9 @@ from logaudit.store.store import Store
 from logaudit.warehouse.dialect import to_duckdb
 from logaudit.warehouse.entry_view import CANONICAL_COLUMNS, SinkTable, all_logs_view, sink_view
 
+# builds a 3,000-entry store and its BigQuery-shaped twins (4 s): the full suite runs it
+pytestmark = pytest.mark.slow
+
 LOG = "projects/netra-staging/logs/"
 STDOUT, REQUESTS, AUDIT = LOG + "run.googleapis.com%2Fstdout", LOG + "run.googleapis.com%2Frequests", \
     LOG + "cloudaudit.googleapis.com%2Factivity"
