@@ -82,9 +82,10 @@ def running_emulator(python: str, workdir: Path, project: str = "p") -> Iterator
         deadline = time.monotonic() + START_TIMEOUT
         while not _ready(url):
             if proc.poll() is not None or time.monotonic() > deadline:
+                what = (f"exited with code {proc.returncode}" if proc.poll() is not None
+                        else f"was not ready within {START_TIMEOUT:.0f} s")
                 tail = log.read_text(errors="replace")[-3000:]
-                pytest.fail(f"bqemulator did not become ready on {url} within {START_TIMEOUT:.0f} s "
-                            f"(exit code {proc.poll()}); its log ends:\n{tail}")
+                pytest.fail(f"bqemulator ({python}) on {url} {what}; its log ends:\n{tail}\n{INSTALL_HINT}")
             time.sleep(0.2)
         yield Emulator(url, project)
     finally:
