@@ -76,13 +76,15 @@ def _key_value_rules(name: str, key: str, bare: str, *, scheme: bool = False, nu
     q = rf'((?:^|[^\\])"{key}"\s*:\s*'  # an unescaped JSON key: what precedes it is never a backslash
     e = rf"({_EQ}{key}{_EQ}[ \t]*:[ \t]*"
     u = rf"({_B_KEY}{key}'?{_SEP}"
+    y = rf"({_B_KEY}{key}(?:'')?{_SEP}''"  # inside a YAML single-quoted string a quote is doubled
     s, keep = (_SCHEME, r"\2") if scheme else ("", "")
     rules = [
         Rule(f"{name}-json", rf'{q}"){s}{_STR}"', rf'\1{keep}<redacted>"'),
         Rule(f"{name}-json-escaped", rf"{e}{_EQ}){s}{_ESC_STR}", rf"\1{keep}<redacted>"),
         Rule(f"{name}-double-quoted", rf'{u}"){s}{_QUOTED_FIRST}{_STR}"', rf'\1{keep}<redacted>"'),
         Rule(f"{name}-escaped-quoted", rf"{u}{_EQ}){s}{_ESC_STR}", rf"\1{keep}<redacted>"),
-        Rule(f"{name}-single-quoted", rf"{u}'){s}(?:[^'\"\\\r\n]|\\[^\"])*'", rf"\1{keep}<redacted>'"),
+        Rule(f"{name}-yaml-quoted", rf"{y}){s}(?:[^'\r\n]|'[^'\r\n])*?''", rf"\1{keep}<redacted>''"),
+        Rule(f"{name}-single-quoted", rf"{u}'){s}(?:[^'\"\\\r\n]|\\[^\"])+'", rf"\1{keep}<redacted>'"),
         Rule(f"{name}-bare", rf"{u}){s}{bare}", rf"\1{keep}<redacted>"),
     ]
     if numbers:
