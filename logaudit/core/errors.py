@@ -124,6 +124,17 @@ class SourceError(LogauditError):
     exit_code = ExitCode.SOURCE
 
 
+class WarehouseError(SourceError):
+    """BigQuery refused or failed a query: a missing permission or dataset, the byte limit, a
+    job error. `sql` is the query (None before one ran), `job_id` the job's id when it had one."""
+
+    def __init__(self, message: str, *, hint: str | None = None, sql: str | None = None,
+                 job_id: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.sql = sql
+        self.job_id = job_id
+
+
 class UsageError(LogauditError):
     """An option value that makes no sense (bad duration, unknown format)."""
 
