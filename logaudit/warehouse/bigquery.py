@@ -1,0 +1,1 @@
+"""BigQuery through the official client (being built)."""
