@@ -45,6 +45,7 @@ from logaudit.catalog.translate import (
     fold_literal,
     parse_pattern,
 )
+from logaudit.core.errors import CatalogError
 from logaudit.core.googlesql import string_literal
 
 MODES: tuple[str, ...] = ("exact", "prefilter", "local")
@@ -347,6 +348,142 @@ def contains_sql(plan: Re2Plan, column: str = "message") -> str | None:
     return None if plan.re2 is None else f"REGEXP_CONTAINS({column}, {string_literal(plan.re2)})"
 
 
+#: Entry columns a pattern's `field` and `when` conditions may read in BigQuery (the entry views').
+PUSHDOWN_COLUMNS: frozenset[str] = frozenset((
+    "timestamp", "receive_timestamp", "log_name", "log_id", "insert_id", "severity", "severity_num",
+    "effective_severity", "effective_severity_num", "service", "revision", "configuration", "location",
+    "instance_id", "trace", "http_method", "http_url", "http_path", "http_status", "http_latency_ms",
+    "http_user_agent", "message", "audit_method", "audit_revision", "audit_status_code", "audit_resource_name"))
+_ASCII_ONLY = r"^[[:ascii:]]*$"
+
+
+class PushdownError(CatalogError):
+    """A pattern that cannot run in BigQuery: its field or a condition reads a column the
+    warehouse entry views do not have."""
+
+
+@dataclass(frozen=True)
+class PatternSQL:
+    """One pattern in GoogleSQL: rows where `sure` holds match; rows where `candidate` holds are
+    checked again locally (their `field` values fetched, then `regex`); None: no such rows."""
+
+    pattern: Pattern
+    plan: Re2Plan
+    sure: str | None
+    candidate: str | None
+
+    @property
+    def field(self) -> str:
+        return self.pattern.field
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return string_literal(str(v))
+
+
+def glob_re2(glob: str) -> str:
+    """An fnmatch glob (case-sensitive; `*`, `?`, `[seq]`, `[!seq]`) as an anchored RE2 expression.
+
+    >>> glob_re2("api*")
+    '^api(?s:.*)$'
+    """
+    out, i = [], 0
+    while i < len(glob):
+        c = glob[i]
+        i += 1
+        if c == "*":
+            out.append("(?s:.*)")
+        elif c == "?":
+            out.append("(?s:.)")
+        elif c == "[":
+            j = i + (1 if i < len(glob) and glob[i] == "!" else 0)
+            j += 1 if j < len(glob) and glob[j] == "]" else 0
+            close = glob.find("]", j)
+            if close < 0:
+                out.append(_char("["))
+                continue
+            body = glob[i:close]
+            neg = body.startswith("!")
+            chars = body[1:] if neg else body
+            parts, k = [], 0
+            while k < len(chars):  # a-z ranges as written, every other character escaped
+                if k + 2 < len(chars) and chars[k + 1] == "-":
+                    parts.append(f"{_char(chars[k])}-{_char(chars[k + 2])}")
+                    k += 3
+                else:
+                    parts.append(_char(chars[k]))
+                    k += 1
+            out.append(("[^" if neg else "[") + "".join(parts) + "]")
+            i = close + 1
+        else:
+            out.append(_char(c))
+    return "^" + "".join(out) + "$"
+
+
+def condition_sql(cond: Any) -> str:
+    """One `when` condition (`catalog.Condition`) in GoogleSQL; NULL values never match.
+
+    >>> from logaudit.catalog.catalog import Condition
+    >>> condition_sql(Condition("http_status", "ranges", ((500, 599, True, True),)))
+    '((http_status >= 500 AND http_status <= 599))'
+    """
+    col, op, vals = cond.column, cond.op, cond.value
+    if op in (">=", "<="):
+        return f"{col} {op} {_value(vals[0])}"
+    if op == "eq":
+        return f"{col} = {_value(vals[0])}"
+    if op == "glob":
+        return "(" + " OR ".join(f"REGEXP_CONTAINS({col}, {string_literal(glob_re2(g))})" for g in vals) + ")"
+    if op == "ranges":
+        parts = []
+        for lo, hi, lo_incl, hi_incl in vals:
+            bounds = []
+            if lo is not None:
+                bounds.append(f"{col} {'>=' if lo_incl else '>'} {_value(lo)}")
+            if hi is not None:
+                bounds.append(f"{col} {'<=' if hi_incl else '<'} {_value(hi)}")
+            parts.append("(" + (" AND ".join(bounds) or f"{col} IS NOT NULL") + ")")
+        return "(" + " OR ".join(parts) + ")"
+    raise ValueError(op)  # pragma: no cover - the catalog validates operators
+
+
+def pattern_sql(pattern: Pattern, plan: Re2Plan | None = None) -> PatternSQL:
+    """The `sure` and `candidate` GoogleSQL of a pattern (`PatternSQL`); raises `PushdownError`
+    when its field or a condition reads a column BigQuery's entry views lack.
+
+    >>> from logaudit.catalog.catalog import default_catalog_paths, load_catalogs
+    >>> cat = load_catalogs(default_catalog_paths())
+    >>> pattern_sql(cat.get("golden-path-other-failure")).sure is None
+    True
+    """
+    plan = plan or re2_plan(pattern)
+    for col in (pattern.field, *(c.column for c in pattern.when)):
+        if col not in PUSHDOWN_COLUMNS:
+            raise PushdownError(f"{pattern.location}: {pattern.id}: reads the column {col!r}, which BigQuery log "
+                                "datasets do not give", hint="run this catalog on a local store, or leave the "
+                                "pattern out (LOGAUDIT_CATALOG)")
+    when = " AND ".join(condition_sql(c) for c in pattern.when)
+    test = contains_sql(plan, pattern.field)
+    field_present = f"{pattern.field} IS NOT NULL"
+
+    def both(*parts: str | None) -> str:
+        return " AND ".join(p for p in (*parts, when or None) if p)
+
+    if plan.mode == "exact":
+        if plan.recheck_non_ascii:
+            non_ascii = f"NOT REGEXP_CONTAINS({pattern.field}, r'{_ASCII_ONLY}')"
+            return PatternSQL(pattern, plan, both(test, f"REGEXP_CONTAINS({pattern.field}, r'{_ASCII_ONLY}')"),
+                              both(non_ascii))
+        return PatternSQL(pattern, plan, both(test), None)
+    if plan.mode == "prefilter":
+        return PatternSQL(pattern, plan, None, both(test))
+    return PatternSQL(pattern, plan, None, both(field_present))
+
+
 @dataclass(frozen=True)
 class BigQueryCheck:
     """Every pattern's plan, in catalog order, and the count per mode."""
@@ -367,5 +504,6 @@ def check_bigquery(catalog: Catalog) -> BigQueryCheck:
     return BigQueryCheck(tuple((p, re2_plan(p)) for p in catalog))
 
 
-__all__ = ["MAX_REPEAT", "MODES", "BigQueryCheck", "Re2Plan", "check_bigquery",
-           "contains_sql", "re2_accepts", "re2_plan", "sql_budget"]
+__all__ = ["MAX_REPEAT", "MODES", "PUSHDOWN_COLUMNS", "BigQueryCheck", "PatternSQL", "PushdownError", "Re2Plan",
+           "check_bigquery", "condition_sql", "contains_sql", "glob_re2", "pattern_sql", "re2_accepts", "re2_plan",
+           "sql_budget"]

@@ -17,6 +17,8 @@ tests/warehouse checks: `REGEXP_CONTAINS`, `REGEXP_EXTRACT` (one group or none),
   string): the views use `[[:ascii:]]` rather than `[\\x00-\\x7f]`; only `\\x1b` (ESC) is written.
 - `LTRIM(x)` trims every Unicode blank in BigQuery but only spaces in DuckDB: characters are
   always given (`LTRIM(x, ' ')`, the local normaliser's rule).
+- `DIV(a - b, c)` is written `a - b // c` (the operands lose their parentheses, so `//` binds
+  first): `to_duckdb` puts each compound operand of `DIV` in parentheses.
 - `_TABLE_SUFFIX` has no DuckDB equivalent: it stays a column name; a DuckDB stand-in for a
   wildcard table is a view named like it that carries `_TABLE_SUFFIX` (see tests/warehouse).
 
@@ -45,9 +47,22 @@ def _zero_countif(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _paren_div(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.IntDiv):
+        for key in ("this", "expression"):
+            arg = node.args.get(key)
+            if isinstance(arg, exp.Binary):
+                node.set(key, exp.Paren(this=arg.copy()))
+    return node
+
+
 def to_duckdb(sql: str) -> str:
-    """The DuckDB text of a GoogleSQL query (module docstring: what is rewritten and why)."""
-    tree = parse_bigquery(sql).transform(_zero_countif)
+    """The DuckDB text of a GoogleSQL query (module docstring: what is rewritten and why).
+
+    >>> to_duckdb("SELECT DIV(a - 1, b + 1) AS q FROM t")
+    'SELECT (a - 1) // (b + 1) AS q FROM t'
+    """
+    tree = parse_bigquery(sql).transform(_zero_countif).transform(_paren_div)
     return tree.sql("duckdb")
 
 
