@@ -867,11 +867,28 @@ def _checklist_section(summary: dict[str, Any], checklist: list[dict[str, Any]])
     return blocks
 
 
+def _source_fields(audit: Audit, info: dict[str, Any] | None) -> list[tuple[str, Any]]:
+    """Where the entries came from: the local store and its ingests, or the BigQuery dataset
+    and the bytes its queries processed."""
+    if info is None:
+        queries = audit.runner.queries
+        scanned = [r.bytes_processed for r in queries if r.bytes_processed is not None]
+        return [("Source", [("code", audit.source.ref), f": {audit.source.describe()}"]),
+                ("Queries", f"{len(queries)} run in {audit.runner.name}"
+                            + (f", {sum(scanned):,} bytes processed" if scanned else ""))]
+    return [
+        ("Store", [("code", str(audit.store.root)), f": {info['entries']:,} entries from {short_time(info['first'])} "
+                   f"to {short_time(info['last'])}, {info['files']} files"]),
+        ("Ingests and pulls", f"{len(info['ingests'])} recorded; {info['rejected_total']:,} input lines rejected in "
+                              "total (kept in the store's rejects/ folder, not shown here)"),
+    ]
+
+
 def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], generated_at: str, bucket: str,
                         chart_files: dict[str, Path], number: int) -> list[Block]:
-    info = audit.store.info()
-    records = info["ingests"]
     catalog = audit.catalog
+    info = audit.store.info() if audit.store is not None else None
+    records = info["ingests"] if info is not None else []
     w = summary["window"]
     blocks: list[Block] = [Heading(2, f"{number}. Window and data provenance")]
     filters = ", ".join(f"{k}={v}" for k, v in summary.get("filters", {}).items() if v) or "none"
@@ -880,10 +897,7 @@ def _provenance_section(audit: Audit, window: Window, summary: dict[str, Any], g
         ("Window end (exclusive)", w["until"] or f"open (report generated {generated_at})"),
         ("Filters", filters),
         ("Entries in the window", f"{summary['entries']:,}"),
-        ("Store", [("code", str(audit.store.root)), f": {info['entries']:,} entries from {short_time(info['first'])} "
-                   f"to {short_time(info['last'])}, {info['files']} files"]),
-        ("Ingests and pulls", f"{len(records)} recorded; {info['rejected_total']:,} input lines rejected in total "
-                              "(kept in the store's rejects/ folder, not shown here)"),
+        *_source_fields(audit, info),
         ("Pattern catalogs", f"{len(catalog)} patterns from {describe_catalogs(catalog.describe())} "
                              f"(fingerprint {catalog.fingerprint})"),
         ("Redaction", f"{'on' if audit.redactor.enabled else 'OFF'}, {len(audit.redactor.rules)} rules: "

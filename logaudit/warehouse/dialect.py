@@ -28,6 +28,9 @@ tests/warehouse checks: `REGEXP_CONTAINS`, `REGEXP_EXTRACT` (one group or none),
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
 import sqlglot
 from sqlglot import exp
 
@@ -66,6 +69,36 @@ def to_duckdb(sql: str) -> str:
     return tree.sql("duckdb")
 
 
+def _literal(value: object) -> exp.Expression:
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(repr(value))
+    if isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f+00")
+        return exp.Cast(this=exp.Literal.string(text), to=exp.DataType.build("TIMESTAMPTZ"))
+    if isinstance(value, (list, tuple)):
+        return exp.Array(expressions=[_literal(v) for v in value])
+    return exp.Literal.string(str(value))
+
+
+def inline_parameters(sql: str, params: Mapping[str, object]) -> str:
+    """The query with each named parameter (`@service`) written as a literal: text a user can
+    paste where parameters cannot be given (the Log Analytics page).
+
+    >>> inline_parameters("SELECT 1 FROM t WHERE s = @service", {"service": "api"})
+    "SELECT 1 FROM t WHERE s = 'api'"
+    """
+    def put(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Parameter) and node.name in params:
+            return _literal(params[node.name])
+        return node
+
+    return parse_bigquery(sql).transform(put).sql("bigquery")
+
+
 def table_columns(sql: str) -> dict[str, set[str]]:
     """The columns a query reads from each table (`http_request.latency.seconds` for a record's
     field): the references in the SELECT that names the table, not those of its subqueries.
@@ -86,4 +119,4 @@ def table_columns(sql: str) -> dict[str, set[str]]:
     return found
 
 
-__all__ = ["parse_bigquery", "table_columns", "to_duckdb"]
+__all__ = ["inline_parameters", "parse_bigquery", "table_columns", "to_duckdb"]

@@ -68,4 +68,22 @@ class DuckDBRunner:
         self.con.close()
 
 
-__all__ = ["DuckDBRunner", "QueryRecord", "Runner"]
+@dataclass
+class PlanRunner:
+    """Runs nothing: records each query and answers with no rows (`--print-sql`: the queries an
+    analysis sends, for a user to read or paste into the Log Analytics page)."""
+
+    name: str = "plan"
+    queries: list[QueryRecord] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None, *, purpose: str) -> pa.Table:
+        self.queries.append(QueryRecord(purpose, sql, tuple(sorted(params or {}))))
+        self.values.append(dict(params or {}))
+        return pa.table({})
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["DuckDBRunner", "PlanRunner", "QueryRecord", "Runner"]
