@@ -15,6 +15,7 @@ from logaudit.cli import (
     store_option,
 )
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
+from logaudit.cli.warehouse_options import WarehouseArgs, open_audit, show_plan, warehouse_options
 
 
 @main.command("compare")
@@ -37,28 +38,33 @@ from logaudit.cli.catalog_options import catalog_options, catalog_paths
 @store_option
 @format_option("text", "json", "markdown")
 @click.pass_context
+@warehouse_options
 @handle_errors
 def compare_cmd(ctx: click.Context, service: str | None, baseline: str | None, canary: str | None,
                 since: str | None, until: str | None, gate_path: str | None, catalogs: tuple[str, ...],
-                no_shipped_catalogs: bool, all_metrics: bool, no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str) -> None:
+                no_shipped_catalogs: bool, all_metrics: bool, no_redact: bool, keep_emails: bool, store_dir: str | None, fmt: str,
+                warehouse: WarehouseArgs) -> None:
     """Compare a canary revision with its baseline from their logs; exit with the verdict.
 
     Judges the request and entry error rates, latency and every catalog pattern's rate
     (Pass / High / Low / Inconclusive), lists patterns and unclassified templates new in the
     canary, and decides READY / MARGINAL / NOT READY under the gate's thresholds.
 
+    With --bigquery both revisions are read where the logs sit in BigQuery (docs/bigquery.md).
+
     Exit codes: 0 READY, 1 MARGINAL, 2 NOT READY; 3 no store or unreadable input,
-    4 bad catalog, 64 bad usage (bad option or gate file, unknown service or
+    4 bad catalog, 5 BigQuery refused (permission, dataset, --max-bytes), 64 bad usage (bad option or gate file, unknown service or
     revision, nothing to compare), 70 internal error, 130 interrupted.
     """
-    from logaudit.analysis.audit import Audit
     from logaudit.analysis.gate import load_gate
     from logaudit.analysis.judge import compare
     from logaudit.present.comparison import render_markdown, render_text
 
     gate = load_gate(gate_path) if gate_path else None
-    audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(no_redact=no_redact,
-                                                                            keep_emails=keep_emails))
+    audit = open_audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs),
+                       make_redactor(no_redact=no_redact, keep_emails=keep_emails), warehouse)
+    if show_plan(audit, "compare", warehouse, fmt, since=since, until=until, service=service):
+        return
     result = compare(audit, service=service, baseline=baseline, canary=canary, since=since, until=until, gate=gate)
     data = result.to_dict()
     if fmt == "json":

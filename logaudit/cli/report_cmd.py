@@ -23,6 +23,7 @@ from logaudit.cli import (
     store_option,
 )
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
+from logaudit.cli.warehouse_options import WarehouseArgs, open_audit, show_plan, warehouse_options
 from logaudit.core.errors import ExitCode
 
 #: What `report --format` takes; a list of documents (the old meaning of --format) still works.
@@ -46,25 +47,30 @@ OUTPUT_FORMATS = ("text", "json")
 @click.option("--format", "fmt", default="text", show_default=True, metavar="[text|json]",
               help="Output format of what was written (json: docs/report.md).")
 @click.option("--json", "as_json", is_flag=True, hidden=True, help="Deprecated: --format json.")
+@warehouse_options
 @handle_errors
 def report(since: str | None, until: str | None, service: str | None, out_dir: str, formats: str | None,
            bucket: str | None, no_charts: bool, catalogs: tuple[str, ...], no_shipped_catalogs: bool, keep_emails: bool,
            store_dir: str | None, fmt: str,
-           as_json: bool) -> None:
+           as_json: bool, warehouse: WarehouseArgs) -> None:
     """Write a deployment report for a window: executive summary (with the compare verdict when
     available), error patterns, per-revision health, endpoints, new vs pre-existing issues, a
     readiness checklist and the data's provenance, with charts. Messages are redacted.
 
+    With --bigquery the window is read where it sits in BigQuery (docs/bigquery.md).
+
     Exit codes: 0 written (also for an empty window, which the report says), 3 no store or a
-    write refused, 4 bad catalog, 64 bad usage (an unknown --service among them), 70 internal
-    error, 130 interrupted.
+    write refused, 4 bad catalog, 5 BigQuery refused (permission, dataset, --max-bytes), 64 bad
+    usage (an unknown --service among them), 70 internal error, 130 interrupted.
     """
-    from logaudit.analysis.audit import Audit
     from logaudit.present.report import build_report, parse_formats
 
     fmt, formats = _report_formats(fmt, formats)
     fmts = parse_formats(formats)
-    audit = Audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), redactor=make_redactor(keep_emails=keep_emails))
+    audit = open_audit(store_dir, catalog_paths(catalogs, no_shipped_catalogs), make_redactor(keep_emails=keep_emails),
+                       warehouse)
+    if show_plan(audit, "report", warehouse, fmt, since=since, until=until, service=service):
+        return
     try:
         result = build_report(audit, since=since, until=until, service=service, out_dir=out_dir, formats=fmts,
                               bucket=bucket, with_charts=not no_charts)
