@@ -26,7 +26,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     # core
     **{name: ("logaudit.core.errors", name) for name in (
         "CatalogError", "ExitCode", "InputError", "LockedError", "LogauditError", "SourceError", "StoreError",
-        "UnknownFilterError", "UsageError")},
+        "UnknownFilterError", "UsageError", "WarehouseError")},
     "Redactor": ("logaudit.core.redact", "Redactor"),
     "tune_memory": ("logaudit.core.memory", "tune_memory"),
     # sources
@@ -50,6 +50,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "classify_store": ("logaudit.catalog.classify", "classify_store"),
     # analysis
     "Audit": ("logaudit.analysis.audit", "Audit"),
+    "WarehouseAudit": ("logaudit.analysis.warehouse_audit", "WarehouseAudit"),
     "Window": ("logaudit.analysis.window", "Window"),
     "template": ("logaudit.analysis.templates", "template"),
     "group_templates": ("logaudit.analysis.templates", "group_templates"),
