@@ -190,8 +190,12 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
            now: datetime | None = None, redactor: Redactor | None = None, pull_options: dict[str, Any] | None = None,
            storage_client: Any = None, storage_endpoint: str | None = None,
            credentials_file: str | os.PathLike | None = None, lock_ttl: float = DEFAULT_LOCK_TTL,
-           progress: Progress | None = None) -> ExportResult:
+           progress: Progress | None = None, bigquery: Any = None) -> ExportResult:
     """Export one period of the store (after pulling it, when `project` is given) to `dest`.
+
+    `bigquery` (a `WarehouseAudit`) exports the period from a BigQuery log dataset instead: its
+    entries are fetched as Arrow into a temporary store (removed after), and the same files are
+    written; the manifest's `store` names the dataset.
 
     `dest` is a directory or ``gs://BUCKET/PREFIX``. `service` limits the export to one service
     (and the pull to it); without it every service with entries in the period is exported.
@@ -209,8 +213,15 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
     target = _target(str(dest), storage_client=storage_client, endpoint=storage_endpoint,
                      credentials_file=credentials_file, lock_ttl=lock_ttl)
     result = ExportResult(dest=target.uri, since=format_rfc3339(since_t), until=format_rfc3339(until_t), period=period)
-    with target.locked():
+    if bigquery is not None and project:
+        raise UsageError("--bigquery and --project are two sources of the same logs: give one")
+    with target.locked(), tempfile.TemporaryDirectory(prefix="logaudit-bq-") as scratch:
         target.recover()
+        if bigquery is not None:
+            say(f"fetching {bigquery.source.ref} {result.since} .. {result.until}")
+            store_or_path = _fetched_store(bigquery, Path(scratch) / "store", since_t, until_t, service)
+            catalog = bigquery.catalog if catalog is None else catalog
+            redactor = bigquery.redactor if redactor is None else redactor
         if project:
             store = store_or_path if isinstance(store_or_path, Store) else Store(store_or_path)
             say(f"pulling {project} {result.since} .. {result.until}")
@@ -225,7 +236,8 @@ def export(store_or_path: Store | str | os.PathLike | None, dest: str | os.PathL
             services = [service] if service else audit.summary(since=window)["services"]
             for svc in services:
                 say(f"exporting {svc} {period}")
-                result.periods.append(_export_service(audit, target, svc, since_t, until_t, period, fmts, project))
+                result.periods.append(_export_service(audit, target, svc, since_t, until_t, period, fmts, project,
+                                                      source=bigquery.source.ref if bigquery is not None else None))
         finally:
             audit.close()
     result.seconds = round(time.monotonic() - t0, 3)
@@ -241,8 +253,18 @@ def _pull(store: Store, project: str, service: str | None, since: datetime, unti
     return {k: v for k, v in report.to_dict().items() if k in keep}
 
 
+def _fetched_store(bigquery: Any, root: Path, since: datetime, until: datetime, service: str | None) -> Store:
+    """A temporary store holding the period's entries fetched from BigQuery."""
+    store = Store(root)
+    rows = bigquery.fetch_entries(since, until, service)
+    if rows.num_rows:
+        with store.lock():
+            store.write_session().write(rows)
+    return store
+
+
 def _export_service(audit: Audit, target: _Target, service: str, since: datetime, until: datetime, period: str,
-                    formats: tuple[str, ...], project: str | None) -> PeriodExport:
+                    formats: tuple[str, ...], project: str | None, *, source: str | None = None) -> PeriodExport:
     export_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     with target.staging(service, period, export_id) as folder:
         window = Window(*clamp_window(since, until), service, None)
@@ -259,7 +281,7 @@ def _export_service(audit: Audit, target: _Target, service: str, since: datetime
             "format": FORMAT, "complete": True, "service": service, "period": period,
             "window": {"since": format_rfc3339(since), "until": format_rfc3339(until)},
             "export_id": export_id, "generated_at": report.generated_at, "logaudit_version": __version__,
-            "entries": entries, "project": project, "store": str(audit.store.root),
+            "entries": entries, "project": project, "store": source or str(audit.store.root),
             "catalog_fingerprint": audit.catalog.fingerprint, "redacted": audit.redactor.enabled,
             "redaction": {"emails": audit.redactor.enabled and audit.redactor.emails,
                           "rules": [r.name for r in audit.redactor.rules]},

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from logaudit.analysis.aggregates import group_template_stats, merge_templates_by_text
 from logaudit.analysis.audit import Audit, default_catalog
@@ -26,6 +27,7 @@ from logaudit.catalog.catalog import Catalog, load_catalogs
 from logaudit.core.errors import UnknownFilterError, UsageError
 from logaudit.core.redact import Redactor, load_redactor
 from logaudit.sources.severity import SEVERITY_NUM
+from logaudit.store.schema import ENTRY_SCHEMA
 from logaudit.warehouse.runner import PlanRunner, QueryRecord, Runner
 from logaudit.warehouse.source import WarehouseSource
 
@@ -162,6 +164,22 @@ class WarehouseAudit(Audit):
                 "filters": {"service": w.service, "revision": w.revision}, "entries": 0, "services": [],
                 "revisions": [], "patterns": [], "endpoints": [], "unclassified": [], "verdict": None,
                 "verdict_note": "no entries in this window", "store": None, "catalogs": self.catalog.describe()}
+
+    # ------------------------------------------------------------------ entries
+    def fetch_entries(self, since: datetime | None, until: datetime | None, service: str | None = None) -> pa.Table:
+        """The entries of `since <= timestamp < until` (one service's, when given) as Arrow in the
+        store's schema (`ENTRY_SCHEMA`; columns the entry views do not give are null): what an
+        export writes. This is the one query that brings entries back, not aggregates."""
+        where = " WHERE service = @service" if service is not None else ""
+        sql = f"WITH entries AS (\n{self.source.entries_sql(since, until)}\n)\nSELECT * FROM entries{where}"
+        got = self.runner.query(sql, {"service": service} if service is not None else {}, purpose="export-entries")
+        cols = []
+        for f in ENTRY_SCHEMA:
+            if f.name in got.column_names:
+                cols.append(got.column(f.name).cast(f.type))
+            else:
+                cols.append(pa.nulls(got.num_rows, f.type))
+        return pa.Table.from_arrays(cols, schema=ENTRY_SCHEMA)
 
     # ------------------------------------------------------------------ plans
     def plan(self, analysis: str = "summarize", *, bucket: timedelta = timedelta(minutes=5), **window: Any

@@ -24,7 +24,7 @@ from logaudit.cli import (
 )
 from logaudit.cli.catalog_options import catalog_options, catalog_paths
 from logaudit.cli.warehouse_options import WarehouseArgs, open_audit, show_plan, warehouse_options
-from logaudit.core.errors import ExitCode
+from logaudit.core.errors import ExitCode, UsageError
 
 #: What `report --format` takes; a list of documents (the old meaning of --format) still works.
 OUTPUT_FORMATS = ("text", "json")
@@ -89,7 +89,6 @@ def report(since: str | None, until: str | None, service: str | None, out_dir: s
 
 def _report_formats(fmt: str, formats: str | None) -> tuple[str, str]:
     """(output format, documents): `--format md,html` is the old spelling of `--report-format md,html`."""
-    from logaudit.core.errors import UsageError
     from logaudit.present.report import parse_formats
 
     if fmt in OUTPUT_FORMATS:
@@ -147,18 +146,22 @@ def _terminate(signum: int, frame: Any) -> None:  # pragma: no cover - exercised
               help="A gs:// lock object older than this is a killed run's and is taken over.")
 @format_option("text", "json")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors.")
+@warehouse_options
 def export_command(since: str, until: str | None, dest: str, project: str | None, service: str | None, align: str,
                    formats: str, catalogs: tuple[str, ...], no_shipped_catalogs: bool, keep_emails: bool,
                    store_dir: str | None, credentials_file: str | None,
                    storage_endpoint: str | None, logging_endpoint: str | None, max_requests_per_minute: float,
-                   lock_ttl: str, fmt: str, quiet: bool) -> None:
+                   lock_ttl: str, fmt: str, quiet: bool, warehouse: WarehouseArgs) -> None:
     """Export a period per service to DEST/<service>/<period>/: entries (Parquet, redacted),
     matches, summary JSON, compare JSON, the report. For cron and Cloud Run jobs: a re-run of the
     same period replaces it atomically, a lock stops overlapping runs, a failed or killed run
     leaves the previous export intact.
 
+    With --bigquery the period's entries are fetched from a BigQuery log dataset (as Arrow)
+    rather than read from the store (docs/bigquery.md).
+
     Exit codes: 0 exported, 3 store / destination problem, 4 bad catalog, 5 Cloud Logging /
-    Cloud Storage failed, 6 another export to DEST is running, 64 bad usage (an unknown --service
+    Cloud Storage / BigQuery failed, 6 another export to DEST is running, 64 bad usage (an unknown --service
     among them), 70 internal error, 130 interrupted. On failure one line on stderr says why.
     """
     from logaudit.core.errors import LogauditError
@@ -168,12 +171,18 @@ def export_command(since: str, until: str | None, dest: str, project: str | None
     previous = signal.signal(signal.SIGTERM, _terminate)  # Cloud Run / cron kill: clean up like Ctrl-C
     try:
         ttl = parse_duration(lock_ttl, name="--lock-ttl").total_seconds()
+        if warehouse.dry_run or warehouse.print_sql:
+            raise UsageError("--dry-run and --print-sql are for summarize, compare and report",
+                             hint="run `logaudit report --bigquery ... --dry-run` for the period to see its cost")
+        catalogs_used = catalog_paths(catalogs, no_shipped_catalogs)
+        redactor = make_redactor(keep_emails=keep_emails)
+        bigquery = open_audit(store_dir, catalogs_used, redactor, warehouse) if warehouse.ref else None
         pull_options: dict[str, Any] = {"max_requests_per_minute": max_requests_per_minute}
         if logging_endpoint:
             pull_options["endpoint"] = logging_endpoint
         result = export(store_dir, dest, since=since, until=until, project=project, service=service,
-                        catalog=catalog_paths(catalogs, no_shipped_catalogs), formats=formats, align=align, pull_options=pull_options,
-                        redactor=make_redactor(keep_emails=keep_emails),
+                        catalog=catalogs_used, formats=formats, align=align, pull_options=pull_options,
+                        redactor=redactor, bigquery=bigquery,
                         storage_endpoint=storage_endpoint, credentials_file=credentials_file, lock_ttl=ttl,
                         progress=None if quiet or fmt == "json" else lambda msg: click.echo(msg, err=True))
     except LogauditError as err:
