@@ -13,7 +13,6 @@ cannot run exactly has its candidate texts fetched once per time range and check
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -50,8 +49,6 @@ from logaudit.warehouse.source import WarehouseSource
 #: Distinct texts a time range may hold for the patterns that are checked locally (prefilter
 #: candidates, local-only patterns); more is refused rather than fetched.
 MAX_CANDIDATES = 200_000
-#: The µs origin buckets are counted from: a multiple of every step at or before year 1.
-_ORIGIN_US = -62135596800000000
 _MARKS = {"start": START_PATTERNS, "boot_failure": BOOT_FAILURE_PATTERNS, "startup_probe": STARTUP_PROBE_PATTERNS,
           "ready": READY_PATTERNS}
 
@@ -222,7 +219,7 @@ class WarehouseEngine:
             matches, params = self._matches(window)
             cats = {c: [i for i, p in enumerate(self.pushed) if p.pattern.category == c] for c in CATEGORIES}
             rows = self._run("timeline", q.timeline_sql, window, matches, cats,
-                             params={**params, "origin": _origin(step_us), "step": step_us})
+                             params={**params, "step": step_us})
             if not rows:
                 return TIMELINE_SCHEMA.empty_table()
             first = _bucket_of(window.since, step_us) if window.since else min(r["b"] for r in rows)
@@ -230,9 +227,8 @@ class WarehouseEngine:
             revs = sorted({(r["service"], r["revision"]) for r in rows}, key=lambda k: (*_nulls_last(k[0]), k[1]))
             got = {(r["b"], r["service"], r["revision"]): r for r in rows}
             cols: dict[str, list] = {name: [] for name in TIMELINE_SCHEMA.names}
-            origin = _origin(step_us)
             for b in range(first, last + 1):
-                start = _from_us(origin + b * step_us)
+                start = _from_us(b * step_us)
                 for service, revision in revs:
                     r = got.get((b, service, revision))
                     entries, errors = (r["entries"], r["errors"]) if r else (0, 0)
@@ -251,11 +247,9 @@ class WarehouseEngine:
     def status_series(self, window: Window, step: timedelta) -> pa.Table:
         def compute() -> pa.Table:
             step_us = _step_us(step)
-            origin = _origin(step_us)
-            rows = sorted(self._run("status-series", q.status_series_sql, window,
-                                    params={"origin": origin, "step": step_us}),
+            rows = sorted(self._run("status-series", q.status_series_sql, window, params={"step": step_us}),
                           key=lambda r: (r["b"], r["status_class"]))
-            return pa.table({"bucket": [_from_us(origin + r["b"] * step_us) for r in rows],
+            return pa.table({"bucket": [_from_us(r["b"] * step_us) for r in rows],
                              "status_class": [r["status_class"] for r in rows],
                              "requests": [r["requests"] for r in rows]}, schema=STATUS_SERIES_SCHEMA)
         return self._once(("status", window, step), compute)
@@ -299,18 +293,13 @@ def _step_us(step: timedelta) -> int:
     return int(us)
 
 
-def _origin(step_us: int) -> int:
-    return math.floor(_ORIGIN_US / step_us) * step_us
-
-
 def _us(when: datetime) -> int:
     return (when - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
 
 
 def _bucket_of(when: datetime, step_us: int, *, end: bool = False) -> int:
     """The bucket index holding `when` (`end`: the last bucket before the exclusive bound)."""
-    us = _us(when) - (1 if end else 0)
-    return (us - _origin(step_us)) // step_us
+    return (_us(when) - (1 if end else 0)) // step_us
 
 
 def _from_us(us: int) -> datetime:

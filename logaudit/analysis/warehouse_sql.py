@@ -222,9 +222,10 @@ FROM per GROUP BY template, service, revision"""
 
 
 def bucket_expr(ts: str = "timestamp") -> str:
-    """The index of a timestamp's time bucket: `@step` µs wide, counted from `@origin` (µs, a
-    multiple of the step at or before every timestamp, so the division is a floor)."""
-    return f"DIV(UNIX_MICROS({ts}) - @origin, @step)"
+    """The index of a timestamp's time bucket: `@step` µs wide, counted from the epoch, rounded
+    down (`DIV` rounds towards zero: a timestamp before 1970 with a remainder is one lower)."""
+    us = f"UNIX_MICROS({ts})"
+    return f"(DIV({us}, @step) - IF(MOD({us}, @step) < 0, 1, 0))"
 
 
 def timeline_sql(entries_sql: str, matches: MatchSQL, categories: dict[str, list[int]], *,
