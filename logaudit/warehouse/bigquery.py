@@ -164,7 +164,7 @@ def _reason(err: Exception) -> str:
 
 def _object_name(text: str) -> str | None:
     """`p.d.t` of the table or dataset a server message names (`Table p:d.t`)."""
-    found = re.search(r"\b(?:Table|Dataset) ([-\w.:]+?\w)(?=[:,\s]|$)", text)
+    found = re.search(r"\b(?:Table|Dataset) ([-\w.:]*\w)", text)
     return found.group(1).replace(":", ".") if found else None
 
 
