@@ -6,8 +6,8 @@ byte limit, labels, progress) and `DuckDBRunner` here, which runs the same text 
 DuckDB (`dialect.to_duckdb`) over local tables shaped like BigQuery's: the tests' proof that
 the warehouse path gives the local engine's numbers, and the benchmark's baseline.
 
->>> import duckdb
->>> runner = DuckDBRunner(duckdb.connect())
+>>> from logaudit.core.db import connect
+>>> runner = DuckDBRunner(connect())
 >>> runner.query("SELECT @n + 1 AS m", {"n": 41}, purpose="doc").to_pylist()
 [{'m': 42}]
 """
