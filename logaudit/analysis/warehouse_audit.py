@@ -68,7 +68,7 @@ class WarehouseAudit(Audit):
                                   "labels": dict(labels or {})}
         if max_bytes is not None:
             kwargs["max_bytes"] = max_bytes
-        runner = BigQueryRunner(billing_project or _project_of(ref), **kwargs)
+        runner = BigQueryRunner.for_source(ref, billing_project, **kwargs)
         try:
             source = open_source(runner, ref, dedupe=dedupe)
         except BaseException:
@@ -210,11 +210,6 @@ class WarehouseAudit(Audit):
     def close(self) -> None:
         self._engine.close()
         self.runner.close()
-
-
-def _project_of(ref: str) -> str | None:
-    parts = ref.split(".")
-    return parts[0] if len(parts) >= 2 else None
 
 
 __all__ = ["PLANS", "WarehouseAudit"]

@@ -10,7 +10,8 @@ warehouse path gives the local engine's numbers.
 
 Only aggregates come back: rows per revision, per latency bin, per endpoint, per pattern and
 revision, per template, per time bucket. Timestamps are compared in microseconds (BigQuery's
-resolution).
+resolution). A computed key is grouped by its position (`GROUP BY 1, 2, 3`): the emulator's
+translation to DuckDB does not resolve a SELECT alias there.
 
 >>> sql = totals_sql("SELECT * FROM t", service=True)
 >>> "WHERE service = @service" in sql
@@ -143,7 +144,7 @@ def _bin() -> str:
 def histograms_sql(entries_sql: str, *, service: bool = False, revision: bool = False) -> str:
     return (f"{prelude(entries_sql, service=service, revision=revision)}\n"
             f"SELECT service, revision, {_bin()} AS bin, COUNT(*) AS n FROM e "
-            f"WHERE revision IS NOT NULL AND {LATENCY_ROW} GROUP BY service, revision, bin")
+            f"WHERE revision IS NOT NULL AND {LATENCY_ROW} GROUP BY 1, 2, 3")
 
 
 def normalized_path(col: str = "http_path") -> str:
@@ -218,7 +219,7 @@ per AS (  -- identical messages are templated once
 )
 SELECT {template_expr()} AS template, service, revision, SUM(n) AS n, MAX(sev) AS sev, MIN(first_seen) AS first_seen,
        MAX(last_seen) AS last_seen, {latest_text("last_seen", "message")} AS example
-FROM per GROUP BY template, service, revision"""
+FROM per GROUP BY 1, 2, 3"""
 
 
 def bucket_expr(ts: str = "timestamp") -> str:
@@ -239,9 +240,9 @@ def timeline_sql(entries_sql: str, matches: MatchSQL, categories: dict[str, list
 a AS (
   SELECT {bucket_expr()} AS b, service, revision, COUNT(*) AS entries, COUNTIF(effective_severity_num >= 500) AS errors,
          COUNT(http_status) AS requests, COUNTIF(http_status >= 500) AS status_5xx
-  FROM e WHERE revision IS NOT NULL GROUP BY b, service, revision
+  FROM e WHERE revision IS NOT NULL GROUP BY 1, 2, 3
 ),
-k AS (SELECT {bucket_expr()} AS b, service, revision, {cats} FROM m WHERE revision IS NOT NULL GROUP BY b, service, revision)
+k AS (SELECT {bucket_expr()} AS b, service, revision, {cats} FROM m WHERE revision IS NOT NULL GROUP BY 1, 2, 3)
 SELECT a.b, a.service, a.revision, a.entries, a.errors, a.requests, a.status_5xx, {zero}
 FROM a LEFT JOIN k ON k.b = a.b AND k.service IS NOT DISTINCT FROM a.service AND k.revision = a.revision"""
 
@@ -249,7 +250,7 @@ FROM a LEFT JOIN k ON k.b = a.b AND k.service IS NOT DISTINCT FROM a.service AND
 def status_series_sql(entries_sql: str, *, service: bool = False, revision: bool = False) -> str:
     return (f"{prelude(entries_sql, service=service, revision=revision)}\n"
             f"SELECT {bucket_expr()} AS b, CONCAT(CAST(DIV(http_status, 100) AS STRING), 'xx') AS status_class, "
-            "COUNT(*) AS requests FROM e WHERE http_status IS NOT NULL GROUP BY b, status_class")
+            "COUNT(*) AS requests FROM e WHERE http_status IS NOT NULL GROUP BY 1, 2")
 
 
 __all__ = ["LATENCY_ROW", "TEXT", "MatchSQL", "bucket_expr", "candidates_sql", "earliest_text", "endpoints_sql",
