@@ -40,6 +40,7 @@ from logaudit.analysis.aggregates import (
     TemplateStats,
     Totals,
 )
+from logaudit.analysis.templates import template
 from logaudit.analysis.window import Window
 from logaudit.catalog.pushdown import PatternSQL, pattern_sql
 from logaudit.core.errors import WarehouseError
@@ -207,9 +208,25 @@ class WarehouseEngine:
     def templates(self, window: Window, *, min_severity: int) -> list[TemplateStats]:
         def compute() -> list[TemplateStats]:
             matches, params = self._matches(window)
-            rows = self._run("templates", q.templates_sql, window, matches, params={**params, "level": min_severity})
-            out = [TemplateStats(r["template"], r["service"], r["revision"], int(r["n"]), int(r["sev"]),
-                                 _ts(r["first_seen"]), _ts(r["last_seen"]), r["example"]) for r in rows]
+            trigger = self.redactor.trigger if self.redactor.enabled else None
+            rows = self._run("templates", q.templates_sql, window, matches, trigger,
+                             params={**params, "level": min_severity})
+            acc: dict[tuple, list] = {}
+            for r in rows:  # a message holding a secret: redacted, then templated, as locally
+                text = r["template"] if r["raw"] is None else template(self.redactor.redact(r["raw"]))
+                key = (text, r["service"], r["revision"])
+                lo, hi = _ts(r["first_seen"]), _ts(r["last_seen"])
+                cur = acc.get(key)
+                if cur is None:
+                    acc[key] = [int(r["n"]), int(r["sev"]), lo, hi, r["example"]]
+                    continue
+                cur[0] += int(r["n"])
+                cur[1] = max(cur[1], int(r["sev"]))
+                cur[2] = min(cur[2], lo)
+                if (hi, r["example"] or "") > (cur[3], cur[4] or ""):
+                    cur[4] = r["example"]
+                cur[3] = max(cur[3], hi)
+            out = [TemplateStats(t, svc, rev, n, sev, lo, hi, ex) for (t, svc, rev), (n, sev, lo, hi, ex) in acc.items()]
             return sorted(out, key=lambda t: (t.template, *_nulls_last(t.service), *_nulls_last(t.revision)))
         return self._once(("templates", window, min_severity), compute)
 

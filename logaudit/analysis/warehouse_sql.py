@@ -10,8 +10,8 @@ warehouse path gives the local engine's numbers.
 
 Only aggregates come back: rows per revision, per latency bin, per endpoint, per pattern and
 revision, per template, per time bucket. Timestamps are compared in microseconds (BigQuery's
-resolution). A computed key is grouped by its position (`GROUP BY 1, 2, 3`): the emulator's
-translation to DuckDB does not resolve a SELECT alias there.
+resolution). A computed key is computed in a subquery and grouped as a column there: the
+emulator's translation to DuckDB does not group by a SELECT alias or position of an expression.
 
 >>> sql = totals_sql("SELECT * FROM t", service=True)
 >>> "WHERE service = @service" in sql
@@ -143,8 +143,8 @@ def _bin() -> str:
 
 def histograms_sql(entries_sql: str, *, service: bool = False, revision: bool = False) -> str:
     return (f"{prelude(entries_sql, service=service, revision=revision)}\n"
-            f"SELECT service, revision, {_bin()} AS bin, COUNT(*) AS n FROM e "
-            f"WHERE revision IS NOT NULL AND {LATENCY_ROW} GROUP BY 1, 2, 3")
+            f"SELECT service, revision, bin, COUNT(*) AS n FROM (SELECT service, revision, {_bin()} AS bin FROM e "
+            f"WHERE revision IS NOT NULL AND {LATENCY_ROW}) GROUP BY service, revision, bin")
 
 
 def normalized_path(col: str = "http_path") -> str:
@@ -205,8 +205,14 @@ def template_expr(col: str = "message") -> str:
     return expr
 
 
-def templates_sql(entries_sql: str, matches: MatchSQL, *, service: bool = False, revision: bool = False) -> str:
-    """Per (template, service, revision) of messages at `@level` or above no pattern matched."""
+def templates_sql(entries_sql: str, matches: MatchSQL, trigger: str | None = None, *, service: bool = False,
+                  revision: bool = False) -> str:
+    """Per (template, service, revision) of messages at `@level` or above no pattern matched.
+
+    Messages are redacted before they are templated (as locally): a message the redaction
+    `trigger` finds is returned as `raw`, grouped by itself, for the caller to redact and
+    template; the others are templated here (`template` NULL or `raw` NULL, never both)."""
+    secret = f"REGEXP_CONTAINS(message, {string_literal(trigger)})" if trigger else "FALSE"
     return f"""{prelude(entries_sql, service=service, revision=revision)},
 u AS (
   SELECT service, revision, message, effective_severity_num AS sev, timestamp FROM e
@@ -214,12 +220,13 @@ u AS (
 ),
 per AS (  -- identical messages are templated once
   SELECT service, revision, message, COUNT(*) AS n, MAX(sev) AS sev, MIN(timestamp) AS first_seen,
-         MAX(timestamp) AS last_seen
+         MAX(timestamp) AS last_seen, {secret} AS secret
   FROM u GROUP BY service, revision, message
 )
-SELECT {template_expr()} AS template, service, revision, SUM(n) AS n, MAX(sev) AS sev, MIN(first_seen) AS first_seen,
+SELECT template, raw, service, revision, SUM(n) AS n, MAX(sev) AS sev, MIN(first_seen) AS first_seen,
        MAX(last_seen) AS last_seen, {latest_text("last_seen", "message")} AS example
-FROM per GROUP BY 1, 2, 3"""
+FROM (SELECT *, IF(secret, NULL, {template_expr()}) AS template, IF(secret, message, NULL) AS raw FROM per)
+GROUP BY template, raw, service, revision"""
 
 
 def bucket_expr(ts: str = "timestamp") -> str:
@@ -238,19 +245,21 @@ def timeline_sql(entries_sql: str, matches: MatchSQL, categories: dict[str, list
     return f"""{prelude(entries_sql, service=service, revision=revision)},
 {matches.cte(columns="e.timestamp, e.service, e.revision")},
 a AS (
-  SELECT {bucket_expr()} AS b, service, revision, COUNT(*) AS entries, COUNTIF(effective_severity_num >= 500) AS errors,
+  SELECT b, service, revision, COUNT(*) AS entries, COUNTIF(effective_severity_num >= 500) AS errors,
          COUNT(http_status) AS requests, COUNTIF(http_status >= 500) AS status_5xx
-  FROM e WHERE revision IS NOT NULL GROUP BY 1, 2, 3
+  FROM (SELECT *, {bucket_expr()} AS b FROM e WHERE revision IS NOT NULL) GROUP BY b, service, revision
 ),
-k AS (SELECT {bucket_expr()} AS b, service, revision, {cats} FROM m WHERE revision IS NOT NULL GROUP BY 1, 2, 3)
+k AS (SELECT b, service, revision, {cats}
+      FROM (SELECT *, {bucket_expr()} AS b FROM m WHERE revision IS NOT NULL) GROUP BY b, service, revision)
 SELECT a.b, a.service, a.revision, a.entries, a.errors, a.requests, a.status_5xx, {zero}
 FROM a LEFT JOIN k ON k.b = a.b AND k.service IS NOT DISTINCT FROM a.service AND k.revision = a.revision"""
 
 
 def status_series_sql(entries_sql: str, *, service: bool = False, revision: bool = False) -> str:
     return (f"{prelude(entries_sql, service=service, revision=revision)}\n"
-            f"SELECT {bucket_expr()} AS b, CONCAT(CAST(DIV(http_status, 100) AS STRING), 'xx') AS status_class, "
-            "COUNT(*) AS requests FROM e WHERE http_status IS NOT NULL GROUP BY 1, 2")
+            "SELECT b, status_class, COUNT(*) AS requests FROM ("
+            f"SELECT {bucket_expr()} AS b, CONCAT(CAST(DIV(http_status, 100) AS STRING), 'xx') AS status_class "
+            "FROM e WHERE http_status IS NOT NULL) GROUP BY b, status_class")
 
 
 __all__ = ["LATENCY_ROW", "TEXT", "MatchSQL", "bucket_expr", "candidates_sql", "earliest_text", "endpoints_sql",

@@ -214,15 +214,10 @@ def test_every_method_equals_the_local_engine(engines: dict[str, WarehouseEngine
 
 
 # The local engine templates a message after redacting it (`template_sql(redactor.sql(...))`);
-# the warehouse's templates_sql templates the stored message, so a hostile audit entry's
-# "by dev@example.com" gives "by <*>" there and "by <redacted:email>" locally. Redacting inside
-# GoogleSQL nests the 42 rules' REGEXP_REPLACE in the 11 masks' and sqlglot's parser overflows
-# Python's recursion limit: the fix is left to the engine's author (strict: fixing it fails this).
-_TEMPLATE_REDACTION = pytest.mark.xfail(strict=True, reason="warehouse templates are not redacted before masking")
-
-
-@pytest.mark.parametrize("window", [pytest.param(w, marks=_TEMPLATE_REDACTION) if w in ("whole", "service") else w
-                                    for w in WINDOWS])
+# the warehouse returns the messages the redaction trigger finds untemplated and redacts and
+# templates them in Python: a hostile audit entry's "by dev@example.com" is "by <redacted:email>"
+# in both.
+@pytest.mark.parametrize("window", list(WINDOWS))
 @pytest.mark.parametrize("source", ["all_logs", "p.sink", "p.part"])
 def test_templates_equal_the_local_engine(engines: dict[str, WarehouseEngine], audit: Audit, source: str,
                                           window: str) -> None:
@@ -315,3 +310,12 @@ def test_the_candidate_cap_refuses_rather_than_fetches(con: duckdb.DuckDBPyConne
     assert err.value.hint == ("narrow --since/--until, or make those patterns RE2-exact "
                               "(`logaudit catalog check --engine bigquery` says why each is not)")
     assert [q.purpose for q in engine.runner.queries] == ["totals", "recheck-candidates"]
+
+
+def test_a_secret_in_an_unmatched_message_is_redacted_before_it_is_templated(
+        engines: dict[str, WarehouseEngine]) -> None:
+    """The audit entry 'ReplaceService by dev@example.com: status 7 ...' (ERROR, no pattern):
+    its template names the redacted address, not a mask of the address."""
+    templates = [t.template for t in engines["all_logs"].templates(Window(), min_severity=500)]
+    hits = [t for t in templates if "ReplaceService" in t]
+    assert hits == ["google.cloud.run.<*>.Services.ReplaceService by <redacted:email>: status <*> Permission denied"]
