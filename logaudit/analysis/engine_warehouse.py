@@ -171,13 +171,15 @@ class WarehouseEngine:
 
     def endpoints(self, window: Window) -> list[EndpointStats]:
         def compute() -> list[EndpointStats]:
-            renamed = {}
+            renamed: dict[str, list[str]] = {}  # redacted form -> the normalized paths that redact to it
             if self.redactor.enabled:
                 for r in self._run("endpoint-paths", q.paths_sql, window):
                     path = r["path"]
                     if path is not None and (red := self.redactor.redact(path)) != path:
-                        renamed[path] = red
-            rows = self._run("endpoints", q.endpoints_sql, window, renamed)
+                        renamed.setdefault(red, []).append(path)
+            targets = sorted(renamed)
+            rows = self._run("endpoints", q.endpoints_sql, window, targets,
+                             params={f"renamed_{i}": sorted(renamed[t]) for i, t in enumerate(targets)})
             total: dict[str | None, int] = {}
             for r in rows:
                 total[r["service"]] = total.get(r["service"], 0) + r["n"]

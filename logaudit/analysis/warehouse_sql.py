@@ -162,16 +162,21 @@ def paths_sql(entries_sql: str, *, service: bool = False, revision: bool = False
             f"SELECT DISTINCT {normalized_path()} AS path FROM e WHERE http_status IS NOT NULL")
 
 
-def endpoints_sql(entries_sql: str, renamed: dict[str, str], *, service: bool = False, revision: bool = False) -> str:
-    """Per (service, method, path, status): count and exact p95 latency; `renamed` maps a
-    normalized path to its redacted form where redaction changes it (so redacted paths merge)."""
+def endpoints_sql(entries_sql: str, redacted: Sequence[str] = (), *, service: bool = False,
+                  revision: bool = False) -> str:
+    """Per (service, method, path, status): count and exact p95 latency. A normalized path that
+    redaction changes becomes its redacted form `redacted[i]` when it is one of the parameter
+    `@renamed_i` (so redacted paths merge, and the paths holding secrets stay out of the text)."""
     path = normalized_path()
-    if renamed:
-        cases = " ".join(f"WHEN {string_literal(k)} THEN {string_literal(v)}" for k, v in sorted(renamed.items()))
-        path = f"CASE {path} {cases} ELSE {path} END"
+    if redacted:
+        cases = " ".join(f"WHEN np IN UNNEST(@renamed_{i}) THEN {string_literal(v)}" for i, v in enumerate(redacted))
+        path = f"CASE {cases} ELSE np END"
+    else:
+        path = "np"
     keys = "service, http_method, path, http_status"
     return f"""{prelude(entries_sql, service=service, revision=revision)},
-r AS (SELECT service, http_method, {path} AS path, http_status, http_latency_ms FROM e WHERE http_status IS NOT NULL),
+r AS (SELECT service, http_method, {path} AS path, http_status, http_latency_ms
+      FROM (SELECT *, {normalized_path()} AS np FROM e WHERE http_status IS NOT NULL)),
 c AS (SELECT {keys}, COUNT(*) AS n FROM r GROUP BY {keys}),
 lat AS (SELECT DISTINCT {keys}, PERCENTILE_CONT(http_latency_ms, 0.95) OVER (PARTITION BY {keys}) AS p95
         FROM r WHERE {LATENCY_ROW})
