@@ -38,15 +38,20 @@ class WarehouseArgs:
     ref: str | None
     endpoint: str | None
     billing_project: str | None
-    max_bytes: int | None
+    max_bytes_text: str | None
     dry_run: bool
     print_sql: bool
     dedupe: bool
 
+    @property
+    def max_bytes(self) -> int | None:
+        """--max-bytes in bytes (UsageError for a size that is not one)."""
+        return None if self.max_bytes_text is None else parse_bytes(self.max_bytes_text)
+
     def check(self) -> None:
         if self.ref is None:
             given = [name for name, on in (("--dry-run", self.dry_run), ("--print-sql", self.print_sql),
-                                           ("--no-dedupe", not self.dedupe), ("--max-bytes", self.max_bytes),
+                                           ("--no-dedupe", not self.dedupe), ("--max-bytes", self.max_bytes_text),
                                            ("--billing-project", self.billing_project)) if on]
             if given:
                 raise UsageError(f"{', '.join(given)} needs --bigquery", hint="add --bigquery PROJECT.DATASET._AllLogs")
@@ -61,11 +66,9 @@ def warehouse_options(fn: Callable) -> Callable:
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         values = {name: kwargs.pop(name) for name in _NAMES}
-        max_bytes = values["max_bytes"]
         kwargs["warehouse"] = WarehouseArgs(
-            values["bigquery"], values["bigquery_endpoint"], values["billing_project"],
-            None if max_bytes is None else parse_bytes(max_bytes), values["dry_run"], values["print_sql"],
-            not values["no_dedupe"])
+            values["bigquery"], values["bigquery_endpoint"], values["billing_project"], values["max_bytes"],
+            values["dry_run"], values["print_sql"], not values["no_dedupe"])
         return fn(*args, **kwargs)
 
     options = [
@@ -97,6 +100,7 @@ def warehouse_options(fn: Callable) -> Callable:
 def open_audit(store_dir: str | None, catalogs: Any, redactor: Any, warehouse: WarehouseArgs) -> Any:
     """The local store's `Audit`, or with --bigquery a `WarehouseAudit` (dry-run mode for --dry-run)."""
     warehouse.check()
+    warehouse.max_bytes  # noqa: B018 - a size that is not one is refused before anything runs
     if warehouse.ref is None:
         from logaudit.analysis.audit import Audit
 
@@ -141,20 +145,23 @@ def show_plan(audit: Any, analysis: str, warehouse: WarehouseArgs, fmt: str, **w
             for q in plan:
                 click.echo(f"-- logaudit {analysis}: {q.purpose}\n{q.sql};\n")
         return True
-    from logaudit.warehouse.bigquery import estimate_usd
+    from logaudit.warehouse.bigquery import PRICE_PER_TIB_USD, estimate_usd
 
     runner = audit.runner
     for q in plan:
         runner.query(q.sql, {}, purpose=q.purpose)
     rows = [(r.purpose, r.bytes_processed or 0) for r in runner.queries]
     total = sum(b for _, b in rows)
+    limit = runner.max_bytes
     if fmt == "json":
-        echo_json({"queries": [{"purpose": p, "bytes": b, "estimated_usd": estimate_usd(b)} for p, b in rows],
-                   "total_bytes": total, "estimated_usd": estimate_usd(total)})
+        echo_json({"queries": [{"purpose": p, "bytes": b, "estimated_usd": estimate_usd(b), "over_max_bytes": b > limit}
+                               for p, b in rows],
+                   "total_bytes": total, "estimated_usd": estimate_usd(total), "max_bytes": limit})
     else:
         for purpose, b in rows:
-            click.echo(f"{purpose:<24} {b:>16,} bytes")
-        click.echo(f"{'total':<24} {total:>16,} bytes, about ${estimate_usd(total):.4f} on demand")
+            click.echo(f"{purpose:<24} {b:>16,} bytes" + ("  over --max-bytes: would be refused" if b > limit else ""))
+        click.echo(f"{'total':<24} {total:>16,} bytes, about ${estimate_usd(total):.4f} on demand "
+                   f"(estimate at ${PRICE_PER_TIB_USD} per TiB; each query is billed separately)")
     return True
 
 

@@ -5,12 +5,11 @@ pure helpers (labels, prices, parameters, refs)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from bq_api_fake import FakeBigQuery, dry_run_job, error
 
 from logaudit.core.errors import UsageError, WarehouseError
 from logaudit.warehouse.bigquery import (
@@ -26,51 +25,6 @@ from logaudit.warehouse.runner import QueryRecord
 
 GIB = 2**30
 SCHEMA = {"fields": [{"name": "n", "type": "INTEGER", "mode": "NULLABLE"}]}
-
-
-class FakeBigQuery(ThreadingHTTPServer):
-    """Answers each jobs.insert with `answer(body) -> (status, json)`; keeps the request bodies."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.inserts: list[dict] = []
-        self.answer = lambda body: (500, {})
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeBigQuery
-
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.inserts.append(body)
-        status, reply = self.server.answer(body)
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def dry_run_job(body: dict, scanned: int) -> dict:
-    """The job resource BigQuery returns for a dry run: DONE at once, bytes and schema in statistics."""
-    return {"kind": "bigquery#job", "jobReference": {"projectId": "p", "location": "US"},
-            "configuration": body["configuration"], "status": {"state": "DONE"},
-            "statistics": {"totalBytesProcessed": str(scanned),
-                           "query": {"totalBytesProcessed": str(scanned), "totalBytesBilled": "0",
-                                     "cacheHit": False, "statementType": "SELECT", "schema": SCHEMA}}}
-
-
-def error(code: int, status: str, reason: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message, "status": status,
-                      "errors": [{"message": message, "domain": "global", "reason": reason}]}}
 
 
 @pytest.fixture
