@@ -225,6 +225,30 @@ def field_paths(schema: pa.Schema) -> dict[str, str]:
     return paths
 
 
+def sink_tables(entries: list[dict], *, latency: str = "RECORD") -> dict[str, pa.Table]:
+    """A sink's rows per log table name (one table per log, not sharded), typed as BigQuery would."""
+    by_log: dict[str, list[dict]] = defaultdict(list)
+    for e in entries:
+        by_log[sink_name(unquote(e["logName"].split("/logs/", 1)[1]))].append(e)
+    out = {}
+    for log, group in sorted(by_log.items()):
+        arrow = _table([sink_row(e, latency=latency) for e in group])
+        out[log] = arrow.cast(pa.schema([pa.field(f.name, _no_null_types(f.type)) for f in arrow.schema]))
+    return out
+
+
+def bigquery_schema(schema: pa.Schema, bq: Any) -> list:
+    """The `google.cloud.bigquery.SchemaField`s of an Arrow schema (structs as RECORDs, lists REPEATED)."""
+    def field(name: str, typ: pa.DataType, mode: str = "NULLABLE"):
+        if pa.types.is_struct(typ):
+            return bq.SchemaField(name, "RECORD", mode=mode, fields=[field(f.name, f.type) for f in typ])
+        if pa.types.is_list(typ):
+            return field(name, typ.value_type, "REPEATED")
+        return bq.SchemaField(name, next(t for test, t in _BQ_TYPES if test(typ)), mode=mode)
+
+    return [field(f.name, f.type) for f in schema]
+
+
 def load_sink(con: duckdb.DuckDBPyConnection, dataset: str, entries: list[dict], *, sharded: bool = True,
               latency: str = "STRING", drop: dict[str, list[str]] | None = None) -> list[SinkTable]:
     """Create a sink's tables for `entries` in `dataset` (one per log; date shards when `sharded`)

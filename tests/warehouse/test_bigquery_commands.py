@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from bq_emulator import CALL_TIMEOUT, client, emulator_python, retry, running_emulator
-from bq_tables import all_logs_rows
+from bq_tables import all_logs_rows, bigquery_schema, sink_tables
 from test_emulator import _all_logs_schema, _json_row
 
 from logaudit.sources.sample import SampleConfig, sample_entries
@@ -24,6 +24,7 @@ from logaudit.store.store import Store
 pytestmark = pytest.mark.slow
 
 TABLE = "p.d._AllLogs"
+SINK = "p.sink"
 SINCE, UNTIL = "2025-09-09T20:00:00Z", "2025-09-10T04:00:00Z"
 DUPLICATED = 40
 
@@ -45,7 +46,8 @@ def store(entries: list[dict], tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory, entries: list[dict]):
-    """The emulator's URL; it holds `p.d._AllLogs`: the entries, then the first DUPLICATED again."""
+    """The emulator's URL; it holds `p.d._AllLogs`: the entries, then the first DUPLICATED again;
+    and `p.sink`, a classic sink's dataset of the entries (a table per log)."""
     from google.cloud import bigquery as bq
 
     python = emulator_python()
@@ -57,6 +59,13 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory, entries: list[dict]):
         rows += [{**r, "receive_timestamp": "2030-01-01T00:00:00Z"} for r in rows[:DUPLICATED]]
         for start in range(0, len(rows), 500):
             assert bqc.insert_rows_json(table, rows[start:start + 500], retry=retry(), timeout=CALL_TIMEOUT) == []
+        bqc.create_dataset(SINK, retry=retry(), timeout=CALL_TIMEOUT)
+        for log, arrow in sink_tables(entries).items():
+            sink = bqc.create_table(bq.Table(f"{SINK}.{log}", schema=bigquery_schema(arrow.schema, bq)),
+                                    retry=retry(), timeout=CALL_TIMEOUT)
+            rows = [_json_row(r) for r in arrow.to_pylist()]
+            for start in range(0, len(rows), 500):
+                assert bqc.insert_rows_json(sink, rows[start:start + 500], retry=retry(), timeout=CALL_TIMEOUT) == []
         bqc.close()
         yield emulator.url
 
@@ -79,6 +88,13 @@ def test_summarize_of_one_service_in_bigquery_is_the_store_summary(cli, store: P
     window = ("--since", SINCE, "--until", UNTIL, "--service", "netra-backend-staging")
     local = _json(cli, "summarize", "--store", store, *window)
     remote = _json(cli, "summarize", "--bigquery", TABLE, "--bigquery-endpoint", endpoint, *window)
+    assert remote == local
+
+
+def test_summarize_of_a_sink_dataset_in_bigquery_is_the_store_summary(cli, store: Path, endpoint: str) -> None:
+    window = ("--since", SINCE, "--until", UNTIL)
+    local = _json(cli, "summarize", "--store", store, *window)
+    remote = _json(cli, "summarize", "--bigquery", SINK, "--bigquery-endpoint", endpoint, *window)
     assert remote == local
 
 
