@@ -13,6 +13,7 @@ cannot run exactly has its candidate texts fetched once per time range and check
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ from logaudit.analysis.aggregates import (
     STATUS_SERIES_SCHEMA,
     TIMELINE_SCHEMA,
     EndpointStats,
+    HealthEvidence,
     HealthStats,
     LatencyHistogram,
     PatternStats,
@@ -50,6 +52,9 @@ from logaudit.warehouse.source import WarehouseSource
 #: Distinct texts a time range may hold for the patterns that are checked locally (prefilter
 #: candidates, local-only patterns); more is refused rather than fetched.
 MAX_CANDIDATES = 200_000
+_LINE_BREAK = re.compile(r"\r\n|\n|\r")
+_NOT_BLANK = re.compile(r"[^\t\n\f\r ]")
+_TRACEBACK = "Traceback (most recent call last):"
 _MARKS = {"start": START_PATTERNS, "boot_failure": BOOT_FAILURE_PATTERNS, "startup_probe": STARTUP_PROBE_PATTERNS,
           "ready": READY_PATTERNS}
 
@@ -273,11 +278,42 @@ class WarehouseEngine:
                              "requests": [r["requests"] for r in rows]}, schema=STATUS_SERIES_SCHEMA)
         return self._once(("status", window, step), compute)
 
+    def _marks(self) -> dict[str, list[int]]:
+        """Per lifecycle mark kind: the indexes of its catalog patterns."""
+        return {kind: [i for i, p in enumerate(self.pushed) if p.pattern.id in ids] for kind, ids in _MARKS.items()}
+
     def health(self, window: Window) -> list[HealthStats]:
-        raise WarehouseError("health facts are not computed in BigQuery yet")
+        def compute() -> list[HealthStats]:
+            matches, params = self._matches(window)
+            per: dict[tuple[str | None, str], dict[str, Any]] = {}
+            for r in sorted(self._run("health", q.health_sql, window, matches, self._marks(), params=params),
+                            key=lambda r: r["kind"] or ""):
+                cur = per.setdefault((r["service"], r["revision"]), {**r, "evidence": {}})
+                if r["kind"] is not None:
+                    cur["evidence"][r["kind"]] = HealthEvidence(r["n"], _ts(r["lo"]), _ts(r["hi"]), r["example"])
+            return [HealthStats(s, rev, r["starts"], r["failed"], r["probe"], r["ready"], r["requests"], r["ok"],
+                                r["evidence"])
+                    for (s, rev), r in sorted(per.items(), key=lambda kv: (*_nulls_last(kv[0][0]), kv[0][1]))]
+        return self._once(("health", window), compute)
 
     def root_causes(self, window: Window) -> list[RootCause]:
-        raise WarehouseError("root causes are not computed in BigQuery yet")
+        def compute() -> list[RootCause]:
+            matches, params = self._matches(window)
+            acc: dict[tuple[str | None, str, str], list] = {}
+            for r in self._run("root-causes", q.root_causes_sql, window, matches, self._marks(), params=params):
+                line = _root_cause_line(r["message"])
+                if line is None:
+                    continue
+                lo, hi = _ts(r["lo"]), _ts(r["hi"])
+                cur = acc.setdefault((r["service"], r["revision"], line), [0, lo, hi, r["message"]])
+                cur[0] += r["starts"]
+                cur[1] = min(cur[1], lo)
+                if (hi, r["message"]) > (cur[2], cur[3]):
+                    cur[3] = r["message"]
+                cur[2] = max(cur[2], hi)
+            out = [RootCause(s, rev, line, n, lo, hi, ex) for (s, rev, line), (n, lo, hi, ex) in acc.items()]
+            return sorted(out, key=lambda c: (*_nulls_last(c.service), c.revision, -c.starts, c.line))
+        return self._once(("root_causes", window), compute)
 
     def close(self) -> None:
         self._memo.clear()
@@ -303,6 +339,16 @@ def _ts(value: Any) -> Any:
 
     ts = pd.Timestamp(value)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _root_cause_line(message: str) -> str | None:
+    """The root-cause line of a first error's message (`RootCause`): its last non-blank line when
+    it holds a Python traceback, else its first; None when every line is blank. Blank is RE2's
+    whitespace only, as where the local engine cuts it."""
+    lines = [x for x in _LINE_BREAK.split(message) if _NOT_BLANK.search(x)]
+    if not lines:
+        return None
+    return lines[-1] if _TRACEBACK in message else lines[0]
 
 
 def _step_us(step: timedelta) -> int:

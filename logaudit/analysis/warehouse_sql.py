@@ -267,6 +267,100 @@ def status_series_sql(entries_sql: str, *, service: bool = False, revision: bool
             "FROM e WHERE http_status IS NOT NULL) GROUP BY b, status_class")
 
 
-__all__ = ["LATENCY_ROW", "TEXT", "MatchSQL", "bucket_expr", "candidates_sql", "earliest_text", "endpoints_sql",
-           "histograms_sql", "latest_text", "normalized_path", "paths_sql", "patterns_sql", "prelude",
-           "revisions_sql", "status_series_sql", "template_expr", "templates_sql", "timeline_sql", "totals_sql"]
+# ------------------------------------------------------------------------------------ health
+#: A request that succeeded (a WebSocket upgrade, 101, is not one), and one that failed.
+_OK = "http_status BETWEEN 200 AND 399"
+_BAD = "http_status <> 101 AND NOT http_status BETWEEN 200 AND 399"
+#: An error that is not a request, with a text: what a start's root cause is read from.
+_TEXT_ERROR = "http_status IS NULL AND effective_severity_num >= 500 AND message IS NOT NULL"
+#: The lifecycle marks of `HealthStats`, each a flag column `is_<kind>` of `lifecycle`.
+MARK_KINDS = ("start", "boot_failure", "startup_probe", "ready")
+
+
+def lifecycle(matches: MatchSQL, marks: dict[str, Sequence[int]], also: str) -> str:
+    """`k AS (...), s AS (...)`: the entries of `e` with a revision that carry a lifecycle mark
+    (`marks`: kind of `MARK_KINDS` -> indexes of its patterns) or meet `also`, each with its flags
+    and `seq`, the number of its instance's starts up to it, ordered by (timestamp, start first,
+    insertId): the entries of one start are those of its `seq` (0: before the instance's first
+    start in the window; two starts at one instant: the later one's)."""
+    flags = []
+    for kind in MARK_KINDS:
+        tests = [t for i in marks.get(kind, ()) if (t := matches.test(i))]
+        flags.append(f"COALESCE({' OR '.join(f'({t})' for t in tests) or 'FALSE'}, FALSE) AS is_{kind}")
+    marked = " OR ".join(f"is_{kind}" for kind in MARK_KINDS)
+    return f"""k AS (
+  SELECT service, revision, instance_id, timestamp, insert_id, http_status, message, effective_severity_num,
+         {TEXT} AS text, {", ".join(flags)}
+  FROM e WHERE revision IS NOT NULL
+),
+s AS (
+  SELECT *, {marked} AS marked,
+         SUM(IF(is_start, 1, 0)) OVER (PARTITION BY service, revision, instance_id
+                                      ORDER BY timestamp, is_start DESC, insert_id
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS seq
+  FROM k WHERE {marked} OR ({also})
+)"""
+
+
+def health_sql(entries_sql: str, matches: MatchSQL, marks: dict[str, Sequence[int]], *, service: bool = False,
+               revision: bool = False) -> str:
+    """Per (service, revision) with a lifecycle mark or a request, and per evidence kind of it: the
+    start counts (`HealthStats`) and the kind's entries, first, last and latest text (ties: the
+    greatest insertId). A start is ready by a READY mark or a successful request of its segment."""
+    kinds = [f"IF(is_{kind}, '{kind}', NULL)" for kind in MARK_KINDS]
+    kinds += ["IF(http_status IS NOT NULL, 'request', NULL)", f"IF({_BAD}, 'failed_request', NULL)"]
+    on = "{a}.service IS NOT DISTINCT FROM per.service AND {a}.revision = per.revision"
+    return f"""{prelude(entries_sql, service=service, revision=revision)},
+{lifecycle(matches, marks, "http_status IS NOT NULL")},
+ev AS (
+  SELECT service, revision, kind, timestamp, text,
+         ROW_NUMBER() OVER (PARTITION BY service, revision, kind ORDER BY timestamp DESC, insert_id DESC) AS rk
+  FROM s CROSS JOIN UNNEST([{", ".join(kinds)}]) AS kind WHERE kind IS NOT NULL
+),
+evidence AS (
+  SELECT service, revision, kind, COUNT(*) AS n, MIN(timestamp) AS lo, MAX(timestamp) AS hi,
+         MAX(IF(rk = 1, text, NULL)) AS example
+  FROM ev GROUP BY service, revision, kind
+),
+segs AS (
+  SELECT service, revision, instance_id, seq, LOGICAL_OR(is_boot_failure) AS failed,
+         LOGICAL_OR(is_startup_probe) AS probe, LOGICAL_OR(is_ready OR COALESCE({_OK}, FALSE)) AS ready
+  FROM s WHERE seq > 0 GROUP BY service, revision, instance_id, seq
+),
+starts AS (
+  SELECT service, revision, COUNTIF(failed) AS failed, COUNTIF(probe) AS probe, COUNTIF(ready) AS ready
+  FROM segs GROUP BY service, revision
+),
+per AS (
+  SELECT service, revision, COUNTIF(is_start) AS starts, COUNTIF(marked) AS marked, COUNT(http_status) AS requests,
+         COUNTIF({_OK}) AS ok
+  FROM s GROUP BY service, revision
+)
+SELECT per.service, per.revision, per.starts, COALESCE(g.failed, 0) AS failed, COALESCE(g.probe, 0) AS probe,
+       COALESCE(g.ready, 0) AS ready, per.requests, per.ok, v.kind, v.n, v.lo, v.hi, v.example
+FROM per
+LEFT JOIN starts g ON {on.format(a="g")}
+LEFT JOIN evidence v ON {on.format(a="v")}
+WHERE per.marked > 0 OR per.requests > 0"""
+
+
+def root_causes_sql(entries_sql: str, matches: MatchSQL, marks: dict[str, Sequence[int]], *,
+                    service: bool = False, revision: bool = False) -> str:
+    """Per (service, revision, message) that is a start's first error (the first entry of its
+    segment that is an error, not a request, with a text; ties: the least insertId): how many
+    starts, the first and last such error. Its root-cause line is cut from the message locally."""
+    return f"""{prelude(entries_sql, service=service, revision=revision)},
+{lifecycle(matches, marks, _TEXT_ERROR)},
+f AS (
+  SELECT service, revision, timestamp, message,
+         ROW_NUMBER() OVER (PARTITION BY service, revision, instance_id, seq ORDER BY timestamp, insert_id) AS rk
+  FROM s WHERE seq > 0 AND {_TEXT_ERROR}
+)
+SELECT service, revision, message, COUNT(*) AS starts, MIN(timestamp) AS lo, MAX(timestamp) AS hi
+FROM f WHERE rk = 1 GROUP BY service, revision, message"""
+
+
+__all__ = ["LATENCY_ROW", "MARK_KINDS", "TEXT", "MatchSQL", "bucket_expr", "candidates_sql", "earliest_text",
+           "endpoints_sql", "health_sql", "histograms_sql", "latest_text", "lifecycle", "normalized_path",
+           "paths_sql", "patterns_sql", "prelude", "revisions_sql", "root_causes_sql", "status_series_sql",
+           "template_expr", "templates_sql", "timeline_sql", "totals_sql"]
