@@ -411,14 +411,18 @@ def glob_re2(glob: str) -> str:
             neg = body.startswith("!")
             chars = body[1:] if neg else body
             parts, k = [], 0
-            while k < len(chars):  # a-z ranges as written, every other character escaped
+            while k < len(chars):  # a-z ranges (a reversed one is empty, as in fnmatch), the rest escaped
                 if k + 2 < len(chars) and chars[k + 1] == "-":
-                    parts.append(f"{_char(chars[k])}-{_char(chars[k + 2])}")
+                    if chars[k] <= chars[k + 2]:
+                        parts.append(f"{_char(chars[k])}-{_char(chars[k + 2])}")
                     k += 3
                 else:
                     parts.append(_char(chars[k]))
                     k += 1
-            out.append(("[^" if neg else "[") + "".join(parts) + "]")
+            if parts:
+                out.append(("[^" if neg else "[") + "".join(parts) + "]")
+            else:  # nothing in the set: no character, or (negated) any character
+                out.append("(?s:.)" if neg else r"[^\x{0}-\x{10ffff}]")
             i = close + 1
         else:
             out.append(_char(c))
