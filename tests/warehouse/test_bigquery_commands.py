@@ -115,7 +115,7 @@ def test_report_in_bigquery_writes_the_store_summary(cli, store: Path, endpoint:
     remote = json.loads((tmp_path / "bq" / "summary.json").read_text())
     assert remote == local
     text = (tmp_path / "bq" / "report.md").read_text()
-    assert f"`{TABLE}`: BigQuery Log Analytics view {TABLE}" in text
+    assert "**Source:** `p.d._AllLogs`: BigQuery Log Analytics view p.d.\\_AllLogs" in text
     assert "Ingests and pulls" not in text
 
 
