@@ -6,7 +6,7 @@ counts and time series. They are defined here once, as small typed values that d
 where the logs are: an `Engine` computes them for a `Window` (since/until, service, revision) and
 only they cross the engine boundary (a few thousand rows at most, never entries). The DuckDB
 engine over the local store is `logaudit.analysis.engine_duckdb.DuckDBEngine` (`Audit(store).engine`);
-a warehouse engine (BigQuery) is one more implementation of `Engine`. See docs/analysis.md.
+the BigQuery one is `logaudit.analysis.engine_warehouse.WarehouseEngine`. See docs/analysis.md.
 
 >>> engine = Audit("logaudit-store").engine                                  # doctest: +SKIP
 >>> [(r.revision, r.errors) for r in engine.revisions(Window(service="api"))]  # doctest: +SKIP
