@@ -124,10 +124,11 @@ class WarehouseEngine:
                                    self.max_candidates)
             rows = self.runner.query(sql, {}, purpose="recheck-candidates").to_pylist()
             if len(rows) > self.max_candidates:
-                ids = ", ".join(self.pushed[i].pattern.id for i in wanted)
+                ids = ", ".join(self.pushed[i].pattern.id for i in wanted[:5]) + \
+                    (f" and {len(wanted) - 5} more" if len(wanted) > 5 else "")
                 raise WarehouseError(
                     f"the patterns checked outside BigQuery ({ids}) have more than {self.max_candidates:,} "
-                    "distinct candidate texts in this window",
+                    "candidate texts in this window (distinct per pattern)",
                     hint="narrow --since/--until, or make those patterns RE2-exact "
                          "(`logaudit catalog check --engine bigquery` says why each is not)")
             for row in rows:

@@ -480,9 +480,11 @@ def pattern_sql(pattern: Pattern, plan: Re2Plan | None = None) -> PatternSQL:
 
     if plan.mode == "exact":
         if plan.recheck_non_ascii:
+            # on other texts the RE2 form is looser (ASCII `\b`, classes widened to every
+            # non-ASCII character): the texts it matches are the only candidates
             non_ascii = f"NOT REGEXP_CONTAINS({pattern.field}, r'{_ASCII_ONLY}')"
             return PatternSQL(pattern, plan, both(test, f"REGEXP_CONTAINS({pattern.field}, r'{_ASCII_ONLY}')"),
-                              both(non_ascii))
+                              both(test, non_ascii))
         return PatternSQL(pattern, plan, both(test), None)
     if plan.mode == "prefilter":
         return PatternSQL(pattern, plan, None, both(test))

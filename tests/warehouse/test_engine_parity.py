@@ -308,7 +308,7 @@ def test_the_candidate_cap_refuses_rather_than_fetches(con: duckdb.DuckDBPyConne
     with pytest.raises(WarehouseError) as err:
         engine.patterns(Window())
     assert err.value.message == ("the patterns checked outside BigQuery (payment-declined, greek-quarantine) have "
-                                 "more than 1 distinct candidate texts in this window")
+                                 "more than 1 candidate texts in this window (distinct per pattern)")
     assert err.value.hint == ("narrow --since/--until, or make those patterns RE2-exact "
                               "(`logaudit catalog check --engine bigquery` says why each is not)")
     assert [q.purpose for q in engine.runner.queries] == ["totals", "recheck-candidates"]
