@@ -94,3 +94,12 @@ def test_bigquery_usage_errors_are_exit_64(cli, tmp_path, args: tuple[str, ...],
     result = cli(*args, "--store", tmp_path / "none")
     assert result.exit_code == 64, result.output
     assert result.output.startswith(message), result.output
+
+
+def test_no_dedupe_leaves_out_the_shuffle(cli) -> None:
+    dedupe = cli("summarize", "--bigquery", TABLE, *WINDOW, "--print-sql")
+    every = cli("summarize", "--bigquery", TABLE, *WINDOW, "--print-sql", "--no-dedupe")
+    assert dedupe.exit_code == every.exit_code == 0
+    with_qualify = [p for p, sql in _statements(dedupe.stdout, "summarize") if "QUALIFY ROW_NUMBER()" in sql]
+    assert with_qualify == SUMMARIZE
+    assert "QUALIFY" not in every.stdout
