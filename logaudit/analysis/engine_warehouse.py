@@ -213,6 +213,35 @@ class WarehouseEngine:
             return sorted(out, key=lambda p: p.id)
         return self._once(("patterns", window, examples), compute)
 
+    def field_values(self, window: Window, pattern_ids: list[str], *, top: int = 10) -> list[dict[str, dict[str, int]]]:
+        """Per pattern id: the `top` most frequent values of each named group (as stored; the
+        caller redacts), by count then value. Rows matched in BigQuery are extracted there
+        (`REGEXP_EXTRACT` with the group's RE2 form); rows matched after a local check are
+        counted per text and extracted here."""
+        index = {p.pattern.id: i for i, p in enumerate(self.pushed)}
+        wanted = [index[pid] for pid in pattern_ids if pid in index and self.pushed[index[pid]].pattern.group_names]
+        counts: dict[int, dict[str, dict[str, int]]] = {i: {} for i in wanted}
+        matches, params = self._matches(window)
+        arms = [(i, name, expr) for i in wanted if self.pushed[i].sure
+                for name, expr in self.pushed[i].plan.extract.items()]
+        if arms:
+            for r in self._run("field-values", q.field_values_sql, window, matches, arms, params=params):
+                counts[r["pid"]].setdefault(r["name"], {})[r["v"]] = int(r["n"])
+        local = [i for i in wanted if i in matches.confirmed]
+        if local:
+            for r in self._run("field-values-local", q.local_texts_sql, window, matches, local, params=params):
+                found = self.pushed[r["pid"]].pattern.compiled.search(r["v"])
+                for name, value in (found.groupdict() if found else {}).items():
+                    if value is not None:
+                        into = counts[r["pid"]].setdefault(name, {})
+                        into[value] = into.get(value, 0) + int(r["n"])
+        out = []
+        for pid in pattern_ids:
+            groups = counts.get(index.get(pid, -1), {})
+            out.append({name: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:top])
+                        for name, values in groups.items()})
+        return out
+
     def templates(self, window: Window, *, min_severity: int) -> list[TemplateStats]:
         def compute() -> list[TemplateStats]:
             matches, params = self._matches(window)

@@ -123,16 +123,29 @@ class WarehouseAudit(Audit):
                                            "latency_p99_ms", "traffic_share"])
 
     def patterns(self, fields: bool = True, **window: Any) -> pd.DataFrame:
-        """As `Audit.patterns`; `fields` are empty (field values are not fetched from BigQuery)."""
+        """As `Audit.patterns`: with `fields`, the top-10 values of each named group, extracted in
+        BigQuery (`REGEXP_EXTRACT`) and redacted."""
         w = self.window(**window)
+        stats = self._summary_patterns(self.engine.patterns(w))
+        values = self.engine.field_values(w, [p["id"] for p in stats]) if fields else [None] * len(stats)
         rows = []
-        for p in self._summary_patterns(self.engine.patterns(w)):
+        for p, groups in zip(stats, values, strict=True):
             rows.append({"id": p["id"], "category": p["category"], "title": p["title"], "count": p["count"],
                          "first_seen": pd.Timestamp(p["first_seen"]), "last_seen": pd.Timestamp(p["last_seen"]),
                          "by_revision": p["by_revision"], "example": self.redactor.redact(p["example"])
-                         if p["example"] is not None else None} | ({"fields": {}} if fields else {}))
+                         if p["example"] is not None else None} | ({"fields": self._redacted(groups)} if fields else {}))
         cols = ["id", "category", "title", "count", "first_seen", "last_seen", "by_revision", "example"]
         return pd.DataFrame(rows, columns=cols + (["fields"] if fields else []))
+
+    def _redacted(self, groups: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        """Field values redacted; two values that redact to one text add up (as `Audit.patterns`)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, values in groups.items():
+            into = out.setdefault(name, {})
+            for value, n in values.items():
+                red = self.redactor.redact(value) or ""
+                into[red] = into.get(red, 0) + n
+        return out
 
     def endpoints(self, **window: Any) -> pd.DataFrame:
         w = self.window(**window)

@@ -202,6 +202,37 @@ def _quoted(text: str) -> str:
     return f"'{out}'"
 
 
+def field_values_sql(entries_sql: str, matches: MatchSQL, arms: Sequence[tuple[int, str, str]], *,
+                     service: bool = False, revision: bool = False, top: int = 50) -> str:
+    """The most frequent values of named groups, per (pid, name): each arm (pattern index, group
+    name, RE2 with that group as its only capture) extracts from the rows its pattern matches in
+    SQL (`sure`); rows matched after a local check are counted by `local_texts_sql`."""
+    union = "\nUNION ALL\n".join(
+        f"SELECT {i} AS pid, {string_literal(name)} AS name, "
+        f"REGEXP_EXTRACT({matches.patterns[i].field}, {string_literal(expr)}) AS v FROM e WHERE {matches.patterns[i].sure}"
+        for i, name, expr in arms)
+    return f"""{prelude(entries_sql, service=service, revision=revision)},
+x AS (
+{union}
+),
+c AS (SELECT pid, name, v, COUNT(*) AS n FROM x WHERE v IS NOT NULL GROUP BY pid, name, v)
+SELECT pid, name, v, n FROM (
+  SELECT pid, name, v, n, ROW_NUMBER() OVER (PARTITION BY pid, name ORDER BY n DESC, v) AS rk FROM c
+) WHERE rk <= {top}"""
+
+
+def local_texts_sql(entries_sql: str, matches: MatchSQL, wanted: Sequence[int], *, service: bool = False,
+                    revision: bool = False) -> str:
+    """Per (pid, text): the rows of pattern `pid` matched after a local check (`MatchSQL.confirmed`)."""
+    union = "\nUNION ALL\n".join(
+        f"SELECT {i} AS pid, {matches.patterns[i].field} AS v FROM e WHERE {matches.patterns[i].candidate} "
+        f"AND {matches.patterns[i].field} IN UNNEST(@{matches.confirmed[i]})"
+        + (f" AND NOT ({matches.patterns[i].sure})" if matches.patterns[i].sure else "")
+        for i in wanted)
+    return (f"{prelude(entries_sql, service=service, revision=revision)},\nx AS (\n{union}\n)\n"
+            "SELECT pid, v, COUNT(*) AS n FROM x GROUP BY pid, v")
+
+
 def template_expr(col: str = "message") -> str:
     """`templates.template` in SQL (what `templates.template_sql` is for DuckDB)."""
     expr = f"SUBSTR({col}, 1, {MAX_TEMPLATE_CHARS})"

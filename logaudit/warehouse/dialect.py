@@ -19,6 +19,9 @@ tests/warehouse checks: `REGEXP_CONTAINS`, `REGEXP_EXTRACT` (one group or none),
   always given (`LTRIM(x, ' ')`, the local normaliser's rule).
 - `DIV(a - b, c)` is written `a - b // c` (the operands lose their parentheses, so `//` binds
   first): `to_duckdb` puts each compound operand of `DIV` in parentheses.
+- `REGEXP_EXTRACT` returns its capturing group in BigQuery, but sqlglot counts the groups with
+  Python's `re`, which refuses RE2 syntax such as `\\x{80}`, and then extracts the whole match:
+  `to_duckdb` counts them with RE2 and asks for the group.
 - `_TABLE_SUFFIX` has no DuckDB equivalent: it stays a column name; a DuckDB stand-in for a
   wildcard table is a view named like it that carries `_TABLE_SUFFIX` (see tests/warehouse).
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+import re2
 import sqlglot
 from sqlglot import exp
 
@@ -59,13 +63,26 @@ def _paren_div(node: exp.Expression) -> exp.Expression:
     return node
 
 
+def _extract_group(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.RegexpExtract) and node.args.get("group") is None:
+        pattern = node.args.get("expression")
+        if isinstance(pattern, exp.RawString) or (isinstance(pattern, exp.Literal) and pattern.is_string):
+            try:
+                groups = re2.compile(pattern.this).groups
+            except re2.error:
+                groups = 0
+            if groups == 1:
+                node.set("group", exp.Literal.number(1))
+    return node
+
+
 def to_duckdb(sql: str) -> str:
     """The DuckDB text of a GoogleSQL query (module docstring: what is rewritten and why).
 
     >>> to_duckdb("SELECT DIV(a - 1, b + 1) AS q FROM t")
     'SELECT (a - 1) // (b + 1) AS q FROM t'
     """
-    tree = parse_bigquery(sql).transform(_zero_countif).transform(_paren_div)
+    tree = parse_bigquery(sql).transform(_zero_countif).transform(_paren_div).transform(_extract_group)
     return tree.sql("duckdb")
 
 

@@ -321,3 +321,20 @@ def test_a_secret_in_an_unmatched_message_is_redacted_before_it_is_templated(
     templates = [t.template for t in engines["all_logs"].templates(Window(), min_severity=500)]
     hits = [t for t in templates if "ReplaceService" in t]
     assert hits == ["google.cloud.run.<*>.Services.ReplaceService by <redacted:email>: status <*> Permission denied"]
+
+
+def test_field_values_are_extracted_in_bigquery_as_locally(engines: dict[str, WarehouseEngine], audit: Audit) -> None:
+    """`patterns(fields=True)`: each named group's top values, by REGEXP_EXTRACT with the group's
+    RE2 form (and locally for rows matched after a local check), redacted as locally."""
+    from logaudit.analysis.warehouse_audit import WarehouseAudit
+
+    engine = engines["all_logs"]
+    remote = WarehouseAudit(engine.source, engine.runner, engine.catalog, redactor=audit.redactor).patterns()
+    local = audit.patterns()
+    assert list(remote["id"]) == list(local["id"])
+    assert list(remote["fields"]) == list(local["fields"])
+    fields = dict(zip(remote["id"], remote["fields"], strict=True))
+    assert fields["gunicorn-booting-worker"] == {"pid": {"10": 3, "9": 2, "12": 1, "13": 1, "7": 1}}
+    assert fields["ws-rejected-no-jwt"] == {"environment": {"staging": 42}}
+    assert sum(fields["ws-rejected-no-jwt"]["environment"].values()) == \
+        int(local.loc[local["id"] == "ws-rejected-no-jwt", "count"].iloc[0])
