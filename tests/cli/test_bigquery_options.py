@@ -36,6 +36,7 @@ def _statements(text: str, analysis: str) -> list[tuple[str, str]]:
     return [(p.split("\n", 1)[0], p.split("\n", 1)[1].strip().removesuffix(";")) for p in parts]
 
 
+@pytest.mark.slow  # builds every query of an analysis (2-4 s)
 def test_print_sql_prints_every_query_ready_to_paste_and_runs_nothing(cli) -> None:
     result = cli("summarize", "--bigquery", TABLE, *WINDOW, "--service", "api", "--print-sql")
     assert result.exit_code == 0, result.output
@@ -48,6 +49,7 @@ def test_print_sql_prints_every_query_ready_to_paste_and_runs_nothing(cli) -> No
     assert "service = 'api'" in dict(queries)["totals"]
 
 
+@pytest.mark.slow  # builds every query of an analysis (2-4 s)
 def test_print_sql_as_json(cli) -> None:
     result = cli("compare", "--bigquery", TABLE, *WINDOW, "--print-sql", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -56,6 +58,7 @@ def test_print_sql_as_json(cli) -> None:
     assert all(set(q) == {"purpose", "sql"} for q in queries)
 
 
+@pytest.mark.slow  # builds every query of an analysis (2-4 s)
 def test_dry_run_sends_only_dry_runs_and_prints_bytes_and_price(cli, fake: FakeBigQuery) -> None:
     fake.answer = lambda body: (200, dry_run_job(body, 3 * GIB))
     result = cli("summarize", "--bigquery", TABLE, "--bigquery-endpoint", fake.url, "--billing-project", "bill",
@@ -71,6 +74,7 @@ def test_dry_run_sends_only_dry_runs_and_prints_bytes_and_price(cli, fake: FakeB
     assert {b["jobReference"]["projectId"] for b in fake.inserts} == {"bill"}
 
 
+@pytest.mark.slow  # builds every query of an analysis (2-4 s)
 def test_dry_run_as_text_names_the_queries_over_the_limit(cli, fake: FakeBigQuery) -> None:
     fake.answer = lambda body: (200, dry_run_job(body, 3 * GIB))
     result = cli("report", "--bigquery", TABLE, "--bigquery-endpoint", fake.url, *WINDOW, "--dry-run",
@@ -96,6 +100,7 @@ def test_bigquery_usage_errors_are_exit_64(cli, tmp_path, args: tuple[str, ...],
     assert result.output.startswith(message), result.output
 
 
+@pytest.mark.slow  # builds every query of an analysis (2-4 s)
 def test_no_dedupe_leaves_out_the_shuffle(cli) -> None:
     dedupe = cli("summarize", "--bigquery", TABLE, *WINDOW, "--print-sql")
     every = cli("summarize", "--bigquery", TABLE, *WINDOW, "--print-sql", "--no-dedupe")

@@ -33,6 +33,7 @@ _segment = st.one_of(st.sampled_from(["", "api", "v1", "{id}", "8f3a2b1c-1234-4a
                      st.text(alphabet="abc0123456789-_.", max_size=12))
 
 
+@pytest.mark.slow  # 300 DuckDB queries (4 s)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_segment, max_size=7))
 def test_the_sql_path_normalisation_is_normalize_path(segments: list[str]) -> None:
