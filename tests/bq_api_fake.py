@@ -5,6 +5,9 @@ official client against it shows what bqemulator cannot (its dry runs report 0 b
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 SCHEMA = {"fields": [{"name": "n", "type": "INTEGER", "mode": "NULLABLE"}]}
@@ -53,3 +56,17 @@ def dry_run_job(body: dict, scanned: int) -> dict:
 def error(code: int, status: str, reason: str, message: str) -> dict:
     return {"error": {"code": code, "message": message, "status": status,
                       "errors": [{"message": message, "domain": "global", "reason": reason}]}}
+
+
+@contextmanager
+def serving() -> Iterator[FakeBigQuery]:
+    """A `FakeBigQuery` answering on a thread until the block ends."""
+    server = FakeBigQuery()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

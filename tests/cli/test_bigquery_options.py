@@ -5,10 +5,10 @@ answers like the BigQuery API), and the usage errors."""
 from __future__ import annotations
 
 import json
-import threading
+from collections.abc import Iterator
 
 import pytest
-from bq_api_fake import FakeBigQuery, dry_run_job
+from bq_api_fake import FakeBigQuery, dry_run_job, serving
 from sqlglot import exp
 
 from logaudit.warehouse.dialect import parse_bigquery
@@ -22,13 +22,9 @@ SUMMARIZE = ["totals", "revisions", "endpoint-paths", "endpoints", "recheck-cand
 
 
 @pytest.fixture
-def fake():
-    server = FakeBigQuery()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def fake() -> Iterator[FakeBigQuery]:
+    with serving() as server:
+        yield server
 
 
 def _statements(text: str, analysis: str) -> list[tuple[str, str]]:

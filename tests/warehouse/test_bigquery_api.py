@@ -5,11 +5,10 @@ pure helpers (labels, prices, parameters, refs)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 
 import pytest
-from bq_api_fake import FakeBigQuery, dry_run_job, error
+from bq_api_fake import FakeBigQuery, dry_run_job, error, serving
 
 from logaudit.core.errors import UsageError, WarehouseError
 from logaudit.warehouse.bigquery import (
@@ -29,13 +28,8 @@ SCHEMA = {"fields": [{"name": "n", "type": "INTEGER", "mode": "NULLABLE"}]}
 
 @pytest.fixture
 def fake() -> Iterator[FakeBigQuery]:
-    server = FakeBigQuery()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with serving() as server:
+        yield server
 
 
 def _runner(fake: FakeBigQuery, **kwargs) -> BigQueryRunner:
